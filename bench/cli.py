@@ -1,0 +1,132 @@
+"""The `segbench` command. Configuration errors print one line and exit with code 2."""
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bench.config import STRATEGIES, ConfigError, RunSpec
+from bench.workload.images import SourceUnavailable
+from bench.workload.models import WeightsUnavailable
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Benchmark SegFormer batch-inference architectures on Ray.")
+
+USAGE_ERROR = 2
+
+
+@app.command()
+def run(
+    strategy: Annotated[str, typer.Option(help=f"One of: {', '.join(STRATEGIES)}")] = "sequential",
+    model: Annotated[str, typer.Option(help="b0..b5 or tiny")] = "b0",
+    batch_size: Annotated[int, typer.Option()] = 8,
+    images: Annotated[Optional[int], typer.Option(help="How many images (default: all of a folder)")] = None,
+    source: Annotated[str, typer.Option(help="synthetic | folder:PATH | PATH | hf:NAME[:SPLIT]")] = "synthetic",
+    image_scale: Annotated[float, typer.Option(help="Shrink synthetic images (tests)")] = 1.0,
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    weights: Annotated[str, typer.Option(help="random | hub | PATH to a save_pretrained folder")] = "random",
+    seed: Annotated[int, typer.Option()] = 0,
+    warmup_batches: Annotated[int, typer.Option()] = 1,
+    actors: Annotated[int, typer.Option(help="Workers of the Ray strategies")] = 1,
+    cpus_per_worker: Annotated[Optional[float], typer.Option()] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option()] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch threads per worker (default: its CPUs)")] = None,
+    postprocess: Annotated[str, typer.Option(help="exact | approx | reference")] = "exact",
+    model_transfer: Annotated[str, typer.Option(help="tasks: object_store | reload")] = "object_store",
+    max_in_flight: Annotated[int, typer.Option(help="Batches queued per actor")] = 2,
+    ray_address: Annotated[Optional[str], typer.Option(help="auto, host:port or ray://… (default: local)")] = None,
+    timeout: Annotated[float, typer.Option(help="Hard limit for the cell, seconds")] = 1800.0,
+    keep_masks: Annotated[bool, typer.Option(help="Keep the maps, not only their digests")] = False,
+    label: Annotated[str, typer.Option()] = "",
+    results: Annotated[Path, typer.Option(help="Folder for the record")] = Path("results"),
+    sample_interval: Annotated[float, typer.Option(help="Seconds between utilisation samples")] = 0.5,
+    quiet: Annotated[bool, typer.Option()] = False,
+) -> None:
+    """Run one cell: warm-up, measured window, one record under RESULTS/runs/."""
+    if images is None and source == "synthetic":
+        images = 64
+    spec = RunSpec(strategy=strategy, model=model, batch_size=batch_size, images=images, source=source,
+                   image_scale=image_scale, seed=seed, device=device, weights=weights,
+                   warmup_batches=warmup_batches, actors=actors, cpus_per_worker=cpus_per_worker,
+                   gpus_per_worker=gpus_per_worker, threads=threads, postprocess=postprocess,
+                   model_transfer=model_transfer, max_in_flight=max_in_flight, ray_address=ray_address,
+                   timeout_s=timeout, keep_masks=keep_masks, label=label)
+    from bench.progress import image_progress
+    from bench.runner import run_cell
+    from bench.summary import print_run_summary
+
+    with image_progress(quiet) as progress:
+        record, path = run_cell(spec, results, sample_interval=sample_interval, progress=progress)
+    print_run_summary(record, path)
+    if record["status"] != "ok":
+        raise typer.Exit(1)
+
+
+@app.command()
+def models() -> None:
+    """List model sizes with parameters and GFLOPs at the native input size."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from bench.workload.models import SIZES, forward_gflops, parameter_count
+
+    table = Table("size", "hidden sizes", "depths", "decoder", "input", "params (M)", "GFLOPs", "hub checkpoint")
+    for name, size in SIZES.items():
+        table.add_row(name, "/".join(map(str, size.hidden_sizes)), "/".join(map(str, size.depths)),
+                      str(size.decoder_hidden_size),
+                      f"{size.native_size}²", f"{parameter_count(name) / 1e6:.1f}", f"{forward_gflops(name):.1f}",
+                      size.hub_id or "-")
+    Console().print(table)
+
+
+@app.command("images")
+def images_cmd(
+    out: Annotated[Path, typer.Argument(help="Folder to write JPEGs into")],
+    count: Annotated[int, typer.Option()] = 16,
+    seed: Annotated[int, typer.Option()] = 0,
+    scale: Annotated[float, typer.Option()] = 1.0,
+) -> None:
+    """Write the synthetic ADE20K-like images to a folder (to use as a folder source, or to look at)."""
+    from bench.workload.images import SyntheticSource
+
+    if count < 1:
+        raise ConfigError(f"count must be at least 1 (got {count})")
+    out.mkdir(parents=True, exist_ok=True)
+    for image in SyntheticSource(count, seed, scale):
+        (out / f"{image.image_id}.jpg").write_bytes(image.data)
+    typer.echo(f"wrote {count} images to {out}")
+
+
+@app.command("export-model")
+def export_model_cmd(
+    size: Annotated[str, typer.Argument(help="b0..b5 or tiny")],
+    out: Annotated[Path, typer.Argument(help="Folder to write (save_pretrained layout)")],
+    weights: Annotated[str, typer.Option()] = "random",
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Export a model to a folder usable as `--weights FOLDER`."""
+    from bench.workload.models import SIZES, export_model
+
+    if size not in SIZES:
+        raise ConfigError(f"unknown model {size!r}; choose from {', '.join(SIZES)}")
+    typer.echo(f"exported {size} ({weights} weights) to {export_model(size, out, weights, seed)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=False)
+    except (ConfigError, SourceUnavailable, WeightsUnavailable) as err:
+        print(f"segbench: error: {err}", file=sys.stderr)
+        sys.exit(USAGE_ERROR)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as err:  # click's usage errors (unknown option, bad type) carry their own exit code
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise

@@ -1,0 +1,126 @@
+"""RunSpec: one benchmark cell, validated on construction so bad input fails before any heavy work."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.workload.models import SIZES, weights_kind
+from bench.workload.postprocess import POSTPROCESS_MODES
+
+STRATEGIES = ("sequential", "tasks", "actors", "actor_pool", "ray_data")
+DEVICES = ("cpu", "cuda")
+MODEL_TRANSFERS = ("object_store", "reload")
+
+
+class ConfigError(ValueError):
+    """A configuration a user must fix; the CLI prints it as one line and exits with code 2."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    strategy: str = "sequential"
+    model: str = "b0"
+    batch_size: int = 8
+    images: int | None = 64  # None: every image of a folder/dataset source
+    source: str = "synthetic"  # synthetic | folder:PATH | PATH | hf:NAME[:SPLIT]
+    image_scale: float = 1.0  # synthetic only: shrink every image (tests)
+    seed: int = 0
+    device: str = "cpu"
+    weights: str = "random"  # random | hub | PATH (save_pretrained folder)
+    warmup_batches: int = 1
+    actors: int = 1  # workers for the Ray strategies (tasks: concurrent tasks)
+    cpus_per_worker: float | None = None  # None: the CPUs available split evenly among workers
+    gpus_per_worker: float | None = None  # None: 1 on cuda (fractions share a GPU), 0 on cpu
+    threads: int | None = None  # torch threads per worker; None: the CPUs the worker owns
+    postprocess: str = "exact"
+    model_transfer: str = "object_store"  # tasks only: `reload` builds the model in every task
+    max_in_flight: int = 2  # batches queued per actor (actors, actor_pool)
+    ray_address: str | None = None  # None: a private local Ray instance
+    timeout_s: float = 1800.0
+    keep_masks: bool = False
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        def fail(message: str) -> None:
+            raise ConfigError(message)
+
+        if self.strategy not in STRATEGIES:
+            fail(f"unknown strategy {self.strategy!r}; choose from {', '.join(STRATEGIES)}")
+        if self.model not in SIZES:
+            fail(f"unknown model {self.model!r}; choose from {', '.join(SIZES)}")
+        if self.device not in DEVICES:
+            fail(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
+        if self.postprocess not in POSTPROCESS_MODES:
+            fail(f"unknown postprocess {self.postprocess!r}; choose from {', '.join(POSTPROCESS_MODES)}")
+        if self.model_transfer not in MODEL_TRANSFERS:
+            fail(f"unknown model transfer {self.model_transfer!r}; choose from {', '.join(MODEL_TRANSFERS)}")
+        for name in ("batch_size", "actors", "max_in_flight"):
+            if int(getattr(self, name)) < 1:
+                fail(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        if self.images is not None and self.images < 1:
+            fail(f"images must be at least 1 (got {self.images})")
+        if self.warmup_batches < 0:
+            fail(f"warmup-batches must be 0 or more (got {self.warmup_batches})")
+        if self.threads is not None and self.threads < 1:
+            fail(f"threads must be at least 1 (got {self.threads})")
+        if not 0 < self.image_scale <= 4:
+            fail(f"image-scale must be in (0, 4] (got {self.image_scale})")
+        if self.timeout_s <= 0:
+            fail(f"timeout must be positive (got {self.timeout_s})")
+        for name in ("cpus_per_worker", "gpus_per_worker"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                fail(f"{name.replace('_', '-')} must not be negative (got {value})")
+        if self.source == "synthetic" and self.images is None:
+            fail("the synthetic source needs an image count (--images N)")
+        if self.source not in ("synthetic",) and not self.source.startswith("hf:"):
+            folder = Path(self.source.removeprefix("folder:"))
+            if not folder.is_dir():
+                fail(f"image folder {folder} does not exist or is not a folder")
+        if weights_kind(self.weights) == "folder" and not (Path(self.weights) / "config.json").is_file():
+            fail(f"weights folder {self.weights} has no config.json (expected a save_pretrained folder)")
+        if self.device == "cpu" and self.gpus_per_worker:
+            fail("gpus-per-worker needs --device cuda")
+
+    @property
+    def cell_id(self) -> str:
+        """Deterministic id of what is measured (not of where the record goes or its label)."""
+        fields = {k: v for k, v in self.to_dict().items() if k not in ("label", "timeout_s", "keep_masks")}
+        digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.strategy}-{self.model}-{self.device}-bs{self.batch_size}-a{self.actors}-{digest}"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes) -> RunSpec:
+        return dataclasses.replace(self, **changes)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (respects affinity and container limits better than cpu_count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def check_device(device: str) -> None:
+    """Fail with a ConfigError when the device is not there; imports torch, so call it after cheap checks."""
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda was asked for, but no CUDA device is available on this machine")

@@ -1,0 +1,222 @@
+"""One cell end to end: plan resources, start the strategy (cold costs), run the measured window under
+the samplers, check every input came back exactly once, and write one record atomically.
+
+The runner, never the strategy, owns the clock. Times of a batch: `submitted` and `completed` are read
+on the driver; `started`/`ended` come from the worker (wall clock, so they compare across processes).
+Steady state excludes the first `warmup_batches` completed batches.
+"""
+
+from __future__ import annotations
+
+import _thread
+import contextlib
+import datetime as dt
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench import records
+from bench.cluster import ClusterInfo, local_cluster_info, ray_session
+from bench.config import ConfigError, RunSpec, check_device
+from bench.resources import plan_workers
+from bench.samplers import ResourceSampler
+from bench.stats import distribution
+from bench.workload.images import SourceUnavailable, batched, open_source
+from bench.workload.models import SIZES, WeightsUnavailable, check_weights, weights_kind
+from bench.workload.predictor import STAGES, BatchResult, PredictorSpec
+
+Progress = Callable[[int, int | None], None]  # (images done, images expected or None)
+
+
+# Errors that are the user's to fix: raised to the caller (exit code 2), not recorded as a failed cell.
+REFUSALS = (ConfigError, SourceUnavailable, WeightsUnavailable)
+
+
+class CellTimeout(Exception):
+    pass
+
+
+@dataclass
+class BatchEvent:
+    index: int
+    worker: str
+    pid: int
+    node: str
+    images: int
+    submitted: float  # seconds since the run started (driver clock)
+    started: float  # worker clock (wall time), same origin
+    ended: float
+    completed: float  # driver clock: result received
+    stages: dict[str, float]
+
+
+def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_interval: float = 0.5,
+             progress: Progress | None = None, write: bool = True) -> tuple[dict, Path | None]:
+    """Run one cell and return (record, path). Configuration errors raise before any heavy work."""
+    check_device(spec.device)
+    source = open_source(spec.source, spec.images, spec.seed, spec.image_scale)
+    check_weights(spec.model, spec.weights)
+    import strategies
+
+    strategy_cls = strategies.get(spec.strategy)
+    if not strategy_cls.uses_ray or not spec.ray_address:
+        local = local_cluster_info()
+        plan_workers(spec, local.cpus, local.gpus)  # refuse impossible cells before starting Ray
+
+    record = {
+        "kind": records.RECORD_KIND, "schema_version": records.SCHEMA_VERSION, "cell_id": spec.cell_id,
+        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(), "spec": spec.to_dict(),
+        "weights": {"kind": weights_kind(spec.weights), "name": spec.weights, "seed": spec.seed,
+                    "hub_id": SIZES[spec.model].hub_id},
+        "source": source.describe(), "environment": records.environment(), "status": "running",
+    }
+    session = ray_session(spec.ray_address) if strategy_cls.uses_ray else contextlib.nullcontext(local)
+    try:
+        with session as cluster, _watchdog(spec.timeout_s) as expired:
+            try:
+                _measure(spec, source, strategy_cls, cluster, record, sample_interval, progress)
+            except KeyboardInterrupt:
+                if not expired.is_set():
+                    raise
+                raise CellTimeout(f"cell exceeded its {spec.timeout_s:g} s timeout") from None
+        record["status"] = "ok" if not record.get("error") else "failed"
+    except CellTimeout as err:
+        record.update(status="timeout", error=str(err))
+    except KeyboardInterrupt:
+        record.update(status="interrupted", error="interrupted by the user")
+        _write(record, spec, results_dir, write)
+        raise
+    except REFUSALS:
+        raise
+    except Exception as err:
+        record.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+    return record, _write(record, spec, results_dir, write)
+
+
+def _write(record: dict, spec: RunSpec, results_dir: Path, write: bool) -> Path | None:
+    if not write:
+        return None
+    return records.write_atomic(records.new_record_path(results_dir, spec.cell_id), record)
+
+
+@contextlib.contextmanager
+def _watchdog(timeout_s: float):
+    """Interrupt the main thread when the cell outlives its timeout (ray.get/wait are interruptible)."""
+    expired = threading.Event()
+
+    def fire() -> None:
+        expired.set()
+        _thread.interrupt_main()
+
+    timer = threading.Timer(timeout_s, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield expired
+    finally:
+        timer.cancel()
+
+
+def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record, sample_interval, progress) -> None:
+    plan = plan_workers(spec, cluster.cpus, cluster.gpus)
+    predictor = PredictorSpec(spec.model, spec.weights, spec.seed, spec.device, plan.threads, spec.postprocess,
+                              spec.keep_masks)
+    record["plan"] = asdict(plan)
+    record["cluster"] = cluster.to_dict()
+    strategy = strategy_cls(spec, predictor, plan)
+    clock = time.perf_counter()
+    info = strategy.start()
+    start_s = time.perf_counter() - clock
+
+    expected = len(source) if hasattr(source, "__len__") else None
+    events: list[BatchEvent] = []
+    submitted: dict[int, float] = {}
+    seen: dict[str, int] = {}
+    outputs, bad = [], []
+    run_start = time.time()
+
+    def on_submit(index: int) -> None:
+        submitted[index] = time.time() - run_start
+
+    done = 0
+    try:
+        with ResourceSampler(sample_interval) as sampler:
+            for result in strategy.run(enumerate(batched(iter(source), spec.batch_size)), on_submit):
+                events.append(_event(result, submitted, run_start))
+                for image in result.images:
+                    seen[image.image_id] = seen.get(image.image_id, 0) + 1
+                    if image.ok:
+                        outputs.append({"id": image.image_id, "width": image.width, "height": image.height,
+                                        "digest": image.digest, "histogram": image.histogram})
+                    else:
+                        bad.append({"id": image.image_id, "reason": image.error})
+                done += result.num_images
+                if progress:
+                    progress(done, expected)
+    finally:
+        strategy.stop()
+    run_s = time.time() - run_start
+
+    duplicates = sorted(i for i, n in seen.items() if n > 1)
+    record.update({
+        "cold": {"ray_init_s": cluster.init_s, "strategy_start_s": start_s, "model_load_s": info.model_load_s,
+                 "time_to_first_batch_s": min((e.completed for e in events), default=None)},
+        "metrics": summarise(events, spec.warmup_batches, run_s, start_s),
+        "batches": [asdict(e) for e in events],
+        "run_start_wall": run_start,
+        "samples": [asdict(s) for s in sampler.samples],
+        "utilisation": sampler.summary(),
+        "outputs": outputs,
+        "bad_images": bad,
+        "skipped_files": record["source"].get("skipped", []),
+        "counts": {"inputs_expected": expected, "inputs_seen": len(seen), "ok": len(outputs), "bad": len(bad),
+                   "duplicates": len(duplicates)},
+    })
+    if duplicates or (expected is not None and len(seen) != expected):
+        record["error"] = (f"exactly-once check failed: {len(seen)} of {expected} inputs came back, "
+                           f"{len(duplicates)} more than once")
+
+
+def _event(result: BatchResult, submitted: dict[int, float], run_start: float) -> BatchEvent:
+    return BatchEvent(result.batch_index, result.worker, result.pid, result.node, result.num_images,
+                      submitted.get(result.batch_index, 0.0), result.start - run_start, result.end - run_start,
+                      time.time() - run_start, result.stages)
+
+
+def summarise(events: list[BatchEvent], warmup_batches: int, run_s: float, start_s: float) -> dict:
+    """Headline metrics from batch events (pure: tested with hand-made events)."""
+    ordered = sorted(events, key=lambda e: e.completed)
+    total = sum(e.images for e in ordered)
+    warm = min(warmup_batches, max(0, len(ordered) - 1))
+    steady = ordered[warm:]
+    window_start = ordered[warm - 1].completed if warm else (min(e.submitted for e in ordered) if ordered else 0)
+    window = (ordered[-1].completed - window_start) if ordered else 0.0
+    steady_images = sum(e.images for e in steady)
+    stage_totals = {s: sum(e.stages.get(s, 0.0) for e in steady) for s in STAGES}
+    latency = [e.completed - e.submitted for e in steady]
+    service = [e.ended - e.started for e in steady]
+    waiting = sum(lat - srv for lat, srv in zip(latency, service, strict=True))
+    per_image_ms = {s: 1000 * v / steady_images if steady_images else None for s, v in stage_totals.items()}
+    per_image_ms["waiting"] = 1000 * waiting / steady_images if steady_images else None
+    return {
+        "images": total,
+        "batches": len(ordered),
+        "warmup_batches": warm,
+        "steady_images": steady_images,
+        "steady_window_s": window,
+        "throughput_steady": steady_images / window if window > 0 else None,
+        "throughput_run": total / run_s if run_s > 0 else None,
+        "throughput_end_to_end": total / (run_s + start_s) if run_s + start_s > 0 else None,
+        "run_s": run_s,
+        "latency_p50_s": distribution(latency)["p50"],
+        "latency_p95_s": distribution(latency)["p95"],
+        "latency_p99_s": distribution(latency)["p99"],
+        "latency_s": distribution(latency),
+        "service_s": distribution(service),
+        "stage_ms_per_image": per_image_ms,
+        "workers_used": len({e.worker for e in ordered}),
+        "nodes_used": len({e.node for e in ordered}),
+    }

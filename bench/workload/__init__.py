@@ -1,0 +1,1 @@
+"""The workload: models, image sources, the predictor and its postprocess."""

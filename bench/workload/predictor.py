@@ -1,0 +1,220 @@
+"""The predictor: the unit of work every strategy runs, identical in every process.
+
+decode (PIL) → preprocess (resize to the native square, rescale, ImageNet-normalise) → forward
+(inference mode) → postprocess (upsample logits to each image's size, argmax) → digest.
+
+Preprocessing reproduces transformers' SegformerImageProcessor bit for bit: the same PIL bilinear
+resize of the uint8 image, then a 256-entry lookup table per channel that holds exactly
+float32((float32(v × (1/255) in float64) − mean) / std), the processor's own arithmetic, so the model
+sees identical pixel values while the batch costs one gather instead of three float passes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import socket
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bench.workload.images import EncodedImage
+from bench.workload.models import IMAGENET_MEAN, IMAGENET_STD, RANDOM_WEIGHTS, SIZES, build_model
+from bench.workload.postprocess import EXACT, POSTPROCESS_MODES, upsample_argmax
+
+STAGES = ("decode", "preprocess", "forward", "postprocess")
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+
+
+@dataclass(frozen=True)
+class PredictorSpec:
+    """Everything needed to build an identical predictor in any process (picklable, tiny)."""
+
+    model: str = "b0"
+    weights: str = RANDOM_WEIGHTS
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = None  # torch intra-op threads; None leaves torch's default
+    postprocess: str = EXACT
+    keep_masks: bool = False  # return the maps themselves, not only digests
+
+    def __post_init__(self) -> None:
+        if self.model not in SIZES:
+            raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(SIZES)}")
+        if self.postprocess not in POSTPROCESS_MODES:
+            raise ValueError(f"unknown postprocess {self.postprocess!r}; choose from {', '.join(POSTPROCESS_MODES)}")
+
+    @property
+    def native_size(self) -> int:
+        return SIZES[self.model].native_size
+
+
+@dataclass(slots=True)
+class ImageResult:
+    """One image's outcome: a digest of its map (and class histogram), or why it could not be read."""
+
+    image_id: str
+    width: int = 0
+    height: int = 0
+    digest: str | None = None
+    histogram: dict[int, int] = field(default_factory=dict)
+    error: str | None = None
+    mask: np.ndarray | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What a worker returns for one batch; times are wall-clock (time.time) so processes compare."""
+
+    images: list[ImageResult]
+    stages: dict[str, float]  # seconds per stage
+    start: float
+    end: float
+    pid: int
+    node: str
+    worker: str = ""
+    batch_index: int = -1
+
+    @property
+    def num_images(self) -> int:
+        return len(self.images)
+
+
+class DecodeError(ValueError):
+    pass
+
+
+def decode(data: bytes):
+    """Bytes → RGB PIL image. Grey, palette, RGBA, CMYK are converted; 16-bit is scaled to 8-bit."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise DecodeError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            image.load()
+    except UnidentifiedImageError:
+        raise DecodeError("not a recognised image format") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DecodeError(f"corrupt or unreadable image: {err}") from None
+    if image.mode in _SIXTEEN_BIT_MODES:
+        # PIL's own I;16 → RGB conversion clips at 255 (a white image); keep the top 8 bits instead.
+        wide = np.asarray(image, dtype=np.uint32)
+        image = Image.fromarray((wide >> 8 if wide.max() > 255 else wide).astype(np.uint8), mode="L")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _normalise_table() -> np.ndarray:
+    """(3, 256) float32: the processor's rescale+normalise of every uint8 value, per channel."""
+    scaled = (np.arange(256, dtype=np.float64) * (1 / 255)).astype(np.float32)
+    mean = np.asarray(IMAGENET_MEAN, dtype=np.float32)[:, None]
+    std = np.asarray(IMAGENET_STD, dtype=np.float32)[:, None]
+    return (scaled[None, :] - mean) / std
+
+
+def map_digest(segmentation: np.ndarray) -> str:
+    """Digest of a map: its shape and uint8 class ids (150 classes fit), so any pixel change shows."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{segmentation.shape[0]}x{segmentation.shape[1]}:".encode())
+    h.update(np.ascontiguousarray(segmentation, dtype=np.uint8).tobytes())
+    return h.hexdigest()
+
+
+def class_histogram(segmentation: np.ndarray) -> dict[int, int]:
+    counts = np.bincount(segmentation.ravel(), minlength=1)
+    return {int(c): int(n) for c, n in enumerate(counts) if n}
+
+
+class Predictor:
+    """Holds one model on one device and turns batches of encoded images into maps."""
+
+    def __init__(self, spec: PredictorSpec, model=None, worker: str = "") -> None:
+        import torch
+
+        self.spec = spec
+        self.worker = worker or f"pid-{os.getpid()}"
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        clock = time.perf_counter()
+        import transformers.models.segformer.modeling_segformer  # noqa: F401 - a one-off cost, kept apart
+
+        self.import_seconds = time.perf_counter() - clock
+        started = time.perf_counter()
+        self.device = torch.device(spec.device)
+        model = model if model is not None else build_model(spec.model, spec.weights, spec.seed)
+        self.model = model.to(self.device).eval()
+        self.load_seconds = time.perf_counter() - started
+        self.table = torch.from_numpy(_normalise_table()).to(self.device)
+        self.node = _node_id()
+
+    def predict(self, batch: list[EncodedImage], batch_index: int = -1) -> BatchResult:
+        import torch
+        from PIL import Image
+
+        start_wall, clock = time.time(), time.perf_counter()
+        results, decoded = [], []
+        for item in batch:
+            try:
+                image = decode(item.data)
+            except DecodeError as err:
+                results.append(ImageResult(item.image_id, error=str(err)))
+                continue
+            results.append(ImageResult(item.image_id, width=image.width, height=image.height))
+            decoded.append((len(results) - 1, image))
+        stages = {"decode": time.perf_counter() - clock}
+
+        clock = time.perf_counter()
+        side = self.spec.native_size
+        if decoded:
+            resized = np.stack([np.asarray(img.resize((side, side), Image.BILINEAR)) for _, img in decoded])
+            codes = torch.from_numpy(resized).to(self.device, non_blocking=True).permute(3, 0, 1, 2).long()
+            # table[c][v] for every pixel: (3, B, S, S) → (B, 3, S, S)
+            pixels = torch.stack([self.table[c][codes[c]] for c in range(3)], dim=1).contiguous()
+        stages["preprocess"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        if decoded:
+            with torch.inference_mode():
+                logits = self.model(pixel_values=pixels).logits
+            _synchronise(self.device)
+        stages["forward"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        for k, (slot, image) in enumerate(decoded):
+            with torch.inference_mode():
+                seg = upsample_argmax(logits[k], (image.height, image.width), self.spec.postprocess)
+            seg = seg.to(torch.uint8).cpu().numpy()
+            result = results[slot]
+            result.digest, result.histogram = map_digest(seg), class_histogram(seg)
+            if self.spec.keep_masks:
+                result.mask = seg
+        stages["postprocess"] = time.perf_counter() - clock
+        return BatchResult(results, stages, start_wall, time.time(), os.getpid(), self.node, self.worker,
+                           batch_index)
+
+
+def _synchronise(device) -> None:
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    except Exception:  # outside Ray the host name identifies the node
+        pass
+    return socket.gethostname()
