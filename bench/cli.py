@@ -2,7 +2,7 @@
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,7 +21,7 @@ def run(
     strategy: Annotated[str, typer.Option(help=f"One of: {', '.join(STRATEGIES)}")] = "sequential",
     model: Annotated[str, typer.Option(help="b0..b5 or tiny")] = "b0",
     batch_size: Annotated[int, typer.Option()] = 8,
-    images: Annotated[Optional[int], typer.Option(help="How many images (default: all of a folder)")] = None,
+    images: Annotated[int | None, typer.Option(help="How many images (default: all of a folder)")] = None,
     source: Annotated[str, typer.Option(help="synthetic | folder:PATH | PATH | hf:NAME[:SPLIT]")] = "synthetic",
     image_scale: Annotated[float, typer.Option(help="Shrink synthetic images (tests)")] = 1.0,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
@@ -29,13 +29,13 @@ def run(
     seed: Annotated[int, typer.Option()] = 0,
     warmup_batches: Annotated[int, typer.Option()] = 1,
     actors: Annotated[int, typer.Option(help="Workers of the Ray strategies")] = 1,
-    cpus_per_worker: Annotated[Optional[float], typer.Option()] = None,
-    gpus_per_worker: Annotated[Optional[float], typer.Option()] = None,
-    threads: Annotated[Optional[int], typer.Option(help="torch threads per worker (default: its CPUs)")] = None,
+    cpus_per_worker: Annotated[float | None, typer.Option()] = None,
+    gpus_per_worker: Annotated[float | None, typer.Option()] = None,
+    threads: Annotated[int | None, typer.Option(help="torch threads per worker (default: its CPUs)")] = None,
     postprocess: Annotated[str, typer.Option(help="exact | approx | reference")] = "exact",
     model_transfer: Annotated[str, typer.Option(help="tasks: object_store | reload")] = "object_store",
     max_in_flight: Annotated[int, typer.Option(help="Batches queued per actor")] = 2,
-    ray_address: Annotated[Optional[str], typer.Option(help="auto, host:port or ray://… (default: local)")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="auto, host:port or ray://… (default: local)")] = None,
     timeout: Annotated[float, typer.Option(help="Hard limit for the cell, seconds")] = 1800.0,
     keep_masks: Annotated[bool, typer.Option(help="Keep the maps, not only their digests")] = False,
     label: Annotated[str, typer.Option()] = "",
@@ -115,18 +115,7 @@ def export_model_cmd(
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv)  # standalone: typer reports its own usage errors with exit code 2
     except (ConfigError, SourceUnavailable, WeightsUnavailable) as err:
         print(f"segbench: error: {err}", file=sys.stderr)
         sys.exit(USAGE_ERROR)
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
-    except typer.Abort:
-        sys.exit(130)
-    except Exception as err:  # click's usage errors (unknown option, bad type) carry their own exit code
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise

@@ -24,7 +24,8 @@ def image_progress(quiet: bool = False, every_s: float = 10.0) -> Iterator[Progr
 
         yield log
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bar
 
     with Bar("images", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True) as bar:
         task = bar.add_task("images", total=None)

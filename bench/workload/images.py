@@ -2,7 +2,8 @@
 
 - `synthetic`: deterministic ADE20K-like photos generated from (seed, index), streamed, never stored.
 - `folder:PATH` (or a bare path): every image file below PATH, recursively, in sorted order.
-- `hf:NAME[:SPLIT]`: a Hugging Face `datasets` dataset (cached scene_parse_150, `imagefolder`, ...).
+- `hf:NAME[:SPLIT[:DATA_DIR]]`: a Hugging Face `datasets` dataset (cached scene_parse_150, or
+  `hf:imagefolder:train:PATH`).
 
 Sources are small picklable descriptions, so a Ray worker can rebuild one and read its own share.
 """
@@ -47,7 +48,7 @@ class SyntheticSource:
     count: int
     seed: int = 0
     scale: float = 1.0  # < 1 shrinks every size (tests use small images)
-    quality: int = 90
+    quality: int = 88
 
     kind = "synthetic"
 
@@ -101,6 +102,7 @@ class HFDatasetSource:
     name: str
     split: str = "validation"
     count: int | None = None
+    data_dir: str | None = None  # for builders that read local files, such as `imagefolder`
     image_column: str = "image"
 
     kind = "hf"
@@ -109,9 +111,9 @@ class HFDatasetSource:
         try:
             import datasets
         except ImportError:
-            raise SourceUnavailable("the `datasets` package is not installed (pip install 'segbench[datasets]')")
+            raise SourceUnavailable("the `datasets` package is missing: pip install 'segbench[datasets]'") from None
         try:
-            ds = datasets.load_dataset(self.name, split=self.split)
+            ds = datasets.load_dataset(self.name, split=self.split, data_dir=self.data_dir)
         except Exception as err:  # offline hub, unknown name, missing cache: all end the same way
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise SourceUnavailable(f"cannot load dataset {self.name!r} split {self.split!r}: {first}") from None
@@ -136,14 +138,15 @@ ImageSource = SyntheticSource | FolderSource | HFDatasetSource
 
 
 def open_source(text: str, count: int | None, seed: int = 0, scale: float = 1.0) -> ImageSource:
-    """Parse `synthetic`, `folder:PATH`, a bare existing path, or `hf:NAME[:SPLIT]`."""
+    """Parse `synthetic`, `folder:PATH`, a bare existing path, or `hf:NAME[:SPLIT[:DATA_DIR]]`."""
     if text == "synthetic":
         if count is None:
             raise SourceUnavailable("the synthetic source needs an image count (--images N)")
         return SyntheticSource(count, seed, scale)
     if text.startswith("hf:"):
-        name, _, split = text[3:].partition(":")
-        return HFDatasetSource(name, split or "validation", count)
+        name, _, rest = text[3:].partition(":")
+        split, _, data_dir = rest.partition(":")
+        return HFDatasetSource(name, split or "validation", count, data_dir or None)
     return FolderSource.open(Path(text.removeprefix("folder:")), count)
 
 
@@ -169,7 +172,7 @@ def synthetic_size(index: int, seed: int, scale: float = 1.0) -> tuple[int, int]
     return max(1, round(w * scale)), max(1, round(h * scale))
 
 
-def synthetic_jpeg(index: int, seed: int = 0, scale: float = 1.0, quality: int = 90) -> bytes:
+def synthetic_jpeg(index: int, seed: int = 0, scale: float = 1.0, quality: int = 88) -> bytes:
     """A deterministic outdoor-scene-like photo: sky, horizon, buildings, foliage, textured ground.
 
     Smooth regions with edges and mild sensor noise, so JPEG sizes land in the 30–120 KB range of real
@@ -210,7 +213,7 @@ def synthetic_jpeg(index: int, seed: int = 0, scale: float = 1.0, quality: int =
         green = (int(rng.uniform(20, 80)), int(rng.uniform(80, 160)), int(rng.uniform(20, 70)))
         draw.ellipse([cx - r, cy - r * 1.3, cx + r, cy + r * 0.7], fill=green)
     image = image.filter(ImageFilter.GaussianBlur(0.8))
-    pixels = np.asarray(image, dtype=np.int16) + rng.normal(0, 5, (h, w, 3)).astype(np.int16)
+    pixels = np.asarray(image, dtype=np.int16) + rng.normal(0, 3, (h, w, 3)).astype(np.int16)
     out = io.BytesIO()
     Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(out, format="JPEG", quality=quality)
     return out.getvalue()

@@ -11,6 +11,9 @@ dominates CPU inference. `exact_argmax` gives the *same* map without doing that:
 3. Where the best two are closer than a margin far above that rounding, torch's own `F.interpolate`
    decides, over just the classes involved — so the map is the reference's, ties included (argmax
    keeps the lowest class index, and so does every step here).
+
+Noise-like logits (many candidates everywhere) fall back to the reference, computed a few channels at
+a time so memory stays bounded even for a 6000×4000 image.
 """
 
 from __future__ import annotations
@@ -76,11 +79,16 @@ def exact_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     counts = candidates.sum(dim=0)
     cell = rows[0][:, None] * w + cols[0][None, :]  # (H, W): the source cell each pixel reads
     labels = upper.flatten(1).argmax(dim=0)[cell]  # the unique candidate, where there is one
-    ys, xs = (counts[cell] > 1).nonzero(as_tuple=True)
+    per_pixel = counts[cell]
+    if 4 * int(per_pixel.sum()) > num_classes * height * width:
+        # Noise-like logits leave many candidates everywhere: evaluating them pair by pair would cost
+        # more than the reference itself, so take the reference (chunked, memory-bounded).
+        return _chunked_argmax(logits, size, torch.ones_like(per_pixel, dtype=torch.bool)).view(size)
+    ys, xs = (per_pixel > 1).nonzero(as_tuple=True)
     if ys.numel() == 0:
         return labels
     # Candidate classes of every cell, grouped by cell: cell c's are cands[start[c] : start[c] + counts[c]].
-    cand_cell, cand_class = candidates.t().nonzero(as_tuple=True)
+    cand_class = candidates.t().nonzero(as_tuple=True)[1]
     start = torch.cumsum(counts, 0) - counts
     flat = logits.flatten()
     near_tie = torch.zeros((height, width), dtype=torch.bool, device=logits.device)
@@ -88,9 +96,9 @@ def exact_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     for first in range(0, ys.numel(), _PIXELS_PER_CHUNK):
         y, x = ys[first : first + _PIXELS_PER_CHUNK], xs[first : first + _PIXELS_PER_CHUNK]
         pixel_cells = cell[y, x]
-        per_pixel = counts[pixel_cells]
-        pix = torch.repeat_interleave(torch.arange(y.numel(), device=y.device), per_pixel)
-        offset = torch.arange(pix.numel(), device=y.device) - (torch.cumsum(per_pixel, 0) - per_pixel)[pix]
+        n_cands = counts[pixel_cells]
+        pix = torch.repeat_interleave(torch.arange(y.numel(), device=y.device), n_cands)
+        offset = torch.arange(pix.numel(), device=y.device) - (torch.cumsum(n_cands, 0) - n_cands)[pix]
         cls = cand_class[start[pixel_cells][pix] + offset]
         value = _interpolate_at(flat, cls * (h * w), rows, cols, y[pix], x[pix], w)
         winner, tied, close = _best(value, cls, pix, y.numel(), num_classes, margin)

@@ -1,0 +1,89 @@
+"""Shared fixtures: the real ADE20K samples (skipped cleanly when absent), bad-input folders, and one
+local Ray instance for the whole test session (the runner reuses an initialised instance)."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ADE_SAMPLES = Path(os.environ.get("SEGBENCH_ADE_SAMPLES",
+                                  Path(__file__).resolve().parents[2] / "shared" / "data" / "ade20k-samples"))
+
+
+@pytest.fixture(scope="session")
+def ade_samples() -> Path:
+    if not (ADE_SAMPLES / "ADE_val_00000001.jpg").is_file():
+        pytest.skip(f"ADE20K samples not found at {ADE_SAMPLES}")
+    return ADE_SAMPLES
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 _node_ip_address="127.0.0.1")
+    yield ray
+    ray.shutdown()
+
+
+def _encode(image, fmt: str, **kw) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format=fmt, **kw)
+    return out.getvalue()
+
+
+# What each bad file is, and the words its recorded reason must contain.
+BAD_FILES = {
+    "corrupt.jpg": "corrupt",
+    "empty.png": "empty",
+    "notes.jpg": "not a recognised image",
+}
+
+
+@pytest.fixture(scope="session")
+def mixed_folder(tmp_path_factory) -> Path:
+    """Good images in many modes, plus corrupt, zero-byte and non-image files, and a non-image extension."""
+    from PIL import Image
+
+    from bench.workload.images import synthetic_jpeg
+
+    root = tmp_path_factory.mktemp("mixed")
+    (root / "sub").mkdir()
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    (root / "rgb.jpg").write_bytes(synthetic_jpeg(1, scale=0.1))
+    (root / "sub" / "grey.png").write_bytes(_encode(rgb.convert("L"), "PNG"))
+    (root / "sub" / "rgba.png").write_bytes(_encode(rgb.convert("RGBA"), "PNG"))
+    (root / "palette.png").write_bytes(_encode(rgb.convert("P"), "PNG"))
+    (root / "cmyk.jpg").write_bytes(_encode(rgb.convert("CMYK"), "JPEG"))
+    sixteen = Image.fromarray(rng.integers(0, 65535, (40, 30), dtype=np.uint16))
+    (root / "deep16.png").write_bytes(_encode(sixteen, "PNG"))
+    (root / "one_pixel.png").write_bytes(_encode(Image.new("RGB", (1, 1), (200, 10, 10)), "PNG"))
+    (root / "image.webp").write_bytes(_encode(rgb, "WEBP"))
+    (root / "image.bmp").write_bytes(_encode(rgb, "BMP"))
+    good = synthetic_jpeg(2, scale=0.2)
+    (root / "corrupt.jpg").write_bytes(good[: len(good) // 3])
+    (root / "empty.png").write_bytes(b"")
+    (root / "notes.jpg").write_text("this is not an image\n")
+    (root / "README.txt").write_text("not an image extension\n")
+    return root
+
+
+GOOD_IN_MIXED = 9
+
+
+@pytest.fixture(scope="session")
+def huge_image(tmp_path_factory) -> Path:
+    """A 6000×4000 JPEG (24 Mpixel), in a folder of its own."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("huge")
+    gradient = np.linspace(0, 255, 6000, dtype=np.uint8)[None, :, None].repeat(4000, 0).repeat(3, 2)
+    Image.fromarray(gradient).save(root / "huge.jpg", quality=80)
+    return root

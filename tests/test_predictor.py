@@ -1,0 +1,74 @@
+"""The predictor against the oracle: transformers' SegformerImageProcessor + post_process_semantic_segmentation
+on the same model. Maps must be *exactly* equal: preprocessing reproduces the processor's arithmetic and
+the postprocess is exact, so no agreement bound is needed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.workload.images import EncodedImage, SyntheticSource
+from bench.workload.models import IMAGENET_MEAN, IMAGENET_STD
+from bench.workload.predictor import Predictor, PredictorSpec, class_histogram, decode, map_digest
+
+
+def oracle_maps(model, images, side: int) -> list[torch.Tensor]:
+    from transformers.models.segformer.image_processing_pil_segformer import SegformerImageProcessorPil
+
+    processor = SegformerImageProcessorPil(size={"height": side, "width": side}, image_mean=list(IMAGENET_MEAN),
+                                           image_std=list(IMAGENET_STD))
+    pil = [decode(item.data) for item in images]
+    inputs = processor(pil, return_tensors="pt")
+    with torch.inference_mode():
+        outputs = model(**inputs)
+    maps = processor.post_process_semantic_segmentation(outputs, target_sizes=[(p.height, p.width) for p in pil])
+    return [m["segmentation"] if isinstance(m, dict) or hasattr(m, "keys") else m for m in maps]
+
+
+def ade_batch(ade_samples) -> list[EncodedImage]:
+    return [EncodedImage(p.name, p.read_bytes()) for p in sorted(ade_samples.glob("*.jpg"))]
+
+
+def synthetic_odd_sizes() -> list[EncodedImage]:
+    return list(SyntheticSource(4, seed=7, scale=0.37))  # odd sizes such as 253×189
+
+
+@pytest.mark.parametrize("model", ["tiny", "b0"])
+def test_maps_equal_oracle_on_ade_samples(ade_samples, model):
+    predictor = Predictor(PredictorSpec(model, keep_masks=True, threads=2))
+    batch = ade_batch(ade_samples)
+    result = predictor.predict(batch)
+    expected = oracle_maps(predictor.model, batch, predictor.spec.native_size)
+    assert [r.ok for r in result.images] == [True] * len(batch)
+    for got, want in zip(result.images, expected, strict=True):
+        assert torch.equal(torch.from_numpy(got.mask).long(), want.long()), got.image_id
+        assert got.digest == map_digest(want.numpy())
+
+
+def test_maps_equal_oracle_on_synthetic_odd_sizes():
+    predictor = Predictor(PredictorSpec("tiny", keep_masks=True))
+    batch = synthetic_odd_sizes()
+    result = predictor.predict(batch)
+    for got, want in zip(result.images, oracle_maps(predictor.model, batch, 64), strict=True):
+        assert (got.height, got.width) == tuple(want.shape)
+        assert torch.equal(torch.from_numpy(got.mask).long(), want.long())
+
+
+def test_result_carries_stage_timings_digest_and_histogram():
+    predictor = Predictor(PredictorSpec("tiny", keep_masks=True))
+    result = predictor.predict(synthetic_odd_sizes(), batch_index=3)
+    assert set(result.stages) == {"decode", "preprocess", "forward", "postprocess"}
+    assert all(v >= 0 for v in result.stages.values())
+    assert result.batch_index == 3 and result.end >= result.start and result.pid > 0
+    for image in result.images:
+        assert image.histogram == class_histogram(image.mask)
+        assert sum(image.histogram.values()) == image.width * image.height
+
+
+def test_approx_mode_is_labelled_and_close():
+    exact = Predictor(PredictorSpec("tiny", keep_masks=True))
+    approx = Predictor(PredictorSpec("tiny", keep_masks=True, postprocess="approx"))
+    batch = synthetic_odd_sizes()
+    a, b = exact.predict(batch).images, approx.predict(batch).images
+    agree = sum(int((x.mask == y.mask).sum()) for x, y in zip(a, b, strict=True)) / sum(x.mask.size for x in a)
+    assert 0.3 < agree < 1.0
