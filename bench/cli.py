@@ -35,9 +35,12 @@ def run(
     postprocess: Annotated[str, typer.Option(help="exact | approx | reference")] = "exact",
     model_transfer: Annotated[str, typer.Option(help="tasks: object_store | reload")] = "object_store",
     max_in_flight: Annotated[int, typer.Option(help="Batches queued per actor")] = 2,
+    actors_max: Annotated[int | None, typer.Option(help="ray_data: autoscale actors up to this")] = None,
+    ray_data_split: Annotated[bool, typer.Option(help="ray_data: decode/preprocess as a CPU stage")] = False,
     ray_address: Annotated[str | None, typer.Option(help="auto, host:port or ray://… (default: local)")] = None,
     timeout: Annotated[float, typer.Option(help="Hard limit for the cell, seconds")] = 1800.0,
     keep_masks: Annotated[bool, typer.Option(help="Keep the maps, not only their digests")] = False,
+    inject: Annotated[str | None, typer.Option(help="Fault to inject, e.g. kill-actor@batch=5")] = None,
     label: Annotated[str, typer.Option()] = "",
     results: Annotated[Path, typer.Option(help="Folder for the record")] = Path("results"),
     sample_interval: Annotated[float, typer.Option(help="Seconds between utilisation samples")] = 0.5,
@@ -50,8 +53,9 @@ def run(
                    image_scale=image_scale, seed=seed, device=device, weights=weights,
                    warmup_batches=warmup_batches, actors=actors, cpus_per_worker=cpus_per_worker,
                    gpus_per_worker=gpus_per_worker, threads=threads, postprocess=postprocess,
-                   model_transfer=model_transfer, max_in_flight=max_in_flight, ray_address=ray_address,
-                   timeout_s=timeout, keep_masks=keep_masks, label=label)
+                   model_transfer=model_transfer, max_in_flight=max_in_flight, actors_max=actors_max,
+                   ray_data_split=ray_data_split, ray_address=ray_address,
+                   timeout_s=timeout, keep_masks=keep_masks, inject=inject, label=label)
     from bench.progress import image_progress
     from bench.runner import run_cell
     from bench.summary import print_run_summary

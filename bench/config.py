@@ -40,9 +40,12 @@ class RunSpec:
     postprocess: str = "exact"
     model_transfer: str = "object_store"  # tasks only: `reload` builds the model in every task
     max_in_flight: int = 2  # batches queued per actor (actors, actor_pool)
+    actors_max: int | None = None  # ray_data: autoscale the actor pool from `actors` up to this
+    ray_data_split: bool = False  # ray_data: decode + preprocess as their own CPU stage
     ray_address: str | None = None  # None: a private local Ray instance
     timeout_s: float = 1800.0
     keep_masks: bool = False
+    inject: str | None = None  # fault injection, e.g. kill-actor@batch=5 (see bench.faults)
     label: str = ""
 
     def __post_init__(self) -> None:
@@ -62,6 +65,8 @@ class RunSpec:
         for name in ("batch_size", "actors", "max_in_flight"):
             if int(getattr(self, name)) < 1:
                 fail(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        if self.actors_max is not None and self.actors_max < self.actors:
+            fail(f"actors-max ({self.actors_max}) must not be below actors ({self.actors})")
         if self.images is not None and self.images < 1:
             fail(f"images must be at least 1 (got {self.images})")
         if self.warmup_batches < 0:
@@ -84,6 +89,17 @@ class RunSpec:
                 fail(f"image folder {folder} does not exist or is not a folder")
         if weights_kind(self.weights) == "folder" and not (Path(self.weights) / "config.json").is_file():
             fail(f"weights folder {self.weights} has no config.json (expected a save_pretrained folder)")
+        if self.inject:
+            from bench.faults import Fault, FaultSpecError
+
+            try:
+                fault = Fault.parse(self.inject)
+            except FaultSpecError as err:
+                fail(str(err))
+            if fault.kind == "kill-actor" and self.strategy not in ("actors", "actor_pool"):
+                fail(f"kill-actor needs an actor strategy (actors, actor_pool), not {self.strategy}")
+            if fault.kind == "kill-actor" and fault.target >= self.actors:
+                fail(f"kill-actor target {fault.target} does not exist with {self.actors} actor(s)")
         if self.device == "cpu" and self.gpus_per_worker:
             fail("gpus-per-worker needs --device cuda")
 

@@ -26,7 +26,12 @@ class CellRefused(ConfigError):
 
 
 def plan_workers(spec: RunSpec, cluster_cpus: float, cluster_gpus: float = 0.0) -> WorkerPlan:
-    workers = 1 if spec.strategy == "sequential" else spec.actors
+    if spec.strategy == "sequential":
+        workers = 1
+    elif spec.strategy == "ray_data" and spec.actors_max:
+        workers = spec.actors_max  # an autoscaling pool must fit at its largest
+    else:
+        workers = spec.actors
     gpus = _gpus_per_worker(spec)
     extra = RAY_DATA_TASK_CPUS if spec.strategy == "ray_data" else 0.0
     if spec.cpus_per_worker is not None:

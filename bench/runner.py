@@ -21,6 +21,7 @@ from pathlib import Path
 from bench import records
 from bench.cluster import ClusterInfo, local_cluster_info, ray_session
 from bench.config import ConfigError, RunSpec, check_device
+from bench.faults import Fault, recovery
 from bench.resources import plan_workers
 from bench.samplers import ResourceSampler
 from bench.stats import distribution
@@ -141,11 +142,15 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record, sample_in
     def on_submit(index: int) -> None:
         submitted[index] = time.time() - run_start
 
+    fault = Fault.parse(spec.inject) if spec.inject else None
+    faults = []
     done = 0
     try:
         with ResourceSampler(sample_interval) as sampler:
             for result in strategy.run(enumerate(batched(iter(source), spec.batch_size)), on_submit):
                 events.append(_event(result, submitted, run_start))
+                if fault and len(events) == fault.at_batch:
+                    faults.append({**asdict(fault), "worker": strategy.inject(fault), "t": time.time() - run_start})
                 for image in result.images:
                     seen[image.image_id] = seen.get(image.image_id, 0) + 1
                     if image.ok:
@@ -161,17 +166,19 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record, sample_in
     run_s = time.time() - run_start
 
     duplicates = sorted(i for i, n in seen.items() if n > 1)
+    record_events = [asdict(e) for e in events]
     record.update({
         "cold": {"ray_init_s": cluster.init_s, "strategy_start_s": start_s, "model_load_s": info.model_load_s,
                  "time_to_first_batch_s": min((e.completed for e in events), default=None)},
         "metrics": summarise(events, spec.warmup_batches, run_s, start_s),
-        "batches": [asdict(e) for e in events],
+        "batches": record_events,
         "run_start_wall": run_start,
         "samples": [asdict(s) for s in sampler.samples],
         "utilisation": sampler.summary(),
         "outputs": outputs,
         "bad_images": bad,
         "skipped_files": record["source"].get("skipped", []),
+        "faults": [{**f, **recovery(record_events, f["t"], f["worker"])} for f in faults],
         "counts": {"inputs_expected": expected, "inputs_seen": len(seen), "ok": len(outputs), "bad": len(bad),
                    "duplicates": len(duplicates)},
     })

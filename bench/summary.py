@@ -39,6 +39,10 @@ def print_run_summary(record: dict, path: Path | None, console: Console | None =
                       f"{_fmt(util['tree_rss_bytes']['peak'], ' MiB', 1 / 2**20, 0)}")
         counts = record["counts"]
         console.print(f"  images: {counts['ok']} ok, {counts['bad']} bad, {len(record['skipped_files'])} skipped")
+        for f in record.get("faults", []):
+            console.print(f"  fault: {f['kind']} of {f['worker']} after batch {f['at_batch']}: recovered "
+                          f"{f['recovered']} in {_fmt(f['recovery_s'], ' s')}, "
+                          f"throughput dip {_fmt(f['dip'], '%', 100, 0)}")
         for bad in record["bad_images"][:10]:
             console.print(f"    bad: {bad['id']}: {bad['reason']}", markup=False)
     if path:

@@ -21,14 +21,26 @@ def ade_samples() -> Path:
     return ADE_SAMPLES
 
 
-@pytest.fixture(scope="session")
-def ray_session():
+def start_local_ray():
     import ray
 
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
                  _node_ip_address="127.0.0.1")
-    yield ray
+    return ray
+
+
+@pytest.fixture
+def ray_local():
+    """The one local Ray instance of the test session (started on first use, reused by the runner)."""
+    return start_local_ray()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shutdown_ray_at_end():
+    yield
+    import ray
+
     ray.shutdown()
 
 

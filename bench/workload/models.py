@@ -162,6 +162,29 @@ def export_model(size: str, folder: Path, weights: str = RANDOM_WEIGHTS, seed: i
     return folder
 
 
+def to_arrays(model) -> dict:
+    """Weights as numpy arrays: what goes into Ray's object store, where numpy is read zero-copy.
+    (A pickled transformers model does not survive the trip intact; plain arrays do.)"""
+    return {"config": model.config.to_dict(), "state": {k: v.detach().cpu().numpy() for k, v in
+                                                        model.state_dict().items()}}
+
+
+def from_arrays(arrays: dict):
+    """Rebuild a model from `to_arrays`: the skeleton on the meta device, then the weights assigned."""
+    import warnings
+
+    import torch
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+    with torch.device("meta"):
+        model = SegformerForSemanticSegmentation(SegformerConfig.from_dict(arrays["config"]))
+    with warnings.catch_warnings():  # arrays from the object store are read-only; inference never writes
+        warnings.simplefilter("ignore", UserWarning)
+        state = {k: torch.from_numpy(v) for k, v in arrays["state"].items()}
+    model.load_state_dict(state, assign=True)
+    return model.eval()
+
+
 def parameter_count(size: str) -> int:
     model = _meta_model(size)
     return sum(p.numel() for p in model.parameters())

@@ -153,53 +153,82 @@ class Predictor:
         model = model if model is not None else build_model(spec.model, spec.weights, spec.seed)
         self.model = model.to(self.device).eval()
         self.load_seconds = time.perf_counter() - started
-        self.table = torch.from_numpy(_normalise_table()).to(self.device)
         self.node = _node_id()
 
     def predict(self, batch: list[EncodedImage], batch_index: int = -1) -> BatchResult:
+        return self.infer(prepare(batch, self.spec.native_size), batch_index)
+
+    def infer(self, prepared: PreparedBatch, batch_index: int = -1) -> BatchResult:
+        """forward + postprocess of a prepared batch (which may come from another process)."""
         import torch
-        from PIL import Image
 
-        start_wall, clock = time.time(), time.perf_counter()
-        results, decoded = [], []
-        for item in batch:
-            try:
-                image = decode(item.data)
-            except DecodeError as err:
-                results.append(ImageResult(item.image_id, error=str(err)))
-                continue
-            results.append(ImageResult(item.image_id, width=image.width, height=image.height))
-            decoded.append((len(results) - 1, image))
-        stages = {"decode": time.perf_counter() - clock}
-
+        stages = dict(prepared.stages)
+        results = prepared.results
         clock = time.perf_counter()
-        side = self.spec.native_size
-        if decoded:
-            resized = np.stack([np.asarray(img.resize((side, side), Image.BILINEAR)) for _, img in decoded])
-            codes = torch.from_numpy(resized).to(self.device, non_blocking=True).permute(3, 0, 1, 2).long()
-            # table[c][v] for every pixel: (3, B, S, S) → (B, 3, S, S)
-            pixels = torch.stack([self.table[c][codes[c]] for c in range(3)], dim=1).contiguous()
-        stages["preprocess"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()
-        if decoded:
+        if prepared.slots:
+            pixels = torch.from_numpy(prepared.pixels)
+            if self.device.type == "cuda":  # pinned memory lets the copy overlap host work
+                pixels = pixels.pin_memory()
             with torch.inference_mode():
-                logits = self.model(pixel_values=pixels).logits
+                logits = self.model(pixel_values=pixels.to(self.device, non_blocking=True)).logits
             _synchronise(self.device)
         stages["forward"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        for k, (slot, image) in enumerate(decoded):
-            with torch.inference_mode():
-                seg = upsample_argmax(logits[k], (image.height, image.width), self.spec.postprocess)
-            seg = seg.to(torch.uint8).cpu().numpy()
+        for k, slot in enumerate(prepared.slots):
             result = results[slot]
+            with torch.inference_mode():
+                seg = upsample_argmax(logits[k], (result.height, result.width), self.spec.postprocess)
+            seg = seg.to(torch.uint8).cpu().numpy()
             result.digest, result.histogram = map_digest(seg), class_histogram(seg)
             if self.spec.keep_masks:
                 result.mask = seg
         stages["postprocess"] = time.perf_counter() - clock
-        return BatchResult(results, stages, start_wall, time.time(), os.getpid(), self.node, self.worker,
+        return BatchResult(results, stages, prepared.start, time.time(), os.getpid(), self.node, self.worker,
                            batch_index)
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch after decode and preprocess: model-ready pixels for the readable images."""
+
+    results: list[ImageResult]  # one per input; unreadable ones already carry their error
+    slots: list[int]  # results[slots[k]] is the image in pixels[k]
+    pixels: np.ndarray | None  # (len(slots), 3, S, S) float32, normalised
+    stages: dict[str, float]
+    start: float  # wall clock when the batch started
+
+
+_TABLE = None
+
+
+def prepare(batch: list[EncodedImage], side: int) -> PreparedBatch:
+    """decode + preprocess on the CPU: needs no model, so it can run in its own stage."""
+    from PIL import Image
+
+    global _TABLE
+    if _TABLE is None:
+        _TABLE = _normalise_table()
+    start, clock = time.time(), time.perf_counter()
+    results, decoded = [], []
+    for item in batch:
+        try:
+            image = decode(item.data)
+        except DecodeError as err:
+            results.append(ImageResult(item.image_id, error=str(err)))
+            continue
+        results.append(ImageResult(item.image_id, width=image.width, height=image.height))
+        decoded.append((len(results) - 1, image))
+    stages = {"decode": time.perf_counter() - clock}
+
+    clock = time.perf_counter()
+    pixels = None
+    if decoded:
+        codes = np.stack([np.asarray(img.resize((side, side), Image.BILINEAR)) for _, img in decoded])
+        # table[c][v] per pixel and channel: (B, S, S, 3) codes → (B, 3, S, S) normalised floats
+        pixels = np.stack([_TABLE[c][codes[..., c]] for c in range(3)], axis=1)
+    stages["preprocess"] = time.perf_counter() - clock
+    return PreparedBatch(results, [slot for slot, _ in decoded], pixels, stages, start)
 
 
 def _synchronise(device) -> None:

@@ -1,0 +1,58 @@
+"""Fault injection: kill a worker mid-cell, then measure whether and how fast the cell recovered.
+
+Syntax: `KIND@batch=N[,target=I]`, fired once N batches have completed. Kinds:
+- `kill-actor`: `ray.kill` actor I (actors, actor_pool); Ray restarts it and retries its unanswered calls.
+Pure parsing and analysis here; the strategy performs the kill.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KINDS = ("kill-actor",)
+
+
+class FaultSpecError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    at_batch: int
+    target: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Fault:
+        kind, _, rest = text.partition("@")
+        if kind not in KINDS:
+            raise FaultSpecError(f"unknown fault {kind!r}; choose from {', '.join(KINDS)}")
+        fields = dict(part.split("=", 1) for part in rest.split(",") if "=" in part)
+        unknown = set(fields) - {"batch", "target"}
+        if unknown or "batch" not in fields:
+            raise FaultSpecError(f"fault {text!r}: expected {kind}@batch=N[,target=I]")
+        try:
+            fault = cls(kind, int(fields["batch"]), int(fields.get("target", 0)))
+        except ValueError:
+            raise FaultSpecError(f"fault {text!r}: batch and target must be integers") from None
+        if fault.at_batch < 1 or fault.target < 0:
+            raise FaultSpecError(f"fault {text!r}: batch must be ≥ 1 and target ≥ 0")
+        return fault
+
+
+def recovery(events: list[dict], injected_at: float, target_worker: str) -> dict:
+    """From batch events (dicts with worker/completed/images, times since run start): seconds until the
+    killed worker completed a batch again, and throughput in that gap relative to before the fault."""
+    after = sorted((e for e in events if e["completed"] > injected_at), key=lambda e: e["completed"])
+    back = next((e["completed"] for e in after if e["worker"] == target_worker), None)
+    before = [e for e in events if e["completed"] <= injected_at]
+    rate_before = None
+    if len(before) > 1:
+        span = before[-1]["completed"] - before[0]["completed"]
+        rate_before = sum(e["images"] for e in before[1:]) / span if span > 0 else None
+    rate_during = None
+    if back is not None and back > injected_at:
+        rate_during = sum(e["images"] for e in after if e["completed"] <= back) / (back - injected_at)
+    return {"recovered": back is not None, "recovery_s": None if back is None else back - injected_at,
+            "throughput_before": rate_before, "throughput_during_recovery": rate_during,
+            "dip": None if not (rate_before and rate_during is not None) else 1 - rate_during / rate_before}

@@ -1,0 +1,58 @@
+"""actors: N stateful actors, hand-written load balancing.
+
+The driver keeps a queue of free slots (each actor appears `max_in_flight` times, bounding the batches
+queued on it) and a future → actor map. It hands the next batch to a free slot, and on
+`ray.wait(num_returns=1)` returns that actor's slot to the queue. Batches are pulled from the input
+lazily, so the driver never holds more than the batches in flight.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+
+from bench.workload.predictor import BatchResult
+from strategies.base import IndexedBatch, StartInfo, Strategy
+from strategies.ray_workers import start_actors
+
+
+class ActorsStrategy(Strategy):
+    name = "actors"
+
+    def start(self) -> StartInfo:
+        self.actors, ready = start_actors(self.predictor, self.plan)
+        return StartInfo([r["load_s"] for r in ready], [f"actor-{i}" for i in range(len(self.actors))])
+
+    def run(self, batches: Iterator[IndexedBatch], on_submit: Callable[[int], None]) -> Iterator[BatchResult]:
+        import ray
+
+        free = deque(i for _ in range(self.spec.max_in_flight) for i in range(len(self.actors)))
+        owner: dict = {}  # future → actor index
+        inputs = iter(batches)
+        exhausted = False
+        while True:
+            while free and not exhausted:
+                item = next(inputs, None)
+                if item is None:
+                    exhausted = True
+                    break
+                actor = free.popleft()
+                on_submit(item[0])
+                owner[self.actors[actor].predict.remote(*item)] = actor
+            if not owner:
+                return
+            (done,), _ = ray.wait(list(owner), num_returns=1)
+            free.append(owner.pop(done))
+            yield ray.get(done)
+
+    def inject(self, fault) -> str:
+        import ray
+
+        ray.kill(self.actors[fault.target], no_restart=False)  # Ray restarts it and retries its calls
+        return f"actor-{fault.target}"
+
+    def stop(self) -> None:
+        import ray
+
+        for actor in getattr(self, "actors", []):
+            ray.kill(actor)

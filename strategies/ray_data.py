@@ -1,0 +1,150 @@
+"""ray_data: `Dataset.map_batches` with a callable predictor class on an actor pool — the successor
+of Ray AIR's `BatchPredictor` (Checkpoint + Predictor), which Ray removed.
+
+Inputs: the driver puts each batch of encoded images into the object store as an Arrow block (so
+workers on any node read them from there) and builds the dataset from those references. The model
+stage runs on `ActorPoolStrategy(size=N)` or, with `--actors-max`, an autoscaling pool N..max.
+With `--ray-data-split`, decode + preprocess run as their own CPU task stage streaming model-ready
+pixels into the model stage (the pattern Ray recommends for GPU inference). Ray Data regroups rows
+into its own batches, so each event is one call of the model stage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from bench.resources import RAY_DATA_TASK_CPUS
+from bench.workload.images import EncodedImage
+from bench.workload.predictor import BatchResult, ImageResult, Predictor, PredictorSpec, PreparedBatch, prepare
+from strategies.base import IndexedBatch, StartInfo, Strategy
+
+
+def _result_columns(result: BatchResult, call: str, load_s: float) -> dict[str, np.ndarray]:
+    n = len(result.images)
+    images = result.images
+    return {
+        "id": np.array([r.image_id for r in images], dtype=object),
+        "width": np.array([r.width for r in images]), "height": np.array([r.height for r in images]),
+        "digest": np.array([r.digest or "" for r in images], dtype=object),
+        "histogram": np.array([json.dumps(r.histogram) for r in images], dtype=object),
+        "error": np.array([r.error or "" for r in images], dtype=object),
+        "call": np.array([call] * n, dtype=object), "call_size": np.full(n, n),
+        "worker": np.array([result.worker] * n, dtype=object), "pid": np.full(n, result.pid),
+        "node": np.array([result.node] * n, dtype=object), "start": np.full(n, result.start),
+        "end": np.full(n, result.end), "stages": np.array([json.dumps(result.stages)] * n, dtype=object),
+        "load_s": np.full(n, load_s),
+    }
+
+
+class _ModelStage:
+    """The callable class Ray Data instantiates once per actor (model loaded once)."""
+
+    def __init__(self, spec: PredictorSpec) -> None:
+        self.predictor = Predictor(spec, worker=f"ray-data-{os.getpid()}")
+        self.calls = 0
+
+    def _call_id(self) -> str:
+        self.calls += 1
+        return f"{self.predictor.worker}:{self.calls}"
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        images = [EncodedImage(str(i), bytes(d)) for i, d in zip(batch["id"], batch["data"], strict=True)]
+        result = self.predictor.predict(images)
+        return _result_columns(result, self._call_id(), self.predictor.load_seconds)
+
+
+class _InferStage(_ModelStage):
+    """Model stage of the split pipeline: its input is already decoded and normalised."""
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = [ImageResult(str(i), int(w), int(h), error=e or None)
+                   for i, w, h, e in zip(batch["id"], batch["width"], batch["height"], batch["error"], strict=True)]
+        slots = [k for k, r in enumerate(results) if r.ok]
+        stages = {"decode": float(batch["decode_s"].sum()), "preprocess": float(batch["preprocess_s"].sum())}
+        pixels = np.stack([batch["pixels"][k] for k in slots]) if slots else None
+        prepared = PreparedBatch(results, slots, pixels, stages, float(batch["start"].min()))
+        return _result_columns(self.predictor.infer(prepared), self._call_id(), self.predictor.load_seconds)
+
+
+def _prepare_stage(batch: dict[str, np.ndarray], side: int) -> dict[str, np.ndarray]:
+    """CPU stage of the split pipeline: decode + preprocess, one row per image."""
+    images = [EncodedImage(str(i), bytes(d)) for i, d in zip(batch["id"], batch["data"], strict=True)]
+    prepared = prepare(images, side)
+    n = len(images)
+    pixels = np.zeros((n, 3, side, side), dtype=np.float32)
+    for k, slot in enumerate(prepared.slots):
+        pixels[slot] = prepared.pixels[k]
+    return {
+        "id": batch["id"], "pixels": pixels,
+        "width": np.array([r.width for r in prepared.results]),
+        "height": np.array([r.height for r in prepared.results]),
+        "error": np.array([r.error or "" for r in prepared.results], dtype=object),
+        "decode_s": np.full(n, prepared.stages["decode"] / n),
+        "preprocess_s": np.full(n, prepared.stages["preprocess"] / n),
+        "start": np.full(n, prepared.start),
+    }
+
+
+class RayDataStrategy(Strategy):
+    name = "ray_data"
+
+    def start(self) -> StartInfo:
+        from ray.data import DataContext
+
+        context = DataContext.get_current()
+        context.enable_progress_bars = False
+        context.print_on_execution_start = False
+        return StartInfo()  # actors start inside the execution: their load time comes with the results
+
+    def _dataset(self, refs):
+        import ray
+
+        spec, plan = self.spec, self.plan
+        if spec.actors_max and spec.actors_max > spec.actors:
+            compute = ray.data.ActorPoolStrategy(min_size=spec.actors, max_size=spec.actors_max)
+        else:
+            compute = ray.data.ActorPoolStrategy(size=spec.actors)
+        model_args = {"compute": compute, "batch_size": spec.batch_size, "num_cpus": plan.cpus,
+                      "num_gpus": plan.gpus or None, "fn_constructor_args": (self.predictor,)}
+        ds = ray.data.from_arrow_refs(refs)
+        if spec.ray_data_split:
+            ds = ds.map_batches(_prepare_stage, batch_size=spec.batch_size, num_cpus=RAY_DATA_TASK_CPUS,
+                                fn_kwargs={"side": self.predictor.native_size})
+            return ds.map_batches(_InferStage, **model_args)
+        return ds.map_batches(_ModelStage, **model_args)
+
+    def run(self, batches: Iterator[IndexedBatch], on_submit: Callable[[int], None]) -> Iterator[BatchResult]:
+        import pyarrow as pa
+        import ray
+
+        refs = []
+        for index, batch in batches:
+            on_submit(index)
+            refs.append(ray.put(pa.table({"id": [b.image_id for b in batch], "data": [b.data for b in batch]})))
+        self.load_s: dict[str, float] = {}
+        calls: dict[str, list] = {}
+        index = 0
+        for block in self._dataset(refs).iter_batches(batch_size=None, batch_format="numpy"):
+            for row in range(len(block["id"])):
+                call = block["call"][row]
+                calls.setdefault(call, []).append(row_of(block, row))
+                if len(calls[call]) == block["call_size"][row]:
+                    yield self._batch_result(calls.pop(call), index)
+                    index += 1
+
+    def _batch_result(self, rows: list[dict], index: int) -> BatchResult:
+        first = rows[0]
+        self.load_s[first["worker"]] = float(first["load_s"])
+        images = [ImageResult(r["id"], int(r["width"]), int(r["height"]), r["digest"] or None,
+                              {int(k): v for k, v in json.loads(r["histogram"]).items()}, r["error"] or None)
+                  for r in rows]
+        return BatchResult(images, json.loads(first["stages"]), float(first["start"]), float(first["end"]),
+                           int(first["pid"]), first["node"], first["worker"], index)
+
+
+def row_of(block: dict[str, np.ndarray], row: int) -> dict:
+    return {k: (v[row].item() if hasattr(v[row], "item") else v[row]) for k, v in block.items()}

@@ -1,0 +1,54 @@
+"""What runs inside Ray workers: the predictor actor (actors, actor_pool) and the batch task (tasks).
+
+Batches travel as task arguments, so Ray puts them in the object store: workers on other nodes get
+them from there, never from a local path.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from bench.workload.images import EncodedImage
+from bench.workload.models import from_arrays
+from bench.workload.predictor import BatchResult, Predictor, PredictorSpec
+
+
+class PredictorWorker:
+    """A stateful worker: loads the model once, then predicts batch after batch."""
+
+    def __init__(self, spec: PredictorSpec, name: str) -> None:
+        self.predictor = Predictor(spec, worker=name)
+
+    def ready(self) -> dict:
+        return {"load_s": self.predictor.load_seconds, "pid": os.getpid(), "node": self.predictor.node}
+
+    def predict(self, index: int, batch: list[EncodedImage]) -> BatchResult:
+        return self.predictor.predict(batch, index)
+
+
+def actor_options(plan, restarts: int) -> dict:
+    """Resources per actor, and Ray's own recovery: a dead actor is restarted (model reloaded) and the
+    calls it had not answered are retried, so each batch still yields exactly one result."""
+    return {"num_cpus": plan.cpus, "num_gpus": plan.gpus, "max_restarts": restarts,
+            "max_task_retries": restarts if restarts else 0}
+
+
+def start_actors(spec: PredictorSpec, plan, restarts: int = 2):
+    """Start plan.workers actors and wait until each has loaded its model; returns (actors, ready infos)."""
+    import ray
+
+    remote = ray.remote(PredictorWorker).options(**actor_options(plan, restarts))
+    actors = [remote.remote(spec, f"actor-{i}") for i in range(plan.workers)]
+    return actors, ray.get([a.ready.remote() for a in actors])
+
+
+def predict_task(spec: PredictorSpec, weights: dict | None, index: int, batch: list[EncodedImage]) -> BatchResult:
+    """A stateless batch: the weights arrive from the object store (or the model is built here when None)."""
+    clock = time.perf_counter()
+    model = from_arrays(weights) if weights is not None else None
+    predictor = Predictor(spec, model=model, worker=f"task-{os.getpid()}")
+    result = predictor.predict(batch, index)
+    # What statelessness costs: deserialising (or building) the model for every batch.
+    result.stages["model_load"] = time.perf_counter() - clock - sum(result.stages.values())
+    return result

@@ -1,0 +1,135 @@
+"""Every strategy computes the same maps as sequential on the same inputs, and the Ray-specific
+guarantees hold: multi-node placement, exactly-once under an actor kill, refusal of deadlocks."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from bench.config import RunSpec
+from bench.resources import CellRefused, plan_workers
+from bench.runner import run_cell
+from bench.workload.images import SyntheticSource
+
+VARIANTS = {
+    "tasks": {"actors": 2},
+    "tasks-reload": {"actors": 2, "model_transfer": "reload"},
+    "actors": {"actors": 2},
+    "actor_pool": {"actors": 2},
+    "ray_data": {"actors": 2},
+    "ray_data-split": {"actors": 1, "ray_data_split": True},
+}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, mixed_folder, request):
+    """Real ADE samples (when present) + synthetic images of odd sizes + the bad files, in one folder."""
+    root = tmp_path_factory.mktemp("inputs")
+    shutil.copytree(mixed_folder, root / "mixed")
+    for image in SyntheticSource(6, seed=9, scale=0.3):
+        (root / f"{image.image_id}.jpg").write_bytes(image.data)
+    ade = request.getfixturevalue("ade_samples") if _has_ade() else None
+    if ade:
+        for path in ade.glob("*.jpg"):
+            shutil.copy(path, root / path.name)
+    return root
+
+
+def _has_ade() -> bool:
+    from tests.conftest import ADE_SAMPLES
+
+    return (ADE_SAMPLES / "ADE_val_00000001.jpg").is_file()
+
+
+def spec(strategy: str, folder, **kw) -> RunSpec:
+    return RunSpec(strategy=strategy, model="tiny", batch_size=3, images=None, source=str(folder), **kw)
+
+
+def outputs(record) -> tuple[dict, dict]:
+    return ({o["id"]: o["digest"] for o in record["outputs"]}, {b["id"]: b["reason"] for b in record["bad_images"]})
+
+
+@pytest.fixture(scope="module")
+def reference(inputs):
+    record, _ = run_cell(spec("sequential", inputs), write=False)
+    assert record["status"] == "ok"
+    return outputs(record)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_strategy_matches_sequential(variant, inputs, reference, ray_local):
+    record, _ = run_cell(spec(variant.split("-")[0], inputs, **VARIANTS[variant]), write=False)
+    assert record["status"] == "ok", record.get("error")
+    digests, bad = outputs(record)
+    assert digests == reference[0]  # same maps for every good image
+    assert bad == reference[1]  # same bad images with the same reasons
+    assert record["counts"]["duplicates"] == 0
+    assert all(b["pid"] > 0 and b["node"] for b in record["batches"])
+    if variant.startswith("tasks"):
+        assert all("model_load" in b["stages"] for b in record["batches"])
+    plan = record["plan"]
+    assert plan["workers"] * plan["threads"] <= record["cluster"]["cpus"]
+
+
+def test_actor_kill_mid_run_still_processes_every_image_once(ray_local):
+    cell = RunSpec(strategy="actors", model="tiny", batch_size=2, images=24, image_scale=0.15, actors=2,
+                   inject="kill-actor@batch=3,target=0")
+    record, _ = run_cell(cell, write=False)
+    assert record["status"] == "ok", record.get("error")
+    assert record["counts"] == {"inputs_expected": 24, "inputs_seen": 24, "ok": 24, "bad": 0, "duplicates": 0}
+    (fault,) = record["faults"]
+    assert fault["kind"] == "kill-actor" and fault["worker"] == "actor-0"
+    assert fault["recovered"] and fault["recovery_s"] > 0
+    pids = lambda when: {b["pid"] for b in record["batches"] if b["worker"] == "actor-0" and when(b)}  # noqa: E731
+    before, after = pids(lambda b: b["completed"] <= fault["t"]), pids(lambda b: b["started"] > fault["t"])
+    assert before and after and before.isdisjoint(after)  # a new process: the actor really restarted
+
+
+def test_two_node_cluster_runs_batches_on_both_nodes():
+    import ray
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()  # the multi-node cluster needs its own driver connection
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    try:
+        cell = RunSpec(strategy="actors", model="tiny", batch_size=2, images=12, image_scale=0.15, actors=2,
+                       cpus_per_worker=1, ray_address=cluster.address)
+        record, _ = run_cell(cell, write=False)
+        assert record["status"] == "ok", record.get("error")
+        assert record["cluster"]["nodes"] == 2
+        assert len({b["node"] for b in record["batches"]}) == 2
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def test_ray_data_deadlock_configuration_is_refused():
+    cell = RunSpec(strategy="ray_data", model="tiny", actors=2, cpus_per_worker=1)
+    with pytest.raises(CellRefused, match="would hang"):
+        plan_workers(cell, cluster_cpus=2)
+
+
+def test_plans_never_oversubscribe():
+    for strategy in ("tasks", "actors", "actor_pool", "ray_data"):
+        for actors in (1, 2):
+            plan = plan_workers(RunSpec(strategy=strategy, model="tiny", actors=actors), cluster_cpus=2)
+            assert plan.workers * plan.threads <= 2
+            assert plan.workers * plan.cpus + plan.extra_cpus <= 2
+    with pytest.raises(CellRefused, match=r"oversubscribe|need"):
+        plan_workers(RunSpec(strategy="actors", model="tiny", actors=3), cluster_cpus=2)
+    with pytest.raises(CellRefused, match="GPU"):
+        plan_workers(RunSpec(strategy="actors", model="tiny", device="cuda"), cluster_cpus=2, cluster_gpus=0)
+    quarter = plan_workers(RunSpec(strategy="actors", model="tiny", device="cuda", actors=4, gpus_per_worker=0.25),
+                           cluster_cpus=16, cluster_gpus=1)
+    assert quarter.gpus == 0.25 and quarter.workers == 4
+
+
+def test_deadlock_configuration_exits_2_from_the_cli(capsys, tmp_path):
+    from bench.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--strategy", "ray_data", "--model", "tiny", "--actors", "2", "--cpus-per-worker", "1",
+              "--images", "4", "--results", str(tmp_path)])
+    assert exit_info.value.code == 2 and "would hang" in capsys.readouterr().err
