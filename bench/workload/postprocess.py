@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.workload import ambiguous_kernel
+
 EXACT, APPROX, REFERENCE = "exact", "approx", "reference"
 POSTPROCESS_MODES = (EXACT, APPROX, REFERENCE)
 
@@ -84,15 +86,32 @@ def exact_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         # Noise-like logits leave many candidates everywhere: evaluating them pair by pair would cost
         # more than the reference itself, so take the reference (chunked, memory-bounded).
         return _chunked_argmax(logits, size, torch.ones_like(per_pixel, dtype=torch.bool)).view(size)
-    ys, xs = (per_pixel > 1).nonzero(as_tuple=True)
-    if ys.numel() == 0:
-        return labels
-    # Candidate classes of every cell, grouped by cell: cell c's are cands[start[c] : start[c] + counts[c]].
+    # Candidate classes of every cell, grouped by cell, ascending: cell c's are cand_class[start[c]:][:counts[c]].
     cand_class = candidates.t().nonzero(as_tuple=True)[1]
     start = torch.cumsum(counts, 0) - counts
+    if logits.device.type == "cpu" and ambiguous_kernel.available():
+        as_np = lambda ts: [t.numpy() for t in ts]  # noqa: E731
+        tie, close = ambiguous_kernel.resolve(logits.contiguous().numpy(), start.numpy(), counts.numpy(),
+                                              cand_class.numpy(), as_np(rows), as_np(cols), labels.numpy(), margin)
+        near_tie, tie_classes = torch.from_numpy(tie), torch.from_numpy(close).nonzero().flatten()
+    else:
+        near_tie, tie_classes = _resolve_pairs(logits, counts, start, cand_class, cell, per_pixel, rows, cols,
+                                               labels, margin)
+    if bool(near_tie.any()):
+        # Too close to call on our arithmetic: torch's interpolation decides among the classes close
+        # at such pixels (the true winner is always one of them), so these pixels match bit for bit.
+        labels[near_tie] = tie_classes[_chunked_argmax(logits[tie_classes], size, near_tie)]
+    return labels
+
+
+def _resolve_pairs(logits, counts, start, cand_class, cell, per_pixel, rows, cols, labels, margin):
+    """Torch evaluation of every (ambiguous pixel, candidate) pair, in chunks; fills `labels` in place
+    and returns (near-tie mask, classes close at near-ties) — for GPUs, or where numba is missing."""
+    num_classes, h, w = logits.shape
+    ys, xs = (per_pixel > 1).nonzero(as_tuple=True)
     flat = logits.flatten()
-    near_tie = torch.zeros((height, width), dtype=torch.bool, device=logits.device)
-    tie_classes = []
+    near_tie = torch.zeros(labels.shape, dtype=torch.bool, device=logits.device)
+    tie_classes = [torch.zeros(0, dtype=torch.long, device=logits.device)]
     for first in range(0, ys.numel(), _PIXELS_PER_CHUNK):
         y, x = ys[first : first + _PIXELS_PER_CHUNK], xs[first : first + _PIXELS_PER_CHUNK]
         pixel_cells = cell[y, x]
@@ -105,12 +124,7 @@ def exact_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         labels[y, x] = winner
         near_tie[y[tied], x[tied]] = True
         tie_classes.append(cls[close])
-    if bool(near_tie.any()):
-        # Too close to call on our arithmetic: torch's interpolation decides among the classes close
-        # at such pixels (the true winner is always one of them), so these pixels match bit for bit.
-        classes = torch.cat(tie_classes).unique()
-        labels[near_tie] = classes[_chunked_argmax(logits[classes], size, near_tie)]
-    return labels
+    return near_tie, torch.cat(tie_classes).unique()
 
 
 def _cell_extremes(padded: torch.Tensor, pick) -> torch.Tensor:
