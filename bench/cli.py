@@ -117,6 +117,36 @@ def export_model_cmd(
     typer.echo(f"exported {size} ({weights} weights) to {export_model(size, out, weights, seed)}")
 
 
+bench_app = typer.Typer(help="Benchmarks (heavy; `nox -s bench` runs them).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("predictor")
+def bench_predictor_cmd(
+    models: Annotated[list[str] | None, typer.Option("--model", help="Repeat for several")] = None,
+    images: Annotated[int, typer.Option()] = 16,
+    batch_size: Annotated[int, typer.Option()] = 8,
+    threads: Annotated[int | None, typer.Option()] = None,
+    repeats: Annotated[int, typer.Option()] = 3,
+    textbook: Annotated[bool, typer.Option(help="Also time the textbook transformers path (slow)")] = True,
+) -> None:
+    """Bare forward vs the whole predictor vs the textbook path, images/s."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from bench.benchmarks import bench_predictor
+
+    table = Table("model", "batch", "threads", "bare forward img/s", "end-to-end img/s", "e2e / forward",
+                  "textbook img/s", "e2e / textbook", "ms/img decode·pre·fwd·post", title="predictor")
+    for model in models or ["b0", "b2"]:
+        r = bench_predictor(model, images, batch_size, threads, repeats, textbook)
+        stages = "·".join(f"{r.stage_ms.get(k, 0):.1f}" for k in ("decode", "preprocess", "forward", "postprocess"))
+        table.add_row(model, str(r.batch_size), str(r.threads), f"{r.bare_forward:.2f}", f"{r.end_to_end:.2f}",
+                      f"{r.ratio_to_forward:.3f}", f"{r.textbook:.2f}" if r.textbook else "-",
+                      f"{r.speedup_over_textbook:.1f}×" if r.textbook else "-", stages)
+    Console(width=160).print(table)
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv)  # standalone: typer reports its own usage errors with exit code 2

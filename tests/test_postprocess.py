@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bench.workload import kernels
 from bench.workload.postprocess import (
     approx_argmax,
     exact_argmax,
@@ -12,6 +13,17 @@ from bench.workload.postprocess import (
     reference_argmax,
     source_axis,
 )
+
+
+@pytest.fixture(autouse=True, params=["compiled", "torch"])
+def path(request, monkeypatch):
+    """Every exactness test runs on both implementations: numba kernels and plain torch ops."""
+    if request.param == "compiled" and not kernels.available():
+        pytest.skip("numba is not installed")
+    if request.param == "torch":
+        monkeypatch.setattr(kernels, "available", lambda: False)
+    return request.param
+
 
 SIZES = [(257, 343), (343, 257), (188, 250), (150, 200), (301, 399), (97, 131), (1, 1), (3, 350)]
 
@@ -75,7 +87,7 @@ def test_source_axis_matches_torch_indices_and_weights(src):
     line = torch.randn(1, 1, src, 1, generator=gen) * 10
     for dst in [*range(src + 1, src + 40), 256, 300, 364, 375, 512, 600, 683, 768, 1024, 4000, 6000]:
         ref = torch.nn.functional.interpolate(line, size=(dst, 1), mode="bilinear", align_corners=False)[0, 0, :, 0]
-        first, second, w0, w1 = source_axis(src, dst, torch.device("cpu"))
+        first, second, w0, w1 = (torch.from_numpy(a) for a in source_axis(src, dst))
         ours = line[0, 0, first, 0] * w0 + line[0, 0, second, 0] * w1
         assert torch.allclose(ours, ref, rtol=0, atol=1e-5 * 10), (src, dst)
 

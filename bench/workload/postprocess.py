@@ -8,9 +8,12 @@ dominates CPU inference. `exact_argmax` gives the *same* map without doing that:
    c cannot win. Pixels whose cell keeps one candidate take it directly.
 2. Other pixels evaluate only their own candidates, with float32 arithmetic that agrees with torch's
    kernel to rounding level (same indices and weights; tests check it).
-3. Where the best two are closer than a margin far above that rounding, torch's own `F.interpolate`
-   decides, over just the classes involved — so the map is the reference's, ties included (argmax
-   keeps the lowest class index, and so does every step here).
+3. Where the best two are closer than a margin far above that rounding, the float64 value of the same
+   formula decides when torch's float32 result provably keeps the same order; closer still, torch's own
+   `F.interpolate` decides, over just the classes involved — so the map is the reference's, ties
+   included (argmax keeps the lowest class index, and so does every step here).
+
+On CPU with numba the steps run as compiled kernels (`kernels.py`); elsewhere as torch ops.
 
 Noise-like logits (many candidates everywhere) fall back to the reference, computed a few channels at
 a time so memory stays bounded even for a 6000×4000 image.
@@ -18,14 +21,13 @@ a time so memory stays bounded even for a 6000×4000 image.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.workload import ambiguous_kernel
+from bench.workload import kernels
 
 EXACT, APPROX, REFERENCE = "exact", "approx", "reference"
 POSTPROCESS_MODES = (EXACT, APPROX, REFERENCE)
@@ -48,7 +50,7 @@ def approx_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(small[None, None].float(), size=size, mode="nearest")[0, 0].long()
 
 
-def source_axis(src: int, dst: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+def source_axis(src: int, dst: int) -> tuple[np.ndarray, ...]:
     """Per output index along one axis: first and second source index, and their weights.
 
     Mirrors torch's bilinear kernel (align_corners=False): scale src/dst in float32, the source
@@ -60,48 +62,74 @@ def source_axis(src: int, dst: int, device: torch.device) -> tuple[torch.Tensor,
     first = np.minimum(pos.astype(np.int64), src - 1)
     w1 = pos - first.astype(np.float32)
     second = np.where(first < src - 1, first + 1, first)
-    to = functools.partial(torch.as_tensor, device=device)
-    return to(first), to(second), to(np.float32(1) - w1), to(w1)
+    return first, second, np.float32(1) - w1, w1
+
+
+# Error bounds, as fractions of max|logit|. Torch's float32 interpolation lies within ~6e-7 of the
+# exact value of the same formula (op rounding plus weights that may differ by an ulp); ours in
+# float32 within ~3e-7. EXACT_EPS covers torch alone, MARGIN covers both with room to spare.
+MARGIN, EXACT_EPS = 4e-6, 1e-6
 
 
 def exact_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Same map as `reference_argmax`, evaluating only the classes that can win at each pixel."""
-    num_classes, h, w = logits.shape
-    height, width = size
-    if height * width <= h * w:  # shrinking or tiny: the reference is already cheap
+    _, h, w = logits.shape
+    if size[0] * size[1] <= h * w:  # shrinking or tiny: the reference is already cheap
         return reference_argmax(logits, size)
-    rows, cols = source_axis(h, height, logits.device), source_axis(w, width, logits.device)
-    # Per-class max/min over each 2×2 source cell (the last row/column reads itself twice, as torch does).
-    padded = F.pad(logits[None], (0, 1, 0, 1), mode="replicate")[0]
-    upper, lower = _cell_extremes(padded, torch.maximum), _cell_extremes(padded, torch.minimum)
-    # Ours and torch's float32 interpolations each err by at most ~4e-7 × max|logit|; the margin is
-    # several times that, so a class excluded or outvoted beyond it cannot be the reference's winner.
-    margin = 4e-6 * float(logits.abs().max()) + 1e-30
-    candidates = (upper >= lower.max(dim=0).values - margin).flatten(1)  # (C, h·w)
-    counts = candidates.sum(dim=0)
-    cell = rows[0][:, None] * w + cols[0][None, :]  # (H, W): the source cell each pixel reads
-    labels = upper.flatten(1).argmax(dim=0)[cell]  # the unique candidate, where there is one
-    per_pixel = counts[cell]
-    if 4 * int(per_pixel.sum()) > num_classes * height * width:
-        # Noise-like logits leave many candidates everywhere: evaluating them pair by pair would cost
-        # more than the reference itself, so take the reference (chunked, memory-bounded).
-        return _chunked_argmax(logits, size, torch.ones_like(per_pixel, dtype=torch.bool)).view(size)
-    # Candidate classes of every cell, grouped by cell, ascending: cell c's are cand_class[start[c]:][:counts[c]].
-    cand_class = candidates.t().nonzero(as_tuple=True)[1]
-    start = torch.cumsum(counts, 0) - counts
-    if logits.device.type == "cpu" and ambiguous_kernel.available():
-        as_np = lambda ts: [t.numpy() for t in ts]  # noqa: E731
-        tie, close = ambiguous_kernel.resolve(logits.contiguous().numpy(), start.numpy(), counts.numpy(),
-                                              cand_class.numpy(), as_np(rows), as_np(cols), labels.numpy(), margin)
-        near_tie, tie_classes = torch.from_numpy(tie), torch.from_numpy(close).nonzero().flatten()
+    low, high = logits.aminmax()
+    scale = max(-float(low), float(high))
+    margin, exact_eps = MARGIN * scale + 1e-30, EXACT_EPS * scale + 1e-30
+    if logits.device.type == "cpu" and kernels.available():
+        labels, near_tie, tie_classes = _exact_compiled(logits, size, margin, exact_eps)
     else:
-        near_tie, tie_classes = _resolve_pairs(logits, counts, start, cand_class, cell, per_pixel, rows, cols,
-                                               labels, margin)
+        labels, near_tie, tie_classes = _exact_torch(logits, size, margin)
+    if labels is None:
+        # Noise-like logits leave many candidates everywhere: evaluating them one by one would cost
+        # more than the reference itself, so take the reference (chunked, memory-bounded).
+        everywhere = torch.ones(size, dtype=torch.bool, device=logits.device)
+        return _chunked_argmax(logits, size, everywhere).view(size)
     if bool(near_tie.any()):
         # Too close to call on our arithmetic: torch's interpolation decides among the classes close
         # at such pixels (the true winner is always one of them), so these pixels match bit for bit.
         labels[near_tie] = tie_classes[_chunked_argmax(logits[tie_classes], size, near_tie)]
     return labels
+
+
+def _too_many_pairs(per_cell_count, rows, cols, num_classes: int, size) -> bool:
+    pairs = int(per_cell_count[rows[0]][:, cols[0]].sum())
+    return 4 * pairs > num_classes * size[0] * size[1]
+
+
+def _exact_compiled(logits, size, margin, exact_eps):
+    num_classes, h, w = logits.shape
+    lt = logits.contiguous().numpy()
+    cand, count = kernels.cell_candidates(lt, margin)
+    rows, cols = source_axis(h, size[0]), source_axis(w, size[1])
+    if _too_many_pairs(count.reshape(h, w), rows, cols, num_classes, size):
+        return None, None, None
+    labels, tie, close = kernels.pixel_labels(lt, cand, count, rows, cols, size, margin, exact_eps)
+    return torch.from_numpy(labels).long(), torch.from_numpy(tie), torch.from_numpy(close).nonzero().flatten()
+
+
+def _exact_torch(logits, size, margin):
+    num_classes, h, w = logits.shape
+    rows = [torch.as_tensor(a, device=logits.device) for a in source_axis(h, size[0])]
+    cols = [torch.as_tensor(a, device=logits.device) for a in source_axis(w, size[1])]
+    # Per-class max/min over each 2×2 source cell (the last row/column reads itself twice, as torch does).
+    padded = F.pad(logits[None], (0, 1, 0, 1), mode="replicate")[0]
+    upper, lower = _cell_extremes(padded, torch.maximum), _cell_extremes(padded, torch.minimum)
+    candidates = (upper >= lower.max(dim=0).values - margin).flatten(1)  # (C, h·w)
+    counts = candidates.sum(dim=0)
+    if _too_many_pairs(counts.view(h, w), rows, cols, num_classes, size):
+        return None, None, None
+    cell = rows[0][:, None] * w + cols[0][None, :]  # (H, W): the source cell each pixel reads
+    labels = upper.flatten(1).argmax(dim=0)[cell]  # the unique candidate, where there is one
+    # Candidate classes of every cell, grouped by cell, ascending: cell c's start at start[c].
+    cand_class = candidates.t().nonzero(as_tuple=True)[1]
+    start = torch.cumsum(counts, 0) - counts
+    near_tie, tie_classes = _resolve_pairs(logits, counts, start, cand_class, cell, counts[cell], rows, cols,
+                                           labels, margin)
+    return labels, near_tie, tie_classes
 
 
 def _resolve_pairs(logits, counts, start, cand_class, cell, per_pixel, rows, cols, labels, margin):

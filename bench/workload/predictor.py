@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bench.workload import kernels
 from bench.workload.images import EncodedImage
 from bench.workload.models import IMAGENET_MEAN, IMAGENET_STD, RANDOM_WEIGHTS, SIZES, build_model
 from bench.workload.postprocess import EXACT, POSTPROCESS_MODES, upsample_argmax
@@ -226,7 +227,10 @@ def prepare(batch: list[EncodedImage], side: int) -> PreparedBatch:
     if decoded:
         codes = np.stack([np.asarray(img.resize((side, side), Image.BILINEAR)) for _, img in decoded])
         # table[c][v] per pixel and channel: (B, S, S, 3) codes → (B, 3, S, S) normalised floats
-        pixels = np.stack([_TABLE[c][codes[..., c]] for c in range(3)], axis=1)
+        if kernels.available():
+            pixels = kernels.normalise(codes, _TABLE)
+        else:
+            pixels = np.stack([_TABLE[c][codes[..., c]] for c in range(3)], axis=1)
     stages["preprocess"] = time.perf_counter() - clock
     return PreparedBatch(results, [slot for slot, _ in decoded], pixels, stages, start)
 
