@@ -26,10 +26,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def demo(session: nox.Session) -> None:
-    """The main job on the embedded default (b0, random weights, synthetic images); prints where it wrote."""
-    session.run(PY, "-m", "bench", "run", "--strategy", "sequential", "--model", "b0", "--batch-size", "8",
-                "--images", "64", "--results", "results", *session.posargs)
-    session.log("records are under results/runs/ (one JSON file per run)")
+    """The main job on the embedded default: the `quick` sweep (every strategy, b0, synthetic images)."""
+    session.run(PY, "-m", "bench", "sweep", "--preset", "quick", "--results", "results", *session.posargs)
+    session.log("records: results/sweeps/quick/runs/ (one JSON file per cell and repeat)")
 
 
 @nox.session(default=False)

@@ -117,6 +117,42 @@ def export_model_cmd(
     typer.echo(f"exported {size} ({weights} weights) to {export_model(size, out, weights, seed)}")
 
 
+@app.command()
+def sweep(
+    file: Annotated[Path | None, typer.Argument(help="Sweep TOML file (or use --preset)")] = None,
+    preset: Annotated[str | None, typer.Option(help="quick | nightly | full")] = None,
+    strategy: Annotated[list[str] | None, typer.Option(help="Override: strategies (repeatable)")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="Override: models (repeatable)")] = None,
+    batch_size: Annotated[list[int] | None, typer.Option(help="Override: batch sizes (repeatable)")] = None,
+    actors: Annotated[list[int] | None, typer.Option(help="Override: actor counts (repeatable)")] = None,
+    device: Annotated[list[str] | None, typer.Option(help="Override: devices (repeatable)")] = None,
+    images: Annotated[int | None, typer.Option(help="Override: images per cell")] = None,
+    repeats: Annotated[int | None, typer.Option(help="Override: repeats per cell")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Override: per-cell timeout, seconds")] = None,
+    name: Annotated[str | None, typer.Option(help="Override: the sweep's name (its folder)")] = None,
+    results: Annotated[Path, typer.Option(help="Results folder")] = Path("results"),
+    ray_address: Annotated[str | None, typer.Option(help="Run Ray cells on this cluster")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the plan and an estimated duration; run nothing")] = False,
+    force: Annotated[bool, typer.Option(help="Re-run cells that already have a finished record")] = False,
+    quiet: Annotated[bool, typer.Option(help="Plain log lines, no live bars")] = False,
+) -> None:
+    """Run a grid of cells, each in its own process; resumable."""
+    from bench.sweep import SweepSpec
+
+    if (file is None) == (preset is None):
+        raise ConfigError("give a sweep file or --preset, not both or neither")
+    spec = SweepSpec.preset(preset) if preset else SweepSpec.from_toml(file)
+    spec = spec.with_overrides(strategies=strategy, models=model, batch_sizes=batch_size, actors=actors,
+                               devices=device, images=images, repeats=repeats, timeout_s=timeout, name=name)
+    spec = SweepSpec.from_dict(spec.to_dict(), "command line")  # re-validate after overrides
+    from bench.sweep_cli import dry_run_plan, run_with_progress
+
+    if dry_run:
+        dry_run_plan(spec)
+        return
+    raise typer.Exit(run_with_progress(spec, results, force=force, ray_address=ray_address, quiet=quiet))
+
+
 bench_app = typer.Typer(help="Benchmarks (heavy; `nox -s bench` runs them).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 

@@ -2,14 +2,16 @@
 
 Syntax: `KIND@batch=N[,target=I]`, fired once N batches have completed. Kinds:
 - `kill-actor`: `ray.kill` actor I (actors, actor_pool); Ray restarts it and retries its unanswered calls.
-Pure parsing and analysis here; the strategy performs the kill.
+- `kill-driver`: SIGKILL the cell's own process, as the kernel's OOM killer would; a sweep must record
+  the cell as crashed and go on.
+Pure parsing and analysis here; the strategy (or the runner, for the driver) performs the kill.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-KINDS = ("kill-actor",)
+KINDS = ("kill-actor", "kill-driver")
 
 
 class FaultSpecError(ValueError):

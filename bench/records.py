@@ -47,7 +47,7 @@ def _jsonable(value):
 
 def new_record_path(folder: Path, cell_id: str) -> Path:
     """results/runs/<UTC time>_<cell id>.json, unique even for runs started in the same second."""
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     return folder / "runs" / f"{stamp}_{cell_id}.json"
 
 
@@ -78,12 +78,21 @@ def load_records(paths: Iterable[Path]):
         except (ValueError, json.JSONDecodeError):
             continue  # other JSON files (sweep plans, exports) live alongside records
         metrics = record.get("metrics") or {}
+        util = record.get("utilisation") or {}
         rows.append({
             "path": str(path),
             "cell_id": record["cell_id"],
             "status": record["status"],
+            "error": record.get("error"),
+            "sweep": record.get("sweep"),
+            "repeat": record.get("repeat", 0),
+            "started_at": record.get("started_at"),
             **{f"spec.{k}": v for k, v in record["spec"].items()},
             **{k: v for k, v in metrics.items() if not isinstance(v, (dict, list))},
+            "cpu_tree_mean": (util.get("tree_cpu_percent") or {}).get("mean"),
+            "cpu_system_mean": (util.get("system_cpu_percent") or {}).get("mean"),
+            "rss_tree_peak": (util.get("tree_rss_bytes") or {}).get("peak"),
+            "gpu_util_mean": (util.get("gpu0") or {}).get("util_percent", {}).get("mean"),
             "fingerprint": record["environment"].get("fingerprint"),
         })
     return pd.DataFrame(rows)

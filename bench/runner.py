@@ -11,6 +11,8 @@ from __future__ import annotations
 import _thread
 import contextlib
 import datetime as dt
+import os
+import signal
 import threading
 import time
 import traceback
@@ -55,8 +57,12 @@ class BatchEvent:
 
 
 def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_interval: float = 0.5,
-             progress: Progress | None = None, write: bool = True) -> tuple[dict, Path | None]:
-    """Run one cell and return (record, path). Configuration errors raise before any heavy work."""
+             progress: Progress | None = None, write: bool = True, record_path: Path | None = None,
+             extra: dict | None = None) -> tuple[dict, Path | None]:
+    """Run one cell and return (record, path). Configuration errors raise before any heavy work.
+
+    The record goes to `record_path` if given, else to a new file under `results_dir/runs/`;
+    `extra` fields (a sweep's name, the repeat index) are added to it."""
     check_device(spec.device)
     source = open_source(spec.source, spec.images, spec.seed, spec.image_scale)
     check_weights(spec.model, spec.weights)
@@ -69,10 +75,11 @@ def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_inter
 
     record = {
         "kind": records.RECORD_KIND, "schema_version": records.SCHEMA_VERSION, "cell_id": spec.cell_id,
-        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(), "spec": spec.to_dict(),
+        "started_at": dt.datetime.now(dt.UTC).isoformat(), "spec": spec.to_dict(),
         "weights": {"kind": weights_kind(spec.weights), "name": spec.weights, "seed": spec.seed,
                     "hub_id": SIZES[spec.model].hub_id},
         "source": source.describe(), "environment": records.environment(), "status": "running",
+        "sample_interval_s": sample_interval, **(extra or {}),
     }
     session = ray_session(spec.ray_address) if strategy_cls.uses_ray else contextlib.nullcontext(local)
     try:
@@ -88,19 +95,19 @@ def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_inter
         record.update(status="timeout", error=str(err))
     except KeyboardInterrupt:
         record.update(status="interrupted", error="interrupted by the user")
-        _write(record, spec, results_dir, write)
+        _write(record, spec, results_dir, write, record_path)
         raise
     except REFUSALS:
         raise
     except Exception as err:
         record.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
-    return record, _write(record, spec, results_dir, write)
+    return record, _write(record, spec, results_dir, write, record_path)
 
 
-def _write(record: dict, spec: RunSpec, results_dir: Path, write: bool) -> Path | None:
+def _write(record: dict, spec: RunSpec, results_dir: Path, write: bool, path: Path | None) -> Path | None:
     if not write:
         return None
-    return records.write_atomic(records.new_record_path(results_dir, spec.cell_id), record)
+    return records.write_atomic(path or records.new_record_path(results_dir, spec.cell_id), record)
 
 
 @contextlib.contextmanager
@@ -150,6 +157,8 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record, sample_in
             for result in strategy.run(enumerate(batched(iter(source), spec.batch_size)), on_submit):
                 events.append(_event(result, submitted, run_start))
                 if fault and len(events) == fault.at_batch:
+                    if fault.kind == "kill-driver":
+                        os.kill(os.getpid(), signal.SIGKILL)
                     faults.append({**asdict(fault), "worker": strategy.inject(fault), "t": time.time() - run_start})
                 for image in result.images:
                     seen[image.image_id] = seen.get(image.image_id, 0) + 1

@@ -1,0 +1,49 @@
+"""Per-cell summaries across repeats (pandas; no torch, no Ray): median throughput, coefficient of
+variation, a noisy flag, and status — used by the sweep's closing table and by reports."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+SPEC_COLUMNS = ["spec.strategy", "spec.model", "spec.device", "spec.batch_size", "spec.actors"]
+
+
+def latest_per_repeat(frame: pd.DataFrame) -> pd.DataFrame:
+    """A forced re-run leaves older records beside newer ones: keep the newest per (cell, repeat)."""
+    if frame.empty:
+        return frame
+    return frame.sort_values("started_at").groupby(["cell_id", "repeat"], as_index=False).tail(1)
+
+
+def cell_summary(frame: pd.DataFrame, noise_cv: float = 0.10) -> pd.DataFrame:
+    """One row per cell: medians over its ok repeats, CV of steady throughput, noisy flag, failures."""
+    if frame.empty:
+        return pd.DataFrame()
+    frame = latest_per_repeat(frame)
+    rows = []
+    for cell_id, group in frame.groupby("cell_id", sort=False):
+        ok = group[group["status"] == "ok"]
+        tput = ok["throughput_steady"].dropna() if "throughput_steady" in ok else pd.Series(dtype=float)
+        cv = float(tput.std(ddof=1) / tput.mean()) if len(tput) > 1 and tput.mean() else None
+        first = group.iloc[0]
+        rows.append({
+            "cell_id": cell_id,
+            **{c.removeprefix("spec."): first[c] for c in SPEC_COLUMNS if c in group},
+            "repeats": len(group), "ok": len(ok),
+            "status": "ok" if len(ok) == len(group) else ("failed" if ok.empty else "partial"),
+            "error": None if ok.shape[0] == len(group) else "; ".join(sorted(set(group["error"].dropna()))),
+            "throughput": float(tput.median()) if len(tput) else None,
+            "cv": cv,
+            "noisy": bool(cv is not None and cv > noise_cv),
+            "throughput_e2e": _median(ok, "throughput_end_to_end"),
+            "latency_p95_s": _median(ok, "latency_p95_s"),
+            "cpu_tree_mean": _median(ok, "cpu_tree_mean"),
+            "rss_tree_peak": _median(ok, "rss_tree_peak"),
+        })
+    return pd.DataFrame(rows)
+
+
+def _median(frame: pd.DataFrame, column: str):
+    if column not in frame or frame[column].dropna().empty:
+        return None
+    return float(frame[column].dropna().median())

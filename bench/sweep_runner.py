@@ -1,0 +1,230 @@
+"""Run a sweep unattended: every cell in its own process with a hard timeout, resume, progress, and
+interruption that keeps what finished.
+
+Isolation: each cell is a child process (`bench.cell_process`) that is the Ray *driver* of its cell.
+A crash, an OOM kill or a hang takes down that process only; the parent records the cell as failed
+and goes on. The parent blocks in `wait(timeout)` and reads progress lines off the child's pipe —
+it never polls in a loop, so it costs the measured work nothing.
+
+Ray: one local instance is started by the sweep and shared by its cells (or `--ray-address`
+names an existing cluster). Starting Ray costs ~5 s here, which would dominate small cells; sharing
+is safe because a cell's actors and tasks belong to its driver process and Ray removes them when
+that process exits. Each record still states its cell's own Ray connect time.
+
+Records: results/sweeps/<name>/runs/<cell id>/r<repeat>_<UTC time>.json — never overwritten.
+Resume skips (cell, repeat) pairs that already have an `ok` record; `--force` runs them again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from bench import records
+from bench.config import available_cpus
+from bench.sweep import Cell, HostInfo, SweepSpec
+
+KILL_GRACE_S = 60.0  # beyond the cell's own timeout (which the cell enforces itself), the parent kills
+
+
+class SweepInterrupted(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}")
+        self.exit_code = 128 + signum
+
+
+@dataclass
+class SweepOutcome:
+    folder: Path
+    ran: int = 0
+    resumed: int = 0  # (cell, repeat) pairs skipped because a finished record exists
+    failed: int = 0
+    skipped: list = field(default_factory=list)
+
+
+def host_info() -> HostInfo:
+    from bench.samplers import Nvml
+
+    nvml = Nvml()
+    return HostInfo(float(available_cpus()), float(len(nvml.names())))
+
+
+def sweep_folder(results_dir: Path, sweep: SweepSpec) -> Path:
+    return results_dir / "sweeps" / sweep.name
+
+
+def finished(folder: Path, cell: Cell, repeat: int) -> bool:
+    for path in (folder / "runs" / cell.cell_id).glob(f"r{repeat}_*.json"):
+        with contextlib.suppress(ValueError, json.JSONDecodeError, KeyError):
+            if records.read_record(path)["status"] == "ok":
+                return True
+    return False
+
+
+def run_sweep(sweep: SweepSpec, results_dir: Path, *, force: bool = False, ray_address: str | None = None,
+              on_cell: Callable[[int, int, str], None] | None = None,
+              on_images: Callable[[int, int | None], None] | None = None) -> SweepOutcome:
+    host = host_info()
+    cells, skipped = sweep.expand(host)
+    folder = sweep_folder(results_dir, sweep)
+    records.write_atomic(folder / "plan.json", {
+        "kind": "segbench.sweep_plan", "sweep": sweep.to_dict(), "host": host.__dict__,
+        "cells": [c.spec.to_dict() | {"cell_id": c.cell_id} for c in cells],
+        "skipped": [{"values": s.values, "reason": s.reason} for s in skipped],
+        "written_at": dt.datetime.now(dt.UTC).isoformat()})
+    outcome = SweepOutcome(folder, skipped=skipped)
+    todo = []
+    for cell in cells:
+        for repeat in range(sweep.repeats):
+            if not force and finished(folder, cell, repeat):
+                outcome.resumed += 1
+            else:
+                todo.append((cell, repeat))
+    needs_ray = any(c.spec.strategy != "sequential" for c, _ in todo)
+    # Handlers go in after Ray starts: ray.init installs its own SIGTERM handler (sys.exit(15)).
+    with _shared_ray(needs_ray, ray_address) as address, _signals_raise() as current:
+        for number, (cell, repeat) in enumerate(todo):
+            if on_cell:
+                on_cell(number, len(todo), f"{cell.cell_id} r{repeat}")
+            spec = cell.spec.replace(ray_address=address) if cell.spec.strategy != "sequential" else cell.spec
+            record = run_isolated(spec, folder, repeat, sweep, current, on_images)
+            outcome.ran += 1
+            outcome.failed += record["status"] != "ok"
+        if on_cell:
+            on_cell(len(todo), len(todo), "")
+    return outcome
+
+
+def run_isolated(spec, folder: Path, repeat: int, sweep: SweepSpec, current: dict,
+                 on_images: Callable[[int, int | None], None] | None = None) -> dict:
+    """Run one cell in a child process; if it dies or hangs, write the failure record for it."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    path = folder / "runs" / spec.cell_id / f"r{repeat}_{stamp}.json"
+    extra = {"sweep": sweep.name, "repeat": repeat}
+    with tempfile.TemporaryFile(mode="w+") as stderr:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "bench.cell_process", json.dumps(spec.to_dict()), str(path),
+             str(sweep.sample_interval), json.dumps(extra)],
+            stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True, preexec_fn=_die_with_parent)
+        current["child"], current["spec"], current["path"], current["extra"] = child, spec, path, extra
+        reader = threading.Thread(target=_read_progress, args=(child.stdout, on_images), daemon=True)
+        reader.start()
+        try:
+            code = child.wait(timeout=spec.timeout_s + KILL_GRACE_S)
+            reason = None if code in (0, 1) else _exit_reason(code)
+        except subprocess.TimeoutExpired:
+            kill_tree(child.pid)
+            child.wait()
+            reason = f"timeout: killed after {spec.timeout_s + KILL_GRACE_S:g} s"
+        finally:
+            current["child"] = None
+        reader.join(timeout=5)
+        if reason is not None or not path.exists():
+            stderr.seek(0)
+            tail = stderr.read()[-4000:]
+            status = "timeout" if reason and reason.startswith("timeout") else "failed"
+            return write_failure(path, spec, extra, status, reason or "the cell wrote no record", tail)
+    return records.read_record(path)
+
+
+def write_failure(path: Path, spec, extra: dict, status: str, reason: str, stderr_tail: str = "") -> dict:
+    record = {"kind": records.RECORD_KIND, "schema_version": records.SCHEMA_VERSION, "cell_id": spec.cell_id,
+              "spec": spec.to_dict(), "status": status, "error": reason, "stderr_tail": stderr_tail,
+              "environment": records.environment(), "started_at": dt.datetime.now(dt.UTC).isoformat(),
+              **extra}
+    records.write_atomic(path, record)
+    return record
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, get SIGKILL when the sweep process dies, even by SIGKILL, so a
+    killed sweep leaves no cell running on (elsewhere the child simply outlives it)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        name = signal.Signals(-code).name
+        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        return f"crashed: killed by {name}{hint}"
+    if code == 2:
+        return "refused: bad configuration for this cell"
+    return f"crashed: exit code {code}"
+
+
+def _read_progress(stream, on_images) -> None:
+    for line in stream:
+        parts = line.split()
+        if on_images and len(parts) == 3 and parts[0] == "progress":
+            total = int(parts[2])
+            on_images(int(parts[1]), None if total < 0 else total)
+
+
+def kill_tree(pid: int, grace_s: float = 5.0) -> None:
+    """Terminate a process and all its descendants (Ray workers included), then kill what remains."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
+@contextlib.contextmanager
+def _shared_ray(needed: bool, address: str | None):
+    """Yield the address cells should connect to: the given one, or a local instance started here."""
+    if not needed or address:
+        yield address
+        return
+    import ray
+
+    ray.init(num_cpus=available_cpus(), include_dashboard=False, log_to_driver=False, configure_logging=False,
+             _node_ip_address="127.0.0.1")
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """SIGINT/SIGTERM: stop the running cell, record it as interrupted, and unwind (Ray shuts down in
+    the `finally` of `_shared_ray`); the caller exits 130/143."""
+    current: dict = {"child": None}
+
+    def handler(signum, _frame):
+        child = current.get("child")
+        if child is not None:
+            kill_tree(child.pid)
+            write_failure(current["path"], current["spec"], current["extra"], "interrupted",
+                          f"interrupted by {signal.Signals(signum).name}")
+        raise SweepInterrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield current
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
