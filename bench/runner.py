@@ -153,7 +153,7 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record, sample_in
     faults = []
     done = 0
     try:
-        with ResourceSampler(sample_interval) as sampler:
+        with ResourceSampler(sample_interval, include_ray=strategy_cls.uses_ray) as sampler:
             for result in strategy.run(enumerate(batched(iter(source), spec.batch_size)), on_submit):
                 events.append(_event(result, submitted, run_start))
                 if fault and len(events) == fault.at_batch:
@@ -203,13 +203,25 @@ def _event(result: BatchResult, submitted: dict[int, float], run_start: float) -
 
 
 def summarise(events: list[BatchEvent], warmup_batches: int, run_s: float, start_s: float) -> dict:
-    """Headline metrics from batch events (pure: tested with hand-made events)."""
+    """Headline metrics from batch events (pure: tested with hand-made events).
+
+    Warm-up is per worker: each worker's first `warmup_batches` batches carry its one-off costs
+    (lazy initialisation, kernel compilation) and are left out of steady state. The steady window
+    runs from the first start to the last completion of the remaining batches, so parallel workers
+    finishing together do not shrink it to nothing. With too few batches for that, every batch is
+    measured and `steady_state` is False.
+    """
     ordered = sorted(events, key=lambda e: e.completed)
     total = sum(e.images for e in ordered)
-    warm = min(warmup_batches, max(0, len(ordered) - 1))
-    steady = ordered[warm:]
-    window_start = ordered[warm - 1].completed if warm else (min(e.submitted for e in ordered) if ordered else 0)
-    window = (ordered[-1].completed - window_start) if ordered else 0.0
+    seen: dict[str, int] = {}
+    steady = []
+    for e in ordered:
+        seen[e.worker] = seen.get(e.worker, 0) + 1
+        if seen[e.worker] > warmup_batches:
+            steady.append(e)
+    steady_state = bool(steady)
+    steady = steady or ordered
+    window = (max(e.completed for e in steady) - min(e.started for e in steady)) if steady else 0.0
     steady_images = sum(e.images for e in steady)
     stage_totals = {s: sum(e.stages.get(s, 0.0) for e in steady) for s in STAGES}
     latency = [e.completed - e.submitted for e in steady]
@@ -217,20 +229,22 @@ def summarise(events: list[BatchEvent], warmup_batches: int, run_s: float, start
     waiting = sum(lat - srv for lat, srv in zip(latency, service, strict=True))
     per_image_ms = {s: 1000 * v / steady_images if steady_images else None for s, v in stage_totals.items()}
     per_image_ms["waiting"] = 1000 * waiting / steady_images if steady_images else None
+    lat = distribution(latency)
     return {
         "images": total,
         "batches": len(ordered),
-        "warmup_batches": warm,
+        "warmup_batches": len(ordered) - len(steady) if steady_state else 0,
+        "steady_state": steady_state,
         "steady_images": steady_images,
         "steady_window_s": window,
         "throughput_steady": steady_images / window if window > 0 else None,
         "throughput_run": total / run_s if run_s > 0 else None,
         "throughput_end_to_end": total / (run_s + start_s) if run_s + start_s > 0 else None,
         "run_s": run_s,
-        "latency_p50_s": distribution(latency)["p50"],
-        "latency_p95_s": distribution(latency)["p95"],
-        "latency_p99_s": distribution(latency)["p99"],
-        "latency_s": distribution(latency),
+        "latency_p50_s": lat["p50"],
+        "latency_p95_s": lat["p95"],
+        "latency_p99_s": lat["p99"],
+        "latency_s": lat,
         "service_s": distribution(service),
         "stage_ms_per_image": per_image_ms,
         "workers_used": len({e.worker for e in ordered}),

@@ -1,6 +1,6 @@
 """Utilisation samplers: a background thread that wakes every `interval` seconds (Event.wait, never a
-busy loop) and reads system CPU %, the CPU % and RSS of the whole process tree (driver, raylet, Ray
-workers are all descendants of the driver for a local instance), and per-GPU utilisation, memory and
+busy loop) and reads system CPU %, the CPU % and RSS of the whole process tree (the driver and its
+children, plus Ray's workers and daemons for Ray cells), and per-GPU utilisation, memory and
 power through NVML when GPUs exist. Each reading is a few syscalls, so the cost is negligible at the
 default 0.5 s; `nox -s bench` measures it against a plain loop.
 """
@@ -63,6 +63,23 @@ class Nvml:
         return readings
 
 
+RAY_DAEMONS = ("raylet", "gcs_server", "plasma_store")
+
+
+def ray_processes(exclude: set[int]) -> list[psutil.Process]:
+    """Ray workers (`ray::…`) and daemons on this machine. When cells share a sweep's Ray instance the
+    workers are children of its raylet, not of the cell's driver; one cell runs at a time, so every
+    Ray worker alive belongs to the cell being measured."""
+    found = []
+    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if proc.info["pid"] in exclude or not cmd:
+            continue
+        if cmd[0].startswith("ray::") or any(d in (proc.info["name"] or "") for d in RAY_DAEMONS):
+            found.append(proc)
+    return found
+
+
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -70,10 +87,12 @@ def _text(value) -> str:
 class ResourceSampler:
     """Context manager sampling resources of this process's tree in a background thread."""
 
-    def __init__(self, interval: float = 0.5, root_pid: int | None = None, nvml: Nvml | None = None) -> None:
+    def __init__(self, interval: float = 0.5, root_pid: int | None = None, nvml: Nvml | None = None,
+                 include_ray: bool = False) -> None:
         if interval <= 0:
             raise ValueError("sampling interval must be positive")
         self.interval = interval
+        self.include_ray = include_ray
         self.root = psutil.Process(root_pid or os.getpid())
         self.nvml = nvml if nvml is not None else Nvml()
         self.samples: list[Sample] = []
@@ -102,6 +121,8 @@ class ResourceSampler:
             current = [self.root, *self.root.children(recursive=True)]
         except psutil.Error:
             return []
+        if self.include_ray:
+            current += ray_processes(exclude={p.pid for p in current})
         # Keep Process objects across readings: cpu_percent() measures since the previous call on it.
         fresh = {}
         for proc in current:

@@ -38,7 +38,7 @@ def dry_run_plan(spec: SweepSpec, console: Console | None = None) -> None:
 def run_with_progress(spec: SweepSpec, results: Path, *, force: bool, ray_address: str | None,
                       quiet: bool) -> int:
     """Run the sweep with progress; returns the exit code (0 all ok, 1 a cell failed, 130/143 stopped)."""
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     live = not quiet and sys.stderr.isatty()
     started = time.monotonic()
     try:

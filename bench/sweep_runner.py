@@ -1,10 +1,11 @@
 """Run a sweep unattended: every cell in its own process with a hard timeout, resume, progress, and
 interruption that keeps what finished.
 
-Isolation: each cell is a child process (`bench.cell_process`) that is the Ray *driver* of its cell.
-A crash, an OOM kill or a hang takes down that process only; the parent records the cell as failed
-and goes on. The parent blocks in `wait(timeout)` and reads progress lines off the child's pipe —
-it never polls in a loop, so it costs the measured work nothing.
+Isolation: each cell is a child process (`bench.cell_process`, forked from a preloaded forkserver)
+that is the Ray *driver* of its cell. A crash, an OOM kill or a hang takes down that process only;
+the parent records the cell as failed and goes on. The parent blocks on the child's progress pipe and
+its exit sentinel together, with the cell's deadline as timeout — it never polls in a loop, so it
+costs the measured work nothing.
 
 Ray: one local instance is started by the sweep and shared by its cells (or `--ray-address`
 names an existing cluster). Starting Ray costs ~5 s here, which would dominate small cells; sharing
@@ -20,22 +21,26 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import multiprocessing
 import signal
-import subprocess
-import sys
 import tempfile
-import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import wait
 from pathlib import Path
 
 import psutil
 
-from bench import records
+from bench import cell_process, records
 from bench.config import available_cpus
 from bench.sweep import Cell, HostInfo, SweepSpec
 
 KILL_GRACE_S = 60.0  # beyond the cell's own timeout (which the cell enforces itself), the parent kills
+
+# Cells are forked from a server that has imported the heavy libraries once (see bench.cell_process).
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(cell_process.PRELOAD)
 
 
 class SweepInterrupted(Exception):
@@ -112,29 +117,43 @@ def run_isolated(spec, folder: Path, repeat: int, sweep: SweepSpec, current: dic
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     path = folder / "runs" / spec.cell_id / f"r{repeat}_{stamp}.json"
     extra = {"sweep": sweep.name, "repeat": repeat}
-    with tempfile.TemporaryFile(mode="w+") as stderr:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "bench.cell_process", json.dumps(spec.to_dict()), str(path),
-             str(sweep.sample_interval), json.dumps(extra)],
-            stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True, preexec_fn=_die_with_parent)
+    receive, send = _CONTEXT.Pipe(duplex=False)
+    with tempfile.NamedTemporaryFile(mode="r", suffix=".stderr") as stderr:
+        child = _CONTEXT.Process(target=cell_process.run_child, name=f"cell {spec.cell_id}",
+                                 args=(spec.to_dict(), str(path), sweep.sample_interval, extra, send, stderr.name))
+        child.start()
+        send.close()
         current["child"], current["spec"], current["path"], current["extra"] = child, spec, path, extra
-        reader = threading.Thread(target=_read_progress, args=(child.stdout, on_images), daemon=True)
-        reader.start()
+        deadline = time.monotonic() + spec.timeout_s + KILL_GRACE_S
+        reason = None
         try:
-            code = child.wait(timeout=spec.timeout_s + KILL_GRACE_S)
-            reason = None if code in (0, 1) else _exit_reason(code)
-        except subprocess.TimeoutExpired:
-            kill_tree(child.pid)
-            child.wait()
-            reason = f"timeout: killed after {spec.timeout_s + KILL_GRACE_S:g} s"
+            # Block until progress arrives or the child ends — no polling loop.
+            while child.exitcode is None:
+                ready = wait([receive, child.sentinel], timeout=max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    kill_tree(child.pid)
+                    child.join()
+                    reason = f"timeout: killed after {spec.timeout_s + KILL_GRACE_S:g} s"
+                    break
+                if receive in ready:
+                    try:
+                        done, total = receive.recv()
+                    except EOFError:
+                        child.join()
+                        break
+                    if on_images:
+                        on_images(done, total)
+                else:
+                    child.join()
         finally:
             current["child"] = None
-        reader.join(timeout=5)
+            receive.close()
+        if reason is None and child.exitcode not in (0, 1):
+            reason = _exit_reason(child.exitcode)
         if reason is not None or not path.exists():
-            stderr.seek(0)
-            tail = stderr.read()[-4000:]
             status = "timeout" if reason and reason.startswith("timeout") else "failed"
-            return write_failure(path, spec, extra, status, reason or "the cell wrote no record", tail)
+            return write_failure(path, spec, extra, status, reason or "the cell wrote no record",
+                                 Path(stderr.name).read_text()[-4000:])
     return records.read_record(path)
 
 
@@ -147,17 +166,6 @@ def write_failure(path: Path, spec, extra: dict, status: str, reason: str, stder
     return record
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: on Linux, get SIGKILL when the sweep process dies, even by SIGKILL, so a
-    killed sweep leaves no cell running on (elsewhere the child simply outlives it)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _exit_reason(code: int) -> str:
     if code < 0:
         name = signal.Signals(-code).name
@@ -166,14 +174,6 @@ def _exit_reason(code: int) -> str:
     if code == 2:
         return "refused: bad configuration for this cell"
     return f"crashed: exit code {code}"
-
-
-def _read_progress(stream, on_images) -> None:
-    for line in stream:
-        parts = line.split()
-        if on_images and len(parts) == 3 and parts[0] == "progress":
-            total = int(parts[2])
-            on_images(int(parts[1]), None if total < 0 else total)
 
 
 def kill_tree(pid: int, grace_s: float = 5.0) -> None:

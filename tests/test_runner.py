@@ -24,6 +24,7 @@ def test_sequential_cell_writes_a_complete_record(tmp_path):
     assert on_disk["schema_version"] == records.SCHEMA_VERSION and on_disk["cell_id"] == tiny().cell_id
     m = on_disk["metrics"]
     assert m["images"] == 10 and m["batches"] == 3 and m["warmup_batches"] == 1 and m["steady_images"] == 6
+    assert m["steady_state"]
     assert m["throughput_steady"] > 0 and m["throughput_end_to_end"] > 0
     assert m["latency_s"]["p50"] <= m["latency_s"]["p99"]
     assert set(m["stage_ms_per_image"]) == {"decode", "preprocess", "forward", "postprocess", "waiting"}
@@ -85,18 +86,28 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     assert json.loads(target.read_text()) == {"a": 1} and list(tmp_path.iterdir()) == [target]
 
 
-def _event(i, images, submitted, completed, worker="w"):
-    return BatchEvent(i, worker, 1, "n", images, submitted, submitted, completed, completed, {"forward": 0.5})
+def _event(i, images, started, completed, worker="w"):
+    return BatchEvent(i, worker, 1, "n", images, started, started, completed, completed, {"forward": 0.5})
 
 
-def test_summarise_excludes_warmup_from_steady_state():
+def test_summarise_excludes_each_workers_warmup_from_steady_state():
     events = [_event(0, 4, 0.0, 10.0), _event(1, 4, 10.0, 11.0), _event(2, 4, 11.0, 12.0)]
     m = summarise(events, warmup_batches=1, run_s=12.0, start_s=3.0)
     assert m["steady_images"] == 8 and m["steady_window_s"] == 2.0 and m["throughput_steady"] == 4.0
-    assert m["throughput_run"] == 1.0 and m["throughput_end_to_end"] == 12 / 15
+    assert m["throughput_run"] == 1.0 and m["throughput_end_to_end"] == 12 / 15 and m["steady_state"]
     assert m["latency_s"]["max"] == 1.0 and m["stage_ms_per_image"]["forward"] == 125.0
 
 
-def test_summarise_keeps_one_measured_batch_when_warmup_exceeds_batches():
-    m = summarise([_event(0, 2, 0.0, 1.0)], warmup_batches=5, run_s=1.0, start_s=0.0)
-    assert m["warmup_batches"] == 0 and m["steady_images"] == 2
+def test_parallel_workers_finishing_together_keep_a_real_window():
+    """Two workers, two batches each, the steady ones finishing within a millisecond of each other."""
+    events = [_event(0, 4, 0.0, 5.0, "a"), _event(1, 4, 0.0, 5.5, "b"),
+              _event(2, 4, 5.0, 7.0, "a"), _event(3, 4, 5.5, 7.001, "b")]
+    m = summarise(events, warmup_batches=1, run_s=7.0, start_s=0.0)
+    assert m["steady_images"] == 8 and m["steady_window_s"] == pytest.approx(2.001)
+    assert m["throughput_steady"] == pytest.approx(8 / 2.001)
+
+
+def test_too_few_batches_measure_everything_and_say_so():
+    m = summarise([_event(0, 2, 0.0, 1.0, "a"), _event(1, 2, 0.0, 1.0, "b")], warmup_batches=1, run_s=1.0,
+                  start_s=0.0)
+    assert not m["steady_state"] and m["steady_images"] == 4 and m["throughput_steady"] == 4.0

@@ -14,7 +14,7 @@ import pytest
 
 from bench import records
 from bench.config import ConfigError
-from bench.samplers import Nvml, ResourceSampler, summarise
+from bench.samplers import Nvml, ResourceSampler, ray_processes, summarise
 from bench.sweep import HostInfo, SweepSpec
 from bench.sweep_runner import run_sweep
 
@@ -177,11 +177,10 @@ def test_sigterm_marks_the_cell_interrupted_and_leaves_no_ray_processes(tmp_path
     runs = tmp_path / "sweeps" / "stopped" / "runs"
     deadline = time.monotonic() + 120
     parent = psutil.Process(proc.pid)
-    while time.monotonic() < deadline and not any("cell_process" in " ".join(c.cmdline())
-                                                  for c in parent.children(recursive=True)):
-        time.sleep(0.5)
-    time.sleep(8)  # let the cell start its actor
-    family = [parent, *parent.children(recursive=True)]
+    while time.monotonic() < deadline and not any(p.cmdline()[0].startswith("ray::PredictorWorker")
+                                                  for p in ray_processes(exclude=set())):
+        time.sleep(0.5)  # until the cell's actor is up and working
+    family = [parent, *parent.children(recursive=True), *ray_processes(exclude=set())]
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 143
     (record,) = [records.read_record(p) for p in runs.rglob("*.json")]
