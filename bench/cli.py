@@ -153,6 +153,65 @@ def sweep(
     raise typer.Exit(run_with_progress(spec, results, force=force, ray_address=ray_address, quiet=quiet))
 
 
+@app.command()
+def report(
+    results: Annotated[list[Path], typer.Argument(help="Record files or folders (e.g. results/sweeps/quick)")],
+    out: Annotated[Path, typer.Option(help="Folder for plots, report.html, report.md and exports")] = Path(
+        "results/reports/latest"),
+    examples: Annotated[int, typer.Option(help="Example predictions to draw")] = 3,
+) -> None:
+    """Plots, an HTML and a Markdown report, a Chrome trace and CSV/Parquet summaries."""
+    from bench.report.render import build_report
+
+    try:
+        built = build_report(list(results), out, examples)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    typer.echo(f"{len(built.plots)} plots; report: {built.html} and {built.markdown}; exports: "
+               + ", ".join(p.name for p in built.exports))
+
+
+@app.command()
+def compare(
+    baseline: Annotated[list[Path], typer.Argument(help="Baseline records (files or folders)")],
+    candidate: Annotated[Path, typer.Option("--candidate", "-c", help="Candidate records (file or folder)")],
+    threshold: Annotated[float, typer.Option(help="Relative change that counts (0.05 = 5%)")] = 0.05,
+    alpha: Annotated[float, typer.Option(help="Significance level of the test")] = 0.05,
+    require_same_machine: Annotated[bool, typer.Option(help="Refuse (exit 2) when machines differ")] = False,
+) -> None:
+    """Compare a candidate run with a baseline; exit 1 on a regression."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from bench.compare import compare as run_compare
+
+    if not 0 < threshold < 1 or not 0 < alpha < 1:
+        raise ConfigError("threshold and alpha must be between 0 and 1")
+    result = run_compare(list(baseline), [candidate], threshold, alpha)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    if not result.cells:
+        raise ConfigError("no records found to compare")
+    if result.machine_mismatch:
+        message = (f"machines differ: baseline {sorted(map(str, result.baseline_machines))}, candidate "
+                   f"{sorted(map(str, result.candidate_machines))}")
+        if require_same_machine:
+            raise ConfigError(message)
+        console.print(f"[bold yellow]warning:[/] {message}; ratios mix hardware and code changes")
+    table = Table("cell", "verdict", "baseline img/s", "candidate img/s", "ratio", "95% CI", "p", "samples", "note",
+                  title=f"compare (threshold {threshold:.0%}, alpha {alpha})")
+    for c in result.cells:
+        style = {"regression": "red", "failed": "red", "improvement": "green"}.get(c.verdict, "")
+        table.add_row(c.label, f"[{style}]{c.verdict}[/]" if style else c.verdict,
+                      f"{c.baseline:.3f}" if c.baseline else "-", f"{c.candidate:.3f}" if c.candidate else "-",
+                      f"{c.ratio:.3f}" if c.ratio else "-", f"{c.ci[0]:.3f}–{c.ci[1]:.3f}" if c.ci else "-",
+                      f"{c.p_value:.3g}" if c.p_value is not None else "-", c.samples, c.note)
+    console.print(table)
+    bad = result.regressions
+    console.print(f"{len(bad)} regression(s) in {len(result.cells)} cells" if bad else "no regression")
+    if bad:
+        raise typer.Exit(1)
+
+
 bench_app = typer.Typer(help="Benchmarks (heavy; `nox -s bench` runs them).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 

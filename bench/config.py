@@ -17,6 +17,10 @@ DEVICES = ("cpu", "cuda")
 MODEL_TRANSFERS = ("object_store", "reload")
 
 
+# Settings that change where or how a cell is watched, not what is measured.
+_NOT_MEASURED = frozenset({"label", "timeout_s", "keep_masks", "ray_address"})
+
+
 class ConfigError(ValueError):
     """A configuration a user must fix; the CLI prints it as one line and exits with code 2."""
 
@@ -105,8 +109,13 @@ class RunSpec:
 
     @property
     def cell_id(self) -> str:
-        """Deterministic id of what is measured (not of where the record goes or its label)."""
-        fields = {k: v for k, v in self.to_dict().items() if k not in ("label", "timeout_s", "keep_masks")}
+        """Deterministic id of what is measured (not of where the record goes or its label).
+
+        Only settings that differ from their defaults enter the hash, so adding a new setting (with a
+        default) later keeps the ids of committed baselines valid."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        fields = {k: v for k, v in self.to_dict().items()
+                  if k not in _NOT_MEASURED and v != defaults[k]}
         digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.strategy}-{self.model}-{self.device}-bs{self.batch_size}-a{self.actors}-{digest}"
 

@@ -187,3 +187,12 @@ def test_sigterm_marks_the_cell_interrupted_and_leaves_no_ray_processes(tmp_path
     assert record["status"] == "interrupted"
     time.sleep(2)
     assert [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+
+
+def test_cell_ids_ignore_where_a_cell_runs_and_new_defaults():
+    from bench.config import RunSpec
+
+    base = RunSpec(strategy="actors", model="tiny")
+    assert base.cell_id == base.replace(ray_address="10.0.0.1:6379", label="x", timeout_s=5).cell_id
+    assert base.cell_id != base.replace(batch_size=4).cell_id
+    assert base.cell_id != base.replace(inject="kill-actor@batch=2").cell_id

@@ -1,0 +1,1 @@
+"""Reports: plots, HTML/Markdown rendering, exports."""

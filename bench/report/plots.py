@@ -1,0 +1,254 @@
+"""Comparison plots (matplotlib, Agg). Each function takes loaded records (and their per-cell summary)
+and returns a Figure, or None when the data has nothing to show for it (e.g. one actor count only)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+STAGE_COLOURS = {"decode": "#8dd3c7", "preprocess": "#ffffb3", "forward": "#bebada", "postprocess": "#fb8072",
+                 "waiting": "#d9d9d9"}
+
+
+def _best_cells(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, device, strategy): the cell with the highest median throughput."""
+    ok = summary[summary["throughput"].notna()]
+    return ok.loc[ok.groupby(["model", "device", "strategy"])["throughput"].idxmax()]
+
+
+def throughput_by_strategy(records, summary, repeats: pd.DataFrame):
+    best = _best_cells(summary)
+    if best.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    groups = list(best.groupby(["model", "device"]))
+    strategies = sorted(best["strategy"].unique())
+    width = 0.8 / max(1, len(groups))
+    for g, ((model, device), rows) in enumerate(groups):
+        heights, errors = [], []
+        for strategy in strategies:
+            row = rows[rows["strategy"] == strategy]
+            cell = row["cell_id"].iloc[0] if len(row) else None
+            per_repeat = repeats[(repeats["cell_id"] == cell) & (repeats["status"] == "ok")]["throughput_steady"]
+            heights.append(row["throughput"].iloc[0] if len(row) else 0)
+            errors.append(per_repeat.std(ddof=1) if len(per_repeat) > 1 else 0)
+        x = np.arange(len(strategies)) + g * width
+        ax.bar(x, heights, width, yerr=errors, capsize=3, label=f"{model} {device}")
+    ax.set_xticks(np.arange(len(strategies)) + width * (len(groups) - 1) / 2, strategies)
+    ax.set_ylabel("steady images/s (best configuration; bars: median, whiskers: stdev over repeats)")
+    ax.set_title("Throughput per strategy")
+    ax.legend()
+    return fig
+
+
+def scaling_with_actors(records, summary, repeats):
+    ray = summary[(summary["strategy"] != "sequential") & summary["throughput"].notna()]
+    if ray.empty or ray["actors"].nunique() < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for (strategy, model, device), rows in ray.groupby(["strategy", "model", "device"]):
+        best_bs = rows.groupby("batch_size")["throughput"].max().idxmax()
+        line = rows[rows["batch_size"] == best_bs].sort_values("actors")
+        (drawn,) = ax.plot(line["actors"], line["throughput"], marker="o",
+                           label=f"{strategy} {model} {device} bs{best_bs}")
+        base = line["throughput"].iloc[0] / line["actors"].iloc[0]
+        ax.plot(line["actors"], base * line["actors"], linestyle=":", color=drawn.get_color())  # its ideal
+        for actors, tput in zip(line["actors"], line["throughput"], strict=True):
+            ax.annotate(f"{tput / (base * actors):.0%}", (actors, tput), textcoords="offset points", xytext=(4, 4),
+                        fontsize=7)
+    ax.plot([], [], "k:", label="ideal linear (dotted, per line)")
+    ax.set_xlabel("actors (workers)")
+    ax.set_ylabel("steady images/s")
+    ax.set_title("Scaling with actor count (labels: parallel efficiency)")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def throughput_vs_batch_size(records, summary, repeats):
+    ok = summary[summary["throughput"].notna()]
+    if ok.empty or ok["batch_size"].nunique() < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for (strategy, actors, model, device), rows in ok.groupby(["strategy", "actors", "model", "device"]):
+        rows = rows.sort_values("batch_size")
+        ax.plot(rows["batch_size"], rows["throughput"], marker="o", label=f"{strategy} a{actors} {model} {device}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("steady images/s")
+    ax.set_title("Throughput against batch size")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _best_records(records, summary) -> dict[str, dict]:
+    """strategy → one ok record of its best cell."""
+    best = _best_cells(summary)
+    chosen = {}
+    for row in best.itertuples():
+        for r in records:
+            if r["cell_id"] == row.cell_id and r["status"] == "ok" and row.strategy not in chosen:
+                chosen[row.strategy] = r
+    return chosen
+
+
+def latency_distributions(records, summary, repeats):
+    chosen = _best_records(records, summary)
+    if not chosen:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    names = sorted(chosen)
+    data = [[b["completed"] - b["submitted"] for b in chosen[n]["batches"]] for n in names]
+    ax.boxplot(data, tick_labels=names, whis=(5, 95))
+    for i, values in enumerate(data, start=1):
+        for q, marker in ((50, "o"), (95, "^"), (99, "v")):
+            ax.plot(i, np.percentile(values, q), marker, color="k", markersize=4)
+    ax.set_ylabel("batch latency, submit → result (s)")
+    ax.set_title("Latency distribution per strategy (box: p5–p95 whiskers; ○ p50 △ p95 ▽ p99)")
+    return fig
+
+
+def pareto(records, summary, repeats):
+    ok = summary[summary["throughput"].notna() & summary["latency_p95_s"].notna()]
+    if ok.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for strategy, rows in ok.groupby("strategy"):
+        ax.scatter(rows["latency_p95_s"], rows["throughput"], label=strategy)
+    points = ok.sort_values(["latency_p95_s", "throughput"], ascending=[True, False])
+    front, best = [], -np.inf
+    for row in points.itertuples():
+        if row.throughput > best:
+            front.append((row.latency_p95_s, row.throughput))
+            best = row.throughput
+    xs, ys = zip(*front, strict=True)
+    ax.step(xs, ys, where="post", color="k", linestyle="--", label="Pareto front")
+    ax.set_xlabel("p95 batch latency (s)")
+    ax.set_ylabel("steady images/s")
+    ax.set_title("Throughput against p95 latency")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def stage_breakdown(records, summary, repeats):
+    chosen = _best_records(records, summary)
+    if not chosen:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    names = sorted(chosen)
+    bottom = np.zeros(len(names))
+    for stage, colour in STAGE_COLOURS.items():
+        values = np.array([chosen[n]["metrics"]["stage_ms_per_image"].get(stage) or 0.0 for n in names])
+        ax.bar(names, values, bottom=bottom, color=colour, label=stage)
+        bottom += values
+    ax.set_ylabel("ms per image (steady batches)")
+    ax.set_title("Where the time goes")
+    ax.legend()
+    return fig
+
+
+def utilisation_over_time(records, summary, repeats):
+    chosen = _best_records(records, summary)
+    if not chosen:
+        return None
+    has_gpu = any(s.get("gpus") for r in chosen.values() for s in r.get("samples", []))
+    fig, axes = plt.subplots(2 if has_gpu else 1, 1, figsize=(8, 6 if has_gpu else 4), squeeze=False)
+    for name, record in sorted(chosen.items()):
+        samples = record.get("samples", [])
+        t = [s["t"] for s in samples]
+        axes[0][0].plot(t, [s["tree_cpu_percent"] for s in samples], label=f"{name} (process tree)")
+        if has_gpu:
+            axes[1][0].plot(t, [s["gpus"][0]["util_percent"] if s.get("gpus") else np.nan for s in samples],
+                            label=name)
+    axes[0][0].set_ylabel("CPU % (100 = one core)")
+    axes[0][0].set_title("Utilisation during the measured window")
+    axes[0][0].legend(fontsize=7)
+    if has_gpu:
+        axes[1][0].set_ylabel("GPU 0 util %")
+    axes[-1][0].set_xlabel("seconds")
+    return fig
+
+
+def timelines(records, summary, repeats):
+    chosen = _best_records(records, summary)
+    if not chosen:
+        return None
+    names = sorted(chosen)
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.5), squeeze=False, sharey=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        batches = chosen[name]["batches"]
+        workers = sorted({b["worker"] for b in batches})
+        for row, worker in enumerate(workers):
+            spans = [(b["started"], b["ended"] - b["started"]) for b in batches if b["worker"] == worker]
+            ax.broken_barh(spans, (row - 0.4, 0.8), facecolors="#4c72b0", edgecolors="white")
+        ax.set_yticks(range(len(workers)), workers, fontsize=7)
+        ax.set_xlabel("seconds since run start")
+        ax.set_title(name, fontsize=9)
+    fig.suptitle("Which worker ran which batch when (gaps: idle)")
+    fig.tight_layout()
+    return fig
+
+
+def speedup_vs_sequential(records, summary, repeats):
+    best = _best_cells(summary)
+    if best.empty or "sequential" not in set(best["strategy"]):
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    labels, values = [], []
+    for (model, device), rows in best.groupby(["model", "device"]):
+        seq = rows[rows["strategy"] == "sequential"]["throughput"]
+        if seq.empty:
+            continue
+        for row in rows.itertuples():
+            labels.append(f"{row.strategy}\n{model} {device}")
+            values.append(row.throughput / seq.iloc[0])
+    ax.bar(labels, values, color="#55a868")
+    ax.axhline(1.0, color="k", linestyle="--")
+    ax.set_ylabel("× sequential (best configurations)")
+    ax.set_title("Speed-up against sequential")
+    ax.tick_params(axis="x", labelsize=7)
+    return fig
+
+
+PLOTS = {
+    "throughput_by_strategy": throughput_by_strategy,
+    "scaling_with_actors": scaling_with_actors,
+    "throughput_vs_batch_size": throughput_vs_batch_size,
+    "latency_distributions": latency_distributions,
+    "throughput_vs_p95_latency": pareto,
+    "stage_breakdown": stage_breakdown,
+    "utilisation_over_time": utilisation_over_time,
+    "worker_timelines": timelines,
+    "speedup_vs_sequential": speedup_vs_sequential,
+}
+
+
+def palette(n: int = 150) -> np.ndarray:
+    """A fixed, well-separated colour per class (golden-ratio hues), uint8 (n, 3)."""
+    import colorsys
+
+    return np.array([[round(255 * c) for c in colorsys.hsv_to_rgb((i * 0.618034) % 1, 0.75, 0.95)]
+                     for i in range(n)], dtype=np.uint8)
+
+
+def example_predictions(images: list[tuple[str, np.ndarray, np.ndarray]], labels: tuple[str, ...]):
+    """images: (name, RGB uint8 (H, W, 3), map (H, W)). Blends each map over its image, with a legend."""
+    if not images:
+        return None
+    colours = palette(len(labels))
+    fig, axes = plt.subplots(1, len(images), figsize=(4.5 * len(images), 4.2), squeeze=False)
+    for ax, (name, rgb, seg) in zip(axes[0], images, strict=True):
+        blended = (0.5 * rgb + 0.5 * colours[seg]).astype(np.uint8)
+        ax.imshow(blended)
+        ax.set_title(name, fontsize=8)
+        ax.axis("off")
+        counts = np.bincount(seg.ravel(), minlength=len(labels))
+        top = np.argsort(counts)[::-1][:6]
+        handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c] / 255) for c in top if counts[c]]
+        ax.legend(handles, [labels[c] for c in top if counts[c]], fontsize=6, loc="lower left")
+    fig.suptitle("Example predictions (ADE20K classes, top 6 by area)")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,194 @@
+"""`segbench report`: plots (PNG + SVG), a self-contained HTML report (plots embedded, opens offline),
+a Markdown report, and exports (Chrome trace of the batch timeline, summaries as CSV and Parquet).
+
+Every string that comes from outside — file names, labels, spec values, error messages — is escaped
+before it enters the HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from bench.compare import load_cells
+from bench.records import load_records, write_atomic
+from bench.summaries import cell_summary
+
+e = html.escape
+
+
+@dataclass
+class Report:
+    out: Path
+    plots: dict[str, Path] = field(default_factory=dict)  # name → PNG
+    html: Path | None = None
+    markdown: Path | None = None
+    exports: list[Path] = field(default_factory=list)
+
+
+def build_report(paths: list[Path], out: Path, examples: int = 3) -> Report:
+    from bench.report import plots as P
+
+    cells = load_cells(paths)
+    records = [r for rs in cells.values() for r in rs]
+    if not records:
+        raise ValueError("no run records found in " + ", ".join(map(str, paths)))
+    repeats = load_records(paths)
+    summary = cell_summary(repeats)
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report(out)
+    figures = {name: fn(records, summary, repeats) for name, fn in P.PLOTS.items()}
+    figures["example_predictions"] = P.example_predictions(_examples(records, examples), _labels())
+    for name, fig in figures.items():
+        if fig is None:
+            continue
+        fig.savefig(out / f"{name}.png", dpi=110, bbox_inches="tight")
+        fig.savefig(out / f"{name}.svg", bbox_inches="tight")
+        P.plt.close(fig)
+        report.plots[name] = out / f"{name}.png"
+    report.exports = export(records, summary, out)
+    skipped = _skipped(paths)
+    report.html = _write_text(out / "report.html", render_html(records, summary, skipped, report))
+    report.markdown = _write_text(out / "report.md", render_markdown(records, summary, skipped, report))
+    return report
+
+
+def _write_text(path: Path, text: str) -> Path:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def _labels() -> tuple[str, ...]:
+    from bench.workload.models import ade20k_labels
+
+    return ade20k_labels()
+
+
+def _examples(records: list[dict], n: int) -> list:
+    """Recompute maps for the first images of the first ok cell (records keep digests, not maps)."""
+    import numpy as np
+
+    from bench.config import RunSpec
+    from bench.workload.images import SourceUnavailable, open_source
+    from bench.workload.predictor import Predictor, PredictorSpec, decode
+
+    record = next((r for r in records if r["status"] == "ok"), None)
+    if record is None or n <= 0:
+        return []
+    spec = RunSpec.from_dict(record["spec"])
+    try:
+        source = open_source(spec.source, spec.images, spec.seed, spec.image_scale)
+    except SourceUnavailable:
+        return []
+    items = [item for _, item in zip(range(n), iter(source), strict=False)]
+    predictor = Predictor(PredictorSpec(spec.model, spec.weights, spec.seed, "cpu", keep_masks=True))
+    result = predictor.predict(items)
+    return [(r.image_id, np.asarray(decode(item.data)), r.mask) for item, r in zip(items, result.images, strict=True)
+            if r.ok]
+
+
+def _skipped(paths: list[Path]) -> list[dict]:
+    skipped = []
+    for p in map(Path, paths):
+        for plan in ([p / "plan.json", p.parent / "plan.json"] if p.is_dir() else []):
+            if plan.is_file():
+                skipped.extend(json.loads(plan.read_text()).get("skipped", []))
+    return skipped
+
+
+def export(records: list[dict], summary: pd.DataFrame, out: Path) -> list[Path]:
+    """Chrome trace (Perfetto / chrome://tracing) of every batch; cell summaries as CSV and Parquet."""
+    events = []
+    for pid, record in enumerate(records):
+        name = f"{record['cell_id']} r{record.get('repeat', 0)}"
+        events.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": name}})
+        for b in record.get("batches", []):
+            events.append({"ph": "X", "name": f"batch {b['index']}", "pid": pid, "tid": b["worker"],
+                           "ts": b["started"] * 1e6, "dur": max(0.0, b["ended"] - b["started"]) * 1e6,
+                           "args": {"images": b["images"], **{k: round(v, 4) for k, v in b["stages"].items()}}})
+    trace = write_atomic(out / "timeline.trace.json", {"traceEvents": events, "displayTimeUnit": "ms"})
+    csv, parquet = out / "summary.csv", out / "summary.parquet"
+    summary.to_csv(csv, index=False)
+    summary.to_parquet(parquet, index=False)
+    return [trace, csv, parquet]
+
+
+def _best_table(summary: pd.DataFrame) -> pd.DataFrame:
+    ok = summary[summary["throughput"].notna()]
+    if ok.empty:
+        return ok
+    return ok.loc[ok.groupby(["model", "device"])["throughput"].idxmax()]
+
+
+def _fmt(value, digits: int = 2) -> str:
+    return "-" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def render_html(records: list[dict], summary: pd.DataFrame, skipped: list[dict], report: Report) -> str:
+    env = records[0]["environment"]
+    specs = {json.dumps(r["spec"], sort_keys=True) for r in records}
+    rows = "".join(
+        f"<tr><td>{e(str(r.model))}</td><td>{e(str(r.device))}</td><td>{e(str(r.strategy))}</td>"
+        f"<td>{r.batch_size}</td><td>{r.actors}</td><td>{_fmt(r.throughput)}</td><td>{_fmt(r.latency_p95_s)}</td>"
+        f"<td>{_fmt(r.cpu_tree_mean, 0)}</td></tr>" for r in _best_table(summary).itertuples())
+    cells = "".join(
+        f"<tr><td>{e(str(r.cell_id))}</td><td>{e(str(r.status))}</td><td>{_fmt(r.throughput)}</td>"
+        f"<td>{_fmt(r.cv * 100 if r.cv is not None else None, 1)}</td><td>{'noisy' if r.noisy else ''}</td>"
+        f"<td>{e(str(r.error or ''))}</td></tr>" for r in summary.itertuples())
+    skips = "".join(f"<li>{e(json.dumps(s['values']))}: {e(s['reason'])}</li>" for s in skipped)
+    bad = "".join(f"<li>{e(b['id'])}: {e(b['reason'])}</li>" for r in records for b in r.get("bad_images", []))
+    figures = "".join(
+        f"<figure><img alt=\"{e(name)}\" src=\"data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}\">"
+        f"<figcaption>{e(name.replace('_', ' '))}</figcaption></figure>" for name, path in report.plots.items())
+    packages = ", ".join(f"{e(k)} {e(str(v))}" for k, v in env.get("packages", {}).items())
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>segbench report</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}img{{max-width:100%}}figure{{margin:1em 0}}</style>
+</head><body>
+<h1>segbench report</h1>
+<h2>Environment</h2>
+<p>{e(str(env.get('cpu_model')))} · {env.get('cpu_logical')} logical CPUs ·
+{_fmt((env.get('memory_bytes') or 0) / 2**30, 1)} GiB · GPUs: {e(', '.join(env.get('gpus') or []) or 'none')} ·
+Python {e(str(env.get('python')))} · {packages} ·
+commit {e(str((env.get('git') or {}).get('commit')))} · machine fingerprint {e(str(env.get('fingerprint')))}</p>
+<h2>Best strategy per model and device</h2>
+<table><tr><th>model</th><th>device</th><th>strategy</th><th>batch</th><th>actors</th><th>steady img/s</th>
+<th>p95 batch latency s</th><th>CPU % (tree)</th></tr>{rows}</table>
+<h2>All cells</h2>
+<table><tr><th>cell</th><th>status</th><th>steady img/s (median)</th><th>CV %</th><th></th><th>error</th></tr>
+{cells}</table>
+<h2>Skipped cells</h2><ul>{skips or '<li>none</li>'}</ul>
+<h2>Bad images</h2><ul>{bad or '<li>none</li>'}</ul>
+<h2>Plots</h2>{figures}
+<h2>Specs</h2><pre>{e(chr(10).join(sorted(specs)))}</pre>
+</body></html>
+"""
+
+
+def render_markdown(records: list[dict], summary: pd.DataFrame, skipped: list[dict], report: Report) -> str:
+    env = records[0]["environment"]
+    lines = ["# segbench report", "", "## Environment", "",
+             f"{env.get('cpu_model')}, {env.get('cpu_logical')} logical CPUs, "
+             f"GPUs: {', '.join(env.get('gpus') or []) or 'none'}, "
+             f"commit {(env.get('git') or {}).get('commit')}, fingerprint {env.get('fingerprint')}", "",
+             "## Best strategy per model and device", "",
+             "| model | device | strategy | batch | actors | steady img/s | p95 latency s | CPU % |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.model} | {r.device} | {r.strategy} | {r.batch_size} | {r.actors} | {_fmt(r.throughput)} | "
+              f"{_fmt(r.latency_p95_s)} | {_fmt(r.cpu_tree_mean, 0)} |" for r in _best_table(summary).itertuples()]
+    lines += ["", "## All cells", "", "| cell | status | steady img/s | CV % | flag | error |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {r.cell_id} | {r.status} | {_fmt(r.throughput)} | "
+              f"{_fmt(r.cv * 100 if r.cv is not None else None, 1)} | {'noisy' if r.noisy else ''} | {r.error or ''} |"
+              for r in summary.itertuples()]
+    lines += ["", "## Skipped cells", ""] + ([f"- {s['values']}: {s['reason']}" for s in skipped] or ["none"])
+    lines += ["", "## Plots", ""] + [f"![{name}]({path.name})" for name, path in report.plots.items()]
+    return "\n".join(lines) + "\n"
