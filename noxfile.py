@@ -15,7 +15,7 @@ PY = sys.executable  # nox itself runs from .venv
 @nox.session
 def tests(session: nox.Session) -> None:
     """The default test run (tiny model, small images, one shared Ray instance): under 10 minutes."""
-    session.run(PY, "-m", "pytest", "-m", "not slow", *session.posargs)
+    session.run(PY, "-m", "pytest", "-m", "not slow and not benchmark", "--ignore=tests/benchmarks", *session.posargs)
 
 
 @nox.session
@@ -33,8 +33,30 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Heavy benchmarks: the predictor against the bare forward pass and the textbook path."""
+    """Heavy benchmarks: the predictor against the bare forward pass and the textbook path, the harness's
+    own overhead, and the stage micro-benchmarks (a stage whose mean regresses by >15% against the
+    previous saved run fails the session)."""
     session.run(PY, "-m", "bench", "bench", "predictor", *session.posargs)
+    session.run(PY, "-m", "bench", "bench", "overhead")
+    session.run(PY, "-m", "pytest", "tests/benchmarks", "-m", "benchmark", "--benchmark-only",
+                "--benchmark-autosave", "--benchmark-compare", "--benchmark-compare-fail=mean:15%")
+
+
+@nox.session(default=False)
+def nightly(session: nox.Session) -> None:
+    """The nightly preset, then a comparison with the committed baseline; fails on a regression."""
+    session.run(PY, "-m", "bench", "sweep", "--preset", "nightly", "--results", "results", "--force")
+    session.run(PY, "-m", "bench", "compare", "results/baselines/nightly", "-c", "results/sweeps/nightly")
+
+
+@nox.session(default=False)
+def browser(session: nox.Session) -> None:
+    """Check the HTML report in Debian's headless chromium (installed here if missing)."""
+    import shutil
+
+    if not shutil.which("chromium"):
+        session.run("apt-get", "install", "-y", "-q", "chromium", external=True)
+    session.run(PY, "-m", "pytest", "tests/test_report.py", "-k", "browser")
 
 
 @nox.session(default=False)

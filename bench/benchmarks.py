@@ -94,3 +94,41 @@ def _textbook(model, batches, side: int) -> None:
         with torch.inference_mode():
             outputs = model(**processor(pil, return_tensors="pt"))
             processor.post_process_semantic_segmentation(outputs, target_sizes=[(p.height, p.width) for p in pil])
+
+
+@dataclass
+class OverheadBench:
+    plain_loop: float  # images/s of Predictor.predict in a bare loop
+    runner: dict[float, float]  # sampling interval → steady images/s through the full runner
+
+    def overhead(self, interval: float) -> float:
+        return 1 - self.runner[interval] / self.plain_loop
+
+
+def bench_overhead(model: str = "b0", images: int = 32, batch_size: int = 8, repeats: int = 3,
+                   intervals: tuple[float, ...] = (0.5, 0.1)) -> OverheadBench:
+    """The harness's own cost: the same sequential work through a plain loop and through `run_cell`
+    (record keeping, events, the sampler thread at each interval). Medians of `repeats` runs."""
+    from bench.config import RunSpec
+    from bench.runner import run_cell
+    from bench.workload.images import batched
+    from bench.workload.predictor import Predictor, PredictorSpec
+
+    spec = RunSpec(strategy="sequential", model=model, batch_size=batch_size, images=images, warmup_batches=1)
+    predictor = Predictor(PredictorSpec(model, threads=None, seed=spec.seed))
+    batches = list(batched(iter(SyntheticSource(images, seed=spec.seed)), batch_size))
+    predictor.predict(batches[0])  # the runner's warm-up batch, for the loop too
+
+    def loop() -> float:
+        clock = time.perf_counter()
+        for b in batches[1:]:
+            predictor.predict(b)
+        return sum(len(b) for b in batches[1:]) / (time.perf_counter() - clock)
+
+    plain = statistics.median(loop() for _ in range(repeats))
+    through_runner = {}
+    for interval in intervals:
+        rates = [run_cell(spec, write=False, sample_interval=interval)[0]["metrics"]["throughput_steady"]
+                 for _ in range(repeats)]
+        through_runner[interval] = statistics.median(rates)
+    return OverheadBench(plain, through_runner)

@@ -242,6 +242,21 @@ def bench_predictor_cmd(
     Console(width=160).print(table)
 
 
+@bench_app.command("overhead")
+def bench_overhead_cmd(
+    model: Annotated[str, typer.Option()] = "b0",
+    images: Annotated[int, typer.Option()] = 32,
+    repeats: Annotated[int, typer.Option()] = 3,
+) -> None:
+    """The harness's own overhead (runner + sampler) against a plain predict loop."""
+    from bench.benchmarks import bench_overhead
+
+    r = bench_overhead(model, images, repeats=repeats)
+    typer.echo(f"plain loop: {r.plain_loop:.3f} img/s")
+    for interval, rate in r.runner.items():
+        typer.echo(f"runner, sampling every {interval:g} s: {rate:.3f} img/s ({r.overhead(interval):+.1%} overhead)")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv)  # standalone: typer reports its own usage errors with exit code 2

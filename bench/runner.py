@@ -12,6 +12,7 @@ import _thread
 import contextlib
 import datetime as dt
 import os
+import resource
 import signal
 import threading
 import time
@@ -188,6 +189,8 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record, sample_in
         "bad_images": bad,
         "skipped_files": record["source"].get("skipped", []),
         "faults": [{**f, **recovery(record_events, f["t"], f["worker"])} for f in faults],
+        # Peak resident memory of this (driver) process over its life: bounded when inputs and outputs stream.
+        "driver_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "counts": {"inputs_expected": expected, "inputs_seen": len(seen), "ok": len(outputs), "bad": len(bad),
                    "duplicates": len(duplicates)},
     })

@@ -152,8 +152,9 @@ def run_isolated(spec, folder: Path, repeat: int, sweep: SweepSpec, current: dic
             reason = _exit_reason(child.exitcode)
         if reason is not None or not path.exists():
             status = "timeout" if reason and reason.startswith("timeout") else "failed"
-            return write_failure(path, spec, extra, status, reason or "the cell wrote no record",
-                                 Path(stderr.name).read_text()[-4000:])
+            tail = Path(stderr.name).read_text()[-4000:]
+            last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
+            return write_failure(path, spec, extra, status, reason or f"the cell wrote no record: {last}", tail)
     return records.read_record(path)
 
 

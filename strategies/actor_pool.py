@@ -11,16 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from bench.workload.predictor import BatchResult
-from strategies.base import IndexedBatch, StartInfo, Strategy
-from strategies.ray_workers import start_actors
+from strategies.base import IndexedBatch
+from strategies.ray_workers import ActorStrategy
 
 
-class ActorPoolStrategy(Strategy):
+class ActorPoolStrategy(ActorStrategy):
     name = "actor_pool"
-
-    def start(self) -> StartInfo:
-        self.actors, ready = start_actors(self.predictor, self.plan)
-        return StartInfo([r["load_s"] for r in ready], [f"actor-{i}" for i in range(len(self.actors))])
 
     def run(self, batches: Iterator[IndexedBatch], on_submit: Callable[[int], None]) -> Iterator[BatchResult]:
         from ray.util import ActorPool
@@ -33,15 +29,3 @@ class ActorPoolStrategy(Strategy):
             pool.submit(lambda actor, item: actor.predict.remote(*item), (index, batch))
         while pool.has_next():
             yield pool.get_next_unordered()
-
-    def inject(self, fault) -> str:
-        import ray
-
-        ray.kill(self.actors[fault.target], no_restart=False)  # Ray restarts it and retries its calls
-        return f"actor-{fault.target}"
-
-    def stop(self) -> None:
-        import ray
-
-        for actor in getattr(self, "actors", []):
-            ray.kill(actor)

@@ -12,16 +12,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 
 from bench.workload.predictor import BatchResult
-from strategies.base import IndexedBatch, StartInfo, Strategy
-from strategies.ray_workers import start_actors
+from strategies.base import IndexedBatch
+from strategies.ray_workers import ActorStrategy
 
 
-class ActorsStrategy(Strategy):
+class ActorsStrategy(ActorStrategy):
     name = "actors"
-
-    def start(self) -> StartInfo:
-        self.actors, ready = start_actors(self.predictor, self.plan)
-        return StartInfo([r["load_s"] for r in ready], [f"actor-{i}" for i in range(len(self.actors))])
 
     def run(self, batches: Iterator[IndexedBatch], on_submit: Callable[[int], None]) -> Iterator[BatchResult]:
         import ray
@@ -44,15 +40,3 @@ class ActorsStrategy(Strategy):
             (done,), _ = ray.wait(list(owner), num_returns=1)
             free.append(owner.pop(done))
             yield ray.get(done)
-
-    def inject(self, fault) -> str:
-        import ray
-
-        ray.kill(self.actors[fault.target], no_restart=False)  # Ray restarts it and retries its calls
-        return f"actor-{fault.target}"
-
-    def stop(self) -> None:
-        import ray
-
-        for actor in getattr(self, "actors", []):
-            ray.kill(actor)

@@ -12,6 +12,7 @@ import time
 from bench.workload.images import EncodedImage
 from bench.workload.models import from_arrays
 from bench.workload.predictor import BatchResult, Predictor, PredictorSpec
+from strategies.base import StartInfo, Strategy
 
 
 class PredictorWorker:
@@ -52,3 +53,24 @@ def predict_task(spec: PredictorSpec, weights: dict | None, index: int, batch: l
     # What statelessness costs: deserialising (or building) the model for every batch.
     result.stages["model_load"] = time.perf_counter() - clock - sum(result.stages.values())
     return result
+
+
+class ActorStrategy(Strategy):
+    """Shared by `actors` and `actor_pool`: the same actors, started and killed the same way; the
+    subclasses differ only in how `run` hands batches to them."""
+
+    def start(self) -> StartInfo:
+        self.actors, ready = start_actors(self.predictor, self.plan)
+        return StartInfo([r["load_s"] for r in ready], [f"actor-{i}" for i in range(len(self.actors))])
+
+    def inject(self, fault) -> str:
+        import ray
+
+        ray.kill(self.actors[fault.target], no_restart=False)  # Ray restarts it and retries its calls
+        return f"actor-{fault.target}"
+
+    def stop(self) -> None:
+        import ray
+
+        for actor in getattr(self, "actors", []):
+            ray.kill(actor)

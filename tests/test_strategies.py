@@ -23,10 +23,12 @@ VARIANTS = {
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory, mixed_folder, request):
-    """Real ADE samples (when present) + synthetic images of odd sizes + the bad files, in one folder."""
+def inputs(tmp_path_factory, mixed_folder, huge_image, request):
+    """Real ADE samples (when present) + synthetic images of odd sizes + the bad files (corrupt, empty,
+    not an image) + odd modes (CMYK, 16-bit, palette, 1×1) + a 6000×4000 image, in one folder."""
     root = tmp_path_factory.mktemp("inputs")
     shutil.copytree(mixed_folder, root / "mixed")
+    shutil.copy(huge_image / "huge.jpg", root / "huge.jpg")
     for image in SyntheticSource(6, seed=9, scale=0.3):
         (root / f"{image.image_id}.jpg").write_bytes(image.data)
     ade = request.getfixturevalue("ade_samples") if _has_ade() else None
