@@ -1,4 +1,9 @@
-"""Where a cell runs: a private local Ray instance (loopback only, no dashboard) or an existing cluster."""
+"""Where a cell runs: a private local Ray instance (no dashboard) or an existing cluster.
+
+Ray 2.60 cannot be held to loopback: it turns a 127.0.0.1 node address into the machine's reachable
+one and binds its gRPC servers to every interface; its token authentication (on by default) is what
+guards them. tests/test_security.py keeps a strict xfail that turns red once Ray binds locally.
+"""
 
 from __future__ import annotations
 
@@ -49,8 +54,7 @@ def ray_session(address: str | None = None) -> Iterator[ClusterInfo]:
         if address:
             ray.init(address=address, **common)
         else:
-            # Loopback only: nothing outside this machine can reach the private instance.
-            ray.init(num_cpus=available_cpus(), _node_ip_address="127.0.0.1", **common)
+            ray.init(num_cpus=available_cpus(), **common)
     init_s = time.perf_counter() - clock if started else 0.0
     try:
         resources = ray.cluster_resources()

@@ -179,6 +179,7 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record, sample_in
     record_events = [asdict(e) for e in events]
     record.update({
         "cold": {"ray_init_s": cluster.init_s, "strategy_start_s": start_s, "model_load_s": info.model_load_s,
+                 "worker_pids": dict(zip(info.workers, info.pids, strict=False)),
                  "time_to_first_batch_s": min((e.completed for e in events), default=None)},
         "metrics": summarise(events, spec.warmup_batches, run_s, start_s),
         "batches": record_events,

@@ -201,8 +201,7 @@ def _shared_ray(needed: bool, address: str | None):
         return
     import ray
 
-    ray.init(num_cpus=available_cpus(), include_dashboard=False, log_to_driver=False, configure_logging=False,
-             _node_ip_address="127.0.0.1")
+    ray.init(num_cpus=available_cpus(), include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:

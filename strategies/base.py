@@ -37,6 +37,7 @@ class StartInfo:
 
     model_load_s: list[float] = field(default_factory=list)
     workers: list[str] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
 
 
 class Strategy(ABC):

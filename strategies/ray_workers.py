@@ -61,7 +61,8 @@ class ActorStrategy(Strategy):
 
     def start(self) -> StartInfo:
         self.actors, ready = start_actors(self.predictor, self.plan)
-        return StartInfo([r["load_s"] for r in ready], [f"actor-{i}" for i in range(len(self.actors))])
+        return StartInfo([r["load_s"] for r in ready], [f"actor-{i}" for i in range(len(self.actors))],
+                         [r["pid"] for r in ready])
 
     def inject(self, fault) -> str:
         import ray
