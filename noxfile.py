@@ -46,7 +46,9 @@ def bench(session: nox.Session) -> None:
 def nightly(session: nox.Session) -> None:
     """The nightly preset, then a comparison with the committed baseline; fails on a regression."""
     session.run(PY, "-m", "bench", "sweep", "--preset", "nightly", "--results", "results", "--force")
-    session.run(PY, "-m", "bench", "compare", "results/baselines/nightly", "-c", "results/sweeps/nightly")
+    # 10%: run-to-run drift of this 2-core VM reaches ~10% for the same code (see the closing note).
+    session.run(PY, "-m", "bench", "compare", "results/baselines/nightly", "-c", "results/sweeps/nightly",
+                "--threshold", "0.10")
 
 
 @nox.session(default=False)
