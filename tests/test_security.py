@@ -90,6 +90,7 @@ def test_harness_ray_listens_on_loopback_only(harness_ray):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("strategy", ["sequential", "tasks", "actors", "actor_pool", "ray_data"])
 def test_ten_thousand_images_with_bounded_driver_memory(strategy, tmp_path):
     spec = RunSpec(strategy=strategy, model="tiny", batch_size=32, images=10_000, image_scale=0.1,
