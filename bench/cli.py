@@ -57,8 +57,8 @@ def run(
                    ray_data_split=ray_data_split, ray_address=ray_address,
                    timeout_s=timeout, keep_masks=keep_masks, inject=inject, label=label)
     from bench.progress import image_progress
+    from bench.run_summary import print_run_summary
     from bench.runner import run_cell
-    from bench.summary import print_run_summary
 
     with image_progress(quiet) as progress:
         record, path = run_cell(spec, results, sample_interval=sample_interval, progress=progress)

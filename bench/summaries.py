@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench.stats import coefficient_of_variation
+
 SPEC_COLUMNS = ["spec.strategy", "spec.model", "spec.device", "spec.batch_size", "spec.actors"]
 
 
@@ -24,7 +26,7 @@ def cell_summary(frame: pd.DataFrame, noise_cv: float = 0.10) -> pd.DataFrame:
     for cell_id, group in frame.groupby("cell_id", sort=False):
         ok = group[group["status"] == "ok"]
         tput = ok["throughput_steady"].dropna() if "throughput_steady" in ok else pd.Series(dtype=float)
-        cv = float(tput.std(ddof=1) / tput.mean()) if len(tput) > 1 and tput.mean() else None
+        cv = coefficient_of_variation(list(tput))
         first = group.iloc[0]
         rows.append({
             "cell_id": cell_id,
