@@ -6,17 +6,18 @@ dominates CPU inference. `exact_argmax` gives the *same* map without doing that:
 1. A bilinearly interpolated value is a convex combination of the 2×2 source pixels around it, so it
    lies between their min and max. In a cell where class c's max is below the largest per-class min,
    c cannot win. Pixels whose cell keeps one candidate take it directly.
-2. Other pixels evaluate only their own candidates, with float32 arithmetic that agrees with torch's
-   kernel to rounding level (same indices and weights; tests check it).
-3. Where the best two are closer than a margin far above that rounding, the float64 value of the same
-   formula decides when torch's float32 result provably keeps the same order; closer still, torch's own
-   `F.interpolate` decides, over just the classes involved — so the map is the reference's, ties
-   included (argmax keeps the lowest class index, and so does every step here).
+2. Other pixels evaluate only their own candidates. On the CPU, for the channels-last logits the
+   model produces, the compiled kernels replay torch's own float32 operations (`replay.py` finds and
+   verifies them per process), so every value — and so every tie — is the reference's, bit for bit.
+3. Elsewhere (GPU, contiguous logits, no numba, or no replay found) they use the same formula to
+   rounding level; where the best two are closer than a margin far above that rounding, the float64
+   value decides when torch's float32 result provably keeps the same order; closer still, torch's own
+   `F.interpolate` decides, over just the classes involved (or over all of them, where torch rounds a
+   subset differently) — so the map is the reference's, ties included (argmax keeps the lowest class
+   index, and so does every step here).
 
-On CPU with numba the steps run as compiled kernels (`kernels.py`); elsewhere as torch ops.
-
-Noise-like logits (many candidates everywhere) fall back to the reference, computed a few channels at
-a time so memory stays bounded even for a 6000×4000 image.
+Noise-like logits (many candidates everywhere) in step 3 fall back to the reference, computed a few
+channels at a time so memory stays bounded even for a 6000×4000 image.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.workload import kernels
+from bench.workload import kernels, replay
+from bench.workload.replay import source_axis
 
 EXACT, APPROX, REFERENCE = "exact", "approx", "reference"
 POSTPROCESS_MODES = (EXACT, APPROX, REFERENCE)
@@ -50,21 +52,6 @@ def approx_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(small[None, None].float(), size=size, mode="nearest")[0, 0].long()
 
 
-def source_axis(src: int, dst: int) -> tuple[np.ndarray, ...]:
-    """Per output index along one axis: first and second source index, and their weights.
-
-    Mirrors torch's bilinear kernel (align_corners=False): scale src/dst in float32, the source
-    position in float64 from it, rounded to float32.
-    """
-    scale = np.float64(np.float32(src) / np.float32(dst))
-    pos = ((np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
-    pos = np.maximum(pos, np.float32(0))
-    first = np.minimum(pos.astype(np.int64), src - 1)
-    w1 = pos - first.astype(np.float32)
-    second = np.where(first < src - 1, first + 1, first)
-    return first, second, np.float32(1) - w1, w1
-
-
 # Error bounds, as fractions of max|logit|. Torch's float32 interpolation lies within ~6e-7 of the
 # exact value of the same formula (op rounding plus weights that may differ by an ulp); ours in
 # float32 within ~3e-7. EXACT_EPS covers torch alone, MARGIN covers both with room to spare.
@@ -73,26 +60,50 @@ MARGIN, EXACT_EPS = 4e-6, 1e-6
 
 def exact_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Same map as `reference_argmax`, evaluating only the classes that can win at each pixel."""
-    _, h, w = logits.shape
+    num_classes, h, w = logits.shape
     if size[0] * size[1] <= h * w:  # shrinking or tiny: the reference is already cheap
         return reference_argmax(logits, size)
-    low, high = logits.aminmax()
+    hwc = logits.permute(1, 2, 0)  # contiguous when the logits are channels-last, as the model's are
+    low, high = hwc.aminmax()
     scale = max(-float(low), float(high))
     margin, exact_eps = MARGIN * scale + 1e-30, EXACT_EPS * scale + 1e-30
     if logits.device.type == "cpu" and kernels.available():
-        labels, near_tie, tie_classes = _exact_compiled(logits, size, margin, exact_eps)
+        formulas = replay.formulas(num_classes) if _is_channels_last(logits) else None
+        if formulas is not None:
+            return _exact_replayed(hwc.numpy(), size, margin, formulas)
+        labels, near_tie, tie_classes = _exact_compiled(hwc.contiguous().numpy(), size, margin, exact_eps)
     else:
         labels, near_tie, tie_classes = _exact_torch(logits, size, margin)
     if labels is None:
         # Noise-like logits leave many candidates everywhere: evaluating them one by one would cost
-        # more than the reference itself, so take the reference (chunked, memory-bounded).
+        # more than the reference itself, so take the reference (chunked, memory-bounded, where exact).
+        if not _subsets_exact(logits):
+            return reference_argmax(logits, size)
         everywhere = torch.ones(size, dtype=torch.bool, device=logits.device)
-        return _chunked_argmax(logits, size, everywhere).view(size)
+        return _chunked_argmax(logits, size, everywhere, _memory_format(logits)).view(size)
     if bool(near_tie.any()):
         # Too close to call on our arithmetic: torch's interpolation decides among the classes close
         # at such pixels (the true winner is always one of them), so these pixels match bit for bit.
-        labels[near_tie] = tie_classes[_chunked_argmax(logits[tie_classes], size, near_tie)]
+        if _subsets_exact(logits):
+            labels[near_tie] = tie_classes[_chunked_argmax(logits[tie_classes], size, near_tie,
+                                                           _memory_format(logits))]
+        else:
+            labels[near_tie] = reference_argmax(logits, size)[near_tie]
     return labels
+
+
+def _is_channels_last(logits: torch.Tensor) -> bool:
+    return logits.stride(0) == 1 and logits.shape[0] > 1
+
+
+def _memory_format(logits: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if _is_channels_last(logits) else torch.contiguous_format
+
+
+def _subsets_exact(logits: torch.Tensor) -> bool:
+    """Whether torch, run on a subset of classes, rounds each as it does in the full run. Not so on the
+    CPU in channels-last: that kernel's rounding depends on a channel's position (see `replay.py`)."""
+    return logits.device.type != "cpu" or not _is_channels_last(logits)
 
 
 def _too_many_pairs(per_cell_count, rows, cols, num_classes: int, size) -> bool:
@@ -100,14 +111,22 @@ def _too_many_pairs(per_cell_count, rows, cols, num_classes: int, size) -> bool:
     return 4 * pairs > num_classes * size[0] * size[1]
 
 
-def _exact_compiled(logits, size, margin, exact_eps):
-    num_classes, h, w = logits.shape
-    lt = logits.contiguous().numpy()
-    cand, count = kernels.cell_candidates(lt, margin)
+def _exact_replayed(hwc: np.ndarray, size, margin, formulas) -> torch.Tensor:
+    """Candidates, then torch's own float32 operations on them: the reference's map, ties included,
+    with no fallback — on noise-like logits too, where it costs about what the reference does."""
+    h, w, _ = hwc.shape
+    cand, count = kernels.cell_candidates(hwc, margin)
+    rows, cols = source_axis(h, size[0]), source_axis(w, size[1])
+    return torch.from_numpy(kernels.pixel_labels_replayed(hwc, cand, count, rows, cols, size, formulas)).long()
+
+
+def _exact_compiled(hwc: np.ndarray, size, margin, exact_eps):
+    h, w, num_classes = hwc.shape
+    cand, count = kernels.cell_candidates(hwc, margin)
     rows, cols = source_axis(h, size[0]), source_axis(w, size[1])
     if _too_many_pairs(count.reshape(h, w), rows, cols, num_classes, size):
         return None, None, None
-    labels, tie, close = kernels.pixel_labels(lt, cand, count, rows, cols, size, margin, exact_eps)
+    labels, tie, close = kernels.pixel_labels(hwc, cand, count, rows, cols, size, margin, exact_eps)
     return torch.from_numpy(labels).long(), torch.from_numpy(tie), torch.from_numpy(close).nonzero().flatten()
 
 
@@ -181,13 +200,15 @@ def _best(value, cls, pix, n, num_classes, margin):
     return winner, tied, close & tied[pix]
 
 
-def _chunked_argmax(logits: torch.Tensor, size: tuple[int, int], mask: torch.Tensor) -> torch.Tensor:
-    """Argmax over channels of the upsampled logits at the pixels in `mask`, a few channels at a time."""
+def _chunked_argmax(logits: torch.Tensor, size: tuple[int, int], mask: torch.Tensor,
+                    memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """Argmax over channels of the upsampled logits at the pixels in `mask`, a few channels at a time,
+    in the given layout (kernels for different layouts may round differently)."""
     per_chunk = max(1, _CHUNK_ELEMENTS // (size[0] * size[1]))
     best_value = best_index = None
     for start in range(0, logits.shape[0], per_chunk):
-        up = F.interpolate(logits[None, start : start + per_chunk], size=size, mode="bilinear",
-                           align_corners=False)[0]
+        chunk = logits[None, start : start + per_chunk].contiguous(memory_format=memory_format)
+        up = F.interpolate(chunk, size=size, mode="bilinear", align_corners=False)[0]
         value, index = up[:, mask].max(dim=0)
         index += start
         if best_value is None:
