@@ -1,16 +1,20 @@
 """`segbench bench predictor`: how close the whole predictor gets to the bare forward pass, and how far
-ahead of the textbook transformers path it is. Same images, batch size and threads for all three.
+ahead of the textbook transformers path it is. Same model, images, batch size and threads for all three.
 
 - bare forward: `model(pixel_values)` on already-prepared pixels (the ceiling);
-- end to end: `Predictor.predict` on encoded JPEGs (decode → preprocess → forward → exact postprocess);
+- end to end: `Predictor.stream` on encoded JPEGs (decode → preprocess → forward → exact postprocess,
+  the next batch prepared during the current forward), as the sequential strategy runs it;
 - textbook: SegformerImageProcessor + forward + post_process_semantic_segmentation.
-Each is timed over `repeats` passes after a warm-up pass; the median pass is reported.
+After one warm-up pass of each, forward and end to end are timed in turns, `repeats` rounds, so that a
+machine whose speed drifts (this VM drifts ~10% within minutes) shifts both alike; then the textbook,
+`repeats` passes. The median pass is reported.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.workload.images import EncodedImage, SyntheticSource
@@ -36,14 +40,18 @@ class PredictorBench:
         return self.end_to_end / self.textbook if self.textbook else None
 
 
-def _median_rate(run, images: int, repeats: int) -> float:
-    run()  # warm-up: compiles kernels, fills caches
-    times = []
-    for _ in range(repeats):
-        clock = time.perf_counter()
+def _interleaved_rates(runs: dict[str, Callable[[], None]], images: int, repeats: int) -> dict[str, float]:
+    """images/s of each run: a warm-up pass each (compiles kernels, fills caches), then `repeats` rounds
+    that time each once, in turn; the median pass per run."""
+    for run in runs.values():
         run()
-        times.append(time.perf_counter() - clock)
-    return images / statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            clock = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - clock)
+    return {name: images / statistics.median(t) for name, t in times.items()}
 
 
 def bench_predictor(model: str, images: int = 16, batch_size: int = 8, threads: int | None = None,
@@ -68,16 +76,17 @@ def bench_predictor(model: str, images: int = 16, batch_size: int = 8, threads: 
     stage_totals: dict[str, float] = {}
 
     def end_to_end() -> None:
-        for b in batches:
-            for k, v in predictor.predict(b).stages.items():
+        for result in predictor.stream(enumerate(batches)):
+            for k, v in result.stages.items():
                 stage_totals[k] = stage_totals.get(k, 0.0) + v
 
-    bare = _median_rate(forward, images, repeats)
-    e2e = _median_rate(end_to_end, images, repeats)
-    passes = repeats + 1
-    stage_ms = {k: 1000 * v / (passes * images) for k, v in stage_totals.items()}
-    slow = _median_rate(lambda: _textbook(predictor.model, batches, side), images, 1) if textbook else None
-    return PredictorBench(model, images, batch_size, threads, bare, e2e, slow, stage_ms)
+    rates = _interleaved_rates({"forward": forward, "e2e": end_to_end}, images, repeats)
+    stage_ms = {k: 1000 * v / ((repeats + 1) * images) for k, v in stage_totals.items()}
+    # The textbook runs last, on its own: its gigabyte-sized upsampled logits leave the allocator in a
+    # state that slowed the next end-to-end pass 4-fold when the three were interleaved.
+    slow = _interleaved_rates({"textbook": lambda: _textbook(predictor.model, batches, side)}, images,
+                              repeats)["textbook"] if textbook else None
+    return PredictorBench(model, images, batch_size, threads, rates["forward"], rates["e2e"], slow, stage_ms)
 
 
 def _textbook(model, batches, side: int) -> None:
@@ -98,7 +107,7 @@ def _textbook(model, batches, side: int) -> None:
 
 @dataclass
 class OverheadBench:
-    plain_loop: float  # images/s of Predictor.predict in a bare loop
+    plain_loop: float  # images/s of Predictor.stream in a bare loop
     runner: dict[float, float]  # sampling interval → steady images/s through the full runner
 
     def overhead(self, interval: float) -> float:
@@ -121,8 +130,8 @@ def bench_overhead(model: str = "b0", images: int = 32, batch_size: int = 8, rep
 
     def loop() -> float:
         clock = time.perf_counter()
-        for b in batches[1:]:
-            predictor.predict(b)
+        for _ in predictor.stream(enumerate(batches[1:])):  # what the sequential strategy runs
+            pass
         return sum(len(b) for b in batches[1:]) / (time.perf_counter() - clock)
 
     plain = statistics.median(loop() for _ in range(repeats))

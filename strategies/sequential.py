@@ -1,4 +1,5 @@
-"""sequential: one process, one model, batches one after another — the baseline."""
+"""sequential: one process, one model, batches one after another — the baseline. The next batch is
+decoded and preprocessed on a helper thread during the current forward pass (`Predictor.stream`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,4 @@ class SequentialStrategy(Strategy):
         return StartInfo([self._predictor.load_seconds], ["driver"])
 
     def run(self, batches: Iterator[IndexedBatch], on_submit: Callable[[int], None]) -> Iterator[BatchResult]:
-        for index, batch in batches:
-            on_submit(index)
-            yield self._predictor.predict(batch, index)
+        yield from self._predictor.stream(batches, on_submit)

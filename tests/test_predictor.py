@@ -72,3 +72,29 @@ def test_approx_mode_is_labelled_and_close():
     a, b = exact.predict(batch).images, approx.predict(batch).images
     agree = sum(int((x.mask == y.mask).sum()) for x, y in zip(a, b, strict=True)) / sum(x.mask.size for x in a)
     assert 0.3 < agree < 1.0
+
+
+def test_stream_equals_predict_in_order_and_reads_one_batch_ahead():
+    """The pipelined loop the sequential strategy runs: same maps as `predict`, in input order, and the
+    input is pulled at most one batch ahead of the result handed out (memory stays bounded)."""
+    predictor = Predictor(PredictorSpec("tiny"))
+    images = list(SyntheticSource(10, seed=3, scale=0.2))
+    batches = [(i, images[i * 3 : i * 3 + 3]) for i in range(4)]  # the last batch holds one image
+    submitted: list[int] = []
+    streamed = []
+    for result in predictor.stream(iter(batches), submitted.append):
+        assert max(submitted) <= result.batch_index + 1
+        streamed.append(result)
+    assert submitted == [0, 1, 2, 3]
+    assert [r.batch_index for r in streamed] == [0, 1, 2, 3]
+    direct = [predictor.predict(batch, index) for index, batch in batches]
+    assert [[i.digest for i in r.images] for r in streamed] == [[i.digest for i in r.images] for r in direct]
+
+
+def test_stream_passes_on_a_failure_of_the_input():
+    def broken():
+        yield 0, list(SyntheticSource(2, seed=1, scale=0.2))
+        raise OSError("source vanished")
+
+    with pytest.raises(OSError, match="source vanished"):
+        list(Predictor(PredictorSpec("tiny")).stream(broken()))

@@ -183,15 +183,21 @@ def _interpolate_replayed(lt, r0, r1, wr0, wr1, c0, c1, wc0, wc1, formulas, out)
 _compiled: dict = {}
 
 
-def _jit(fn):
-    if fn.__name__ not in _compiled:
-        _compiled[fn.__name__] = numba.njit(parallel=True, cache=True, nogil=True)(fn)
-    return _compiled[fn.__name__]
+def _jit(fn, parallel: bool = True):
+    key = (fn.__name__, parallel)
+    if key not in _compiled:
+        _compiled[key] = numba.njit(parallel=parallel, cache=True, nogil=True)(fn)
+    return _compiled[key]
 
 
-def normalise(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
+def set_threads(threads: int) -> None:
+    """Parallel kernels called from this thread use at most `threads` (numba's setting is per thread)."""
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+
+
+def normalise(codes: np.ndarray, table: np.ndarray, parallel: bool = True) -> np.ndarray:
     out = np.empty((codes.shape[0], 3, codes.shape[1], codes.shape[2]), dtype=np.float32)
-    _jit(_normalise)(codes, table, out)
+    _jit(_normalise, parallel)(codes, table, out)
     return out
 
 

@@ -17,6 +17,8 @@ import os
 import socket
 import time
 import warnings
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -159,12 +161,34 @@ class Predictor:
     def predict(self, batch: list[EncodedImage], batch_index: int = -1) -> BatchResult:
         return self.infer(prepare(batch, self.spec.native_size), batch_index)
 
+    def stream(self, batches: Iterable[tuple[int, list[EncodedImage]]],
+               on_submit: Callable[[int], None] | None = None) -> Iterator[BatchResult]:
+        """`predict` over (index, batch) pairs, in order, with the next batch decoded and preprocessed on
+        a helper thread while this one runs forward and postprocess. PIL releases the GIL and the
+        forward pass leaves cores idle in its memory-bound ops, so the CPU stages mostly hide there.
+        One batch ahead at most: memory stays bounded."""
+        side = self.spec.native_size
+        with ThreadPoolExecutor(1, thread_name_prefix="prepare") as helper:
+            ahead = None
+            for index, batch in batches:
+                if on_submit is not None:
+                    on_submit(index)
+                # serial kernels on the helper: the forward already has the worker's threads
+                prepared = helper.submit(prepare, batch, side, False)
+                if ahead is not None:
+                    yield self.infer(ahead[1].result(), ahead[0])
+                ahead = (index, prepared)
+            if ahead is not None:
+                yield self.infer(ahead[1].result(), ahead[0])
+
     def infer(self, prepared: PreparedBatch, batch_index: int = -1) -> BatchResult:
         """forward + postprocess of a prepared batch (which may come from another process)."""
         import torch
 
         stages = dict(prepared.stages)
         results = prepared.results
+        if self.spec.threads and kernels.available():
+            kernels.set_threads(self.spec.threads)
         clock = time.perf_counter()
         if prepared.slots:
             pixels = torch.from_numpy(prepared.pixels)
@@ -203,8 +227,8 @@ class PreparedBatch:
 _TABLE = None
 
 
-def prepare(batch: list[EncodedImage], side: int) -> PreparedBatch:
-    """decode + preprocess on the CPU: needs no model, so it can run in its own stage."""
+def prepare(batch: list[EncodedImage], side: int, parallel: bool = True) -> PreparedBatch:
+    """decode + preprocess on the CPU: needs no model, so it can run in its own stage or thread."""
     from PIL import Image
 
     global _TABLE
@@ -228,7 +252,7 @@ def prepare(batch: list[EncodedImage], side: int) -> PreparedBatch:
         codes = np.stack([np.asarray(img.resize((side, side), Image.BILINEAR)) for _, img in decoded])
         # table[c][v] per pixel and channel: (B, S, S, 3) codes → (B, 3, S, S) normalised floats
         if kernels.available():
-            pixels = kernels.normalise(codes, _TABLE)
+            pixels = kernels.normalise(codes, _TABLE, parallel)
         else:
             pixels = np.stack([_TABLE[c][codes[..., c]] for c in range(3)], axis=1)
     stages["preprocess"] = time.perf_counter() - clock
