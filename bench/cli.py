@@ -40,7 +40,8 @@ def run(
     ray_address: Annotated[str | None, typer.Option(help="auto, host:port or ray://… (default: local)")] = None,
     timeout: Annotated[float, typer.Option(help="Hard limit for the cell, seconds")] = 1800.0,
     keep_masks: Annotated[bool, typer.Option(help="Keep the maps, not only their digests")] = False,
-    inject: Annotated[str | None, typer.Option(help="Fault to inject, e.g. kill-actor@batch=5")] = None,
+    inject: Annotated[str | None, typer.Option(
+        help="Fault: kill-actor@batch=5, kill-node@batch=5 (needs --ray-address), kill-driver@batch=5")] = None,
     label: Annotated[str, typer.Option()] = "",
     results: Annotated[Path, typer.Option(help="Folder for the record")] = Path("results"),
     sample_interval: Annotated[float, typer.Option(help="Seconds between utilisation samples")] = 0.5,

@@ -94,16 +94,18 @@ class RunSpec:
         if weights_kind(self.weights) == "folder" and not (Path(self.weights) / "config.json").is_file():
             fail(f"weights folder {self.weights} has no config.json (expected a save_pretrained folder)")
         if self.inject:
-            from bench.faults import Fault, FaultSpecError
+            from bench.faults import ACTOR_KINDS, Fault, FaultSpecError
 
             try:
                 fault = Fault.parse(self.inject)
             except FaultSpecError as err:
                 fail(str(err))
-            if fault.kind == "kill-actor" and self.strategy not in ("actors", "actor_pool"):
-                fail(f"kill-actor needs an actor strategy (actors, actor_pool), not {self.strategy}")
-            if fault.kind == "kill-actor" and fault.target >= self.actors:
-                fail(f"kill-actor target {fault.target} does not exist with {self.actors} actor(s)")
+            if fault.kind in ACTOR_KINDS and self.strategy not in ("actors", "actor_pool"):
+                fail(f"{fault.kind} needs an actor strategy (actors, actor_pool), not {self.strategy}")
+            if fault.kind in ACTOR_KINDS and fault.target >= self.actors:
+                fail(f"{fault.kind} target {fault.target} does not exist with {self.actors} actor(s)")
+            if fault.kind == "kill-node" and not self.ray_address:
+                fail("kill-node needs a multi-node cluster: give --ray-address")
         if self.device == "cpu" and self.gpus_per_worker:
             fail("gpus-per-worker needs --device cuda")
 

@@ -2,6 +2,9 @@
 
 Syntax: `KIND@batch=N[,target=I]`, fired once N batches have completed. Kinds:
 - `kill-actor`: `ray.kill` actor I (actors, actor_pool); Ray restarts it and retries its unanswered calls.
+- `kill-node`: SIGKILL the raylet of the node that hosts actor I — the node is gone, with every worker
+  on it, as when a machine crashes. Needs a multi-node cluster (`--ray-address`) and the actor on
+  another node than the driver; Ray restarts the actor on a live node and retries its calls.
 - `kill-driver`: SIGKILL the cell's own process, as the kernel's OOM killer would; a sweep must record
   the cell as crashed and go on.
 Pure parsing and analysis here; the strategy (or the runner, for the driver) performs the kill.
@@ -11,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-KINDS = ("kill-actor", "kill-driver")
+KINDS = ("kill-actor", "kill-node", "kill-driver")
+ACTOR_KINDS = ("kill-actor", "kill-node")  # aimed at actor I; need an actor strategy
 
 
 class FaultSpecError(ValueError):
@@ -43,11 +47,16 @@ class Fault:
 
 
 def recovery(events: list[dict], injected_at: float, target_worker: str) -> dict:
-    """From batch events (dicts with worker/completed/images, times since run start): seconds until the
-    killed worker completed a batch again, and throughput in that gap relative to before the fault."""
+    """From batch events (dicts with worker/node/pid/started/completed/images, times since run start):
+    seconds until the killed worker completed a batch again *as a new process* (another pid or node
+    than the one that started batches before the fault, so results already on their way from the old
+    process do not count), and throughput in that gap relative to before the fault."""
+    old = [e for e in events if e["worker"] == target_worker and e["started"] <= injected_at]
+    identity = (old[-1]["node"], old[-1]["pid"]) if old else None
     after = sorted((e for e in events if e["completed"] > injected_at), key=lambda e: e["completed"])
-    back = next((e["completed"] for e in after if e["worker"] == target_worker), None)
-    before = [e for e in events if e["completed"] <= injected_at]
+    back = next((e["completed"] for e in after
+                 if e["worker"] == target_worker and (e["node"], e["pid"]) != identity), None)
+    before = sorted((e for e in events if e["completed"] <= injected_at), key=lambda e: e["completed"])
     rate_before = None
     if len(before) > 1:
         span = before[-1]["completed"] - before[0]["completed"]

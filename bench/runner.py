@@ -162,7 +162,8 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record, sample_in
                 if fault and len(events) == fault.at_batch:
                     if fault.kind == "kill-driver":
                         os.kill(os.getpid(), signal.SIGKILL)
-                    faults.append({**asdict(fault), "worker": strategy.inject(fault), "t": time.time() - run_start})
+                    injected_at = time.time() - run_start
+                    faults.append({**asdict(fault), **strategy.inject(fault), "t": injected_at})
                 for image in result.images:
                     seen[image.image_id] = seen.get(image.image_id, 0) + 1
                     if image.ok:

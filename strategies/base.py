@@ -58,6 +58,6 @@ class Strategy(ABC):
     def stop(self) -> None:  # noqa: B027 - optional hook; most strategies hold nothing to release
         """Release workers."""
 
-    def inject(self, fault) -> str:
-        """Perform a fault (bench.faults.Fault) now; return the name of the worker hit."""
+    def inject(self, fault) -> dict[str, str]:
+        """Perform a fault (bench.faults.Fault) now; return what was hit: {"worker": name, ...}."""
         raise NotImplementedError(f"{self.name} does not support {fault.kind}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 
+from bench.cluster import kill_node
 from bench.workload.images import EncodedImage
 from bench.workload.models import from_arrays
 from bench.workload.predictor import BatchResult, Predictor, PredictorSpec
@@ -61,14 +62,23 @@ class ActorStrategy(Strategy):
 
     def start(self) -> StartInfo:
         self.actors, ready = start_actors(self.predictor, self.plan)
+        self._nodes = [r["node"] for r in ready]
         return StartInfo([r["load_s"] for r in ready], [f"actor-{i}" for i in range(len(self.actors))],
                          [r["pid"] for r in ready])
 
-    def inject(self, fault) -> str:
+    def inject(self, fault) -> dict[str, str]:
         import ray
 
+        worker = f"actor-{fault.target}"
+        if fault.kind == "kill-node":
+            node = self._nodes[fault.target]
+            if node == ray.get_runtime_context().get_node_id():
+                raise RuntimeError(f"kill-node: {worker} runs on the driver's node; killing it would kill the "
+                                   "run itself (use a cluster whose head node has no CPUs for workers)")
+            dead_after = kill_node(node)  # Ray restarts the actor on a live node and retries its calls
+            return {"worker": worker, "node": node, "node_dead_s": dead_after}
         ray.kill(self.actors[fault.target], no_restart=False)  # Ray restarts it and retries its calls
-        return f"actor-{fault.target}"
+        return {"worker": worker}
 
     def stop(self) -> None:
         import ray

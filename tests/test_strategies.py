@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from bench.config import RunSpec
+from bench.config import ConfigError, RunSpec
 from bench.resources import CellRefused, plan_workers
 from bench.runner import run_cell
 from bench.workload.images import SyntheticSource
@@ -105,6 +105,44 @@ def test_two_node_cluster_runs_batches_on_both_nodes():
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_node_kill_mid_run_moves_the_actor_and_processes_every_image_once():
+    """kill-node on a three-node cluster (head without CPUs, three one-CPU nodes, two actors): the raylet
+    of actor-0's node dies, Ray restarts actor-0 on the spare node, and no image is lost or doubled."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()  # the multi-node cluster needs its own driver connection
+    fast_death = {"health_check_period_ms": 500, "health_check_failure_threshold": 3,
+                  "health_check_initial_delay_ms": 0}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
+                                                            "_system_config": fast_death})
+    for _ in range(3):
+        cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        cell = RunSpec(strategy="actors", model="tiny", batch_size=2, images=24, image_scale=0.15, actors=2,
+                       cpus_per_worker=1, ray_address=cluster.address, inject="kill-node@batch=3,target=0")
+        record, _ = run_cell(cell, write=False)
+        assert record["status"] == "ok", record.get("error")
+        assert record["counts"] == {"inputs_expected": 24, "inputs_seen": 24, "ok": 24, "bad": 0, "duplicates": 0}
+        (fault,) = record["faults"]
+        assert fault["kind"] == "kill-node" and fault["worker"] == "actor-0" and fault["recovered"]
+        before = {b["node"] for b in record["batches"] if b["worker"] == "actor-0" and b["completed"] <= fault["t"]}
+        dead_at = fault["t"] + fault["node_dead_s"]
+        after = {b["node"] for b in record["batches"] if b["worker"] == "actor-0" and b["started"] > dead_at}
+        assert before == {fault["node"]} and after and fault["node"] not in after
+        ray.init(address=cluster.address, log_to_driver=False)
+        assert not any(n["Alive"] for n in ray.nodes() if n["NodeID"] == fault["node"])
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def test_kill_node_needs_a_cluster_address():
+    with pytest.raises(ConfigError, match="kill-node needs a multi-node cluster"):
+        RunSpec(strategy="actors", model="tiny", actors=2, inject="kill-node@batch=2")
 
 
 def test_ray_data_deadlock_configuration_is_refused():
