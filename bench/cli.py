@@ -61,11 +61,22 @@ def run(
     from bench.run_summary import print_run_summary
     from bench.runner import run_cell
 
+    _isolate_local_ray([spec.strategy], ray_address, weights, source)
+
     with image_progress(quiet) as progress:
         record, path = run_cell(spec, results, sample_interval=sample_interval, progress=progress)
     print_run_summary(record, path)
     if record["status"] != "ok":
         raise typer.Exit(1)
+
+
+def _isolate_local_ray(strategies: list[str], ray_address: str | None, weights: str, source: str) -> None:
+    """Before a local Ray instance starts: keep it on loopback (see bench.cluster). Not for a given
+    cluster, nor when the run needs the internet (hub weights, HF datasets)."""
+    from bench.cluster import private_network
+
+    if strategies != ["sequential"] and not ray_address and weights != "hub" and not source.startswith("hf:"):
+        private_network()
 
 
 @app.command()
@@ -151,6 +162,7 @@ def sweep(
     if dry_run:
         dry_run_plan(spec)
         return
+    _isolate_local_ray(spec.strategies, ray_address, spec.weights, spec.source)
     raise typer.Exit(run_with_progress(spec, results, force=force, ray_address=ray_address, quiet=quiet))
 
 
