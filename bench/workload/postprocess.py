@@ -68,7 +68,8 @@ def exact_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     scale = max(-float(low), float(high))
     margin, exact_eps = MARGIN * scale + 1e-30, EXACT_EPS * scale + 1e-30
     if logits.device.type == "cpu" and kernels.available():
-        formulas = replay.formulas(num_classes) if _is_channels_last(logits) else None
+        replayable = _is_channels_last(logits) and logits.dtype == torch.float32
+        formulas = replay.formulas(num_classes) if replayable else None
         if formulas is not None:
             return _exact_replayed(hwc.numpy(), size, margin, formulas)
         labels, near_tie, tie_classes = _exact_compiled(hwc.contiguous().numpy(), size, margin, exact_eps)
