@@ -64,7 +64,7 @@ def exact_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if size[0] * size[1] <= h * w:  # shrinking or tiny: the reference is already cheap
         return reference_argmax(logits, size)
     hwc = logits.permute(1, 2, 0)  # contiguous when the logits are channels-last, as the model's are
-    low, high = hwc.aminmax()
+    low, high = (hwc if hwc.is_contiguous() else logits).aminmax()  # a strided reduction is ~8× slower
     scale = max(-float(low), float(high))
     margin, exact_eps = MARGIN * scale + 1e-30, EXACT_EPS * scale + 1e-30
     if logits.device.type == "cpu" and kernels.available():
@@ -115,16 +115,20 @@ def _too_many_pairs(per_cell_count, rows, cols, num_classes: int, size) -> bool:
 def _exact_replayed(hwc: np.ndarray, size, margin, formulas) -> torch.Tensor:
     """Candidates, then torch's own float32 operations on them: the reference's map, ties included,
     with no fallback — on noise-like logits too, where it costs about what the reference does."""
+    cand, count, rows, cols = _candidates(hwc, size, margin)
+    return torch.from_numpy(kernels.pixel_labels_replayed(hwc, cand, count, rows, cols, size, formulas)).long()
+
+
+def _candidates(hwc: np.ndarray, size, margin):
+    """Candidate classes per source cell, and torch's source indices and weights along each axis."""
     h, w, _ = hwc.shape
     cand, count = kernels.cell_candidates(hwc, margin)
-    rows, cols = source_axis(h, size[0]), source_axis(w, size[1])
-    return torch.from_numpy(kernels.pixel_labels_replayed(hwc, cand, count, rows, cols, size, formulas)).long()
+    return cand, count, source_axis(h, size[0]), source_axis(w, size[1])
 
 
 def _exact_compiled(hwc: np.ndarray, size, margin, exact_eps):
     h, w, num_classes = hwc.shape
-    cand, count = kernels.cell_candidates(hwc, margin)
-    rows, cols = source_axis(h, size[0]), source_axis(w, size[1])
+    cand, count, rows, cols = _candidates(hwc, size, margin)
     if _too_many_pairs(count.reshape(h, w), rows, cols, num_classes, size):
         return None, None, None
     labels, tie, close = kernels.pixel_labels(hwc, cand, count, rows, cols, size, margin, exact_eps)
