@@ -1,12 +1,13 @@
 """Baseline vs candidate: match cells by id, compare throughput with a statistical test and a threshold.
 Pure (JSON records in, a verdict per cell out): no torch, no Ray.
 
-Samples per cell: the steady throughput of each repeat when both sides have at least 5 repeats;
-otherwise the per-batch service rates (images / seconds a worker spent on the batch) of all steady
-batches, which are plentiful even in a single run. The test is Mann–Whitney U (two-sided; no
-normality assumed). The ratio is median(candidate) / median(baseline) with a bootstrap 95% interval.
+Samples per cell: the steady throughput of each repeat (driver clock, bench.metrics) — what the
+user gets, dispatch, queueing and transfer included. Per-batch worker service rates are not used:
+they leave those out. The test is Mann–Whitney U (two-sided; no normality assumed); it cannot reach
+p < 0.05 with fewer than 4 repeats a side, so nightly runs at least 5. The ratio is median(candidate) / median(baseline) with a bootstrap 95% interval.
 A cell regresses when the ratio is below 1 − threshold *and* the test rejects equality at `alpha`;
 improvements mirror that. Too few samples for a test: the threshold alone decides, and the table says so.
+Invalid cells (too short a steady state) on either side are reported as such and never gate.
 """
 
 from __future__ import annotations
@@ -20,16 +21,14 @@ import numpy as np
 
 from bench.records import iter_record_paths, read_record
 
-# Mann–Whitney cannot reach p < 0.05 with fewer than 4 samples a side (3 vs 3: p ≥ 0.1), so repeat-level
-# samples need 5 repeats; below that, per-batch rates pooled over the repeats give the test its power.
-MIN_REPEATS_FOR_REPEAT_SAMPLES = 5
+MIN_SAMPLES_FOR_TEST = 3
 
 
 @dataclass
 class CellComparison:
     cell_id: str
     label: str
-    verdict: str  # regression | improvement | unchanged | missing | new | failed
+    verdict: str  # regression | improvement | unchanged | missing | new | failed | invalid
     baseline: float | None = None
     candidate: float | None = None
     ratio: float | None = None
@@ -76,19 +75,16 @@ def _label(record: dict) -> str:
     return f"{s['strategy']} {s['model']} {s['device']} bs{s['batch_size']} a{s['actors']}"
 
 
-def samples(records: list[dict], per_repeat: bool) -> np.ndarray:
-    ok = [r for r in records if r["status"] == "ok"]
-    if per_repeat:
-        return np.array([r["metrics"]["throughput_steady"] for r in ok if r["metrics"].get("throughput_steady")])
-    rates = []
-    for r in ok:
-        per_worker: dict[str, int] = defaultdict(int)
-        warmup = r["spec"].get("warmup_batches", 1)
-        for b in sorted(r.get("batches", []), key=lambda b: b["completed"]):
-            per_worker[b["worker"]] += 1
-            if per_worker[b["worker"]] > warmup and b["ended"] > b["started"]:
-                rates.append(b["images"] / (b["ended"] - b["started"]))
-    return np.array(rates)
+def samples(records: list[dict]) -> np.ndarray:
+    """Each ok repeat's steady throughput."""
+    return np.array([r["metrics"]["throughput_steady"] for r in records
+                     if r["status"] == "ok" and r["metrics"].get("throughput_steady")])
+
+
+def _invalid(records: list[dict]) -> str | None:
+    reasons = {"; ".join(r["metrics"].get("invalid_reasons") or ["recorded before validity was checked"])
+               for r in records if r["status"] == "ok" and not r["metrics"].get("valid")}
+    return " | ".join(sorted(reasons)) or None
 
 
 def compare_cell(base: list[dict], cand: list[dict], threshold: float, alpha: float) -> CellComparison:
@@ -102,14 +98,16 @@ def compare_cell(base: list[dict], cand: list[dict], threshold: float, alpha: fl
         return CellComparison(cell_id, label, "missing", note="not in the candidate")
     if all(r["status"] != "ok" for r in cand):
         return CellComparison(cell_id, label, "failed", note=cand[-1].get("error") or cand[-1]["status"])
-    per_repeat = min(len(base), len(cand)) >= MIN_REPEATS_FOR_REPEAT_SAMPLES
-    b, c = samples(base, per_repeat), samples(cand, per_repeat)
-    kind = f"{len(b)}/{len(c)} {'repeats' if per_repeat else 'batches'}"
+    b, c = samples(base), samples(cand)
+    kind = f"{len(b)}/{len(c)} repeats"
+    for side, records in (("baseline", base), ("candidate", cand)):
+        if reason := _invalid(records):
+            return CellComparison(cell_id, label, "invalid", samples=kind, note=f"{side} invalid: {reason}")
     if len(b) == 0 or len(c) == 0:
         return CellComparison(cell_id, label, "failed" if len(c) == 0 else "new", samples=kind, note="no samples")
     ratio = float(np.median(c) / np.median(b))
     p_value, ci, note = None, None, ""
-    if len(b) >= 3 and len(c) >= 3:
+    if len(b) >= MIN_SAMPLES_FOR_TEST and len(c) >= MIN_SAMPLES_FOR_TEST:
         p_value = float(stats.mannwhitneyu(c, b, alternative="two-sided").pvalue)
         boot = stats.bootstrap((b, c), lambda x, y: np.median(y) / np.median(x), vectorized=False,
                                n_resamples=1000, method="percentile", random_state=0)

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.workload.models import SIZES, weights_kind
+from bench.workload.models import model_size, weights_kind
 from bench.workload.postprocess import POSTPROCESS_MODES
 
 STRATEGIES = ("sequential", "tasks", "actors", "actor_pool", "ray_data")
@@ -18,7 +18,8 @@ MODEL_TRANSFERS = ("object_store", "reload")
 
 
 # Settings that change where or how a cell is watched, not what is measured.
-_NOT_MEASURED = frozenset({"label", "timeout_s", "keep_masks", "ray_address"})
+_NOT_MEASURED = frozenset({"label", "timeout_s", "keep_masks", "ray_address", "min_steady_batches",
+                           "min_steady_s"})
 
 
 class ConfigError(ValueError):
@@ -37,11 +38,14 @@ class RunSpec:
     device: str = "cpu"
     weights: str = "random"  # random | hub | PATH (save_pretrained folder)
     warmup_batches: int = 1
+    min_steady_batches: int = 5  # validity: steady batches needed from every worker (bench.metrics)
+    min_steady_s: float = 5.0  # validity: shortest steady window
     actors: int = 1  # workers for the Ray strategies (tasks: concurrent tasks)
     cpus_per_worker: float | None = None  # None: the CPUs available split evenly among workers
     gpus_per_worker: float | None = None  # None: 1 on cuda (fractions share a GPU), 0 on cpu
     threads: int | None = None  # torch threads per worker; None: the CPUs the worker owns
     postprocess: str = "exact"
+    pipeline: bool = False  # sequential: prepare the next batch on a helper thread during the forward pass
     model_transfer: str = "object_store"  # tasks only: `reload` builds the model in every task
     max_in_flight: int = 2  # batches queued per actor (actors, actor_pool)
     actors_max: int | None = None  # ray_data: autoscale the actor pool from `actors` up to this
@@ -58,8 +62,10 @@ class RunSpec:
 
         if self.strategy not in STRATEGIES:
             fail(f"unknown strategy {self.strategy!r}; choose from {', '.join(STRATEGIES)}")
-        if self.model not in SIZES:
-            fail(f"unknown model {self.model!r}; choose from {', '.join(SIZES)}")
+        try:
+            model_size(self.model)
+        except ValueError as err:
+            fail(str(err))
         if self.device not in DEVICES:
             fail(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
         if self.postprocess not in POSTPROCESS_MODES:
@@ -106,6 +112,8 @@ class RunSpec:
                 fail(f"{fault.kind} target {fault.target} does not exist with {self.actors} actor(s)")
             if fault.kind == "kill-node" and not self.ray_address:
                 fail("kill-node needs a multi-node cluster: give --ray-address")
+        if self.pipeline and self.strategy != "sequential":
+            fail("pipeline applies to the sequential strategy only")
         if self.device == "cpu" and self.gpus_per_worker:
             fail("gpus-per-worker needs --device cuda")
 

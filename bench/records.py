@@ -89,6 +89,7 @@ def load_records(paths: Iterable[Path]):
             "started_at": record.get("started_at"),
             **{f"spec.{k}": v for k, v in record["spec"].items()},
             **{k: v for k, v in metrics.items() if not isinstance(v, (dict, list))},
+            "invalid_reason": "; ".join(metrics.get("invalid_reasons") or []) or None,
             "cpu_tree_mean": (util.get("tree_cpu_percent") or {}).get("mean"),
             "cpu_system_mean": (util.get("system_cpu_percent") or {}).get("mean"),
             "rss_tree_peak": (util.get("tree_rss_bytes") or {}).get("peak"),

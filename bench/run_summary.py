@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 
 def _fmt(value, unit: str = "", scale: float = 1.0, digits: int = 2) -> str:
@@ -26,8 +27,14 @@ def print_run_summary(record: dict, path: Path | None, console: Console | None =
         console.print(f"  throughput: steady {_fmt(m['throughput_steady'])} img/s, end-to-end "
                       f"{_fmt(m['throughput_end_to_end'])} img/s ({m['images']} images, {m['batches']} batches, "
                       f"{m['warmup_batches']} warm-up)")
-        console.print(f"  batch latency: p50 {_fmt(m['latency_p50_s'], ' s')}  p95 {_fmt(m['latency_p95_s'], ' s')}"
-                      f"  p99 {_fmt(m['latency_p99_s'], ' s')}")
+        if not m.get("valid"):
+            reasons = "; ".join(m.get("invalid_reasons") or ["recorded before validity was checked"])
+            console.print(f"  [yellow]invalid cell[/yellow] (not ranked or compared): {escape(reasons)}")
+        if m.get("latency_defined", True):
+            console.print(f"  batch latency: p50 {_fmt(m['latency_p50_s'], ' s')}  p95 {_fmt(m['latency_p95_s'], ' s')}"
+                          f"  p99 {_fmt(m['latency_p99_s'], ' s')}")
+        else:
+            console.print("  batch latency: not defined for this strategy (results cannot be paired with submissions)")
         console.print(f"  cold: ray init {_fmt(cold['ray_init_s'], ' s')}, start {_fmt(cold['strategy_start_s'], ' s')}"
                       f", model load {_fmt(max(loads) if loads else None, ' s')}, first batch "
                       f"{_fmt(cold['time_to_first_batch_s'], ' s')}")

@@ -3,7 +3,7 @@ the samplers, check every input came back exactly once, and write one record ato
 
 The runner, never the strategy, owns the clock. Times of a batch: `submitted` and `completed` are read
 on the driver; `started`/`ended` come from the worker (wall clock, so they compare across processes).
-Steady state excludes the first `warmup_batches` completed batches.
+What each metric means is written once, in `bench.metrics`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from bench import records
@@ -28,10 +28,10 @@ from bench.config import ConfigError, RunSpec, check_device
 from bench.faults import Fault, recovery
 from bench.resources import plan_workers
 from bench.samplers import ResourceSampler
-from bench.stats import distribution
+from bench.metrics import BatchEvent, summarise
 from bench.workload.images import SourceUnavailable, batched, open_source
-from bench.workload.models import SIZES, WeightsUnavailable, check_weights, weights_kind
-from bench.workload.predictor import STAGES, BatchResult, PredictorSpec
+from bench.workload.models import WeightsUnavailable, check_weights, model_size, weights_kind
+from bench.workload.predictor import BatchResult, PredictorSpec
 
 Progress = Callable[[int, int | None], None]  # (images done, images expected or None)
 
@@ -42,20 +42,6 @@ REFUSALS = (ConfigError, SourceUnavailable, WeightsUnavailable)
 
 class CellTimeout(Exception):
     pass
-
-
-@dataclass
-class BatchEvent:
-    index: int
-    worker: str
-    pid: int
-    node: str
-    images: int
-    submitted: float  # seconds since the run started (driver clock)
-    started: float  # worker clock (wall time), same origin
-    ended: float
-    completed: float  # driver clock: result received
-    stages: dict[str, float]
 
 
 def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_interval: float = 0.5,
@@ -79,7 +65,7 @@ def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_inter
         "kind": records.RECORD_KIND, "schema_version": records.SCHEMA_VERSION, "cell_id": spec.cell_id,
         "started_at": dt.datetime.now(dt.UTC).isoformat(), "spec": spec.to_dict(),
         "weights": {"kind": weights_kind(spec.weights), "name": spec.weights, "seed": spec.seed,
-                    "hub_id": SIZES[spec.model].hub_id},
+                    "hub_id": model_size(spec.model).hub_id},
         "source": source.describe(), "environment": records.environment(), "status": "running",
         "sample_interval_s": sample_interval, **(extra or {}),
     }
@@ -158,7 +144,7 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record, sample_in
     try:
         with ResourceSampler(sample_interval, include_ray=strategy_cls.uses_ray) as sampler:
             for result in strategy.run(batches, on_submit):
-                events.append(_event(result, submitted, run_start))
+                events.append(_event(result, submitted if strategy.latency_defined else {}, run_start))
                 if fault and len(events) == fault.at_batch:
                     if fault.kind == "kill-driver":
                         os.kill(os.getpid(), signal.SIGKILL)
@@ -184,7 +170,8 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record, sample_in
         "cold": {"ray_init_s": cluster.init_s, "strategy_start_s": start_s, "model_load_s": info.model_load_s,
                  "worker_pids": dict(zip(info.workers, info.pids, strict=False)),
                  "time_to_first_batch_s": min((e.completed for e in events), default=None)},
-        "metrics": summarise(events, spec.warmup_batches, run_s, start_s),
+        "metrics": summarise(events, spec.warmup_batches, run_s, start_s, spec.min_steady_batches,
+                             spec.min_steady_s, strategy.latency_defined),
         "batches": record_events,
         "run_start_wall": run_start,
         "samples": [asdict(s) for s in sampler.samples],
@@ -223,55 +210,5 @@ def prefetch(batches, budget: int = PREFETCH_BYTES):
 
 def _event(result: BatchResult, submitted: dict[int, float], run_start: float) -> BatchEvent:
     return BatchEvent(result.batch_index, result.worker, result.pid, result.node, result.num_images,
-                      submitted.get(result.batch_index, 0.0), result.start - run_start, result.end - run_start,
+                      submitted.get(result.batch_index), result.start - run_start, result.end - run_start,
                       time.time() - run_start, result.stages)
-
-
-def summarise(events: list[BatchEvent], warmup_batches: int, run_s: float, start_s: float) -> dict:
-    """Headline metrics from batch events (pure: tested with hand-made events).
-
-    Warm-up is per worker: each worker's first `warmup_batches` batches carry its one-off costs
-    (lazy initialisation, kernel compilation) and are left out of steady state. The steady window
-    runs from the first start to the last completion of the remaining batches, so parallel workers
-    finishing together do not shrink it to nothing. With too few batches for that, every batch is
-    measured and `steady_state` is False.
-    """
-    ordered = sorted(events, key=lambda e: e.completed)
-    total = sum(e.images for e in ordered)
-    seen: dict[str, int] = {}
-    steady = []
-    for e in ordered:
-        seen[e.worker] = seen.get(e.worker, 0) + 1
-        if seen[e.worker] > warmup_batches:
-            steady.append(e)
-    steady_state = bool(steady)
-    steady = steady or ordered
-    window = (max(e.completed for e in steady) - min(e.started for e in steady)) if steady else 0.0
-    steady_images = sum(e.images for e in steady)
-    stage_totals = {s: sum(e.stages.get(s, 0.0) for e in steady) for s in STAGES}
-    latency = [e.completed - e.submitted for e in steady]
-    service = [e.ended - e.started for e in steady]
-    waiting = sum(lat - srv for lat, srv in zip(latency, service, strict=True))
-    per_image_ms = {s: 1000 * v / steady_images if steady_images else None for s, v in stage_totals.items()}
-    per_image_ms["waiting"] = 1000 * waiting / steady_images if steady_images else None
-    lat = distribution(latency)
-    return {
-        "images": total,
-        "batches": len(ordered),
-        "warmup_batches": len(ordered) - len(steady) if steady_state else 0,
-        "steady_state": steady_state,
-        "steady_images": steady_images,
-        "steady_window_s": window,
-        "throughput_steady": steady_images / window if window > 0 else None,
-        "throughput_run": total / run_s if run_s > 0 else None,
-        "throughput_end_to_end": total / (run_s + start_s) if run_s + start_s > 0 else None,
-        "run_s": run_s,
-        "latency_p50_s": lat["p50"],
-        "latency_p95_s": lat["p95"],
-        "latency_p99_s": lat["p99"],
-        "latency_s": lat,
-        "service_s": distribution(service),
-        "stage_ms_per_image": per_image_ms,
-        "workers_used": len({e.worker for e in ordered}),
-        "nodes_used": len({e.node for e in ordered}),
-    }

@@ -101,7 +101,6 @@ class ResourceSampler:
         self._thread = threading.Thread(target=self._loop, name="segbench-sampler", daemon=True)
 
     def __enter__(self) -> ResourceSampler:
-        psutil.cpu_percent(None)  # prime: the first call has no previous reading to compare with
         self._tree()
         self._started = time.perf_counter()
         self._thread.start()
@@ -110,11 +109,14 @@ class ResourceSampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self._take()  # one last reading so short windows still have a sample
 
     def _loop(self) -> None:
+        # psutil keeps system-wide CPU times per calling thread: prime on this thread, not the caller's,
+        # or the first reading is 0.0.
+        psutil.cpu_percent(None)
         while not self._stop.wait(self.interval):
             self._take()
+        self._take()  # one last reading so short windows still have a sample
 
     def _tree(self) -> list[psutil.Process]:
         try:

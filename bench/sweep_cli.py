@@ -93,7 +93,7 @@ def print_summary(folder: Path, spec: SweepSpec, console: Console) -> None:
                   "p95 batch s", "cpu % (tree)", "peak RSS MiB", title=f"sweep {spec.name!r}")
     for row in summary.sort_values(["model", "device", "strategy", "batch_size", "actors"]).itertuples() \
             if not summary.empty else []:
-        cv = _fmt(row.cv, 0, 100, "%") + (" noisy" if row.noisy else "")
+        cv = _fmt(row.cv, 0, 100, "%") + (" noisy" if row.noisy else "") + ("" if row.valid else " invalid")
         table.add_row(row.strategy, row.model, row.device, str(row.batch_size), str(row.actors), row.status,
                       _fmt(row.throughput), cv, _fmt(row.throughput_e2e), _fmt(row.latency_p95_s),
                       _fmt(row.cpu_tree_mean, 0), _fmt(row.rss_tree_peak, 0, 1 / 2**20))
@@ -101,3 +101,5 @@ def print_summary(folder: Path, spec: SweepSpec, console: Console) -> None:
     for row in summary.itertuples() if not summary.empty else []:
         if row.status != "ok":
             console.print(f"  {row.cell_id}: {row.status}: {row.error}", markup=False)
+        elif not row.valid:
+            console.print(f"  {row.cell_id}: invalid (not ranked): {row.invalid_reason}", markup=False)

@@ -33,7 +33,8 @@ class WorkerPlan:
 
 @dataclass
 class StartInfo:
-    """Cold costs a strategy observed while starting (model load per worker, in seconds)."""
+    """Cold costs a strategy observed while starting (model load per worker, in seconds). A strategy
+    whose workers start inside the run (Ray Data) fills it in as their first results arrive."""
 
     model_load_s: list[float] = field(default_factory=list)
     workers: list[str] = field(default_factory=list)
@@ -43,6 +44,7 @@ class StartInfo:
 class Strategy(ABC):
     name: str = ""
     uses_ray: bool = True
+    latency_defined: bool = True  # False: results cannot be paired with their submission (bench.metrics)
 
     def __init__(self, spec: RunSpec, predictor: PredictorSpec, plan: WorkerPlan) -> None:
         self.spec, self.predictor, self.plan = spec, predictor, plan

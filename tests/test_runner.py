@@ -8,7 +8,8 @@ import pytest
 
 from bench import records
 from bench.config import RunSpec
-from bench.runner import BatchEvent, run_cell, summarise
+from bench.metrics import BatchEvent, summarise
+from bench.runner import run_cell
 from tests.conftest import BAD_FILES, GOOD_IN_MIXED
 
 
@@ -24,7 +25,7 @@ def test_sequential_cell_writes_a_complete_record(tmp_path):
     assert on_disk["schema_version"] == records.SCHEMA_VERSION and on_disk["cell_id"] == tiny().cell_id
     m = on_disk["metrics"]
     assert m["images"] == 10 and m["batches"] == 3 and m["warmup_batches"] == 1 and m["steady_images"] == 6
-    assert m["steady_state"]
+    assert not m["valid"] and m["invalid_reasons"]  # 2 steady batches: too few to rank
     assert m["throughput_steady"] > 0 and m["throughput_end_to_end"] > 0
     assert m["latency_s"]["p50"] <= m["latency_s"]["p99"]
     assert set(m["stage_ms_per_image"]) == {"decode", "preprocess", "forward", "postprocess", "waiting"}
@@ -70,8 +71,8 @@ def test_huge_image_is_processed(tmp_path, huge_image):
 
 
 def test_loader_returns_a_dataframe(tmp_path):
-    run_cell(tiny(images=4), tmp_path)
-    run_cell(tiny(images=4, batch_size=2), tmp_path)
+    run_cell(tiny(images=8), tmp_path)
+    run_cell(tiny(images=8, batch_size=2), tmp_path)
     (tmp_path / "runs" / "not-a-record.json").write_text("{}")
     frame = records.load_records([tmp_path])
     assert len(frame) == 2 and set(frame["spec.batch_size"]) == {2, 4}
@@ -92,25 +93,51 @@ def _event(i, images, started, completed, worker="w"):
 
 def test_summarise_excludes_each_workers_warmup_from_steady_state():
     events = [_event(0, 4, 0.0, 10.0), _event(1, 4, 10.0, 11.0), _event(2, 4, 11.0, 12.0)]
-    m = summarise(events, warmup_batches=1, run_s=12.0, start_s=3.0)
+    m = summarise(events, warmup_batches=1, run_s=12.0, start_s=3.0, min_steady_batches=2, min_steady_s=1.0)
     assert m["steady_images"] == 8 and m["steady_window_s"] == 2.0 and m["throughput_steady"] == 4.0
-    assert m["throughput_run"] == 1.0 and m["throughput_end_to_end"] == 12 / 15 and m["steady_state"]
+    assert m["throughput_run"] == 1.0 and m["throughput_end_to_end"] == 12 / 15 and m["valid"]
     assert m["latency_s"]["max"] == 1.0 and m["stage_ms_per_image"]["forward"] == 125.0
 
 
-def test_parallel_workers_finishing_together_keep_a_real_window():
-    """Two workers, two batches each, the steady ones finishing within a millisecond of each other."""
+def test_steady_window_opens_when_the_last_worker_finished_its_warmup():
+    """Worker b's warm-up result arrives at 5.5: only results after it count, over 5.5 → 7.001."""
     events = [_event(0, 4, 0.0, 5.0, "a"), _event(1, 4, 0.0, 5.5, "b"),
               _event(2, 4, 5.0, 7.0, "a"), _event(3, 4, 5.5, 7.001, "b")]
     m = summarise(events, warmup_batches=1, run_s=7.0, start_s=0.0)
-    assert m["steady_images"] == 8 and m["steady_window_s"] == pytest.approx(2.001)
-    assert m["throughput_steady"] == pytest.approx(8 / 2.001)
+    assert m["steady_from_s"] == 5.5 and m["steady_images"] == 8
+    assert m["steady_window_s"] == pytest.approx(1.501) and m["throughput_steady"] == pytest.approx(8 / 1.501)
 
 
-def test_too_few_batches_measure_everything_and_say_so():
+def test_a_prefetch_that_began_during_warmup_does_not_stretch_the_window():
+    """Worker clocks do not set the window: batch 1 'started' (its prefetch) at 0.2 s, inside the
+    warm-up batch, yet the steady rate is 4 images per second of driver time after the warm-up."""
+    events = [BatchEvent(0, "w", 1, "n", 4, 0.0, 0.0, 2.0, 2.0, {}),
+              BatchEvent(1, "w", 1, "n", 4, 0.1, 0.2, 3.0, 3.0, {}),
+              BatchEvent(2, "w", 1, "n", 4, 0.2, 2.1, 4.0, 4.0, {})]
+    m = summarise(events, warmup_batches=1, run_s=4.0, start_s=0.0)
+    assert m["throughput_steady"] == pytest.approx(4.0) and m["steady_window_s"] == pytest.approx(2.0)
+
+
+def test_validity_needs_enough_steady_batches_per_worker_and_a_long_enough_window():
+    events = [_event(i, 2, float(i), float(i + 1), "a") for i in range(7)]
+    assert summarise(events, 1, 7.0, 0.0)["valid"]  # 6 steady batches over 6 s
+    short = summarise(events, 1, 7.0, 0.0, min_steady_s=10.0)
+    assert not short["valid"] and "shorter than 10 s" in short["invalid_reasons"][0]
+    few = summarise(events[:4], 1, 4.0, 0.0, min_steady_s=1.0)
+    assert not few["valid"] and "fewer than 5 steady batches from a (3)" in few["invalid_reasons"][0]
+
+
+def test_too_few_batches_give_no_steady_figure_and_say_why():
     m = summarise([_event(0, 2, 0.0, 1.0, "a"), _event(1, 2, 0.0, 1.0, "b")], warmup_batches=1, run_s=1.0,
                   start_s=0.0)
-    assert not m["steady_state"] and m["steady_images"] == 4 and m["throughput_steady"] == 4.0
+    assert not m["valid"] and m["throughput_steady"] is None and m["steady_images"] == 0
+    assert "no batch completed after every worker's 1 warm-up" in m["invalid_reasons"][0]
+
+
+def test_latency_not_defined_leaves_latency_out():
+    events = [_event(i, 2, float(i), float(i + 1)) for i in range(3)]
+    m = summarise(events, 1, 3.0, 0.0, latency_defined=False)
+    assert m["latency_p95_s"] is None and m["stage_ms_per_image"]["waiting"] is None and not m["latency_defined"]
 
 
 def test_recovery_counts_only_batches_from_the_restarted_process():

@@ -10,13 +10,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from bench.summaries import measured
+
 STAGE_COLOURS = {"decode": "#8dd3c7", "preprocess": "#ffffb3", "forward": "#bebada", "postprocess": "#fb8072",
                  "waiting": "#d9d9d9"}
 
 
 def _best_cells(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, device, strategy): the cell with the highest median throughput."""
-    ok = summary[summary["throughput"].notna()]
+    """Per (model, device, strategy): the valid cell with the highest median throughput."""
+    ok = measured(summary)
     return ok.loc[ok.groupby(["model", "device", "strategy"])["throughput"].idxmax()]
 
 
@@ -46,7 +48,8 @@ def throughput_by_strategy(records, summary, repeats: pd.DataFrame):
 
 
 def scaling_with_actors(records, summary, repeats):
-    ray = summary[(summary["strategy"] != "sequential") & summary["throughput"].notna()]
+    ok = measured(summary)
+    ray = ok[ok["strategy"] != "sequential"]
     if ray.empty or ray["actors"].nunique() < 2:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -69,7 +72,7 @@ def scaling_with_actors(records, summary, repeats):
 
 
 def throughput_vs_batch_size(records, summary, repeats):
-    ok = summary[summary["throughput"].notna()]
+    ok = measured(summary)
     if ok.empty or ok["batch_size"].nunique() < 2:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -101,6 +104,10 @@ def latency_distributions(records, summary, repeats):
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5))
     names = sorted(chosen)
+    # A strategy that cannot pair results with submissions records no latency (bench.metrics).
+    names = [n for n in names if chosen[n]["metrics"].get("latency_defined", True)]
+    if not names:
+        return None
     data = [[b["completed"] - b["submitted"] for b in chosen[n]["batches"]] for n in names]
     ax.boxplot(data, tick_labels=names, whis=(5, 95))
     for i, values in enumerate(data, start=1):
@@ -112,7 +119,8 @@ def latency_distributions(records, summary, repeats):
 
 
 def pareto(records, summary, repeats):
-    ok = summary[summary["throughput"].notna() & summary["latency_p95_s"].notna()]
+    ok = measured(summary)
+    ok = ok[ok["latency_p95_s"].notna()]
     if ok.empty:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5))

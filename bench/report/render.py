@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench.compare import load_cells
 from bench.records import load_records, write_atomic
-from bench.summaries import cell_summary
+from bench.summaries import cell_summary, measured
 
 e = html.escape
 
@@ -121,10 +121,16 @@ def export(records: list[dict], summary: pd.DataFrame, out: Path) -> list[Path]:
 
 
 def _best_table(summary: pd.DataFrame) -> pd.DataFrame:
-    ok = summary[summary["throughput"].notna()]
+    ok = measured(summary)
     if ok.empty:
         return ok
     return ok.loc[ok.groupby(["model", "device"])["throughput"].idxmax()]
+
+
+def _flags(row) -> str:
+    """Why a cell's figure is not ranked (invalid) or should be read with care (noisy)."""
+    flags = [] if row.valid else [f"invalid: {row.invalid_reason}"]
+    return "; ".join(flags + (["noisy"] if row.noisy else []))
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -140,7 +146,7 @@ def render_html(records: list[dict], summary: pd.DataFrame, skipped: list[dict],
         f"<td>{_fmt(r.cpu_tree_mean, 0)}</td></tr>" for r in _best_table(summary).itertuples())
     cells = "".join(
         f"<tr><td>{e(str(r.cell_id))}</td><td>{e(str(r.status))}</td><td>{_fmt(r.throughput)}</td>"
-        f"<td>{_fmt(r.cv * 100 if r.cv is not None else None, 1)}</td><td>{'noisy' if r.noisy else ''}</td>"
+        f"<td>{_fmt(r.cv * 100 if r.cv is not None else None, 1)}</td><td>{e(_flags(r))}</td>"
         f"<td>{e(str(r.error or ''))}</td></tr>" for r in summary.itertuples())
     skips = "".join(f"<li>{e(json.dumps(s['values']))}: {e(s['reason'])}</li>" for s in skipped)
     bad = "".join(f"<li>{e(b['id'])}: {e(b['reason'])}</li>" for r in records for b in r.get("bad_images", []))
@@ -187,7 +193,7 @@ def render_markdown(records: list[dict], summary: pd.DataFrame, skipped: list[di
     lines += ["", "## All cells", "", "| cell | status | steady img/s | CV % | flag | error |",
               "|---|---|---|---|---|---|"]
     lines += [f"| {r.cell_id} | {r.status} | {_fmt(r.throughput)} | "
-              f"{_fmt(r.cv * 100 if r.cv is not None else None, 1)} | {'noisy' if r.noisy else ''} | {r.error or ''} |"
+              f"{_fmt(r.cv * 100 if r.cv is not None else None, 1)} | {_flags(r)} | {r.error or ''} |"
               for r in summary.itertuples()]
     lines += ["", "## Skipped cells", ""] + ([f"- {s['values']}: {s['reason']}" for s in skipped] or ["none"])
     lines += ["", "## Plots", ""] + [f"![{name}]({path.name})" for name, path in report.plots.items()]
