@@ -19,7 +19,7 @@ USAGE_ERROR = 2
 @app.command()
 def run(
     strategy: Annotated[str, typer.Option(help=f"One of: {', '.join(STRATEGIES)}")] = "sequential",
-    model: Annotated[str, typer.Option(help="b0..b5 or tiny")] = "b0",
+    model: Annotated[str, typer.Option(help="b0..b5, tiny, or calibrated:40ms[:spin][:first=500ms]")] = "b0",
     batch_size: Annotated[int, typer.Option()] = 8,
     images: Annotated[int | None, typer.Option(help="How many images (default: all of a folder)")] = None,
     source: Annotated[str, typer.Option(help="synthetic | folder:PATH | PATH | hf:NAME[:SPLIT]")] = "synthetic",
@@ -37,6 +37,7 @@ def run(
     max_in_flight: Annotated[int, typer.Option(help="Batches queued per actor")] = 2,
     actors_max: Annotated[int | None, typer.Option(help="ray_data: autoscale actors up to this")] = None,
     ray_data_split: Annotated[bool, typer.Option(help="ray_data: decode/preprocess as a CPU stage")] = False,
+    pipeline: Annotated[bool, typer.Option(help="sequential: prepare the next batch during the forward")] = False,
     ray_address: Annotated[str | None, typer.Option(help="auto, host:port or ray://… (default: local)")] = None,
     timeout: Annotated[float, typer.Option(help="Hard limit for the cell, seconds")] = 1800.0,
     keep_masks: Annotated[bool, typer.Option(help="Keep the maps, not only their digests")] = False,
@@ -55,7 +56,7 @@ def run(
                    warmup_batches=warmup_batches, actors=actors, cpus_per_worker=cpus_per_worker,
                    gpus_per_worker=gpus_per_worker, threads=threads, postprocess=postprocess,
                    model_transfer=model_transfer, max_in_flight=max_in_flight, actors_max=actors_max,
-                   ray_data_split=ray_data_split, ray_address=ray_address,
+                   ray_data_split=ray_data_split, pipeline=pipeline, ray_address=ray_address,
                    timeout_s=timeout, keep_masks=keep_masks, inject=inject, label=label)
     from bench.progress import image_progress
     from bench.run_summary import print_run_summary
@@ -268,6 +269,48 @@ def bench_overhead_cmd(
     typer.echo(f"plain loop: {r.plain_loop:.3f} img/s")
     for interval, rate in r.runner.items():
         typer.echo(f"runner, sampling every {interval:g} s: {rate:.3f} img/s ({r.overhead(interval):+.1%} overhead)")
+
+
+@bench_app.command("truth")
+def bench_truth_cmd(
+    model: Annotated[str, typer.Option()] = "b0",
+    images: Annotated[int, typer.Option(help="Images per record-vs-driver cell")] = 48,
+    batch_size: Annotated[int, typer.Option()] = 4,
+    image_scale: Annotated[float, typer.Option()] = 0.5,
+    actors: Annotated[list[int] | None, typer.Option("--actors", help="Worker counts (repeat)")] = None,
+    strategies: Annotated[list[str] | None, typer.Option("--strategy", help="Repeat; default: all")] = None,
+    loop_images: Annotated[list[int] | None, typer.Option("--loop-images", help="Sequential vs plain loop")] = None,
+    repeats: Annotated[int, typer.Option(help="Turns of runner and plain loop")] = 3,
+) -> None:
+    """Each strategy's recorded steady throughput beside an independent clock (exit 1 if any disagree)."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from bench.cluster import ray_session
+    from bench.truth import truth_table
+
+    base = RunSpec(model=model, images=images, batch_size=batch_size, image_scale=image_scale)
+    chosen = tuple(strategies or STRATEGIES)
+    for name in chosen:
+        base.replace(strategy=name)  # validates each name before any heavy work
+    console = Console(width=160)
+    table = Table("check", "record img/s", "independent img/s", "difference", "within", "detail",
+                  title=f"measurement truth: {model}, batch {batch_size}, image scale {image_scale:g}")
+
+    def row(a) -> None:
+        diff = a.difference
+        console.print(f"  {escape(a.what)}: record {a.record or 0:.3f}, independent {a.independent or 0:.3f}")
+        table.add_row(escape(a.what), f"{a.record:.3f}" if a.record else "-",
+                      f"{a.independent:.3f}" if a.independent else "-", f"{diff:+.1%}" if diff is not None else "-",
+                      f"{'yes' if a.ok else 'NO'} (±{a.tolerance:.0%})", escape(a.detail))
+
+    _isolate_local_ray(list(chosen), None, "random", "synthetic")
+    with ray_session():
+        rows = truth_table(base, chosen, tuple(actors or [1]), tuple(loop_images or [12, 32]), repeats, row)
+    console.print(table)
+    if not all(a.ok for a in rows):
+        raise typer.Exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

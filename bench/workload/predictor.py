@@ -18,14 +18,14 @@ import socket
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from bench.workload import kernels
 from bench.workload.images import EncodedImage
-from bench.workload.models import IMAGENET_MEAN, IMAGENET_STD, RANDOM_WEIGHTS, SIZES, build_model
+from bench.workload.models import IMAGENET_MEAN, IMAGENET_STD, RANDOM_WEIGHTS, build_model, model_size
 from bench.workload.postprocess import EXACT, POSTPROCESS_MODES, upsample_argmax
 
 STAGES = ("decode", "preprocess", "forward", "postprocess")
@@ -45,14 +45,13 @@ class PredictorSpec:
     keep_masks: bool = False  # return the maps themselves, not only digests
 
     def __post_init__(self) -> None:
-        if self.model not in SIZES:
-            raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(SIZES)}")
+        model_size(self.model)  # raises on an unknown model
         if self.postprocess not in POSTPROCESS_MODES:
             raise ValueError(f"unknown postprocess {self.postprocess!r}; choose from {', '.join(POSTPROCESS_MODES)}")
 
     @property
     def native_size(self) -> int:
-        return SIZES[self.model].native_size
+        return model_size(self.model).native_size
 
 
 @dataclass(slots=True)
@@ -164,22 +163,30 @@ class Predictor:
     def stream(self, batches: Iterable[tuple[int, list[EncodedImage]]],
                on_submit: Callable[[int], None] | None = None) -> Iterator[BatchResult]:
         """`predict` over (index, batch) pairs, in order, with the next batch decoded and preprocessed on
-        a helper thread while this one runs forward and postprocess. PIL releases the GIL and the
-        forward pass leaves cores idle in its memory-bound ops, so the CPU stages mostly hide there.
-        One batch ahead at most: memory stays bounded."""
+        a helper thread while this one runs forward and postprocess. One batch ahead at most: memory
+        stays bounded. A batch's `start` is when this thread took it up, not when its prefetch began,
+        so service times never overlap the previous batch. Whether this beats the plain loop depends on
+        the machine: `segbench bench predictor` measures both."""
         side = self.spec.native_size
         with ThreadPoolExecutor(1, thread_name_prefix="prepare") as helper:
-            ahead = None
+            ahead, resumed = None, None  # resumed: when the consumer handed control back
             for index, batch in batches:
                 if on_submit is not None:
                     on_submit(index)
                 # serial kernels on the helper: the forward already has the worker's threads
                 prepared = helper.submit(prepare, batch, side, False)
                 if ahead is not None:
-                    yield self.infer(ahead[1].result(), ahead[0])
+                    yield self._infer_ahead(ahead, resumed)
+                    resumed = time.time()
                 ahead = (index, prepared)
             if ahead is not None:
-                yield self.infer(ahead[1].result(), ahead[0])
+                yield self._infer_ahead(ahead, resumed)
+
+    def _infer_ahead(self, ahead: tuple[int, Future], resumed: float | None) -> BatchResult:
+        prepared = ahead[1].result()
+        if resumed is not None:  # prefetched during the previous batch: this batch's own turn starts now
+            prepared.start = max(prepared.start, resumed)
+        return self.infer(prepared, ahead[0])
 
     def infer(self, prepared: PreparedBatch, batch_index: int = -1) -> BatchResult:
         """forward + postprocess of a prepared batch (which may come from another process)."""
