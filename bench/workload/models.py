@@ -13,6 +13,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.workload import calibrated
+
 if TYPE_CHECKING:  # torch/transformers are heavy; import them only where a model is built
     import torch
 
@@ -63,6 +65,15 @@ SIZES: dict[str, ModelSize] = {
     )
 }
 
+def model_size(name: str) -> ModelSize:
+    """A SegFormer size, or the calibrated stand-in (bench.workload.calibrated); ValueError otherwise."""
+    if name in SIZES:
+        return SIZES[name]
+    if calibrated.parse(name):
+        return ModelSize(name, (), (), 0, calibrated.NATIVE_SIZE, None)
+    raise ValueError(f"unknown model {name!r}; choose from {', '.join(SIZES)} or calibrated:<N>ms[:spin]")
+
+
 NUM_LABELS = 150
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -108,8 +119,9 @@ def build_model(size: str, weights: str = RANDOM_WEIGHTS, seed: int = 0) -> torc
     import torch
     from transformers import SegformerForSemanticSegmentation
 
-    if size not in SIZES:
-        raise ValueError(f"unknown model size {size!r}; choose from {', '.join(SIZES)}")
+    if calibrated.is_calibrated(size):
+        return calibrated.build(size)
+    model_size(size)
     kind = weights_kind(weights)
     if kind == RANDOM_WEIGHTS:
         # Seeded so every process (driver, task, actor) builds bit-identical weights.
@@ -126,8 +138,10 @@ def build_model(size: str, weights: str = RANDOM_WEIGHTS, seed: int = 0) -> torc
 def check_weights(size: str, weights: str) -> None:
     """Cheap check, in the driver, that the weights can be had — before any worker is started."""
     kind = weights_kind(weights)
+    if calibrated.is_calibrated(size) and kind != RANDOM_WEIGHTS:
+        raise WeightsUnavailable(f"{size} has no weights to load; use --weights random")
     if kind == HUB_WEIGHTS:
-        hub_id = SIZES[size].hub_id
+        hub_id = model_size(size).hub_id
         if hub_id is None:
             raise WeightsUnavailable(f"model {size!r} has no hub checkpoint; use --weights random")
         from transformers import SegformerConfig
@@ -165,6 +179,8 @@ def export_model(size: str, folder: Path, weights: str = RANDOM_WEIGHTS, seed: i
 def to_arrays(model) -> dict:
     """Weights as numpy arrays: what goes into Ray's object store, where numpy is read zero-copy.
     (A pickled transformers model does not survive the trip intact; plain arrays do.)"""
+    if isinstance(getattr(model, "name", None), str) and calibrated.is_calibrated(model.name):
+        return {"calibrated": model.name}
     return {"config": model.config.to_dict(), "state": {k: v.detach().cpu().numpy() for k, v in
                                                         model.state_dict().items()}}
 
@@ -176,6 +192,8 @@ def from_arrays(arrays: dict):
     import torch
     from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
+    if "calibrated" in arrays:
+        return calibrated.build(arrays["calibrated"])
     with torch.device("meta"):
         model = SegformerForSemanticSegmentation(SegformerConfig.from_dict(arrays["config"]))
     with warnings.catch_warnings():  # arrays from the object store are read-only; inference never writes
