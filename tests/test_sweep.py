@@ -26,9 +26,19 @@ def test_quick_preset_expands_deterministically_with_reasons():
     cells, skipped = spec.expand(CPU_HOST)
     again, _ = spec.expand(CPU_HOST)
     assert [c.cell_id for c in cells] == [c.cell_id for c in again]
-    assert len(cells) == 18 and len({c.cell_id for c in cells}) == 18
+    assert len(cells) == 9 and len({c.cell_id for c in cells}) == 9
     assert {c.spec.strategy for c in cells} == {"sequential", "tasks", "actors", "actor_pool", "ray_data"}
-    assert all("meaningless for sequential" in s.reason for s in skipped) and len(skipped) == 2
+    assert all("meaningless for sequential" in s.reason for s in skipped) and len(skipped) == 1
+
+
+@pytest.mark.parametrize("preset", ["quick", "nightly"])
+def test_presets_give_every_strategy_the_compute_of_sequential(preset):
+    """Equal budgets: on the 2-CPU host every cell runs as many torch threads in all as sequential."""
+    from bench.resources import plan_workers
+
+    cells, _ = SweepSpec.preset(preset).expand(CPU_HOST)
+    budgets = {c.cell_id: (lambda p: p.workers * p.threads)(plan_workers(c.spec, 2.0)) for c in cells}
+    assert set(budgets.values()) == {2}, budgets
 
 
 def test_skip_rules_cuda_and_impossible_cells():
