@@ -195,6 +195,7 @@ def compare(
 ) -> None:
     """Compare a candidate run with a baseline; exit 1 on a regression."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from bench.compare import compare as run_compare
@@ -215,10 +216,10 @@ def compare(
                   title=f"compare (threshold {threshold:.0%}, alpha {alpha})")
     for c in result.cells:
         style = {"regression": "red", "failed": "red", "improvement": "green"}.get(c.verdict, "")
-        table.add_row(c.label, f"[{style}]{c.verdict}[/]" if style else c.verdict,
+        table.add_row(escape(c.label), f"[{style}]{c.verdict}[/]" if style else c.verdict,
                       f"{c.baseline:.3f}" if c.baseline else "-", f"{c.candidate:.3f}" if c.candidate else "-",
                       f"{c.ratio:.3f}" if c.ratio else "-", f"{c.ci[0]:.3f}–{c.ci[1]:.3f}" if c.ci else "-",
-                      f"{c.p_value:.3g}" if c.p_value is not None else "-", c.samples, c.note)
+                      f"{c.p_value:.3g}" if c.p_value is not None else "-", c.samples, escape(c.note))
     console.print(table)
     bad = result.regressions
     console.print(f"{len(bad)} regression(s) in {len(result.cells)} cells" if bad else "no regression")

@@ -4,7 +4,8 @@ Pure (JSON records in, a verdict per cell out): no torch, no Ray.
 Samples per cell: the steady throughput of each repeat (driver clock, bench.metrics) — what the
 user gets, dispatch, queueing and transfer included. Per-batch worker service rates are not used:
 they leave those out. The test is Mann–Whitney U (two-sided; no normality assumed); it cannot reach
-p < 0.05 with fewer than 4 repeats a side, so nightly runs at least 5. The ratio is median(candidate) / median(baseline) with a bootstrap 95% interval.
+p < 0.05 with fewer than 4 repeats a side, so nightly runs at least 5. The ratio is
+median(candidate) / median(baseline) with a bootstrap 95% interval.
 A cell regresses when the ratio is below 1 − threshold *and* the test rejects equality at `alpha`;
 improvements mirror that. Too few samples for a test: the threshold alone decides, and the table says so.
 Invalid cells (too short a steady state) on either side are reported as such and never gate.

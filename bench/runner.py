@@ -26,9 +26,9 @@ from bench import records
 from bench.cluster import ClusterInfo, local_cluster_info, ray_session
 from bench.config import ConfigError, RunSpec, check_device
 from bench.faults import Fault, recovery
+from bench.metrics import BatchEvent, summarise
 from bench.resources import plan_workers
 from bench.samplers import ResourceSampler
-from bench.metrics import BatchEvent, summarise
 from bench.workload.images import SourceUnavailable, batched, open_source
 from bench.workload.models import WeightsUnavailable, check_weights, model_size, weights_kind
 from bench.workload.predictor import BatchResult, PredictorSpec

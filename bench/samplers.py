@@ -130,7 +130,10 @@ class ResourceSampler:
         for proc in current:
             known = self._known.get(proc.pid)
             if known is None:
-                proc.cpu_percent(None)
+                try:
+                    proc.cpu_percent(None)
+                except psutil.Error:  # exited between listing and priming: nothing to measure
+                    continue
                 known = proc
             fresh[proc.pid] = known
         self._known = fresh

@@ -84,6 +84,7 @@ def test_compare_flags_a_20_percent_regression(tmp_path, capsys):
 def test_compare_passes_a_1_percent_change(tmp_path, capsys):
     code, out = _compare(capsys, "-c", str(_scaled_copy(tmp_path, 0.99)))
     assert code == 0 and "no regression" in out
+    assert "invalid" in out and "baseline invalid: fewer than 2 steady batches" in out  # shown, never gating
 
 
 def test_compare_reports_an_improvement(tmp_path, capsys):
