@@ -281,7 +281,7 @@ def bench_truth_cmd(
     actors: Annotated[list[int] | None, typer.Option("--actors", help="Worker counts (repeat)")] = None,
     strategies: Annotated[list[str] | None, typer.Option("--strategy", help="Repeat; default: all")] = None,
     loop_images: Annotated[list[int] | None, typer.Option("--loop-images", help="Sequential vs plain loop")] = None,
-    repeats: Annotated[int, typer.Option(help="Turns of runner and plain loop")] = 3,
+    repeats: Annotated[int, typer.Option(help="Turns of runner and plain loop")] = 5,
 ) -> None:
     """Each strategy's recorded steady throughput beside an independent clock (exit 1 if any disagree)."""
     from rich.console import Console
@@ -296,7 +296,7 @@ def bench_truth_cmd(
     for name in chosen:
         base.replace(strategy=name)  # validates each name before any heavy work
     console = Console(width=160)
-    table = Table("check", "record img/s", "independent img/s", "difference", "within", "detail",
+    table = Table("check", "record img/s", "independent img/s", "difference (paired)", "within", "detail",
                   title=f"measurement truth: {model}, batch {batch_size}, image scale {image_scale:g}")
 
     def row(a) -> None:
