@@ -2,8 +2,10 @@
 ahead of the textbook transformers path it is. Same model, images, batch size and threads for all three.
 
 - bare forward: `model(pixel_values)` on already-prepared pixels (the ceiling);
-- end to end: `Predictor.stream` on encoded JPEGs (decode → preprocess → forward → exact postprocess,
-  the next batch prepared during the current forward), as the sequential strategy runs it;
+- end to end: `Predictor.predict` per batch on encoded JPEGs (decode → preprocess → forward → exact
+  postprocess), as the sequential strategy runs it;
+- pipelined: `Predictor.stream`, the next batch prepared during the current forward (`--pipeline`),
+  timed in the same turns so the two can be compared;
 - textbook: SegformerImageProcessor + forward + post_process_semantic_segmentation.
 After one warm-up pass of each, forward and end to end are timed in turns, `repeats` rounds, so that a
 machine whose speed drifts (this VM drifts ~10% within minutes) shifts both alike; then the textbook,
@@ -28,6 +30,7 @@ class PredictorBench:
     threads: int
     bare_forward: float  # images/s
     end_to_end: float
+    pipelined: float
     textbook: float | None
     stage_ms: dict[str, float]
 
@@ -76,17 +79,22 @@ def bench_predictor(model: str, images: int = 16, batch_size: int = 8, threads: 
     stage_totals: dict[str, float] = {}
 
     def end_to_end() -> None:
-        for result in predictor.stream(enumerate(batches)):
-            for k, v in result.stages.items():
+        for index, batch in enumerate(batches):
+            for k, v in predictor.predict(batch, index).stages.items():
                 stage_totals[k] = stage_totals.get(k, 0.0) + v
 
-    rates = _interleaved_rates({"forward": forward, "e2e": end_to_end}, images, repeats)
+    def pipelined() -> None:
+        for _ in predictor.stream(enumerate(batches)):
+            pass
+
+    rates = _interleaved_rates({"forward": forward, "e2e": end_to_end, "pipelined": pipelined}, images, repeats)
     stage_ms = {k: 1000 * v / ((repeats + 1) * images) for k, v in stage_totals.items()}
     # The textbook runs last, on its own: its gigabyte-sized upsampled logits leave the allocator in a
     # state that slowed the next end-to-end pass 4-fold when the three were interleaved.
     slow = _interleaved_rates({"textbook": lambda: _textbook(predictor.model, batches, side)}, images,
                               repeats)["textbook"] if textbook else None
-    return PredictorBench(model, images, batch_size, threads, rates["forward"], rates["e2e"], slow, stage_ms)
+    return PredictorBench(model, images, batch_size, threads, rates["forward"], rates["e2e"], rates["pipelined"],
+                          slow, stage_ms)
 
 
 def _textbook(model, batches, side: int) -> None:
@@ -107,7 +115,7 @@ def _textbook(model, batches, side: int) -> None:
 
 @dataclass
 class OverheadBench:
-    plain_loop: float  # images/s of Predictor.stream in a bare loop
+    plain_loop: float  # images/s of Predictor.predict in a bare loop
     runner: dict[float, float]  # sampling interval → steady images/s through the full runner
 
     def overhead(self, interval: float) -> float:
@@ -130,8 +138,8 @@ def bench_overhead(model: str = "b0", images: int = 32, batch_size: int = 8, rep
 
     def loop() -> float:
         clock = time.perf_counter()
-        for _ in predictor.stream(enumerate(batches[1:])):  # what the sequential strategy runs
-            pass
+        for index, batch in enumerate(batches[1:]):  # what the sequential strategy runs
+            predictor.predict(batch, index)
         return sum(len(b) for b in batches[1:]) / (time.perf_counter() - clock)
 
     plain = statistics.median(loop() for _ in range(repeats))

@@ -246,13 +246,14 @@ def bench_predictor_cmd(
 
     from bench.benchmarks import bench_predictor
 
-    table = Table("model", "batch", "threads", "bare forward img/s", "end-to-end img/s", "e2e / forward",
+    table = Table("model", "batch", "threads", "bare forward img/s", "end-to-end img/s", "pipelined img/s",
+                  "e2e / forward",
                   "textbook img/s", "e2e / textbook", "ms/img decode·pre·fwd·post", title="predictor")
     for model in models or ["b0", "b2"]:
         r = bench_predictor(model, images, batch_size, threads, repeats, textbook)
         stages = "·".join(f"{r.stage_ms.get(k, 0):.1f}" for k in ("decode", "preprocess", "forward", "postprocess"))
         table.add_row(model, str(r.batch_size), str(r.threads), f"{r.bare_forward:.2f}", f"{r.end_to_end:.2f}",
-                      f"{r.ratio_to_forward:.3f}", f"{r.textbook:.2f}" if r.textbook else "-",
+                      f"{r.pipelined:.2f}", f"{r.ratio_to_forward:.3f}", f"{r.textbook:.2f}" if r.textbook else "-",
                       f"{r.speedup_over_textbook:.1f}×" if r.textbook else "-", stages)
     Console(width=160).print(table)
 

@@ -78,23 +78,27 @@ def ray_session(address: str | None = None) -> Iterator[ClusterInfo]:
             ray.shutdown()
 
 
-def kill_node(node_id: str, timeout_s: float = 120.0) -> float:
+def kill_node(node_id: str) -> None:
     """SIGKILL the raylet of a Ray node — the node is gone, with every worker on it, as when a machine
-    crashes — and return the seconds until the cluster marked it dead. The kill is a zero-CPU task
-    pinned to that node (a worker's parent process is its node's raylet), so it needs no shell there.
-    The driver waits for the death (polling the GCS, not spinning) so the fault is confirmed; the other
-    workers keep processing what they hold meanwhile."""
+    crashes. The kill is a zero-CPU task pinned to that node (a worker's parent process is its node's
+    raylet), so it needs no shell there. Returns once the kill is sent; `wait_node_dead` confirms it."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    clock = time.monotonic()
     ray.remote(num_cpus=0, max_retries=0)(_kill_parent_raylet).options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote()
+
+
+def wait_node_dead(node_id: str, since: float, timeout_s: float = 120.0) -> float:
+    """Seconds from `since` (time.monotonic) until the cluster marked the node dead, polling the GCS
+    every 0.2 s (sleeping, not spinning). Run it off the result loop: results keep arriving meanwhile."""
+    import ray
+
     while any(n["NodeID"] == node_id and n["Alive"] for n in ray.nodes()):
-        if time.monotonic() - clock > timeout_s:
+        if time.monotonic() - since > timeout_s:
             raise TimeoutError(f"node {node_id} still alive {timeout_s:g} s after the kill was sent")
         time.sleep(0.2)
-    return time.monotonic() - clock
+    return time.monotonic() - since
 
 
 def _kill_parent_raylet() -> None:

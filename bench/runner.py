@@ -149,7 +149,9 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record, sample_in
                     if fault.kind == "kill-driver":
                         os.kill(os.getpid(), signal.SIGKILL)
                     injected_at = time.time() - run_start
-                    faults.append({**asdict(fault), **strategy.inject(fault), "t": injected_at})
+                    hit = strategy.inject(fault)  # may still be filled in (a node's death is confirmed later)
+                    hit.update(asdict(fault), t=injected_at)
+                    faults.append(hit)
                 for image in result.images:
                     seen[image.image_id] = seen.get(image.image_id, 0) + 1
                     if image.ok:

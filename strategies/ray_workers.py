@@ -7,9 +7,10 @@ them from there, never from a local path.
 from __future__ import annotations
 
 import os
+import threading
 import time
 
-from bench.cluster import kill_node
+from bench.cluster import kill_node, wait_node_dead
 from bench.workload.images import EncodedImage
 from bench.workload.models import from_arrays
 from bench.workload.predictor import BatchResult, Predictor, PredictorSpec
@@ -61,6 +62,7 @@ class ActorStrategy(Strategy):
     subclasses differ only in how `run` hands batches to them."""
 
     def start(self) -> StartInfo:
+        self._confirmations: list[threading.Thread] = []
         self.actors, ready = start_actors(self.predictor, self.plan)
         self._nodes = [r["node"] for r in ready]
         return StartInfo([r["load_s"] for r in ready], [f"actor-{i}" for i in range(len(self.actors))],
@@ -75,13 +77,29 @@ class ActorStrategy(Strategy):
             if node == ray.get_runtime_context().get_node_id():
                 raise RuntimeError(f"kill-node: {worker} runs on the driver's node; killing it would kill the "
                                    "run itself (use a cluster whose head node has no CPUs for workers)")
-            dead_after = kill_node(node)  # Ray restarts the actor on a live node and retries its calls
-            return {"worker": worker, "node": node, "node_dead_s": dead_after}
+            sent = time.monotonic()
+            kill_node(node)  # Ray restarts the actor on a live node and retries its calls
+            hit = {"worker": worker, "node": node}
+            # Confirm the death on a thread: blocking here would stall the result loop and charge the
+            # harness's own waiting to the recovery time and the dip.
+            confirm = threading.Thread(target=self._confirm_dead, args=(node, sent, hit), daemon=True)
+            confirm.start()
+            self._confirmations.append(confirm)
+            return hit
         ray.kill(self.actors[fault.target], no_restart=False)  # Ray restarts it and retries its calls
         return {"worker": worker}
+
+    @staticmethod
+    def _confirm_dead(node: str, sent: float, hit: dict) -> None:
+        try:
+            hit["node_dead_s"] = wait_node_dead(node, sent)
+        except Exception as err:  # recorded with the fault; the run itself goes on
+            hit["node_dead_error"] = f"{type(err).__name__}: {err}"
 
     def stop(self) -> None:
         import ray
 
+        for confirm in getattr(self, "_confirmations", []):
+            confirm.join()  # the fault's record needs its confirmation
         for actor in getattr(self, "actors", []):
             ray.kill(actor)

@@ -75,8 +75,9 @@ def test_approx_mode_is_labelled_and_close():
 
 
 def test_stream_equals_predict_in_order_and_reads_one_batch_ahead():
-    """The pipelined loop the sequential strategy runs: same maps as `predict`, in input order, and the
-    input is pulled at most one batch ahead of the result handed out (memory stays bounded)."""
+    """The pipelined loop (`sequential --pipeline`): same maps as `predict`, in input order, the input
+    pulled at most one batch ahead of the result handed out (memory stays bounded), and each batch
+    'started' when the loop took it up, never inside the previous batch (whose prefetch it overlapped)."""
     predictor = Predictor(PredictorSpec("tiny"))
     images = list(SyntheticSource(10, seed=3, scale=0.2))
     batches = [(i, images[i * 3 : i * 3 + 3]) for i in range(4)]  # the last batch holds one image
@@ -87,6 +88,7 @@ def test_stream_equals_predict_in_order_and_reads_one_batch_ahead():
         streamed.append(result)
     assert submitted == [0, 1, 2, 3]
     assert [r.batch_index for r in streamed] == [0, 1, 2, 3]
+    assert all(later.start >= earlier.end for earlier, later in zip(streamed, streamed[1:], strict=False))
     direct = [predictor.predict(batch, index) for index, batch in batches]
     assert [[i.digest for i in r.images] for r in streamed] == [[i.digest for i in r.images] for r in direct]
 
