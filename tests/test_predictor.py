@@ -4,6 +4,8 @@ the postprocess is exact, so no agreement bound is needed."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -88,7 +90,7 @@ def test_stream_equals_predict_in_order_and_reads_one_batch_ahead():
         streamed.append(result)
     assert submitted == [0, 1, 2, 3]
     assert [r.batch_index for r in streamed] == [0, 1, 2, 3]
-    assert all(later.start >= earlier.end for earlier, later in zip(streamed, streamed[1:], strict=False))
+    assert all(later.start >= earlier.end for earlier, later in itertools.pairwise(streamed))
     direct = [predictor.predict(batch, index) for index, batch in batches]
     assert [[i.digest for i in r.images] for r in streamed] == [[i.digest for i in r.images] for r in direct]
 

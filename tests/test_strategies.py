@@ -122,11 +122,13 @@ def test_node_kill_mid_run_moves_the_actor_and_processes_every_image_once():
         cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     try:
-        cell = RunSpec(strategy="actors", model="tiny", batch_size=2, images=24, image_scale=0.15, actors=2,
-                       cpus_per_worker=1, ray_address=cluster.address, inject="kill-node@batch=3,target=0")
+        # 32 batches of 400 ms keep actor-0 busy until its raylet dies: the kill task waits for a new
+        # worker process on that node (seconds here), and a tiny model had finished everything by then.
+        cell = RunSpec(strategy="actors", model="calibrated:200ms", batch_size=2, images=64, image_scale=0.15,
+                       actors=2, cpus_per_worker=1, ray_address=cluster.address, inject="kill-node@batch=3,target=0")
         record, _ = run_cell(cell, write=False)
         assert record["status"] == "ok", record.get("error")
-        assert record["counts"] == {"inputs_expected": 24, "inputs_seen": 24, "ok": 24, "bad": 0, "duplicates": 0}
+        assert record["counts"] == {"inputs_expected": 64, "inputs_seen": 64, "ok": 64, "bad": 0, "duplicates": 0}
         (fault,) = record["faults"]
         assert fault["kind"] == "kill-node" and fault["worker"] == "actor-0" and fault["recovered"]
         before = {b["node"] for b in record["batches"] if b["worker"] == "actor-0" and b["started"] <= fault["t"]}
