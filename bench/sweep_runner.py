@@ -12,6 +12,7 @@ names an existing cluster). Starting Ray costs ~5 s here, which would dominate s
 is safe because a cell's actors and tasks belong to its driver process and Ray removes them when
 that process exits. Each record still states its cell's own Ray connect time.
 
+Order: repeat rounds — every cell's repeat 0, then every cell's repeat 1, and so on.
 Records: results/sweeps/<name>/runs/<cell id>/r<repeat>_<UTC time>.json — never overwritten.
 Resume skips (cell, repeat) pairs that already have an `ok` record; `--force` runs them again.
 """
@@ -69,6 +70,14 @@ def sweep_folder(results_dir: Path, sweep: SweepSpec) -> Path:
     return results_dir / "sweeps" / sweep.name
 
 
+def schedule(cells: list[Cell], repeats: int) -> list[tuple[Cell, int]]:
+    """(cell, repeat) in rounds, as asv interleaves them: every cell once, then every cell again. A
+    cell's repeats then span the whole sweep, so this VM's drift (~10% within minutes) spreads over
+    them as variance instead of biasing all of one cell's repeats together — back to back, five
+    repeats of one cell in a slow minute made the gate's test report a regression on unchanged code."""
+    return [(cell, repeat) for repeat in range(repeats) for cell in cells]
+
+
 def finished(folder: Path, cell: Cell, repeat: int) -> bool:
     for path in (folder / "runs" / cell.cell_id).glob(f"r{repeat}_*.json"):
         with contextlib.suppress(ValueError, json.JSONDecodeError, KeyError):
@@ -89,13 +98,9 @@ def run_sweep(sweep: SweepSpec, results_dir: Path, *, force: bool = False, ray_a
         "skipped": [{"values": s.values, "reason": s.reason} for s in skipped],
         "written_at": dt.datetime.now(dt.UTC).isoformat()})
     outcome = SweepOutcome(folder, skipped=skipped)
-    todo = []
-    for cell in cells:
-        for repeat in range(sweep.repeats):
-            if not force and finished(folder, cell, repeat):
-                outcome.resumed += 1
-            else:
-                todo.append((cell, repeat))
+    rounds = schedule(cells, sweep.repeats)
+    todo = [(cell, repeat) for cell, repeat in rounds if force or not finished(folder, cell, repeat)]
+    outcome.resumed = len(rounds) - len(todo)
     needs_ray = any(c.spec.strategy != "sequential" for c, _ in todo)
     # Handlers go in after Ray starts: ray.init installs its own SIGTERM handler (sys.exit(15)).
     with _shared_ray(needs_ray, ray_address) as address, _signals_raise() as current:

@@ -89,6 +89,14 @@ def tiny_sweep(name: str, **kw) -> SweepSpec:
     return SweepSpec(**{**base, **kw})
 
 
+def test_repeats_run_in_rounds_so_drift_spreads_over_every_cell():
+    from bench.sweep_runner import schedule
+
+    cells, _ = tiny_sweep("rounds", batch_sizes=[2, 3]).expand(CPU_HOST)
+    order = [(cell.spec.batch_size, repeat) for cell, repeat in schedule(cells, 3)]
+    assert order == [(2, 0), (3, 0), (2, 1), (3, 1), (2, 2), (3, 2)]
+
+
 def test_sweep_runs_cells_in_processes_and_resumes(tmp_path):
     spec = tiny_sweep("resume", batch_sizes=[2], repeats=2)
     first = run_sweep(spec, tmp_path)
