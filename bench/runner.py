@@ -144,7 +144,7 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record, sample_in
     try:
         with ResourceSampler(sample_interval, include_ray=strategy_cls.uses_ray) as sampler:
             for result in strategy.run(batches, on_submit):
-                events.append(_event(result, submitted if strategy.latency_defined else {}, run_start))
+                events.append(_event(result, submitted, run_start))
                 if fault and len(events) == fault.at_batch:
                     if fault.kind == "kill-driver":
                         os.kill(os.getpid(), signal.SIGKILL)

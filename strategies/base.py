@@ -1,8 +1,9 @@
 """The contract every strategy implements.
 
 A strategy decides only *how batches reach model replicas*. The runner owns the clock, the samplers
-and the record: a strategy reports that a batch was submitted (`on_submit`) and yields each batch's
-`BatchResult` as it completes, in any order. It never holds every input or output at once: batches
+and the record: a strategy reports that a batch was submitted (`on_submit`; a strategy whose results
+cannot be paired with submissions sets `latency_defined = False` and does not report) and yields each
+batch's `BatchResult` as it completes, in any order. It never holds every input or output at once: batches
 are pulled lazily from the iterator it is given, with a bounded number in flight.
 """
 
