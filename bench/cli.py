@@ -190,7 +190,7 @@ def compare(
     baseline: Annotated[list[Path], typer.Argument(help="Baseline records (files or folders)")],
     candidate: Annotated[Path, typer.Option("--candidate", "-c", help="Candidate records (file or folder)")],
     threshold: Annotated[float, typer.Option(help="Relative change that counts (0.05 = 5%)")] = 0.05,
-    alpha: Annotated[float, typer.Option(help="Significance level of the test")] = 0.05,
+    alpha: Annotated[float, typer.Option(help="Family-wise significance level (Holm over all cells)")] = 0.05,
     require_same_machine: Annotated[bool, typer.Option(help="Refuse (exit 2) when machines differ")] = False,
 ) -> None:
     """Compare a candidate run with a baseline; exit 1 on a regression."""
@@ -203,7 +203,7 @@ def compare(
     if not 0 < threshold < 1 or not 0 < alpha < 1:
         raise ConfigError("threshold and alpha must be between 0 and 1")
     result = run_compare(list(baseline), [candidate], threshold, alpha)
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     if not result.cells:
         raise ConfigError("no records found to compare")
     if result.machine_mismatch:
@@ -212,14 +212,16 @@ def compare(
         if require_same_machine:
             raise ConfigError(message)
         console.print(f"[bold yellow]warning:[/] {message}; ratios mix hardware and code changes")
-    table = Table("cell", "verdict", "baseline img/s", "candidate img/s", "ratio", "95% CI", "p", "samples", "note",
-                  title=f"compare (threshold {threshold:.0%}, alpha {alpha})")
+    table = Table("cell", "verdict", "baseline img/s", "candidate img/s", "ratio", "95% CI", "p", "p (Holm)",
+                  "samples", "note",
+                  title=f"compare (threshold {threshold:.0%}, alpha {alpha} family-wise; img/s are geometric means)")
     for c in result.cells:
         style = {"regression": "red", "failed": "red", "improvement": "green"}.get(c.verdict, "")
         table.add_row(escape(c.label), f"[{style}]{c.verdict}[/]" if style else c.verdict,
                       f"{c.baseline:.3f}" if c.baseline else "-", f"{c.candidate:.3f}" if c.candidate else "-",
                       f"{c.ratio:.3f}" if c.ratio else "-", f"{c.ci[0]:.3f}–{c.ci[1]:.3f}" if c.ci else "-",
-                      f"{c.p_value:.3g}" if c.p_value is not None else "-", c.samples, escape(c.note))
+                      f"{c.p_value:.3g}" if c.p_value is not None else "-",
+                      f"{c.p_adjusted:.3g}" if c.p_adjusted is not None else "-", c.samples, escape(c.note))
     console.print(table)
     bad = result.regressions
     console.print(f"{len(bad)} regression(s) in {len(result.cells)} cells" if bad else "no regression")

@@ -3,10 +3,15 @@ Pure (JSON records in, a verdict per cell out): no torch, no Ray.
 
 Samples per cell: the steady throughput of each repeat (driver clock, bench.metrics) — what the
 user gets, dispatch, queueing and transfer included. Per-batch worker service rates are not used:
-they leave those out. The test is Mann–Whitney U (two-sided; no normality assumed); it cannot reach
-p < 0.05 with fewer than 4 repeats a side, so nightly runs at least 5. The ratio is
-median(candidate) / median(baseline) with a bootstrap 95% interval.
-A cell regresses when the ratio is below 1 − threshold *and* the test rejects equality at `alpha`;
+they leave those out.
+
+Statistics are on log throughput, so a change is a ratio: the ratio is the geometric mean of the
+candidate's repeats over the baseline's, with a Welch t 95% interval, and the test is Welch's t-test
+(two-sided). The p-values of all cells are Holm-adjusted together, so the chance that an unchanged
+tree fails the gate stays below `alpha` however many cells the sweep has. Mann–Whitney U was used
+before: with 5 repeats a side its smallest p is 0.008, so no cell of a 9-cell sweep could ever pass a
+family-wise correction, while uncorrected it flagged one noise cell in a few nightly runs.
+A cell regresses when the ratio is below 1 − threshold *and* the adjusted p is below `alpha`;
 improvements mirror that. Too few samples for a test: the threshold alone decides, and the table says so.
 Invalid cells (too short a steady state) on either side are reported as such and never gate.
 """
@@ -22,19 +27,18 @@ import numpy as np
 
 from bench.records import iter_record_paths, read_record
 
-MIN_SAMPLES_FOR_TEST = 3
-
 
 @dataclass
 class CellComparison:
     cell_id: str
     label: str
     verdict: str  # regression | improvement | unchanged | missing | new | failed | invalid
-    baseline: float | None = None
+    baseline: float | None = None  # geometric mean of the repeats' steady img/s
     candidate: float | None = None
     ratio: float | None = None
     ci: tuple[float, float] | None = None
-    p_value: float | None = None
+    p_value: float | None = None  # Welch's t-test on log throughput
+    p_adjusted: float | None = None  # Holm-adjusted over every tested cell of the comparison
     samples: str = ""
     note: str = ""
 
@@ -88,9 +92,34 @@ def _invalid(records: list[dict]) -> str | None:
     return " | ".join(sorted(reasons)) or None
 
 
-def compare_cell(base: list[dict], cand: list[dict], threshold: float, alpha: float) -> CellComparison:
+MIN_SAMPLES_FOR_TEST = 3
+
+
+def log_ratio_test(base: np.ndarray, cand: np.ndarray) -> tuple[float, tuple[float, float], float]:
+    """Geometric-mean ratio cand/base, its Welch t 95% interval, and Welch's two-sided p on the logs."""
     from scipy import stats
 
+    lb, lc = np.log(base), np.log(cand)
+    ratio = float(np.exp(lc.mean() - lb.mean()))
+    if np.ptp(lb) == 0 and np.ptp(lc) == 0:  # no spread on either side: the t statistic is undefined
+        return ratio, (ratio, ratio), 1.0 if ratio == 1 else 0.0
+    result = stats.ttest_ind(lc, lb, equal_var=False)
+    low, high = result.confidence_interval(0.95)
+    return ratio, (float(np.exp(low)), float(np.exp(high))), float(result.pvalue)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (family-wise error), in the input order."""
+    order = np.argsort(p_values)
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def compare_cell(base: list[dict], cand: list[dict]) -> CellComparison:
+    """A cell's comparison; the verdict of a tested cell waits for the Holm adjustment (`decide`)."""
     label = _label((cand or base)[0])
     cell_id = (cand or base)[0]["cell_id"]
     if not base:
@@ -106,29 +135,34 @@ def compare_cell(base: list[dict], cand: list[dict], threshold: float, alpha: fl
             return CellComparison(cell_id, label, "invalid", samples=kind, note=f"{side} invalid: {reason}")
     if len(b) == 0 or len(c) == 0:
         return CellComparison(cell_id, label, "failed" if len(c) == 0 else "new", samples=kind, note="no samples")
-    ratio = float(np.median(c) / np.median(b))
-    p_value, ci, note = None, None, ""
+    geo_b, geo_c = float(np.exp(np.log(b).mean())), float(np.exp(np.log(c).mean()))
+    cell = CellComparison(cell_id, label, "unchanged", geo_b, geo_c, geo_c / geo_b, samples=kind)
     if len(b) >= MIN_SAMPLES_FOR_TEST and len(c) >= MIN_SAMPLES_FOR_TEST:
-        p_value = float(stats.mannwhitneyu(c, b, alternative="two-sided").pvalue)
-        boot = stats.bootstrap((b, c), lambda x, y: np.median(y) / np.median(x), vectorized=False,
-                               n_resamples=1000, method="percentile", random_state=0)
-        ci = (float(boot.confidence_interval.low), float(boot.confidence_interval.high))
+        cell.ratio, cell.ci, cell.p_value = log_ratio_test(b, c)
     else:
-        note = "too few samples for a test: threshold only"
-    significant = p_value is None or p_value < alpha
-    if ratio < 1 - threshold and significant:
-        verdict = "regression"
-    elif ratio > 1 + threshold and significant:
-        verdict = "improvement"
-    else:
-        verdict = "unchanged"
-    return CellComparison(cell_id, label, verdict, float(np.median(b)), float(np.median(c)), ratio, ci, p_value,
-                          kind, note)
+        cell.note = "too few samples for a test: threshold only"
+    return cell
+
+
+def decide(cells: list[CellComparison], threshold: float, alpha: float) -> None:
+    """Holm-adjust the tested cells' p-values together, then give each compared cell its verdict."""
+    tested = [c for c in cells if c.p_value is not None]
+    for cell, adjusted in zip(tested, holm([c.p_value for c in tested]), strict=True):
+        cell.p_adjusted = adjusted
+    for cell in cells:
+        if cell.verdict != "unchanged" or cell.ratio is None:
+            continue
+        significant = cell.p_adjusted is None or cell.p_adjusted < alpha
+        if cell.ratio < 1 - threshold and significant:
+            cell.verdict = "regression"
+        elif cell.ratio > 1 + threshold and significant:
+            cell.verdict = "improvement"
 
 
 def compare(baseline: list[Path], candidate: list[Path], threshold: float = 0.05, alpha: float = 0.05) -> Comparison:
     base, cand = load_cells(baseline), load_cells(candidate)
-    cells = [compare_cell(base.get(cell_id, []), cand.get(cell_id, []), threshold, alpha)
+    cells = [compare_cell(base.get(cell_id, []), cand.get(cell_id, []))
              for cell_id in sorted(set(base) | set(cand))]
+    decide(cells, threshold, alpha)
     machines = lambda cells: {r["environment"].get("fingerprint") for rs in cells.values() for r in rs}  # noqa: E731
     return Comparison(cells, machines(base), machines(cand))
