@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import strategies
 from bench.workload.models import model_size, weights_kind
 from bench.workload.postprocess import POSTPROCESS_MODES
 
-STRATEGIES = ("sequential", "tasks", "actors", "actor_pool", "ray_data")
 DEVICES = ("cpu", "cuda")
 MODEL_TRANSFERS = ("object_store", "reload")
 
@@ -28,7 +27,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class RunSpec:
-    strategy: str = "sequential"
+    strategy: str = strategies.REFERENCE
     model: str = "b0"
     batch_size: int = 8
     images: int | None = 64  # None: every image of a folder/dataset source
@@ -38,7 +37,7 @@ class RunSpec:
     device: str = "cpu"
     weights: str = "random"  # random | hub | PATH (save_pretrained folder)
     warmup_batches: int = 1
-    min_steady_batches: int = 5  # validity: steady batches needed from every worker (bench.metrics)
+    min_steady_batches: int = 5  # validity: steady batches needed from every worker (bench.measure.metrics)
     min_steady_s: float = 5.0  # validity: shortest steady window
     actors: int = 1  # workers for the Ray strategies (tasks: concurrent tasks)
     cpus_per_worker: float | None = None  # None: the CPUs available split evenly among workers
@@ -53,15 +52,15 @@ class RunSpec:
     ray_address: str | None = None  # None: a private local Ray instance
     timeout_s: float = 1800.0
     keep_masks: bool = False
-    inject: str | None = None  # fault injection, e.g. kill-actor@batch=5 (see bench.faults)
+    inject: str | None = None  # fault injection, e.g. kill-actor@batch=5 (see bench.measure.faults)
     label: str = ""
 
     def __post_init__(self) -> None:
         def fail(message: str) -> None:
             raise ConfigError(message)
 
-        if self.strategy not in STRATEGIES:
-            fail(f"unknown strategy {self.strategy!r}; choose from {', '.join(STRATEGIES)}")
+        if self.strategy not in strategies.names():
+            fail(f"unknown strategy {self.strategy!r}; choose from {', '.join(strategies.names())}")
         try:
             model_size(self.model)
         except ValueError as err:
@@ -100,22 +99,20 @@ class RunSpec:
         if weights_kind(self.weights) == "folder" and not (Path(self.weights) / "config.json").is_file():
             fail(f"weights folder {self.weights} has no config.json (expected a save_pretrained folder)")
         if self.inject:
-            from bench.faults import ACTOR_KINDS, Fault, FaultSpecError
+            from bench.measure.faults import ACTOR_KINDS, Fault, FaultSpecError
 
             try:
                 fault = Fault.parse(self.inject)
             except FaultSpecError as err:
                 fail(str(err))
-            if fault.kind in ACTOR_KINDS and self.strategy not in ("actors", "actor_pool"):
-                fail(f"{fault.kind} needs an actor strategy (actors, actor_pool), not {self.strategy}")
             if fault.kind in ACTOR_KINDS and fault.target >= self.actors:
                 fail(f"{fault.kind} target {fault.target} does not exist with {self.actors} actor(s)")
             if fault.kind == "kill-node" and not self.ray_address:
                 fail("kill-node needs a multi-node cluster: give --ray-address")
-        if self.pipeline and self.strategy != "sequential":
-            fail("pipeline applies to the sequential strategy only")
         if self.device == "cpu" and self.gpus_per_worker:
             fail("gpus-per-worker needs --device cuda")
+        # What only some strategies support (options, faults) is theirs to refuse.
+        strategies.get(self.strategy).validate(self, strategies.option_owners())
 
     @property
     def cell_id(self) -> str:
@@ -142,20 +139,3 @@ class RunSpec:
 
     def replace(self, **changes) -> RunSpec:
         return dataclasses.replace(self, **changes)
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (respects affinity and container limits better than cpu_count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def check_device(device: str) -> None:
-    """Fail with a ConfigError when the device is not there; imports torch, so call it after cheap checks."""
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda was asked for, but no CUDA device is available on this machine")

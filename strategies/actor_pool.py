@@ -17,6 +17,7 @@ from strategies.ray_workers import ActorStrategy
 
 class ActorPoolStrategy(ActorStrategy):
     name = "actor_pool"
+    options = ("max_in_flight",)
 
     def run(self, batches: Iterator[IndexedBatch], on_submit: Callable[[int], None]) -> Iterator[BatchResult]:
         from ray.util import ActorPool

@@ -18,6 +18,7 @@ from strategies.ray_workers import ActorStrategy
 
 class ActorsStrategy(ActorStrategy):
     name = "actors"
+    options = ("max_in_flight",)
 
     def run(self, batches: Iterator[IndexedBatch], on_submit: Callable[[int], None]) -> Iterator[BatchResult]:
         import ray

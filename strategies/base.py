@@ -1,10 +1,15 @@
-"""The contract every strategy implements.
+"""The contract every strategy implements, and the rules it owns.
 
 A strategy decides only *how batches reach model replicas*. The runner owns the clock, the samplers
 and the record: a strategy reports that a batch was submitted (`on_submit`; a strategy whose results
 cannot be paired with submissions sets `latency_defined = False` and does not report) and yields each
-batch's `BatchResult` as it completes, in any order. It never holds every input or output at once: batches
-are pulled lazily from the iterator it is given, with a bounded number in flight.
+batch's `BatchResult` as it completes, in any order. It never holds every input or output at once:
+batches are pulled lazily from the iterator it is given, with a bounded number in flight.
+
+Its rules live on the class, so no module outside `strategies/` tests a strategy's name:
+`uses_ray`, `scales_with_workers`, `faults` (the kinds it can take), `options` (RunSpec fields only it
+honours, refused on other strategies), `needs` (workers and reserved CPUs, from which `plan` derives
+the budget) and `validate`.
 """
 
 from __future__ import annotations
@@ -12,24 +17,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from bench.config import RunSpec
+from bench.config import ConfigError, RunSpec
+from bench.measure.budget import Needs, WorkerPlan, plan_workers
+from bench.measure.faults import Fault
 from bench.workload.images import EncodedImage
 from bench.workload.predictor import BatchResult, PredictorSpec
 
 IndexedBatch = tuple[int, list[EncodedImage]]
-
-
-@dataclass
-class WorkerPlan:
-    """What each worker is given: recorded, and checked against the cluster before launch."""
-
-    workers: int
-    cpus: float
-    gpus: float
-    threads: int
-    extra_cpus: float = 0.0  # CPUs the strategy needs besides its workers (e.g. Ray Data read tasks)
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -43,12 +39,35 @@ class StartInfo:
 
 
 class Strategy(ABC):
-    name: str = ""
-    uses_ray: bool = True
-    latency_defined: bool = True  # False: results cannot be paired with their submission (bench.metrics)
+    name: ClassVar[str] = ""
+    uses_ray: ClassVar[bool] = True
+    latency_defined: ClassVar[bool] = True  # False: results cannot be paired with their submission
+    scales_with_workers: ClassVar[bool] = True  # False: `actors` means nothing (one in-process worker)
+    faults: ClassVar[tuple[str, ...]] = ("kill-driver",)  # the runner kills the driver; the rest need `inject`
+    options: ClassVar[tuple[str, ...]] = ()  # RunSpec fields that only this strategy honours
 
     def __init__(self, spec: RunSpec, predictor: PredictorSpec, plan: WorkerPlan) -> None:
         self.spec, self.predictor, self.plan = spec, predictor, plan
+
+    @classmethod
+    def needs(cls, spec: RunSpec) -> Needs:
+        return Needs(spec.actors if cls.scales_with_workers else 1, shares_cluster=cls.uses_ray)
+
+    @classmethod
+    def plan(cls, spec: RunSpec, cluster_cpus: float, cluster_gpus: float = 0.0) -> WorkerPlan:
+        """The budget of each worker on this cluster; CellRefused when the cell cannot run (or would hang)."""
+        return plan_workers(spec, cls.needs(spec), cluster_cpus, cluster_gpus)
+
+    @classmethod
+    def validate(cls, spec: RunSpec, owners: dict[str, tuple[str, ...]]) -> None:
+        """Refuse a spec this strategy cannot run. `owners`: strategy-only option → the strategies honouring it."""
+        for option, names in owners.items():
+            if cls.name not in names and getattr(spec, option) != _default(option):
+                raise ConfigError(f"{option.replace('_', '-')} applies to {', '.join(names)} only, not {cls.name}")
+        if spec.inject:
+            fault = Fault.parse(spec.inject)
+            if fault.kind not in cls.faults:
+                raise ConfigError(f"{fault.kind} is not supported by {cls.name} (it supports: {', '.join(cls.faults)})")
 
     @abstractmethod
     def start(self) -> StartInfo:
@@ -61,6 +80,10 @@ class Strategy(ABC):
     def stop(self) -> None:  # noqa: B027 - optional hook; most strategies hold nothing to release
         """Release workers."""
 
-    def inject(self, fault) -> dict[str, str]:
-        """Perform a fault (bench.faults.Fault) now; return what was hit: {"worker": name, ...}."""
+    def inject(self, fault: Fault) -> dict[str, str]:
+        """Perform a fault now; return what was hit: {"worker": name, ...}."""
         raise NotImplementedError(f"{self.name} does not support {fault.kind}")
+
+
+def _default(option: str):
+    return RunSpec.__dataclass_fields__[option].default

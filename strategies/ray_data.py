@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from bench.resources import RAY_DATA_TASK_CPUS
+from bench.config import RunSpec
+from bench.measure.budget import Needs
 from bench.workload.images import EncodedImage
 from bench.workload.predictor import BatchResult, ImageResult, Predictor, PredictorSpec, PreparedBatch, prepare
 from strategies.base import IndexedBatch, StartInfo, Strategy
@@ -96,9 +97,20 @@ def _prepare_stage(batch: dict[str, np.ndarray], side: int) -> dict[str, np.ndar
     }
 
 
+# CPUs reserved for Ray Data's read and preprocess tasks (fractional, so they always find room beside
+# the actors; see bench.measure.budget).
+TASK_CPUS = 0.25
+
+
 class RayDataStrategy(Strategy):
     name = "ray_data"
     latency_defined = False
+    options = ("actors_max", "ray_data_split")
+
+    @classmethod
+    def needs(cls, spec: RunSpec) -> Needs:
+        # An autoscaling pool must fit at its largest.
+        return Needs(spec.actors_max or spec.actors, TASK_CPUS, "Ray Data's read and preprocess tasks")
 
     def start(self) -> StartInfo:
         from ray.data import DataContext
@@ -121,7 +133,7 @@ class RayDataStrategy(Strategy):
                       "num_gpus": plan.gpus or None, "fn_constructor_args": (self.predictor,)}
         ds = ray.data.from_arrow_refs(refs)
         if spec.ray_data_split:
-            ds = ds.map_batches(_prepare_stage, batch_size=spec.batch_size, num_cpus=RAY_DATA_TASK_CPUS,
+            ds = ds.map_batches(_prepare_stage, batch_size=spec.batch_size, num_cpus=TASK_CPUS,
                                 fn_kwargs={"side": self.predictor.native_size})
             return ds.map_batches(_InferStage, **model_args)
         return ds.map_batches(_ModelStage, **model_args)

@@ -10,7 +10,7 @@ import os
 import threading
 import time
 
-from bench.cluster import kill_node, wait_node_dead
+from bench.platform.ray_session import kill_node, wait_node_dead
 from bench.workload.images import EncodedImage
 from bench.workload.models import from_arrays
 from bench.workload.predictor import BatchResult, Predictor, PredictorSpec
@@ -60,6 +60,8 @@ def predict_task(spec: PredictorSpec, weights: dict | None, index: int, batch: l
 class ActorStrategy(Strategy):
     """Shared by `actors` and `actor_pool`: the same actors, started and killed the same way; the
     subclasses differ only in how `run` hands batches to them."""
+
+    faults = ("kill-driver", "kill-actor", "kill-node")
 
     def start(self) -> StartInfo:
         self._confirmations: list[threading.Thread] = []

@@ -17,6 +17,8 @@ from strategies.base import IndexedBatch, StartInfo, Strategy
 class SequentialStrategy(Strategy):
     name = "sequential"
     uses_ray = False
+    scales_with_workers = False
+    options = ("pipeline",)
 
     def start(self) -> StartInfo:
         self._predictor = Predictor(self.predictor, worker="driver")

@@ -33,6 +33,7 @@ def _start_worker_process(hold_s: float) -> int:
 
 class TasksStrategy(Strategy):
     name = "tasks"
+    options = ("model_transfer",)
 
     def start(self) -> StartInfo:
         import ray

@@ -10,7 +10,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from bench.summaries import measured
+import strategies
+from bench.results.record import RunRecord
+from bench.results.summary import measured
 
 STAGE_COLOURS = {"decode": "#8dd3c7", "preprocess": "#ffffb3", "forward": "#bebada", "postprocess": "#fb8072",
                  "waiting": "#d9d9d9"}
@@ -49,7 +51,7 @@ def throughput_by_strategy(records, summary, repeats: pd.DataFrame):
 
 def scaling_with_actors(records, summary, repeats):
     ok = measured(summary)
-    ray = ok[ok["strategy"] != "sequential"]
+    ray = ok[[strategies.get(name).scales_with_workers for name in ok["strategy"]]]
     if ray.empty or ray["actors"].nunique() < 2:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -87,13 +89,13 @@ def throughput_vs_batch_size(records, summary, repeats):
     return fig
 
 
-def _best_records(records, summary) -> dict[str, dict]:
+def _best_records(records: list[RunRecord], summary) -> dict[str, RunRecord]:
     """strategy → one ok record of its best cell."""
     best = _best_cells(summary)
     chosen = {}
     for row in best.itertuples():
         for r in records:
-            if r["cell_id"] == row.cell_id and r["status"] == "ok" and row.strategy not in chosen:
+            if r.cell_id == row.cell_id and r.ok and row.strategy not in chosen:
                 chosen[row.strategy] = r
     return chosen
 
@@ -104,11 +106,11 @@ def latency_distributions(records, summary, repeats):
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5))
     names = sorted(chosen)
-    # A strategy that cannot pair results with submissions records no latency (bench.metrics).
-    names = [n for n in names if chosen[n]["metrics"].get("latency_defined", True)]
+    # A strategy that cannot pair results with submissions records no latency (bench.measure.metrics).
+    names = [n for n in names if chosen[n].metrics.get("latency_defined", True)]
     if not names:
         return None
-    data = [[b["completed"] - b["submitted"] for b in chosen[n]["batches"]] for n in names]
+    data = [[b["completed"] - b["submitted"] for b in chosen[n].batches] for n in names]
     ax.boxplot(data, tick_labels=names, whis=(5, 95))
     for i, values in enumerate(data, start=1):
         for q, marker in ((50, "o"), (95, "^"), (99, "v")):
@@ -149,7 +151,7 @@ def stage_breakdown(records, summary, repeats):
     names = sorted(chosen)
     bottom = np.zeros(len(names))
     for stage, colour in STAGE_COLOURS.items():
-        values = np.array([chosen[n]["metrics"]["stage_ms_per_image"].get(stage) or 0.0 for n in names])
+        values = np.array([chosen[n].metrics["stage_ms_per_image"].get(stage) or 0.0 for n in names])
         ax.bar(names, values, bottom=bottom, color=colour, label=stage)
         bottom += values
     ax.set_ylabel("ms per image (steady batches)")
@@ -162,10 +164,10 @@ def utilisation_over_time(records, summary, repeats):
     chosen = _best_records(records, summary)
     if not chosen:
         return None
-    has_gpu = any(s.get("gpus") for r in chosen.values() for s in r.get("samples", []))
+    has_gpu = any(s.get("gpus") for r in chosen.values() for s in r.samples or [])
     fig, axes = plt.subplots(2 if has_gpu else 1, 1, figsize=(8, 6 if has_gpu else 4), squeeze=False)
     for name, record in sorted(chosen.items()):
-        samples = record.get("samples", [])
+        samples = record.samples or []
         t = [s["t"] for s in samples]
         axes[0][0].plot(t, [s["tree_cpu_percent"] for s in samples], label=f"{name} (process tree)")
         if has_gpu:
@@ -187,7 +189,7 @@ def timelines(records, summary, repeats):
     names = sorted(chosen)
     fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.5), squeeze=False, sharey=False)
     for ax, name in zip(axes[0], names, strict=True):
-        batches = chosen[name]["batches"]
+        batches = chosen[name].batches
         workers = sorted({b["worker"] for b in batches})
         for row, worker in enumerate(workers):
             spans = [(b["started"], b["ended"] - b["started"]) for b in batches if b["worker"] == worker]
@@ -202,12 +204,13 @@ def timelines(records, summary, repeats):
 
 def speedup_vs_sequential(records, summary, repeats):
     best = _best_cells(summary)
-    if best.empty or "sequential" not in set(best["strategy"]):
+    reference = strategies.REFERENCE
+    if best.empty or reference not in set(best["strategy"]):
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5))
     labels, values = [], []
     for (model, device), rows in best.groupby(["model", "device"]):
-        seq = rows[rows["strategy"] == "sequential"]["throughput"]
+        seq = rows[rows["strategy"] == reference]["throughput"]
         if seq.empty:
             continue
         for row in rows.itertuples():
@@ -215,8 +218,8 @@ def speedup_vs_sequential(records, summary, repeats):
             values.append(row.throughput / seq.iloc[0])
     ax.bar(labels, values, color="#55a868")
     ax.axhline(1.0, color="k", linestyle="--")
-    ax.set_ylabel("× sequential (best configurations)")
-    ax.set_title("Speed-up against sequential")
+    ax.set_ylabel(f"× {reference} (best configurations)")
+    ax.set_title(f"Speed-up against {reference}")
     ax.tick_params(axis="x", labelsize=7)
     return fig
 

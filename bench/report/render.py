@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.compare import load_cells
-from bench.records import load_records, write_atomic
-from bench.summaries import cell_summary, measured
+from bench.report.format import fmt
+from bench.results.record import RunRecord
+from bench.results.store import ResultStore, write_atomic
+from bench.results.summary import cell_summary, measured
 
 e = html.escape
 
@@ -34,11 +35,11 @@ class Report:
 def build_report(paths: list[Path], out: Path, examples: int = 3) -> Report:
     from bench.report import plots as P
 
-    cells = load_cells(paths)
-    records = [r for rs in cells.values() for r in rs]
+    store = ResultStore(paths)
+    records = list(store.iter_latest())
     if not records:
         raise ValueError("no run records found in " + ", ".join(map(str, paths)))
-    repeats = load_records(paths)
+    repeats = store.frame()
     summary = cell_summary(repeats)
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out)
@@ -53,16 +54,9 @@ def build_report(paths: list[Path], out: Path, examples: int = 3) -> Report:
         report.plots[name] = out / f"{name}.png"
     report.exports = export(records, summary, out)
     skipped = _skipped(paths)
-    report.html = _write_text(out / "report.html", render_html(records, summary, skipped, report))
-    report.markdown = _write_text(out / "report.md", render_markdown(records, summary, skipped, report))
+    report.html = write_atomic(out / "report.html", render_html(records, summary, skipped, report))
+    report.markdown = write_atomic(out / "report.md", render_markdown(records, summary, skipped, report))
     return report
-
-
-def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
 
 
 def _labels() -> tuple[str, ...]:
@@ -71,7 +65,7 @@ def _labels() -> tuple[str, ...]:
     return ade20k_labels()
 
 
-def _examples(records: list[dict], n: int) -> list:
+def _examples(records: list[RunRecord], n: int) -> list:
     """Recompute maps for the first images of the first ok cell (records keep digests, not maps)."""
     import numpy as np
 
@@ -79,10 +73,10 @@ def _examples(records: list[dict], n: int) -> list:
     from bench.workload.images import SourceUnavailable, open_source
     from bench.workload.predictor import Predictor, PredictorSpec, decode
 
-    record = next((r for r in records if r["status"] == "ok"), None)
+    record = next((r for r in records if r.ok), None)
     if record is None or n <= 0:
         return []
-    spec = RunSpec.from_dict(record["spec"])
+    spec = RunSpec.from_dict(record.spec)
     try:
         source = open_source(spec.source, spec.images, spec.seed, spec.image_scale)
     except SourceUnavailable:
@@ -103,13 +97,13 @@ def _skipped(paths: list[Path]) -> list[dict]:
     return skipped
 
 
-def export(records: list[dict], summary: pd.DataFrame, out: Path) -> list[Path]:
+def export(records: list[RunRecord], summary: pd.DataFrame, out: Path) -> list[Path]:
     """Chrome trace (Perfetto / chrome://tracing) of every batch; cell summaries as CSV and Parquet."""
     events = []
     for pid, record in enumerate(records):
-        name = f"{record['cell_id']} r{record.get('repeat', 0)}"
+        name = f"{record.cell_id} r{record.repeat_index}"
         events.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": name}})
-        for b in record.get("batches", []):
+        for b in record.batches or []:
             events.append({"ph": "X", "name": f"batch {b['index']}", "pid": pid, "tid": b["worker"],
                            "ts": b["started"] * 1e6, "dur": max(0.0, b["ended"] - b["started"]) * 1e6,
                            "args": {"images": b["images"], **{k: round(v, 4) for k, v in b["stages"].items()}}})
@@ -133,23 +127,19 @@ def _flags(row) -> str:
     return "; ".join(flags + (["noisy"] if row.noisy else []))
 
 
-def _fmt(value, digits: int = 2) -> str:
-    return "-" if value is None or value != value else f"{value:.{digits}f}"
-
-
-def render_html(records: list[dict], summary: pd.DataFrame, skipped: list[dict], report: Report) -> str:
-    env = records[0]["environment"]
-    specs = {json.dumps(r["spec"], sort_keys=True) for r in records}
+def render_html(records: list[RunRecord], summary: pd.DataFrame, skipped: list[dict], report: Report) -> str:
+    env = records[0].environment
+    specs = {json.dumps(r.spec, sort_keys=True) for r in records}
     rows = "".join(
         f"<tr><td>{e(str(r.model))}</td><td>{e(str(r.device))}</td><td>{e(str(r.strategy))}</td>"
-        f"<td>{r.batch_size}</td><td>{r.actors}</td><td>{_fmt(r.throughput)}</td><td>{_fmt(r.latency_p95_s)}</td>"
-        f"<td>{_fmt(r.cpu_tree_mean, 0)}</td></tr>" for r in _best_table(summary).itertuples())
+        f"<td>{r.batch_size}</td><td>{r.actors}</td><td>{fmt(r.throughput)}</td><td>{fmt(r.latency_p95_s)}</td>"
+        f"<td>{fmt(r.cpu_tree_mean, 0)}</td></tr>" for r in _best_table(summary).itertuples())
     cells = "".join(
-        f"<tr><td>{e(str(r.cell_id))}</td><td>{e(str(r.status))}</td><td>{_fmt(r.throughput)}</td>"
-        f"<td>{_fmt(r.cv * 100 if r.cv is not None else None, 1)}</td><td>{e(_flags(r))}</td>"
+        f"<tr><td>{e(str(r.cell_id))}</td><td>{e(str(r.status))}</td><td>{fmt(r.throughput)}</td>"
+        f"<td>{fmt(r.cv * 100 if r.cv is not None else None, 1)}</td><td>{e(_flags(r))}</td>"
         f"<td>{e(str(r.error or ''))}</td></tr>" for r in summary.itertuples())
     skips = "".join(f"<li>{e(json.dumps(s['values']))}: {e(s['reason'])}</li>" for s in skipped)
-    bad = "".join(f"<li>{e(b['id'])}: {e(b['reason'])}</li>" for r in records for b in r.get("bad_images", []))
+    bad = "".join(f"<li>{e(b['id'])}: {e(b['reason'])}</li>" for r in records for b in r.bad_images or [])
     figures = "".join(
         f"<figure><img alt=\"{e(name)}\" src=\"data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}\">"
         f"<figcaption>{e(name.replace('_', ' '))}</figcaption></figure>" for name, path in report.plots.items())
@@ -162,7 +152,7 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}img{{max-width:100%
 <h1>segbench report</h1>
 <h2>Environment</h2>
 <p>{e(str(env.get('cpu_model')))} · {env.get('cpu_logical')} logical CPUs ·
-{_fmt((env.get('memory_bytes') or 0) / 2**30, 1)} GiB · GPUs: {e(', '.join(env.get('gpus') or []) or 'none')} ·
+{fmt((env.get('memory_bytes') or 0) / 2**30, 1)} GiB · GPUs: {e(', '.join(env.get('gpus') or []) or 'none')} ·
 Python {e(str(env.get('python')))} · {packages} ·
 commit {e(str((env.get('git') or {}).get('commit')))} · machine fingerprint {e(str(env.get('fingerprint')))}</p>
 <h2>Best strategy per model and device</h2>
@@ -179,8 +169,8 @@ commit {e(str((env.get('git') or {}).get('commit')))} · machine fingerprint {e(
 """
 
 
-def render_markdown(records: list[dict], summary: pd.DataFrame, skipped: list[dict], report: Report) -> str:
-    env = records[0]["environment"]
+def render_markdown(records: list[RunRecord], summary: pd.DataFrame, skipped: list[dict], report: Report) -> str:
+    env = records[0].environment
     lines = ["# segbench report", "", "## Environment", "",
              f"{env.get('cpu_model')}, {env.get('cpu_logical')} logical CPUs, "
              f"GPUs: {', '.join(env.get('gpus') or []) or 'none'}, "
@@ -188,12 +178,12 @@ def render_markdown(records: list[dict], summary: pd.DataFrame, skipped: list[di
              "## Best strategy per model and device", "",
              "| model | device | strategy | batch | actors | steady img/s | p95 latency s | CPU % |",
              "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.model} | {r.device} | {r.strategy} | {r.batch_size} | {r.actors} | {_fmt(r.throughput)} | "
-              f"{_fmt(r.latency_p95_s)} | {_fmt(r.cpu_tree_mean, 0)} |" for r in _best_table(summary).itertuples()]
+    lines += [f"| {r.model} | {r.device} | {r.strategy} | {r.batch_size} | {r.actors} | {fmt(r.throughput)} | "
+              f"{fmt(r.latency_p95_s)} | {fmt(r.cpu_tree_mean, 0)} |" for r in _best_table(summary).itertuples()]
     lines += ["", "## All cells", "", "| cell | status | steady img/s | CV % | flag | error |",
               "|---|---|---|---|---|---|"]
-    lines += [f"| {r.cell_id} | {r.status} | {_fmt(r.throughput)} | "
-              f"{_fmt(r.cv * 100 if r.cv is not None else None, 1)} | {_flags(r)} | {r.error or ''} |"
+    lines += [f"| {r.cell_id} | {r.status} | {fmt(r.throughput)} | "
+              f"{fmt(r.cv * 100 if r.cv is not None else None, 1)} | {_flags(r)} | {r.error or ''} |"
               for r in summary.itertuples()]
     lines += ["", "## Skipped cells", ""] + ([f"- {s['values']}: {s['reason']}" for s in skipped] or ["none"])
     lines += ["", "## Plots", ""] + [f"![{name}]({path.name})" for name, path in report.plots.items()]

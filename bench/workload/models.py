@@ -18,7 +18,7 @@ from bench.workload import calibrated
 if TYPE_CHECKING:  # torch/transformers are heavy; import them only where a model is built
     import torch
 
-# Shared by every size of the ADE20K checkpoints (../shared/DESIGN.md §2).
+# Shared by every size of the ADE20K checkpoints (the config.json of nvidia/segformer-b0…b5-finetuned-ade-*).
 _COMMON = {
     "num_attention_heads": [1, 2, 5, 8],
     "sr_ratios": [8, 4, 2, 1],

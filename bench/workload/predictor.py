@@ -146,10 +146,9 @@ class Predictor:
         self.worker = worker or f"pid-{os.getpid()}"
         if spec.threads:
             torch.set_num_threads(spec.threads)
-        clock = time.perf_counter()
-        import transformers.models.segformer.modeling_segformer  # noqa: F401 - a one-off cost, kept apart
+        # A one-off import cost, kept out of `load_seconds` (the model build alone).
+        import transformers.models.segformer.modeling_segformer  # noqa: F401
 
-        self.import_seconds = time.perf_counter() - clock
         started = time.perf_counter()
         self.device = torch.device(spec.device)
         model = model if model is not None else build_model(spec.model, spec.weights, spec.seed)

@@ -1,0 +1,84 @@
+"""`segbench report` (plots, HTML, Markdown, exports) and `segbench compare` (the regression gate)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bench.cli import app
+from bench.config import ConfigError
+from bench.report.format import fmt
+
+
+@app.command()
+def report(
+    results: Annotated[list[Path], typer.Argument(help="Record files or folders (e.g. results/sweeps/quick)")],
+    out: Annotated[Path, typer.Option(help="Folder for plots, report.html, report.md and exports")] = Path(
+        "results/reports/latest"),
+    examples: Annotated[int, typer.Option(help="Example predictions to draw")] = 3,
+) -> None:
+    """Plots, an HTML and a Markdown report, a Chrome trace and CSV/Parquet summaries."""
+    from bench.report.render import build_report
+
+    try:
+        built = build_report(list(results), out, examples)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    typer.echo(f"{len(built.plots)} plots; report: {built.html} and {built.markdown}; exports: "
+               + ", ".join(p.name for p in built.exports))
+
+
+@app.command()
+def compare(
+    baseline: Annotated[list[Path], typer.Argument(help="Baseline records (files or folders)")],
+    candidate: Annotated[Path, typer.Option("--candidate", "-c", help="Candidate records (file or folder)")],
+    threshold: Annotated[float, typer.Option(help="Relative change that counts (0.05 = 5%)")] = 0.05,
+    alpha: Annotated[float, typer.Option(help="Family-wise significance level (Holm over all cells)")] = 0.05,
+    require_same_machine: Annotated[bool, typer.Option(help="Refuse (exit 2) when machines differ")] = False,
+) -> None:
+    """Compare a candidate run with a baseline; exit 1 on a regression."""
+    check_gate(threshold, alpha)
+    raise typer.Exit(judge(list(baseline), candidate, threshold, alpha, require_same_machine))
+
+
+def check_gate(threshold: float, alpha: float) -> None:
+    if not 0 < threshold < 1 or not 0 < alpha < 1:
+        raise ConfigError("threshold and alpha must be between 0 and 1")
+
+
+def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float,
+          require_same_machine: bool = False) -> int:
+    """Print the comparison table; 1 when a cell regressed or failed, else 0."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from bench.results.compare import compare as run_compare
+
+    result = run_compare(baseline, [candidate], threshold, alpha)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    if not result.cells:
+        raise ConfigError("no records found to compare")
+    if result.machine_mismatch:
+        message = (f"machines differ: baseline {sorted(map(str, result.baseline_machines))}, candidate "
+                   f"{sorted(map(str, result.candidate_machines))}")
+        if require_same_machine:
+            raise ConfigError(message)
+        console.print(f"[bold yellow]warning:[/] {message}; ratios mix hardware and code changes")
+    table = Table("cell", "verdict", "baseline img/s", "candidate img/s", "ratio", "95% CI", "p", "p (Holm)",
+                  "samples", "note",
+                  title=f"compare (threshold {threshold:.0%}, alpha {alpha} family-wise; img/s are geometric means)")
+    for c in result.cells:
+        style = {"regression": "red", "failed": "red", "improvement": "green"}.get(c.verdict, "")
+        table.add_row(escape(c.label), f"[{style}]{c.verdict}[/]" if style else c.verdict,
+                      fmt(c.baseline, 3), fmt(c.candidate, 3), fmt(c.ratio, 3),
+                      f"{c.ci[0]:.3f}–{c.ci[1]:.3f}" if c.ci else "-",
+                      f"{c.p_value:.3g}" if c.p_value is not None else "-",
+                      f"{c.p_adjusted:.3g}" if c.p_adjusted is not None else "-", c.samples, escape(c.note))
+    console.print(table)
+    bad = result.regressions
+    console.print(f"{len(bad)} regression(s) in {len(result.cells)} cells" if bad else "no regression")
+    return 1 if bad else 0

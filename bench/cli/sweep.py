@@ -1,0 +1,140 @@
+"""`segbench sweep`: the dry-run plan, live progress, and the closing table."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bench.cli import app, isolate_local_ray
+from bench.config import ConfigError
+from bench.report.format import fmt
+from bench.results.store import ResultStore
+from bench.results.summary import cell_summary
+from bench.sweep.executor import SweepInterrupted, host_info, run_sweep
+from bench.sweep.spec import SweepSpec, estimate_seconds
+
+
+def dry_run_plan(spec: SweepSpec, console: Console | None = None) -> None:
+    console = console or Console(highlight=False)
+    host = host_info()
+    cells, skipped = spec.expand(host)
+    table = Table("cell id", "strategy", "model", "device", "batch", "actors", title=f"sweep {spec.name!r}: plan")
+    for cell in cells:
+        s = cell.spec
+        table.add_row(cell.cell_id, s.strategy, s.model, s.device, str(s.batch_size), str(s.actors))
+    console.print(table)
+    for skip in skipped:
+        console.print(f"skip {skip.values}: {skip.reason}", markup=False)
+    estimate = estimate_seconds(cells, spec.repeats, host)
+    console.print(f"{len(cells)} cells × {spec.repeats} repeat(s), {len(skipped)} skipped; estimated duration "
+                  f"{estimate / 60:.1f} min on {host.cpus:g} CPUs, {host.gpus:g} GPUs (a rough figure)")
+
+
+def run_with_progress(spec: SweepSpec, results: Path, *, force: bool, ray_address: str | None,
+                      quiet: bool) -> int:
+    """Run the sweep with progress; returns the exit code (0 all ok, 1 a cell failed, 130/143 stopped)."""
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    live = not quiet and sys.stderr.isatty()
+    started = time.monotonic()
+    try:
+        if live:
+            outcome = _run_live(spec, results, force, ray_address)
+        else:
+            def on_cell(number: int, total: int, name: str) -> None:
+                if name:
+                    print(f"[{time.monotonic() - started:7.1f}s] cell {number + 1}/{total}: {name}", file=sys.stderr,
+                          flush=True)
+
+            outcome = run_sweep(spec, results, force=force, ray_address=ray_address, on_cell=on_cell)
+    except SweepInterrupted as stop:
+        console.print(f"sweep interrupted; finished cells are kept, the next run resumes ({stop})")
+        return stop.exit_code
+    print_summary(outcome.folder, spec, console)
+    console.print(f"{outcome.ran} run, {outcome.resumed} already done, {outcome.failed} failed, "
+                  f"{len(outcome.skipped)} skipped, in {time.monotonic() - started:.0f} s; records under "
+                  f"{outcome.folder}")
+    return 1 if outcome.failed else 0
+
+
+def _run_live(spec, results, force, ray_address):
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), transient=True) as bar:
+        cells = bar.add_task("cells", total=None)
+        images = bar.add_task("images", total=None)
+
+        def on_cell(number: int, total: int, name: str) -> None:
+            bar.update(cells, completed=number, total=total, description=f"cells {name}")
+            bar.reset(images, total=None)
+
+        def on_images(done: int, total: int | None) -> None:
+            bar.update(images, completed=done, total=total)
+
+        return run_sweep(spec, results, force=force, ray_address=ray_address, on_cell=on_cell, on_images=on_images)
+
+
+def print_summary(folder: Path, spec: SweepSpec, console: Console) -> None:
+    frame = ResultStore([folder / "runs"]).frame()
+    summary = cell_summary(frame, spec.noise_cv)
+    table = Table("strategy", "model", "device", "batch", "actors", "status", "steady img/s", "cv", "e2e img/s",
+                  "p95 batch s", "cpu % (tree)", "peak RSS MiB", title=f"sweep {spec.name!r}")
+    for row in summary.sort_values(["model", "device", "strategy", "batch_size", "actors"]).itertuples() \
+            if not summary.empty else []:
+        cv = fmt(row.cv, 0, 100, "%") + (" noisy" if row.noisy else "") + ("" if row.valid else " invalid")
+        table.add_row(row.strategy, row.model, row.device, str(row.batch_size), str(row.actors), row.status,
+                      fmt(row.throughput), cv, fmt(row.throughput_e2e), fmt(row.latency_p95_s),
+                      fmt(row.cpu_tree_mean, 0), fmt(row.rss_tree_peak, 0, 1 / 2**20))
+    console.print(table)
+    for row in summary.itertuples() if not summary.empty else []:
+        if row.status != "ok":
+            console.print(f"  {row.cell_id}: {row.status}: {row.error}", markup=False)
+        elif not row.valid:
+            console.print(f"  {row.cell_id}: invalid (not ranked): {row.invalid_reason}", markup=False)
+
+
+@app.command()
+def sweep(
+    file: Annotated[Path | None, typer.Argument(help="Sweep TOML file (or use --preset)")] = None,
+    preset: Annotated[str | None, typer.Option(help="quick | nightly | full")] = None,
+    strategy: Annotated[list[str] | None, typer.Option(help="Override: strategies (repeatable)")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="Override: models (repeatable)")] = None,
+    batch_size: Annotated[list[int] | None, typer.Option(help="Override: batch sizes (repeatable)")] = None,
+    actors: Annotated[list[int] | None, typer.Option(help="Override: actor counts (repeatable)")] = None,
+    device: Annotated[list[str] | None, typer.Option(help="Override: devices (repeatable)")] = None,
+    images: Annotated[int | None, typer.Option(help="Override: images per cell")] = None,
+    repeats: Annotated[int | None, typer.Option(help="Override: repeats per cell")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Override: per-cell timeout, seconds")] = None,
+    name: Annotated[str | None, typer.Option(help="Override: the sweep's name (its folder)")] = None,
+    results: Annotated[Path, typer.Option(help="Results folder")] = Path("results"),
+    ray_address: Annotated[str | None, typer.Option(help="Run Ray cells on this cluster")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the plan and an estimated duration; run nothing")] = False,
+    force: Annotated[bool, typer.Option(help="Re-run cells that already have a finished record")] = False,
+    quiet: Annotated[bool, typer.Option(help="Plain log lines, no live bars")] = False,
+) -> None:
+    """Run a grid of cells, each in its own process; resumable."""
+    if (file is None) == (preset is None):
+        raise ConfigError("give a sweep file or --preset, not both or neither")
+    spec = SweepSpec.preset(preset) if preset else SweepSpec.from_toml(file)
+    spec = spec.with_overrides(strategies=strategy, models=model, batch_sizes=batch_size, actors=actors,
+                               devices=device, images=images, repeats=repeats, timeout_s=timeout, name=name)
+    spec = SweepSpec.from_dict(spec.to_dict(), "command line")  # re-validate after overrides
+    if dry_run:
+        dry_run_plan(spec)
+        return
+    isolate_local_ray(spec.strategies, ray_address, spec.weights, spec.source)
+    raise typer.Exit(run_with_progress(spec, results, force=force, ray_address=ray_address, quiet=quiet))
+

@@ -1,0 +1,111 @@
+"""The one probe of the machine a cell runs on: CPUs this process may use, the CPU model, GPUs (through
+NVML, honouring CUDA_VISIBLE_DEVICES as torch and Ray do), the Ray processes on it, and the device
+check. No torch import
+except in `check_device`, so probing stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import psutil
+
+from bench.config import ConfigError
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (respects affinity and container limits better than cpu_count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def visible_gpus(nvml: Nvml | None = None) -> list[str]:
+    """Names of the GPUs this process may use: NVML's list, cut to CUDA_VISIBLE_DEVICES when it is set."""
+    names = (nvml or Nvml()).names()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return names
+    indices = [int(i) for i in visible.split(",") if i.strip().isdigit()]
+    return [names[i] for i in indices if i < len(names)]
+
+
+def check_device(device: str) -> None:
+    """Fail with a ConfigError when the device is not there; imports torch, so call it after cheap checks."""
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda was asked for, but no CUDA device is available on this machine")
+
+
+class Nvml:
+    """Thin wrapper over pynvml; `available` is False where there is no driver or no GPU."""
+
+    def __init__(self, module=None) -> None:
+        self.available = False
+        try:
+            self._nvml = module or __import__("pynvml")
+            self._nvml.nvmlInit()
+            count = self._nvml.nvmlDeviceGetCount()
+        except Exception:  # no driver, no library, no device: GPU fields stay empty
+            return
+        self._handles = [self._nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+        self.available = count > 0
+
+    def names(self) -> list[str]:
+        if not self.available:
+            return []
+        return [_text(self._nvml.nvmlDeviceGetName(h)) for h in self._handles]
+
+    def driver(self) -> str | None:
+        return _text(self._nvml.nvmlSystemGetDriverVersion()) if self.available else None
+
+    def read(self) -> list[dict]:
+        if not self.available:
+            return []
+        readings = []
+        for index, handle in enumerate(self._handles):
+            util = self._nvml.nvmlDeviceGetUtilizationRates(handle)
+            memory = self._nvml.nvmlDeviceGetMemoryInfo(handle)
+            try:
+                power = self._nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0  # mW → W
+            except Exception:  # some boards do not report power
+                power = None
+            readings.append({"index": index, "util_percent": float(util.gpu), "memory_used_bytes": int(memory.used),
+                             "memory_total_bytes": int(memory.total), "power_w": power})
+        return readings
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+RAY_DAEMONS = ("raylet", "gcs_server", "plasma_store")
+
+
+def ray_processes(exclude: set[int]) -> list[psutil.Process]:
+    """Ray workers (`ray::…`) and daemons on this machine. When cells share a sweep's Ray instance the
+    workers are children of its raylet, not of the cell's driver; one cell runs at a time, so every
+    Ray worker alive belongs to the cell being measured."""
+    found = []
+    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if proc.info["pid"] in exclude or not cmd:
+            continue
+        if cmd[0].startswith("ray::") or any(d in (proc.info["name"] or "") for d in RAY_DAEMONS):
+            found.append(proc)
+    return found

@@ -1,0 +1,62 @@
+"""Keeping a local Ray instance off the network.
+
+Ray 2.60 cannot be told to listen on loopback: it turns a 127.0.0.1 node address into the machine's
+reachable one and binds its gRPC servers to every interface. So when the CLI is about to start a local
+instance it first moves itself into a new network namespace that has only loopback (`private_network`):
+every interface Ray can bind to there is loopback, and everything the CLI starts afterwards (Ray, the
+sweep's forkserver and cells) inherits it. That needs root (CAP_SYS_ADMIN); elsewhere Ray stays on the
+host network, guarded by its token authentication, and the record says which (`cluster.network`) and
+what Ray listens on (`cluster.listening`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import socket
+import struct
+import threading
+
+from bench.platform.host import ray_processes
+
+_CLONE_NEWNET = 0x40000000
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def loopback_only() -> bool:
+    """Whether this process's network namespace has no interface but loopback (inherited by forked
+    cells too, so each reports it truthfully)."""
+    return [name for _, name in socket.if_nameindex()] == ["lo"]
+
+
+def private_network() -> bool:
+    """Move this process into a new network namespace with only loopback, up; True when it now is in one.
+
+    Call it from the main thread before starting Ray or any helper process: namespaces belong to threads,
+    and what a thread starts inherits its namespace. Needs root (CAP_SYS_ADMIN); otherwise changes
+    nothing and returns False. Nothing in the namespace reaches the internet either, so the CLI skips
+    it for hub weights and HF datasets."""
+    if loopback_only():
+        return True
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(_CLONE_NEWNET) != 0:
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # `ip link set lo up`, without iproute2
+        request = struct.pack("16sH", b"lo", 0)
+        flags = struct.unpack("16sH", fcntl.ioctl(sock, _SIOCGIFFLAGS, request)[:18])[1]
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | _IFF_UP))
+    return True
+
+
+def ray_listening() -> list[str]:
+    """ip:port of every listening socket of the Ray processes on this machine (in this namespace)."""
+    import psutil
+
+    pids = {p.pid for p in ray_processes(exclude=set())}
+    with contextlib.suppress(psutil.Error):
+        return sorted({f"{c.laddr.ip}:{c.laddr.port}" for c in psutil.net_connections(kind="inet")
+                       if c.status == psutil.CONN_LISTEN and c.pid in pids})
+    return []

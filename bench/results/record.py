@@ -1,0 +1,103 @@
+"""RunRecord: what one run of a cell leaves, ok or not — built here and nowhere else.
+
+On disk it is JSON (`to_dict`): `kind` and `schema_version`, then every field that is set (a field
+left at None is not written, so a failed cell's record simply has no `metrics`). Sections are plain
+JSON objects, described where they are made:
+- `spec` — RunSpec.to_dict(); kept as a dict, so a record from another machine loads even when its
+  image or weights folder is absent there;
+- `plan` — bench.measure.budget.WorkerPlan; `cluster` — bench.platform.ray_session.ClusterInfo;
+- `metrics` — bench.measure.metrics.summarise; `batches` — its BatchEvents;
+- `samples`, `utilisation` — bench.measure.samplers; `faults` — bench.measure.faults.recovery;
+- `environment` — bench.results.environment.
+
+Schema history (bump SCHEMA_VERSION and add a line, as pyperf does, when a field changes meaning):
+- 1 (2026-11): the first schema. Every committed baseline and golden record is at version 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+SCHEMA_VERSION = 1
+KIND = "segbench.run"
+STATUSES = ("running", "ok", "failed", "timeout", "interrupted")
+
+
+class NotARecord(ValueError):
+    """JSON that is not a segbench run record (a sweep plan, an export), or one too new to read."""
+
+
+@dataclass
+class RunRecord:
+    cell_id: str
+    spec: dict
+    environment: dict
+    started_at: str
+    status: str = "running"
+    error: str | None = None
+    # Where it belongs: a sweep's name and repeat index (absent for a single `segbench run`).
+    sweep: str | None = None
+    repeat: int | None = None
+    # What was asked for, set before the cell starts.
+    weights: dict | None = None
+    source: dict | None = None
+    sample_interval_s: float | None = None
+    plan: dict | None = None
+    cluster: dict | None = None
+    # What was measured.
+    cold: dict | None = None
+    metrics: dict | None = None
+    batches: list[dict] | None = None
+    run_start_wall: float | None = None
+    samples: list[dict] | None = None
+    utilisation: dict | None = None
+    outputs: list[dict] | None = None
+    bad_images: list[dict] | None = None
+    skipped_files: list[dict] | None = None
+    faults: list[dict] | None = None
+    driver_peak_rss_bytes: int | None = None
+    counts: dict | None = None
+    inputs_prefetched: int | None = None
+    # Why it failed, in detail.
+    traceback: str | None = None
+    stderr_tail: str | None = None
+
+    @classmethod
+    def begin(cls, spec: dict, cell_id: str, environment: dict, **fields: Any) -> RunRecord:
+        """A new record, stamped now: the runner's before it measures, the sweep's for a cell that died."""
+        return cls(cell_id=cell_id, spec=spec, environment=environment,
+                   started_at=dt.datetime.now(dt.UTC).isoformat(), **fields)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def repeat_index(self) -> int:
+        return self.repeat or 0
+
+    def to_dict(self) -> dict:
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {"kind": KIND, "schema_version": SCHEMA_VERSION,
+                **{k: v for k, v in fields.items() if v is not None}}
+
+    @classmethod
+    def from_dict(cls, data: dict, origin: str = "record") -> RunRecord:
+        if not isinstance(data, dict) or data.get("kind") != KIND:
+            raise NotARecord(f"{origin} is not a segbench run record")
+        data = migrate(data, origin)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def migrate(data: dict, origin: str = "record") -> dict:
+    """Bring an older record to the current schema (none needed yet: version 1 is the first)."""
+    version = data.get("schema_version", 0)
+    if version > SCHEMA_VERSION:
+        raise NotARecord(f"{origin} has schema {version}, newer than this segbench reads ({SCHEMA_VERSION})")
+    if version < 1:
+        raise NotARecord(f"{origin} has no schema version")
+    return data

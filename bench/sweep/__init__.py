@@ -1,0 +1,1 @@
+"""Sweeps: the grid spec and its expansion, the parent that runs cells in isolation, the forked child."""

@@ -1,0 +1,219 @@
+"""Sweep specs and their expansion into cells — pure functions, no torch, no Ray.
+
+A sweep file is TOML:
+
+    name = "quick"
+    strategies = ["sequential", "tasks", "actors", "actor_pool", "ray_data"]
+    models = ["b0"]
+    batch_sizes = [4, 8]
+    actors = [1, 2]
+    devices = ["cpu"]
+    images = 16
+    repeats = 1
+    [cell]            # any other RunSpec field, applied to every cell
+    image_scale = 0.5
+
+Expansion is the cartesian product in a fixed order; each cell keeps RunSpec's deterministic id.
+One place (`_skip_reason`) decides which combinations are invalid or impossible, and why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import strategies
+from bench.config import ConfigError, RunSpec
+
+PRESETS = ("quick", "nightly", "full")
+
+# key → type. Lists must be non-empty; counts positive.
+_LIST_KEYS = {"strategies": str, "models": str, "batch_sizes": int, "actors": int, "devices": str}
+_NUMBER = (int, float)
+_SCALAR_KEYS = {"name": str, "label": str, "images": int, "repeats": int, "warmup_batches": int, "timeout_s": _NUMBER,
+                "sample_interval": _NUMBER, "noise_cv": _NUMBER, "source": str, "weights": str, "seed": int}
+_POSITIVE = {"images", "repeats", "timeout_s", "sample_interval", "noise_cv"}
+_CELL_FIELDS = {f.name: f for f in dataclasses.fields(RunSpec)}
+_SWEPT = {"strategy", "model", "batch_size", "actors", "device"}
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """What the sweep will run on, for the skip rules (kept out of expansion's inputs otherwise)."""
+
+    cpus: float
+    gpus: float = 0.0
+
+
+@dataclass
+class SweepSpec:
+    name: str = "sweep"
+    label: str = ""
+    strategies: list[str] = field(default_factory=lambda: ["sequential"])
+    models: list[str] = field(default_factory=lambda: ["b0"])
+    batch_sizes: list[int] = field(default_factory=lambda: [8])
+    actors: list[int] = field(default_factory=lambda: [1])
+    devices: list[str] = field(default_factory=lambda: ["cpu"])
+    images: int = 32
+    repeats: int = 1
+    warmup_batches: int = 1
+    timeout_s: float = 900.0
+    sample_interval: float = 0.5
+    noise_cv: float = 0.10  # a cell whose throughput CV over repeats exceeds this is flagged noisy
+    source: str = "synthetic"
+    weights: str = "random"
+    seed: int = 0
+    cell: dict = field(default_factory=dict)  # further RunSpec fields for every cell
+
+    @classmethod
+    def from_toml(cls, path: Path) -> SweepSpec:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: sweep file not found") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: not valid TOML: {err}") from None
+        return cls.from_dict(data, str(path))
+
+    @classmethod
+    def preset(cls, name: str) -> SweepSpec:
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+        text = resources.files("bench").joinpath("presets", f"{name}.toml").read_text()
+        return cls.from_dict(tomllib.loads(text), f"preset {name}")
+
+    @classmethod
+    def from_dict(cls, data: dict, origin: str = "sweep") -> SweepSpec:
+        def fail(key: str, message: str) -> None:
+            raise ConfigError(f"{origin}: {key}: {message}")
+
+        for key, value in data.items():
+            if key == "cell":
+                if not isinstance(value, dict):
+                    fail(key, "must be a table of run settings")
+                for sub, subvalue in value.items():
+                    if sub not in _CELL_FIELDS or sub in _SWEPT:
+                        fail(f"cell.{sub}", "unknown setting" if sub not in _CELL_FIELDS else
+                             "is swept by the top-level lists, not set per cell")
+                    _check_type(f"cell.{sub}", subvalue, _CELL_FIELDS[sub].type, fail)
+            elif key in _LIST_KEYS:
+                if not isinstance(value, list) or not value:
+                    fail(key, "must be a non-empty list")
+                for item in value:
+                    if not isinstance(item, _LIST_KEYS[key]) or isinstance(item, bool):
+                        fail(key, f"{item!r} is not {'an integer' if _LIST_KEYS[key] is int else 'a string'}")
+                    if _LIST_KEYS[key] is int and item < 1:
+                        fail(key, f"{item} must be at least 1")
+            elif key in _SCALAR_KEYS:
+                if not isinstance(value, _SCALAR_KEYS[key]) or isinstance(value, bool):
+                    fail(key, f"{value!r} has the wrong type")
+                if key in _POSITIVE and value <= 0:
+                    fail(key, f"must be positive (got {value})")
+                if key == "warmup_batches" and value < 0:
+                    fail(key, f"must be 0 or more (got {value})")
+            else:
+                fail(key, "unknown key")
+        spec = cls(**data)
+        spec.expand(HostInfo(cpus=1e9, gpus=1e9), _origin=origin)  # validates every value once
+        return spec
+
+    def with_overrides(self, **overrides) -> SweepSpec:
+        changes = {k: v for k, v in overrides.items() if v not in (None, [], ())}
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def expand(self, host: HostInfo, _origin: str = "sweep") -> tuple[list[Cell], list[Skip]]:
+        return expand(self, host, _origin)
+
+
+def _check_type(key, value, annotation, fail) -> None:
+    text = str(annotation)
+    ok = ((isinstance(value, bool) if "bool" in text else False)
+          or (isinstance(value, int) and not isinstance(value, bool) and ("int" in text or "float" in text))
+          or (isinstance(value, float) and "float" in text)
+          or (isinstance(value, str) and "str" in text))
+    if not ok:
+        fail(key, f"{value!r} has the wrong type (expected {text})")
+
+
+@dataclass(frozen=True)
+class Cell:
+    spec: RunSpec
+
+    @property
+    def cell_id(self) -> str:
+        return self.spec.cell_id
+
+
+@dataclass(frozen=True)
+class Skip:
+    values: dict
+    reason: str
+
+
+def expand(sweep: SweepSpec, host: HostInfo, origin: str = "sweep") -> tuple[list[Cell], list[Skip]]:
+    """Cartesian product of the swept lists → cells to run, and skipped combinations with reasons."""
+    from bench.measure.budget import CellRefused
+
+    owners = strategies.option_owners()
+    unknown = [s for s in sweep.strategies if s not in strategies.names()]
+    if unknown:
+        raise ConfigError(f"{origin}: unknown strategy {unknown[0]!r}; choose from {', '.join(strategies.names())}")
+    cells, skipped, seen = [], [], set()
+    for strategy, model, device, batch_size, actors in itertools.product(
+            sweep.strategies, sweep.models, sweep.devices, sweep.batch_sizes, sweep.actors):
+        values = {"strategy": strategy, "model": model, "device": device, "batch_size": batch_size, "actors": actors}
+        # A strategy's own options in [cell] apply to the cells of the strategies that honour them.
+        cell = {k: v for k, v in sweep.cell.items() if k not in owners or strategy in owners[k]}
+        try:
+            spec = RunSpec(**values, images=sweep.images, source=sweep.source, weights=sweep.weights, seed=sweep.seed,
+                           warmup_batches=sweep.warmup_batches, timeout_s=sweep.timeout_s, label=sweep.label, **cell)
+        except ConfigError as err:
+            raise ConfigError(f"{origin}: {err}") from None
+        strategy_cls = strategies.get(strategy)
+        reason = _skip_reason(spec, strategy_cls, host)
+        if reason is None:
+            try:
+                strategy_cls.plan(spec, host.cpus, host.gpus)
+            except CellRefused as err:
+                reason = str(err)
+        if reason:
+            skipped.append(Skip(values, reason))
+        elif spec.cell_id not in seen:
+            seen.add(spec.cell_id)
+            cells.append(Cell(spec))
+    return cells, skipped
+
+
+def _skip_reason(spec: RunSpec, strategy_cls: type[strategies.Strategy], host: HostInfo) -> str | None:
+    if spec.device == "cuda" and host.gpus <= 0:
+        return "no CUDA device"
+    if not strategy_cls.scales_with_workers and spec.actors != 1:
+        return f"actor counts are meaningless for {spec.strategy} (it runs once, with actors=1)"
+    return None
+
+
+def estimate_seconds(cells: list[Cell], repeats: int, host: HostInfo) -> float:
+    """A rough duration for --dry-run: cold start plus images at a forward rate from the model's FLOPs
+    (~50 GFLOP/s per CPU on the CPUs a cell uses, as measured for b0 on the 2-core build machine)."""
+    from bench.workload.models import forward_gflops
+
+    total = 0.0
+    gflops = {}
+    for cell in cells:
+        s = cell.spec
+        if s.model not in gflops:
+            gflops[s.model] = forward_gflops(s.model)
+        uses_ray = strategies.get(s.strategy).uses_ray
+        rate = 50.0 * max(1.0, min(host.cpus, s.actors if uses_ray else host.cpus))
+        if s.device == "cuda":
+            rate *= 40
+        cold = 10.0 if uses_ray else 4.0
+        total += repeats * (cold + (s.images or 0) * (gflops[s.model] / rate + 0.03))
+    return total

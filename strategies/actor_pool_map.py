@@ -1,0 +1,34 @@
+"""actor_pool_map: the seed tutorial's `ActorPool.map_unordered` over the same actors, as written there.
+
+The difference from `actor_pool` is the input bound. `map_unordered` calls `submit` for every value
+before it returns its iterator (Ray 2.60, `ray/util/actor_pool.py`): the whole input is pulled into
+the driver at once, and the batches that find no free actor wait in the pool's pending list. Driver
+memory therefore grows with the number of images (every encoded batch is held until an actor takes
+it), where `actor_pool` holds at most `max_in_flight` × actors batches. Each actor is in the pool once,
+as in the tutorial, so it has one batch at a time and idles for a round trip between batches.
+Use it to measure what the tutorial pattern costs; prefer `actor_pool` for large inputs.
+
+A batch counts as submitted when the pool hands it to an actor (the pool calls the function then),
+so latency is measured from the same point as for the other actor strategies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from bench.workload.predictor import BatchResult
+from strategies.base import IndexedBatch
+from strategies.ray_workers import ActorStrategy
+
+
+class ActorPoolMapStrategy(ActorStrategy):
+    name = "actor_pool_map"
+
+    def run(self, batches: Iterator[IndexedBatch], on_submit: Callable[[int], None]) -> Iterator[BatchResult]:
+        from ray.util import ActorPool
+
+        def hand_over(actor, item: IndexedBatch):
+            on_submit(item[0])
+            return actor.predict.remote(*item)
+
+        yield from ActorPool(self.actors).map_unordered(hand_over, batches)

@@ -1,0 +1,67 @@
+"""One cell end to end with the sequential strategy: the record, bad input, huge images."""
+
+from __future__ import annotations
+
+import json
+
+from bench.config import RunSpec
+from bench.measure.runner import run_cell
+from bench.results.record import SCHEMA_VERSION
+from tests.conftest import BAD_FILES, GOOD_IN_MIXED
+
+
+def tiny(**kw) -> RunSpec:
+    base = {"strategy": "sequential", "model": "tiny", "batch_size": 4, "images": 10, "image_scale": 0.2}
+    return RunSpec(**{**base, **kw})
+
+
+def test_sequential_cell_writes_a_complete_record(tmp_path):
+    record, path = run_cell(tiny(), tmp_path, sample_interval=0.05)
+    assert record.status == "ok", record.error
+    on_disk = json.loads(path.read_text())
+    assert on_disk["schema_version"] == SCHEMA_VERSION and on_disk["cell_id"] == tiny().cell_id
+    m = on_disk["metrics"]
+    assert m["images"] == 10 and m["batches"] == 3 and m["warmup_batches"] == 1 and m["steady_images"] == 6
+    assert not m["valid"] and m["invalid_reasons"]  # 2 steady batches: too few to rank
+    assert m["throughput_steady"] > 0 and m["throughput_end_to_end"] > 0
+    assert m["latency_s"]["p50"] <= m["latency_s"]["p99"]
+    assert set(m["stage_ms_per_image"]) == {"decode", "preprocess", "forward", "postprocess", "waiting"}
+    assert on_disk["cold"]["model_load_s"][0] > 0 and on_disk["cold"]["time_to_first_batch_s"] > 0
+    assert len(on_disk["outputs"]) == 10 and all(len(o["digest"]) == 32 for o in on_disk["outputs"])
+    env = on_disk["environment"]
+    assert env["packages"]["torch"] and env["cpu_logical"] >= 1 and env["fingerprint"]
+    assert on_disk["weights"] == {"kind": "random", "name": "random", "seed": 0, "hub_id": None}
+    assert on_disk["utilisation"]["tree_rss_bytes"]["peak"] > 0 and on_disk["samples"]
+    assert on_disk["plan"]["threads"] >= 1
+    assert not list(path.parent.glob(".*.tmp"))  # no temporary left behind
+
+
+def test_same_inputs_same_digests_across_runs(tmp_path):
+    first, _ = run_cell(tiny(batch_size=3), tmp_path, write=False)
+    second, _ = run_cell(tiny(batch_size=5), tmp_path, write=False)
+    digests = lambda r: {o["id"]: o["digest"] for o in r.outputs}  # noqa: E731
+    assert digests(first) == digests(second)
+
+
+def test_bad_images_are_recorded_and_good_ones_processed(tmp_path, mixed_folder):
+    spec = RunSpec(strategy="sequential", model="tiny", batch_size=4, images=None, source=str(mixed_folder))
+    record, _ = run_cell(spec, tmp_path)
+    assert record.status == "ok"
+    bad = {b["id"]: b["reason"] for b in record.bad_images}
+    assert set(bad) == set(BAD_FILES)
+    for name, words in BAD_FILES.items():
+        assert words in bad[name]
+    assert record.counts["ok"] == GOOD_IN_MIXED
+    assert {o["id"] for o in record.outputs} >= {"cmyk.jpg", "deep16.png", "one_pixel.png", "sub/rgba.png"}
+    assert [s["path"] for s in record.skipped_files] == ["README.txt"]
+    one = next(o for o in record.outputs if o["id"] == "one_pixel.png")
+    assert (one["width"], one["height"]) == (1, 1) and sum(one["histogram"].values()) == 1
+
+
+def test_huge_image_is_processed(tmp_path, huge_image):
+    spec = RunSpec(strategy="sequential", model="tiny", batch_size=1, images=None, source=str(huge_image),
+                   warmup_batches=0)
+    record, _ = run_cell(spec, tmp_path, write=False)
+    (out,) = record.outputs
+    assert (out["width"], out["height"]) == (6000, 4000)
+    assert sum(out["histogram"].values()) == 24_000_000

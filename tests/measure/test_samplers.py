@@ -1,0 +1,47 @@
+"""The utilisation sampler: its series, its GPU readings (through a fake NVML), its summary."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from bench.measure.samplers import ResourceSampler, utilisation_summary
+from bench.platform.host import Nvml
+
+
+class FakeNvml:
+    """Just enough of pynvml for the sampler: one GPU at 40 % with 1 GiB used and 75 W."""
+
+    class _Rates:
+        gpu = 40
+
+    class _Memory:
+        used, total = 2**30, 80 * 2**30
+
+    def nvmlInit(self): pass
+    def nvmlDeviceGetCount(self): return 1
+    def nvmlDeviceGetHandleByIndex(self, i): return f"gpu{i}"
+    def nvmlDeviceGetName(self, h): return b"Fake H100"
+    def nvmlSystemGetDriverVersion(self): return "999.1"
+    def nvmlDeviceGetUtilizationRates(self, h): return self._Rates()
+    def nvmlDeviceGetMemoryInfo(self, h): return self._Memory()
+    def nvmlDeviceGetPowerUsage(self, h): return 75_000
+
+
+def test_sampler_series_have_the_expected_fields():
+    nvml = Nvml(FakeNvml())
+    assert nvml.available and nvml.names() == ["Fake H100"] and nvml.driver() == "999.1"
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(2)"])
+    try:
+        with ResourceSampler(0.05, nvml=nvml) as sampler:
+            time.sleep(0.4)
+    finally:
+        child.kill()
+    assert len(sampler.samples) >= 3
+    sample = sampler.samples[-1]
+    assert sample.tree_processes >= 2 and sample.tree_rss_bytes > 0 and 0 <= sample.system_cpu_percent <= 100
+    assert sample.gpus == [{"index": 0, "util_percent": 40.0, "memory_used_bytes": 2**30,
+                            "memory_total_bytes": 80 * 2**30, "power_w": 75.0}]
+    summary = utilisation_summary(sampler.samples)
+    assert summary["gpu0"]["power_w"]["peak"] == 75.0 and summary["tree_rss_bytes"]["peak"] > 0

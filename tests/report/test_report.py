@@ -1,0 +1,129 @@
+"""Reports and the comparison gate, against the golden records in tests/data/golden (a tiny sweep:
+sequential and actors, batch 2 and 4, 1 and 2 actors, two repeats)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from bench.cli import main
+from bench.report.plots import PLOTS
+from bench.report.render import build_report
+
+GOLDEN = Path(__file__).parents[1] / "data" / "golden"
+EXPECTED_PLOTS = {*PLOTS, "example_predictions"}
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    return build_report([GOLDEN], tmp_path_factory.mktemp("report"))
+
+
+def test_every_plot_is_rendered_as_valid_images(report):
+    assert set(report.plots) == EXPECTED_PLOTS and len(report.plots) == 10
+    for name, png in report.plots.items():
+        with Image.open(png) as image:
+            image.verify()
+        svg = png.with_suffix(".svg").read_text()
+        assert svg.lstrip().startswith("<?xml") and "<svg" in svg, name
+
+
+def test_html_and_markdown_reports(report):
+    html = report.html.read_text()
+    assert html.count('src="data:image/png;base64,') == 10  # self-contained: no external files
+    assert "Best strategy per model and device" in html and "Skipped cells" in html
+    assert "actor counts are meaningless for sequential" in html  # from the sweep's plan.json
+    md = report.markdown.read_text()
+    assert all(f"![{name}]({name}.png)" in md for name in EXPECTED_PLOTS)
+
+
+def test_exports(report):
+    trace = json.loads((report.out / "timeline.trace.json").read_text())
+    spans = [e for e in trace["traceEvents"] if e["ph"] == "X"]
+    assert spans and all(e["dur"] >= 0 and "tid" in e for e in spans)
+    csv = pd.read_csv(report.out / "summary.csv")
+    parquet = pd.read_parquet(report.out / "summary.parquet")
+    assert len(csv) == len(parquet) == 6 and set(csv["strategy"]) == {"sequential", "actors"}
+
+
+def _scaled_copy(tmp_path: Path, factor: float, fingerprint: str | None = None) -> Path:
+    """A copy of the golden records whose throughput is `factor` × the original (durations / factor)."""
+    out = tmp_path / f"candidate-{factor}"
+    shutil.copytree(GOLDEN, out)
+    for path in out.rglob("r*_*.json"):
+        record = json.loads(path.read_text())
+        if record["status"] == "ok":
+            for b in record["batches"]:
+                b["ended"] = b["started"] + (b["ended"] - b["started"]) / factor
+            m = record["metrics"]
+            m["throughput_steady"] *= factor
+        if fingerprint:
+            record["environment"]["fingerprint"] = fingerprint
+        path.write_text(json.dumps(record))
+    return out
+
+
+def _compare(capsys, *args) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(GOLDEN), *args])
+    return exit_info.value.code, capsys.readouterr().out
+
+
+def test_compare_flags_a_20_percent_regression(tmp_path, capsys):
+    code, out = _compare(capsys, "-c", str(_scaled_copy(tmp_path, 0.8)))
+    assert code == 1 and "regression" in out and "no regression" not in out
+
+
+def test_compare_passes_a_1_percent_change(tmp_path, capsys):
+    code, out = _compare(capsys, "-c", str(_scaled_copy(tmp_path, 0.99)))
+    assert code == 0 and "no regression" in out
+    assert "invalid" in out and "baseline invalid: fewer than 2 steady batches" in out  # shown, never gating
+
+
+def test_compare_reports_an_improvement(tmp_path, capsys):
+    code, out = _compare(capsys, "-c", str(_scaled_copy(tmp_path, 1.25)))
+    assert code == 0 and "improvement" in out
+
+
+def test_compare_reports_machine_mismatch(tmp_path, capsys):
+    other = _scaled_copy(tmp_path, 1.0, fingerprint="another-machine")
+    code, out = _compare(capsys, "-c", str(other))
+    assert code == 0 and "machines differ" in out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(GOLDEN), "-c", str(other), "--require-same-machine"])
+    assert exit_info.value.code == 2 and "machines differ" in capsys.readouterr().err
+
+
+def test_report_escapes_strings_from_outside(tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(GOLDEN / "runs", runs)
+    path = next(runs.rglob("r0_*.json"))
+    record = json.loads(path.read_text())
+    record["bad_images"] = [{"id": "<img src=x onerror=alert(1)>.jpg", "reason": "corrupt <b>"}]
+    record["error"] = "<script>alert(1)</script>"
+    record["status"] = "failed"
+    path.write_text(json.dumps(record))
+    html = build_report([runs], tmp_path / "out", examples=0).html.read_text()
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;.jpg" in html
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (nox -s browser installs it)")
+def test_report_loads_in_a_real_browser_with_every_plot(report, tmp_path):
+    probe = tmp_path / "probe.html"
+    check = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
+             "document.title = imgs.length + ' images, ' + imgs.filter(i => i.complete && i.naturalWidth > 0).length"
+             " + ' loaded'; });</script>")
+    probe.write_text(report.html.read_text().replace("</body>", check + "</body>"))
+    out = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
+                          probe.as_uri()], capture_output=True, text=True, timeout=120)
+    assert "<title>10 images, 10 loaded</title>" in out.stdout, out.stderr[-2000:]
