@@ -138,3 +138,37 @@ def sweep(
     isolate_local_ray(spec.strategies, ray_address, spec.weights, spec.source)
     raise typer.Exit(run_with_progress(spec, results, force=force, ray_address=ray_address, quiet=quiet))
 
+
+@app.command()
+def ab(
+    baseline: Annotated[str, typer.Argument(help="A commit, or a folder of records (the commit that wrote them)")],
+    file: Annotated[Path | None, typer.Argument(help="Sweep TOML file (or use --preset)")] = None,
+    preset: Annotated[str | None, typer.Option(help="quick | nightly | full")] = None,
+    repeats: Annotated[int | None, typer.Option(help="Rounds per side (default: the sweep's repeats)")] = None,
+    results: Annotated[Path, typer.Option(help="Results folder (records land under RESULTS/ab/)")] = Path("results"),
+    threshold: Annotated[float, typer.Option(help="Relative change that counts (0.05 = 5%)")] = 0.05,
+    alpha: Annotated[float, typer.Option(help="Family-wise significance level (Holm over all cells)")] = 0.05,
+) -> None:
+    """Run a sweep on a baseline commit and on this tree in alternating rounds, then compare the two
+    (exit 1 on a regression): the baseline is re-measured side by side, not read from another day."""
+    from bench.cli.report import check_gate, judge
+    from bench.sweep.interleave import baseline_commit, run_interleaved
+
+    if (file is None) == (preset is None):
+        raise ConfigError("give a sweep file or --preset, not both or neither")
+    spec = SweepSpec.preset(preset) if preset else SweepSpec.from_toml(file)
+    rounds = repeats or spec.repeats
+    if rounds < 1:
+        raise ConfigError(f"repeats must be at least 1 (got {rounds})")
+    check_gate(threshold, alpha)
+    commit = baseline_commit(baseline)
+    isolate_local_ray(spec.strategies, None, spec.weights, spec.source)
+    started = time.monotonic()
+
+    def on_round(k: int, side: str) -> None:
+        print(f"[{time.monotonic() - started:7.1f}s] round {k + 1}/{rounds}: {side}", file=sys.stderr, flush=True)
+
+    sweep_args = ["--preset", preset] if preset else [str(file.resolve())]
+    sides = run_interleaved(sweep_args, rounds, commit, results, on_round)
+    print(f"baseline {commit[:12]}: {sides.baseline}; candidate (this tree): {sides.candidate}")
+    raise typer.Exit(judge([sides.baseline], sides.candidate, threshold, alpha))
