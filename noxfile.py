@@ -58,7 +58,7 @@ def browser(session: nox.Session) -> None:
 
     if not shutil.which("chromium"):
         session.run("apt-get", "install", "-y", "-q", "chromium", external=True)
-    session.run(PY, "-m", "pytest", "tests/test_report.py", "-k", "browser")
+    session.run(PY, "-m", "pytest", "tests/report/test_report.py", "-k", "browser")
 
 
 @nox.session(default=False)

@@ -5,6 +5,7 @@ one line below. Modules are imported on first use (Ray is heavy), and this file 
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,7 @@ def get(name: str) -> type[Strategy]:
     return getattr(importlib.import_module(module), cls)
 
 
+@functools.cache
 def option_owners() -> dict[str, tuple[str, ...]]:
     """RunSpec fields that only some strategies honour → those strategies."""
     owners: dict[str, tuple[str, ...]] = {}

@@ -8,8 +8,12 @@ it), where `actor_pool` holds at most `max_in_flight` × actors batches. Each ac
 as in the tutorial, so it has one batch at a time and idles for a round trip between batches.
 Use it to measure what the tutorial pattern costs; prefer `actor_pool` for large inputs.
 
-A batch counts as submitted when the pool hands it to an actor (the pool calls the function then),
-so latency is measured from the same point as for the other actor strategies.
+The input is pulled at the first result the runner asks for, inside the measured window: past the
+runner's prefetch budget (bench.measure.runner.PREFETCH_BYTES) reading the source then runs on the
+driver while the first batches are already running, which delays their completion. That is part of
+what the pattern costs. A batch counts as submitted when the pool hands it to an actor (the pool
+calls the function then), so latency is measured from the same point as for the other actor
+strategies.
 """
 
 from __future__ import annotations

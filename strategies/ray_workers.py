@@ -1,4 +1,4 @@
-"""What runs inside Ray workers: the predictor actor (actors, actor_pool) and the batch task (tasks).
+"""What runs inside Ray workers: the predictor actor (the actor strategies) and the batch task (tasks).
 
 Batches travel as task arguments, so Ray puts them in the object store: workers on other nodes get
 them from there, never from a local path.
@@ -58,8 +58,8 @@ def predict_task(spec: PredictorSpec, weights: dict | None, index: int, batch: l
 
 
 class ActorStrategy(Strategy):
-    """Shared by `actors` and `actor_pool`: the same actors, started and killed the same way; the
-    subclasses differ only in how `run` hands batches to them."""
+    """Shared by `actors`, `actor_pool` and `actor_pool_map`: the same actors, started and killed the
+    same way; the subclasses differ only in how `run` hands batches to them."""
 
     faults = ("kill-driver", "kill-actor", "kill-node")
 

@@ -58,10 +58,15 @@ def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float,
 
     from bench.results.compare import compare as run_compare
 
+    for path in [*baseline, candidate]:
+        if not Path(path).exists():
+            raise ConfigError(f"{path}: no such file or folder")
     result = run_compare(baseline, [candidate], threshold, alpha)
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     if not result.cells:
         raise ConfigError("no records found to compare")
+    if all(c.verdict in ("missing", "new") for c in result.cells):
+        raise ConfigError("the baseline and the candidate have no cell in common: nothing was compared")
     if result.machine_mismatch:
         message = (f"machines differ: baseline {sorted(map(str, result.baseline_machines))}, candidate "
                    f"{sorted(map(str, result.candidate_machines))}")

@@ -10,6 +10,7 @@ import typer
 import strategies
 from bench.cli import bench_app, isolate_local_ray
 from bench.config import RunSpec
+from bench.report.format import fmt
 
 
 @bench_app.command("predictor")
@@ -83,9 +84,9 @@ def bench_truth_cmd(
 
     def row(a) -> None:
         diff = a.difference
-        console.print(f"  {escape(a.what)}: record {a.record or 0:.3f}, independent {a.independent or 0:.3f}")
-        table.add_row(escape(a.what), f"{a.record:.3f}" if a.record else "-",
-                      f"{a.independent:.3f}" if a.independent else "-", f"{diff:+.1%}" if diff is not None else "-",
+        console.print(f"  {escape(a.what)}: record {fmt(a.record, 3)}, independent {fmt(a.independent, 3)}")
+        table.add_row(escape(a.what), fmt(a.record, 3), fmt(a.independent, 3),
+                      f"{diff:+.1%}" if diff is not None else "-",
                       f"{'yes' if a.ok else 'NO'} (±{a.tolerance:.0%})", escape(a.detail))
 
     isolate_local_ray(list(chosen), None, "random", "synthetic")

@@ -152,7 +152,7 @@ def ab(
     """Run a sweep on a baseline commit and on this tree in alternating rounds, then compare the two
     (exit 1 on a regression): the baseline is re-measured side by side, not read from another day."""
     from bench.cli.report import check_gate, judge
-    from bench.sweep.interleave import baseline_commit, run_interleaved
+    from bench.sweep.interleave import SideStopped, baseline_commit, run_interleaved
 
     if (file is None) == (preset is None):
         raise ConfigError("give a sweep file or --preset, not both or neither")
@@ -169,6 +169,10 @@ def ab(
         print(f"[{time.monotonic() - started:7.1f}s] round {k + 1}/{rounds}: {side}", file=sys.stderr, flush=True)
 
     sweep_args = ["--preset", preset] if preset else [str(file.resolve())]
-    sides = run_interleaved(sweep_args, rounds, commit, results, on_round)
+    try:
+        sides = run_interleaved(sweep_args, rounds, commit, results, on_round)
+    except SideStopped as stop:
+        print(f"segbench ab: {stop}; the finished rounds are kept", file=sys.stderr)
+        raise typer.Exit(stop.exit_code) from None
     print(f"baseline {commit[:12]}: {sides.baseline}; candidate (this tree): {sides.candidate}")
     raise typer.Exit(judge([sides.baseline], sides.candidate, threshold, alpha))

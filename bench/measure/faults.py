@@ -1,7 +1,7 @@
 """Fault injection: kill a worker mid-cell, then measure whether and how fast the cell recovered.
 
 Syntax: `KIND@batch=N[,target=I]`, fired once N batches have completed. Kinds:
-- `kill-actor`: `ray.kill` actor I (actors, actor_pool); Ray restarts it and retries its unanswered calls.
+- `kill-actor`: `ray.kill` actor I (the actor strategies); Ray restarts it and retries its unanswered calls.
 - `kill-node`: SIGKILL the raylet of the node that hosts actor I — the node is gone, with every worker
   on it, as when a machine crashes. Needs a multi-node cluster (`--ray-address`) and the actor on
   another node than the driver; Ray restarts the actor on a live node and retries its calls.

@@ -39,8 +39,10 @@ def visible_gpus(nvml: Nvml | None = None) -> list[str]:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is None:
         return names
-    indices = [int(i) for i in visible.split(",") if i.strip().isdigit()]
-    return [names[i] for i in indices if i < len(names)]
+    entries = [e.strip() for e in visible.split(",") if e.strip()]
+    if all(e.isdigit() for e in entries):
+        return [names[int(e)] for e in entries if int(e) < len(names)]
+    return names[: len(entries)]  # GPU or MIG UUIDs: the count is what matters here
 
 
 def check_device(device: str) -> None:

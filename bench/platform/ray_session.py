@@ -1,6 +1,5 @@
-"""Where a cell runs: a private local Ray instance (no dashboard) or an existing cluster; the Ray
-processes of this machine; and killing a node for fault injection. Network isolation of a local
-instance is in `bench.platform.netns`.
+"""Where a cell runs: a private local Ray instance (no dashboard) or an existing cluster, and killing a
+node for fault injection. Network isolation of a local instance is in `bench.platform.netns`.
 """
 
 from __future__ import annotations

@@ -69,17 +69,17 @@ def _examples(records: list[RunRecord], n: int) -> list:
     """Recompute maps for the first images of the first ok cell (records keep digests, not maps)."""
     import numpy as np
 
-    from bench.config import RunSpec
+    from bench.config import ConfigError, RunSpec
     from bench.workload.images import SourceUnavailable, open_source
     from bench.workload.predictor import Predictor, PredictorSpec, decode
 
     record = next((r for r in records if r.ok), None)
     if record is None or n <= 0:
         return []
-    spec = RunSpec.from_dict(record.spec)
-    try:
+    try:  # the record may come from another machine or version: no examples rather than no report
+        spec = RunSpec.from_dict(record.spec)
         source = open_source(spec.source, spec.images, spec.seed, spec.image_scale)
-    except SourceUnavailable:
+    except (ConfigError, SourceUnavailable):
         return []
     items = [item for _, item in zip(range(n), iter(source), strict=False)]
     predictor = Predictor(PredictorSpec(spec.model, spec.weights, spec.seed, "cpu", keep_masks=True))

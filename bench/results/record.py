@@ -23,7 +23,6 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 KIND = "segbench.run"
-STATUSES = ("running", "ok", "failed", "timeout", "interrupted")
 
 
 class NotARecord(ValueError):

@@ -61,7 +61,7 @@ def bench_predictor(model: str, images: int = 16, batch_size: int = 8, threads: 
                     repeats: int = 3, textbook: bool = True, seed: int = 0) -> PredictorBench:
     import torch
 
-    from bench.config import available_cpus
+    from bench.platform.host import available_cpus
     from bench.workload.images import batched
     from bench.workload.predictor import Predictor, PredictorSpec, prepare
 

@@ -8,7 +8,9 @@ re-measures the baseline commit in the same job, as asv's `continuous` does, and
 
 Rounds alternate A B, B A, A B, … so that drift within the job falls on both sides alike. Each side runs
 its own tree's CLI (`python -m bench sweep … --repeats k+1`: a sweep resumes the repeats it already
-has, so each call adds one round), so the baseline measures with its own code, whatever it was.
+has, so each call adds one round), so the baseline measures with its own code, whatever it was. A
+repeat that failed is run again in the next round (resume only skips ok repeats); the failed record
+stays on disk beside the newer one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ from bench.config import ConfigError
 from bench.results.store import ResultStore
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+class SideStopped(Exception):
+    """A side's sweep was interrupted (SIGINT/SIGTERM) or could not run: the job stops with its code."""
+
+    def __init__(self, side: str, round_number: int, code: int) -> None:
+        super().__init__(f"the {side} sweep (round {round_number}) stopped with exit code {code}")
+        self.exit_code = code
 
 
 @dataclass
@@ -79,5 +89,5 @@ def run_interleaved(sweep_args: list[str], repeats: int, commit: str, results: P
             code = subprocess.run([sys.executable, "-m", "bench", "sweep", *sweep_args, "--repeats", str(k + 1),
                                    "--results", str(folder), "--quiet"], cwd=tree).returncode
             if code not in (0, 1):
-                raise RuntimeError(f"the {side} sweep (round {k + 1}) stopped with exit code {code}")
+                raise SideStopped(side, k + 1, code)
     return sides

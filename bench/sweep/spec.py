@@ -53,7 +53,7 @@ class HostInfo:
 class SweepSpec:
     name: str = "sweep"
     label: str = ""
-    strategies: list[str] = field(default_factory=lambda: ["sequential"])
+    strategies: list[str] = field(default_factory=lambda: [strategies.REFERENCE])
     models: list[str] = field(default_factory=lambda: ["b0"])
     batch_sizes: list[int] = field(default_factory=lambda: [8])
     actors: list[int] = field(default_factory=lambda: [1])
@@ -165,6 +165,10 @@ def expand(sweep: SweepSpec, host: HostInfo, origin: str = "sweep") -> tuple[lis
     unknown = [s for s in sweep.strategies if s not in strategies.names()]
     if unknown:
         raise ConfigError(f"{origin}: unknown strategy {unknown[0]!r}; choose from {', '.join(strategies.names())}")
+    for key in sweep.cell:
+        if key in owners and not set(owners[key]) & set(sweep.strategies):
+            raise ConfigError(f"{origin}: cell.{key} applies to {', '.join(owners[key])}, none of which this sweep "
+                              "runs")
     cells, skipped, seen = [], [], set()
     for strategy, model, device, batch_size, actors in itertools.product(
             sweep.strategies, sweep.models, sweep.devices, sweep.batch_sizes, sweep.actors):
