@@ -14,6 +14,7 @@ from bench.workload.postprocess import POSTPROCESS_MODES
 
 DEVICES = ("cpu", "cuda")
 MODEL_TRANSFERS = ("object_store", "reload")
+INPUT_MODES = ("driver", "cluster")
 
 
 # Settings that change where or how a cell is watched, not what is measured.
@@ -46,9 +47,10 @@ class RunSpec:
     postprocess: str = "exact"
     pipeline: bool = False  # sequential: prepare the next batch on a helper thread during the forward pass
     model_transfer: str = "object_store"  # tasks only: `reload` builds the model in every task
-    max_in_flight: int = 2  # batches queued per actor (actors, actor_pool)
+    max_in_flight: int = 2  # batches queued per actor (the bounded actor strategies)
     actors_max: int | None = None  # ray_data: autoscale the actor pool from `actors` up to this
     ray_data_split: bool = False  # ray_data: decode + preprocess as their own CPU stage
+    input_mode: str = "driver"  # driver: read on the driver, sent as task arguments; cluster: read by the workers
     ray_address: str | None = None  # None: a private local Ray instance
     timeout_s: float = 1800.0
     keep_masks: bool = False
@@ -69,6 +71,8 @@ class RunSpec:
             fail(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
         if self.postprocess not in POSTPROCESS_MODES:
             fail(f"unknown postprocess {self.postprocess!r}; choose from {', '.join(POSTPROCESS_MODES)}")
+        if self.input_mode not in INPUT_MODES:
+            fail(f"unknown input mode {self.input_mode!r}; choose from {', '.join(INPUT_MODES)}")
         if self.model_transfer not in MODEL_TRANSFERS:
             fail(f"unknown model transfer {self.model_transfer!r}; choose from {', '.join(MODEL_TRANSFERS)}")
         for name in ("batch_size", "actors", "max_in_flight"):

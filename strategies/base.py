@@ -45,6 +45,7 @@ class Strategy(ABC):
     scales_with_workers: ClassVar[bool] = True  # False: `actors` means nothing (one in-process worker)
     faults: ClassVar[tuple[str, ...]] = ("kill-driver",)  # the runner kills the driver; the rest need `inject`
     options: ClassVar[tuple[str, ...]] = ()  # RunSpec fields that only this strategy honours
+    input_modes: ClassVar[tuple[str, ...]] = ("driver",)  # where inputs are read: driver, cluster
 
     def __init__(self, spec: RunSpec, predictor: PredictorSpec, plan: WorkerPlan) -> None:
         self.spec, self.predictor, self.plan = spec, predictor, plan
@@ -64,6 +65,9 @@ class Strategy(ABC):
         for option, names in owners.items():
             if cls.name not in names and getattr(spec, option) != _default(option):
                 raise ConfigError(f"{option.replace('_', '-')} applies to {', '.join(names)} only, not {cls.name}")
+        if spec.input_mode not in cls.input_modes:
+            raise ConfigError(f"--input {spec.input_mode} is not supported by {cls.name} (it reads inputs on: "
+                              f"{', '.join(cls.input_modes)})")
         if spec.inject:
             fault = Fault.parse(spec.inject)
             if fault.kind not in cls.faults:

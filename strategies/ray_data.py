@@ -27,7 +27,7 @@ import numpy as np
 
 from bench.config import RunSpec
 from bench.measure.budget import Needs
-from bench.workload.images import EncodedImage
+from bench.workload.images import EncodedImage, FolderSource, SyntheticSource, open_source
 from bench.workload.predictor import BatchResult, ImageResult, Predictor, PredictorSpec, PreparedBatch, prepare
 from strategies.base import IndexedBatch, StartInfo, Strategy
 
@@ -102,10 +102,26 @@ def _prepare_stage(batch: dict[str, np.ndarray], side: int) -> dict[str, np.ndar
 TASK_CPUS = 0.25
 
 
+def _synthesize(batch: dict[str, np.ndarray], seed: int, scale: float) -> dict[str, np.ndarray]:
+    """Cluster-side synthetic source: the same images as SyntheticSource, made where the work runs."""
+    source = SyntheticSource(0, seed, scale)
+    images = [source.image(int(i)) for i in batch["id"]]
+    return {"id": np.array([im.image_id for im in images], dtype=object),
+            "data": np.array([im.data for im in images], dtype=object)}
+
+
+def _relative_ids(batch: dict[str, np.ndarray], root: str) -> dict[str, np.ndarray]:
+    """Cluster-side folder source: ids relative to the folder, as FolderSource names them."""
+    prefix = root.rstrip("/") + "/"
+    return {"id": np.array([str(p).removeprefix(prefix) for p in batch["path"]], dtype=object),
+            "data": batch["bytes"]}
+
+
 class RayDataStrategy(Strategy):
     name = "ray_data"
     latency_defined = False
     options = ("actors_max", "ray_data_split")
+    input_modes = ("driver", "cluster")
 
     @classmethod
     def needs(cls, spec: RunSpec) -> Needs:
@@ -131,20 +147,45 @@ class RayDataStrategy(Strategy):
             compute = ray.data.ActorPoolStrategy(size=spec.actors)
         model_args = {"compute": compute, "batch_size": spec.batch_size, "num_cpus": plan.cpus,
                       "num_gpus": plan.gpus or None, "fn_constructor_args": (self.predictor,)}
-        ds = ray.data.from_arrow_refs(refs)
+        ds = ray.data.from_arrow_refs(refs) if refs is not None else self._cluster_input()
         if spec.ray_data_split:
             ds = ds.map_batches(_prepare_stage, batch_size=spec.batch_size, num_cpus=TASK_CPUS,
                                 fn_kwargs={"side": self.predictor.native_size})
             return ds.map_batches(_InferStage, **model_args)
         return ds.map_batches(_ModelStage, **model_args)
 
+    def _cluster_input(self):
+        """The inputs read (or made) by Ray Data in the cluster; the driver lists paths, never bytes."""
+        import ray
+
+        spec = self.spec
+        source = open_source(spec.source, spec.images, spec.seed, spec.image_scale)
+        if isinstance(source, SyntheticSource):
+            # ray.data.range with read tasks of TASK_CPUS: a 1-CPU read task (its default) would find
+            # no room beside the actors and hang the pipeline.
+            from ray.data._internal.datasource.range_datasource import RangeDatasource
+
+            indices = ray.data.read_datasource(RangeDatasource(n=len(source), block_format="arrow", column_name="id"),
+                                               num_cpus=TASK_CPUS)
+            return indices.map_batches(
+                _synthesize, batch_size=spec.batch_size, num_cpus=TASK_CPUS,
+                fn_kwargs={"seed": source.seed, "scale": source.scale})
+        if isinstance(source, FolderSource):
+            paths = [str(p) for p in source.paths()]
+            return ray.data.read_binary_files(paths, include_paths=True, num_cpus=TASK_CPUS).map_batches(
+                _relative_ids, batch_size=spec.batch_size, num_cpus=TASK_CPUS,
+                fn_kwargs={"root": str(source.root)})
+        raise NotImplementedError(f"--input cluster does not read {source.kind} sources yet")
+
     def run(self, batches: Iterator[IndexedBatch], on_submit: Callable[[int], None]) -> Iterator[BatchResult]:
         import pyarrow as pa
         import ray
 
-        refs = []
-        for _, batch in batches:  # no on_submit: a call mixes rows of several batches (see above)
-            refs.append(ray.put(pa.table({"id": [b.image_id for b in batch], "data": [b.data for b in batch]})))
+        refs = None
+        if self.spec.input_mode == "driver":
+            refs = []
+            for _, batch in batches:  # no on_submit: a call mixes rows of several batches (see above)
+                refs.append(ray.put(pa.table({"id": [b.image_id for b in batch], "data": [b.data for b in batch]})))
         calls: dict[str, list] = {}
         index = 0
         for block in self._dataset(refs).iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):

@@ -44,6 +44,8 @@ def run(
     actors_max: Annotated[int | None, typer.Option(help="ray_data: autoscale actors up to this")] = None,
     ray_data_split: Annotated[bool, typer.Option(help="ray_data: decode/preprocess as a CPU stage")] = False,
     pipeline: Annotated[bool, typer.Option(help="sequential: prepare the next batch during the forward")] = False,
+    input_mode: Annotated[str, typer.Option("--input", help="driver: read here, ship to workers; cluster: workers "
+                                                     "read (ray_data)")] = "driver",
     ray_address: Annotated[str | None, typer.Option(help="auto, host:port or ray://… (default: local)")] = None,
     timeout: Annotated[float, typer.Option(help="Hard limit for the cell, seconds")] = 1800.0,
     keep_masks: Annotated[bool, typer.Option(help="Keep the maps, not only their digests")] = False,
@@ -62,7 +64,7 @@ def run(
                    warmup_batches=warmup_batches, actors=actors, cpus_per_worker=cpus_per_worker,
                    gpus_per_worker=gpus_per_worker, threads=threads, postprocess=postprocess,
                    model_transfer=model_transfer, max_in_flight=max_in_flight, actors_max=actors_max,
-                   ray_data_split=ray_data_split, pipeline=pipeline, ray_address=ray_address,
+                   ray_data_split=ray_data_split, pipeline=pipeline, input_mode=input_mode, ray_address=ray_address,
                    timeout_s=timeout, keep_masks=keep_masks, inject=inject, label=label)
     from bench.measure.runner import run_cell
 

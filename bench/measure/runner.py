@@ -116,7 +116,10 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
                               spec.keep_masks)
     record.plan = asdict(plan)
     record.cluster = cluster.to_dict()
-    batches, prefetched = prefetch(enumerate(batched(iter(source), spec.batch_size)))  # before any clock
+    if spec.input_mode == "cluster":  # the strategy's workers read the source: the driver holds no input
+        batches, prefetched = iter(()), 0
+    else:
+        batches, prefetched = prefetch(enumerate(batched(iter(source), spec.batch_size)))  # before any clock
     strategy = strategy_cls(spec, predictor, plan)
     clock = time.perf_counter()
     info = strategy.start()

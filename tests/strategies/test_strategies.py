@@ -21,6 +21,7 @@ VARIANTS = {
     "actor_pool_map": {"actors": 2},
     "ray_data": {"actors": 2},
     "ray_data-split": {"actors": 1, "ray_data_split": True},
+    "ray_data-cluster": {"actors": 1, "input_mode": "cluster"},  # the folder read by Ray Data in the cluster
 }
 
 
@@ -191,6 +192,15 @@ def test_every_strategy_gets_the_threads_of_sequential():
     assert ray_data.cpus == 1.75 and "reserved for Ray Data's read" in ray_data.notes[0]
 
 
+def test_synthetic_images_made_in_the_cluster_equal_the_driver_s(ray_local):
+    """--input cluster: Ray Data generates the synthetic set itself; same ids, same maps, no input on the driver."""
+    base = {"model": "tiny", "batch_size": 3, "images": 10, "image_scale": 0.2}
+    reference, _ = run_cell(RunSpec(**base), write=False)
+    record, _ = run_cell(RunSpec(strategy="ray_data", input_mode="cluster", **base), write=False)
+    assert record.status == "ok", record.error
+    assert outputs(record) == outputs(reference) and record.inputs_prefetched == 0
+
+
 def test_strategies_refuse_the_options_and_faults_of_others():
     """Each strategy owns its options and faults: set on another strategy they fail with one line."""
     with pytest.raises(ConfigError, match="pipeline applies to sequential only, not actors"):
@@ -200,6 +210,8 @@ def test_strategies_refuse_the_options_and_faults_of_others():
     with pytest.raises(ConfigError, match="kill-actor is not supported by tasks"):
         RunSpec(strategy="tasks", model="tiny", inject="kill-actor@batch=2")
     RunSpec(strategy="actor_pool_map", model="tiny", actors=2, inject="kill-actor@batch=2,target=1")
+    with pytest.raises(ConfigError, match="--input cluster is not supported by actors"):
+        RunSpec(strategy="actors", model="tiny", input_mode="cluster")
 
 
 def test_a_sweep_applies_a_strategy_option_only_to_the_strategies_that_honour_it():
