@@ -48,8 +48,8 @@ class Sides:
 def baseline_commit(ref: str) -> str:
     """A commit id from a git ref, or from a folder of baseline records (the commit that wrote them)."""
     if Path(ref).is_dir():
-        commits = {(r.environment.get("git") or {}).get("commit") for r in ResultStore([Path(ref)]).iter_latest()}
-        dirty = {(r.environment.get("git") or {}).get("dirty") for r in ResultStore([Path(ref)]).iter_latest()}
+        gits = [r.environment.get("git") or {} for r in ResultStore([Path(ref)]).iter_latest()]
+        commits, dirty = {g.get("commit") for g in gits}, {g.get("dirty") for g in gits}
         if len(commits) != 1 or None in commits:
             raise ConfigError(f"{ref}: its records come from {len(commits)} commits; a baseline needs exactly one")
         if True in dirty:
