@@ -91,6 +91,7 @@ def test_actor_kill_mid_run_still_processes_every_image_once(ray_local):
     assert after and first_pid not in after  # a new process: the actor really restarted
 
 
+@pytest.mark.slow  # the node-kill test below runs a multi-node cluster in the default run already
 def test_two_node_cluster_runs_batches_on_both_nodes():
     import ray
     from ray.cluster_utils import Cluster
