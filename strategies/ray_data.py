@@ -171,10 +171,12 @@ class RayDataStrategy(Strategy):
                 _synthesize, batch_size=spec.batch_size, num_cpus=TASK_CPUS,
                 fn_kwargs={"seed": source.seed, "scale": source.scale})
         if isinstance(source, FolderSource):
-            paths = [str(p) for p in source.paths()]
+            # Absolute paths on both sides, so the ids come out as FolderSource names them whatever
+            # form of the path the user gave.
+            paths = [str(p.resolve()) for p in source.paths()]
             return ray.data.read_binary_files(paths, include_paths=True, num_cpus=TASK_CPUS).map_batches(
                 _relative_ids, batch_size=spec.batch_size, num_cpus=TASK_CPUS,
-                fn_kwargs={"root": str(source.root)})
+                fn_kwargs={"root": str(source.root.resolve())})
         raise NotImplementedError(f"--input cluster does not read {source.kind} sources yet")
 
     def run(self, batches: Iterator[IndexedBatch], on_submit: Callable[[int], None]) -> Iterator[BatchResult]:
