@@ -22,10 +22,10 @@ from typing import ClassVar
 from bench.config import ConfigError, RunSpec
 from bench.measure.budget import Needs, WorkerPlan, plan_workers
 from bench.measure.faults import Fault
-from bench.workload.images import EncodedImage
+from bench.workload.images import EncodedImage, KeyBatch
 from bench.workload.predictor import BatchResult, PredictorSpec
 
-IndexedBatch = tuple[int, list[EncodedImage]]
+IndexedBatch = tuple[int, list[EncodedImage] | KeyBatch]  # KeyBatch: --input cluster, the worker reads it
 
 
 @dataclass
@@ -80,6 +80,10 @@ class Strategy(ABC):
     @abstractmethod
     def run(self, batches: Iterator[IndexedBatch], on_submit: Callable[[int], None]) -> Iterator[BatchResult]:
         """Process every batch exactly once, yielding results as they complete."""
+
+    def stats(self) -> dict | None:
+        """What the framework under the strategy reports of the finished run (Ray Data: per operator)."""
+        return None
 
     def stop(self) -> None:  # noqa: B027 - optional hook; most strategies hold nothing to release
         """Release workers."""

@@ -190,13 +190,23 @@ class RayDataStrategy(Strategy):
                 refs.append(ray.put(pa.table({"id": [b.image_id for b in batch], "data": [b.data for b in batch]})))
         calls: dict[str, list] = {}
         index = 0
-        for block in self._dataset(refs).iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
+        self._ds = self._dataset(refs)
+        for block in self._ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
             for row in range(len(block["id"])):
                 call = block["call"][row]
                 calls.setdefault(call, []).append(row_of(block, row))
                 if len(calls[call]) == block["call_size"][row]:
                     yield self._batch_result(calls.pop(call), index)
                     index += 1
+
+    def stats(self) -> dict | None:
+        """Ray Data's own statistics of the execution: per operator, and the driver's iterator."""
+        if getattr(self, "_ds", None) is None:
+            return None
+        summary = self._ds._get_stats_summary()  # what Dataset.stats() prints, as data
+        iterator = summary.iter_stats
+        return {"operators": operator_stats(summary), "time_total_s": summary.time_total_s,
+                "iterator_blocked_s": iterator.block_time.get(), "iterator_total_s": iterator.total_time.get()}
 
     def _batch_result(self, rows: list[dict], index: int) -> BatchResult:
         first = rows[0]
@@ -209,6 +219,36 @@ class RayDataStrategy(Strategy):
                   for r in rows]
         return BatchResult(images, json.loads(first["stages"]), float(first["start"]), float(first["end"]),
                            int(first["pid"]), first["node"], first["worker"], index)
+
+
+def operator_stats(summary) -> list[dict]:
+    """One dict per operator, first operator first. `start`/`end` are the operator's first task start
+    and last task end on the workers' perf_counter clock, converted to wall time on this (driver) host:
+    exact on one node, approximate across nodes."""
+    to_wall = time.time() - time.perf_counter()  # Ray Data stamps blocks with perf_counter (CLOCK_MONOTONIC)
+    levels, level = [], summary
+    while level is not None and level.operators_stats:
+        levels.append(level)
+        level = level.parents[0] if level.parents else None
+    out = []
+    for level in reversed(levels):
+        metrics = level.extra_metrics
+        for op in level.operators_stats:
+            rows, wall, cpu = op.output_num_rows, op.wall_time, op.cpu_time
+            out.append({
+                "name": op.operator_name, "tasks": wall.count if wall else 0, "blocks": rows.count if rows else 0,
+                "rows": rows.sum if rows else 0, "bytes": op.output_size_bytes.sum if op.output_size_bytes else 0,
+                "wall_s": wall.sum if wall else 0.0, "cpu_s": cpu.sum if cpu else 0.0,
+                "udf_s": metrics.get("function_body_time_s"),
+                "backpressure_s": metrics.get("task_output_backpressure_time_s"),
+                "scheduling_s": metrics.get("task_scheduling_time_s"),
+                "obj_store_used_bytes": metrics.get("obj_store_mem_used"),
+                "obj_store_spilled_bytes": metrics.get("obj_store_mem_spilled"),
+                "nodes": op.node_count.count if op.node_count else None,
+                "start": op.earliest_start_time + to_wall if op.earliest_start_time else None,
+                "end": op.latest_end_time + to_wall if op.latest_end_time else None,
+            })
+    return out
 
 
 def row_of(block: dict[str, np.ndarray], row: int) -> dict:

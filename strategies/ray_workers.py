@@ -1,7 +1,9 @@
 """What runs inside Ray workers: the predictor actor (the actor strategies) and the batch task (tasks).
 
 Batches travel as task arguments, so Ray puts them in the object store: workers on other nodes get
-them from there, never from a local path.
+them from there. With `--input cluster` a batch is a `KeyBatch` (source description + keys): the
+worker reads its own images (folder paths must then be visible on every node: shared storage), and
+the time it takes is the batch's `read` stage.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import threading
 import time
 
 from bench.platform.ray_session import kill_node, wait_node_dead
-from bench.workload.images import EncodedImage
+from bench.workload.images import EncodedImage, KeyBatch
 from bench.workload.models import from_arrays
 from bench.workload.predictor import BatchResult, Predictor, PredictorSpec
 from strategies.base import StartInfo, Strategy
@@ -26,8 +28,21 @@ class PredictorWorker:
     def ready(self) -> dict:
         return {"load_s": self.predictor.load_seconds, "pid": os.getpid(), "node": self.predictor.node}
 
-    def predict(self, index: int, batch: list[EncodedImage]) -> BatchResult:
-        return self.predictor.predict(batch, index)
+    def predict(self, index: int, batch: list[EncodedImage] | KeyBatch) -> BatchResult:
+        return read_and_predict(self.predictor, index, batch)
+
+
+def read_and_predict(predictor: Predictor, index: int, batch: list[EncodedImage] | KeyBatch) -> BatchResult:
+    """Predict a batch, first reading it here when it came as keys (its `read` stage)."""
+    if not isinstance(batch, KeyBatch):
+        return predictor.predict(batch, index)
+    clock = time.perf_counter()
+    images = batch.load()
+    read_s = time.perf_counter() - clock
+    result = predictor.predict(images, index)
+    result.stages["read"] = read_s
+    result.start -= read_s  # the worker's service includes reading its inputs
+    return result
 
 
 def actor_options(plan, restarts: int) -> dict:
@@ -46,12 +61,13 @@ def start_actors(spec: PredictorSpec, plan, restarts: int = 2):
     return actors, ray.get([a.ready.remote() for a in actors])
 
 
-def predict_task(spec: PredictorSpec, weights: dict | None, index: int, batch: list[EncodedImage]) -> BatchResult:
+def predict_task(spec: PredictorSpec, weights: dict | None, index: int,
+                 batch: list[EncodedImage] | KeyBatch) -> BatchResult:
     """A stateless batch: the weights arrive from the object store (or the model is built here when None)."""
     clock = time.perf_counter()
     model = from_arrays(weights) if weights is not None else None
     predictor = Predictor(spec, model=model, worker=f"task-{os.getpid()}")
-    result = predictor.predict(batch, index)
+    result = read_and_predict(predictor, index, batch)
     # What statelessness costs: deserialising (or building) the model for every batch.
     result.stages["model_load"] = time.perf_counter() - clock - sum(result.stages.values())
     return result
@@ -62,6 +78,7 @@ class ActorStrategy(Strategy):
     same way; the subclasses differ only in how `run` hands batches to them."""
 
     faults = ("kill-driver", "kill-actor", "kill-node")
+    input_modes = ("driver", "cluster")  # cluster: each actor reads the batches it is given (KeyBatch)
 
     def start(self) -> StartInfo:
         self._confirmations: list[threading.Thread] = []

@@ -34,6 +34,7 @@ def _start_worker_process(hold_s: float) -> int:
 class TasksStrategy(Strategy):
     name = "tasks"
     options = ("model_transfer",)
+    input_modes = ("driver", "cluster")  # cluster: each task reads its own batch (KeyBatch)
 
     def start(self) -> StartInfo:
         import ray

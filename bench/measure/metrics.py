@@ -76,7 +76,9 @@ def summarise(events: list[BatchEvent], warmup_batches: int, run_s: float, start
         if window < min_steady_s:
             reasons.append(f"steady window {window:.2f} s is shorter than {min_steady_s:g} s")
 
-    stage_totals = {s: sum(e.stages.get(s, 0.0) for e in steady) for s in STAGES}
+    # `read`: workers that read their own inputs (--input cluster); absent otherwise
+    names = ("read", *STAGES) if any("read" in e.stages for e in steady) else STAGES
+    stage_totals = {s: sum(e.stages.get(s, 0.0) for e in steady) for s in names}
     per_image_ms = {s: 1000 * v / steady_images if steady_images else None for s, v in stage_totals.items()}
     service = [e.ended - e.started for e in steady]
     latency = [e.completed - e.submitted for e in steady] if latency_defined else []

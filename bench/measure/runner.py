@@ -31,7 +31,7 @@ from bench.platform.ray_session import ClusterInfo, local_cluster_info, ray_sess
 from bench.results.environment import environment
 from bench.results.record import RunRecord
 from bench.results.store import run_path, write_record
-from bench.workload.images import SourceUnavailable, batched, open_source
+from bench.workload.images import SourceUnavailable, batched, key_batches, open_source
 from bench.workload.models import WeightsUnavailable, check_weights, model_size, weights_kind
 from bench.workload.predictor import BatchResult, PredictorSpec
 
@@ -116,8 +116,8 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
                               spec.keep_masks)
     record.plan = asdict(plan)
     record.cluster = cluster.to_dict()
-    if spec.input_mode == "cluster":  # the strategy's workers read the source: the driver holds no input
-        batches, prefetched = iter(()), 0
+    if spec.input_mode == "cluster":  # workers read the source: the driver lists keys, never holds bytes
+        batches, prefetched = enumerate(key_batches(source, spec.batch_size)), 0
     else:
         batches, prefetched = prefetch(enumerate(batched(iter(source), spec.batch_size)))  # before any clock
     strategy = strategy_cls(spec, predictor, plan)
@@ -131,6 +131,7 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
     seen: dict[str, int] = {}
     outputs, bad = [], []
     run_start = time.time()
+    cpu_start = time.process_time()
 
     def on_submit(index: int) -> None:
         submitted[index] = time.time() - run_start
@@ -159,9 +160,11 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
                 done += result.num_images
                 if progress:
                     progress(done, expected)
+        run_s = time.time() - run_start
+        driver_cpu_s = time.process_time() - cpu_start
+        record.strategy_stats = strategy.stats()
     finally:
         strategy.stop()
-    run_s = time.time() - run_start
 
     duplicates = sorted(i for i, n in seen.items() if n > 1)
     record_events = [asdict(e) for e in events]
@@ -180,6 +183,9 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
     record.faults = [{**f, **recovery(record_events, f["t"], f["worker"])} for f in faults]
     # Peak resident memory of this (driver) process over its life: bounded when inputs and outputs stream.
     record.driver_peak_rss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # Driver CPU in the window (harness, strategy and, for Ray Data, its streaming executor): on a small
+    # machine every driver CPU-second is taken from the workers.
+    record.driver_cpu_s = driver_cpu_s
     record.counts = {"inputs_expected": expected, "inputs_seen": len(seen), "ok": len(outputs), "bad": len(bad),
                      "duplicates": len(duplicates)}
     record.inputs_prefetched = prefetched

@@ -1,8 +1,9 @@
 """Utilisation samplers: a background thread that wakes every `interval` seconds (Event.wait, never a
 busy loop) and reads system CPU %, the CPU % and RSS of the whole process tree (the driver and its
-children, plus Ray's workers and daemons for Ray cells), and per-GPU utilisation, memory and
-power through NVML when GPUs exist. Each reading is a few syscalls, so the cost is negligible at the
-default 0.5 s; `nox -s bench` measures it against a plain loop.
+children, plus Ray's workers and daemons for Ray cells), the Ray cluster's object-store bytes (used
+and spilled) for Ray cells, and per-GPU utilisation, memory and power through NVML when GPUs exist.
+Each reading is a few syscalls and, for Ray cells, one local gRPC call, so the cost is negligible at
+the default 0.5 s; `nox -s bench` measures it against a plain loop.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import psutil
 
 from bench.measure.stats import series
 from bench.platform.host import Nvml, ray_processes
+from bench.platform.object_store import ObjectStore
 
 
 @dataclass
@@ -26,6 +28,7 @@ class Sample:
     tree_rss_bytes: int
     tree_processes: int
     gpus: list[dict] = field(default_factory=list)  # per GPU: util %, memory used bytes, power W
+    object_store: dict | None = None  # Ray cells: cluster-wide {"used_bytes", "spilled_bytes"}
 
 
 class ResourceSampler:
@@ -40,11 +43,14 @@ class ResourceSampler:
         self.root = psutil.Process(root_pid or os.getpid())
         self.nvml = nvml if nvml is not None else Nvml()
         self.samples: list[Sample] = []
+        self.object_store: ObjectStore | None = None
         self._known: dict[int, psutil.Process] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="segbench-sampler", daemon=True)
 
     def __enter__(self) -> ResourceSampler:
+        if self.include_ray:
+            self.object_store = ObjectStore()
         self._tree()
         self._started = time.perf_counter()
         self._thread.start()
@@ -93,10 +99,14 @@ class ResourceSampler:
             except psutil.Error:  # a worker exited between listing and reading
                 continue
         self.samples.append(Sample(round(time.perf_counter() - self._started, 3), psutil.cpu_percent(None),
-                                   round(cpu, 1), rss, alive, self.nvml.read()))
+                                   round(cpu, 1), rss, alive, self.nvml.read(),
+                                   self.object_store.read() if self.object_store else None))
 
     def summary(self) -> dict:
-        return utilisation_summary(self.samples)
+        out = utilisation_summary(self.samples)
+        if self.object_store and self.object_store.unavailable:
+            out["object_store_unavailable"] = self.object_store.unavailable
+        return out
 
 
 def utilisation_summary(samples: list[Sample]) -> dict:
@@ -107,6 +117,10 @@ def utilisation_summary(samples: list[Sample]) -> dict:
         "tree_cpu_percent": series([s.tree_cpu_percent for s in samples]),
         "tree_rss_bytes": series([s.tree_rss_bytes for s in samples]),
     }
+    stores = [s.object_store for s in samples if s.object_store]
+    if stores:  # the peak is what bounded streaming must keep flat; spilled counts bytes spilled in the window
+        out["object_store_used_bytes"] = series([o["used_bytes"] for o in stores])
+        out["object_store_spilled_bytes"] = stores[-1]["spilled_bytes"] - stores[0]["spilled_bytes"]
     gpu_count = max((len(s.gpus) for s in samples), default=0)
     for i in range(gpu_count):
         readings = [s.gpus[i] for s in samples if len(s.gpus) > i]

@@ -14,8 +14,8 @@ import strategies
 from bench.results.record import RunRecord
 from bench.results.summary import measured
 
-STAGE_COLOURS = {"decode": "#8dd3c7", "preprocess": "#ffffb3", "forward": "#bebada", "postprocess": "#fb8072",
-                 "waiting": "#d9d9d9"}
+STAGE_COLOURS = {"read": "#b3de69", "decode": "#8dd3c7", "preprocess": "#ffffb3", "forward": "#bebada",
+                 "postprocess": "#fb8072", "waiting": "#d9d9d9"}
 
 
 def _best_cells(summary: pd.DataFrame) -> pd.DataFrame:

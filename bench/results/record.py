@@ -58,6 +58,8 @@ class RunRecord:
     skipped_files: list[dict] | None = None
     faults: list[dict] | None = None
     driver_peak_rss_bytes: int | None = None
+    driver_cpu_s: float | None = None  # CPU time of the driver process (all threads) in the measured window
+    strategy_stats: dict | None = None  # what the strategy's framework reports of itself (Ray Data's operators)
     counts: dict | None = None
     inputs_prefetched: int | None = None
     # Why it failed, in detail.

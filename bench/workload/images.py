@@ -5,11 +5,14 @@
 - `hf:NAME[:SPLIT[:DATA_DIR]]`: a Hugging Face `datasets` dataset (cached scene_parse_150, or
   `hf:imagefolder:train:PATH`).
 
-Sources are small picklable descriptions, so a Ray worker can rebuild one and read its own share.
+Sources are small picklable descriptions, so a Ray worker can rebuild one and read its own share:
+every source names its images by keys (`keys()`) and reads one by key (`load(key)`) in any process.
+With `--input cluster` the driver sends `KeyBatch`es, never bytes (see `strategies` for who reads).
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 from collections.abc import Iterator
@@ -58,6 +61,12 @@ class SyntheticSource:
     def __iter__(self) -> Iterator[EncodedImage]:
         return (self.image(i) for i in range(self.count))
 
+    def keys(self) -> Iterator[int]:
+        return iter(range(self.count))
+
+    def load(self, key: int) -> EncodedImage:
+        return self.image(key)
+
     def image(self, index: int) -> EncodedImage:
         return EncodedImage(f"synthetic-{self.seed}-{index:06d}", synthetic_jpeg(index, self.seed, self.scale,
                                                                                   self.quality))
@@ -92,6 +101,16 @@ class FolderSource:
         for path in self.paths():
             yield EncodedImage(str(path.relative_to(self.root)), path.read_bytes())
 
+    def keys(self) -> Iterator[str]:
+        return (str(p.relative_to(self.root)) for p in self.paths())
+
+    def load(self, key: str) -> EncodedImage:
+        return EncodedImage(key, (self.root / key).read_bytes())
+
+    def portable(self) -> FolderSource:
+        """This source as workers on any node need it: an absolute root, without the skipped list."""
+        return FolderSource(self.root.resolve(), self.count)
+
     def describe(self) -> dict:
         return {"kind": self.kind, "root": str(self.root), "count": len(self),
                 "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped]}
@@ -108,30 +127,45 @@ class HFDatasetSource:
     kind = "hf"
 
     def _dataset(self):
-        try:
-            import datasets
-        except ImportError:
-            raise SourceUnavailable("the `datasets` package is missing: pip install 'segbench[datasets]'") from None
-        try:
-            ds = datasets.load_dataset(self.name, split=self.split, data_dir=self.data_dir)
-        except Exception as err:  # offline hub, unknown name, missing cache: all end the same way
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise SourceUnavailable(f"cannot load dataset {self.name!r} split {self.split!r}: {first}") from None
-        # Keep the encoded bytes: decoding belongs to the measured work, not to the loader.
-        ds = ds.cast_column(self.image_column, datasets.Image(decode=False))
-        return ds if self.count is None else ds.select(range(min(self.count, len(ds))))
+        return _hf_dataset(self.name, self.split, self.data_dir, self.image_column, self.count)
+
+    def keys(self) -> Iterator[int]:
+        return iter(range(len(self)))
+
+    def load(self, key: int) -> EncodedImage:
+        return self._encoded(key, self._dataset()[key])
+
+    def _encoded(self, index: int, row: dict) -> EncodedImage:
+        cell = row[self.image_column]
+        data = cell["bytes"] if cell.get("bytes") else Path(cell["path"]).read_bytes()
+        return EncodedImage(f"{self.name}-{self.split}-{index:06d}", data)
 
     def __len__(self) -> int:
         return len(self._dataset())
 
     def __iter__(self) -> Iterator[EncodedImage]:
         for i, row in enumerate(self._dataset()):
-            cell = row[self.image_column]
-            data = cell["bytes"] if cell.get("bytes") else Path(cell["path"]).read_bytes()
-            yield EncodedImage(f"{self.name}-{self.split}-{i:06d}", data)
+            yield self._encoded(i, row)
 
     def describe(self) -> dict:
         return {"kind": self.kind, "name": self.name, "split": self.split, "count": self.count}
+
+
+@functools.lru_cache(maxsize=4)  # a worker reading its keys one by one opens the dataset once
+def _hf_dataset(name: str, split: str, data_dir: str | None, image_column: str, count: int | None):
+    """The dataset with its image column left encoded (bytes or a path), cut to `count` rows."""
+    try:
+        import datasets
+    except ImportError:
+        raise SourceUnavailable("the `datasets` package is missing: pip install 'segbench[datasets]'") from None
+    try:
+        ds = datasets.load_dataset(name, split=split, data_dir=data_dir)
+    except Exception as err:  # offline hub, unknown name, missing cache: all end the same way
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise SourceUnavailable(f"cannot load dataset {name!r} split {split!r}: {first}") from None
+    # Keep the encoded bytes: decoding belongs to the measured work, not to the loader.
+    ds = ds.cast_column(image_column, datasets.Image(decode=False))
+    return ds if count is None else ds.select(range(min(count, len(ds))))
 
 
 ImageSource = SyntheticSource | FolderSource | HFDatasetSource
@@ -150,7 +184,27 @@ def open_source(text: str, count: int | None, seed: int = 0, scale: float = 1.0)
     return FolderSource.open(Path(text.removeprefix("folder:")), count)
 
 
-def batched(images: Iterator[EncodedImage], batch_size: int) -> Iterator[list[EncodedImage]]:
+@dataclass(frozen=True)
+class KeyBatch:
+    """A batch named by its keys, read by the worker that runs it (`--input cluster`)."""
+
+    source: ImageSource
+    keys: tuple
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def load(self) -> list[EncodedImage]:
+        return [self.source.load(key) for key in self.keys]
+
+
+def key_batches(source: ImageSource, batch_size: int) -> Iterator[KeyBatch]:
+    """The source in batches of keys, listed lazily: what the driver sends when workers read."""
+    portable = source.portable() if isinstance(source, FolderSource) else source
+    return (KeyBatch(portable, tuple(keys)) for keys in batched(source.keys(), batch_size))
+
+
+def batched(images: Iterator, batch_size: int) -> Iterator[list]:
     iterator = iter(images)
     while batch := list(itertools.islice(iterator, batch_size)):
         yield batch

@@ -45,3 +45,22 @@ def test_sampler_series_have_the_expected_fields():
                             "memory_total_bytes": 80 * 2**30, "power_w": 75.0}]
     summary = utilisation_summary(sampler.samples)
     assert summary["gpu0"]["power_w"]["peak"] == 75.0 and summary["tree_rss_bytes"]["peak"] > 0
+
+
+def test_object_store_is_read_from_the_cluster_and_its_absence_is_recorded(ray_local):
+    import numpy as np
+    import ray
+
+    held = ray.put(np.zeros(4 * 2**20, dtype=np.uint8))  # 4 MiB: stored in plasma, not inlined
+    with ResourceSampler(0.05, include_ray=True) as sampler:
+        time.sleep(0.2)
+    del held
+    summary = sampler.summary()
+    assert summary["object_store_used_bytes"]["peak"] >= 4 * 2**20
+    assert summary["object_store_spilled_bytes"] == 0 and "object_store_unavailable" not in summary
+
+    ray.shutdown()  # the next test to need Ray starts it again
+    with ResourceSampler(0.05, include_ray=True) as sampler:
+        time.sleep(0.1)
+    assert "Ray is not initialised" in sampler.summary()["object_store_unavailable"]
+    assert all(s.object_store is None for s in sampler.samples)

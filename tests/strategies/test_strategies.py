@@ -21,7 +21,9 @@ VARIANTS = {
     "actor_pool_map": {"actors": 2},
     "ray_data": {"actors": 2},
     "ray_data-split": {"actors": 1, "ray_data_split": True},
+    "ray_data-autoscale": {"actors": 1, "actors_max": 2},  # an autoscaling pool of 1..2 actors
     "ray_data-cluster": {"actors": 1, "input_mode": "cluster"},  # the folder read by Ray Data in the cluster
+    "actors-cluster": {"actors": 2, "input_mode": "cluster"},  # each actor reads the paths it is sent
 }
 
 
@@ -48,7 +50,8 @@ def _has_ade() -> bool:
 
 
 def spec(strategy: str, folder, **kw) -> RunSpec:
-    return RunSpec(strategy=strategy, model="tiny", batch_size=3, images=None, source=str(folder), **kw)
+    return RunSpec(**{"strategy": strategy, "model": "tiny", "batch_size": 3, "images": None, "source": str(folder),
+                      **kw})
 
 
 def outputs(record) -> tuple[dict, dict]:
@@ -75,6 +78,11 @@ def test_strategy_matches_sequential(variant, inputs, reference, ray_local):
         assert all("model_load" in b["stages"] for b in record.batches)
     plan = record.plan
     assert plan["workers"] * plan["threads"] <= record.cluster["cpus"]
+    assert record.driver_cpu_s > 0
+    if variant.startswith("ray_data"):  # Ray Data's own figures: its model stage saw every image once
+        model_stage = record.strategy_stats["operators"][-1]
+        assert model_stage["name"].startswith("MapBatches(") and model_stage["rows"] == len(digests) + len(bad)
+        assert record.utilisation["object_store_used_bytes"]["peak"] > 0
 
 
 def test_actor_kill_mid_run_still_processes_every_image_once(ray_local):
@@ -106,44 +114,6 @@ def test_two_node_cluster_runs_batches_on_both_nodes():
         assert record.status == "ok", record.error
         assert record.cluster["nodes"] == 2
         assert len({b["node"] for b in record.batches}) == 2
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-
-
-def test_node_kill_mid_run_moves_the_actor_and_processes_every_image_once():
-    """kill-node on a three-node cluster (head without CPUs, three one-CPU nodes, two actors): the raylet
-    of actor-0's node dies, Ray restarts actor-0 on the spare node, and no image is lost or doubled."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    ray.shutdown()  # the multi-node cluster needs its own driver connection
-    fast_death = {"health_check_period_ms": 500, "health_check_failure_threshold": 3,
-                  "health_check_initial_delay_ms": 0}
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
-                                                            "_system_config": fast_death})
-    for _ in range(3):
-        cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    try:
-        # 32 batches of 400 ms keep actor-0 busy until its raylet dies: the kill task waits for a new
-        # worker process on that node (seconds here), and a tiny model had finished everything by then.
-        cell = RunSpec(strategy="actors", model="calibrated:200ms", batch_size=2, images=64, image_scale=0.15,
-                       actors=2, cpus_per_worker=1, ray_address=cluster.address, inject="kill-node@batch=3,target=0")
-        record, _ = run_cell(cell, write=False)
-        assert record.status == "ok", record.error
-        assert record.counts == {"inputs_expected": 64, "inputs_seen": 64, "ok": 64, "bad": 0, "duplicates": 0}
-        (fault,) = record.faults
-        assert fault["kind"] == "kill-node" and fault["worker"] == "actor-0" and fault["recovered"]
-        before = {b["node"] for b in record.batches if b["worker"] == "actor-0" and b["started"] <= fault["t"]}
-        dead_at = fault["t"] + fault["node_dead_s"]
-        after = {b["node"] for b in record.batches if b["worker"] == "actor-0" and b["started"] > dead_at}
-        assert before <= {fault["node"]} and after and fault["node"] not in after  # actor-0 may not have run yet
-        # The driver kept taking results while the node's death was being confirmed: that wait is the
-        # harness's, and must not show up in the recovery time or the dip.
-        assert any(fault["t"] < b["completed"] < dead_at for b in record.batches if b["worker"] == "actor-1")
-        ray.init(address=cluster.address, log_to_driver=False)
-        assert not any(n["Alive"] for n in ray.nodes() if n["NodeID"] == fault["node"])
     finally:
         ray.shutdown()
         cluster.shutdown()
