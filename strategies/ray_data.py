@@ -1,8 +1,11 @@
 """ray_data: `Dataset.map_batches` with a callable predictor class on an actor pool — the successor
 of Ray AIR's `BatchPredictor` (Checkpoint + Predictor), which Ray removed.
 
-Inputs: the driver puts each batch of encoded images into the object store as an Arrow block (so
-workers on any node read them from there) and builds the dataset from those references. The model
+Inputs (`--input`): `driver` puts each batch of encoded images into the object store as an Arrow block
+(so workers on any node read them from there) and builds the dataset from those references.
+`cluster` has Ray Data read them in its own tasks: `read_binary_files` over a folder, `ray.data.range`
++ generation for synthetic images, its Hugging Face datasource over a streaming `hf:` dataset; the
+driver lists paths at most, and streaming backpressure bounds what is in the object store. The model
 stage runs on `ActorPoolStrategy(size=N)` or, with `--actors-max`, an autoscaling pool N..max.
 With `--ray-data-split`, decode + preprocess run as their own CPU task stage streaming model-ready
 pixels into the model stage (the pattern Ray recommends for GPU inference). Ray Data regroups rows
@@ -22,6 +25,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -117,6 +121,12 @@ def _relative_ids(batch: dict[str, np.ndarray], root: str) -> dict[str, np.ndarr
             "data": batch["bytes"]}
 
 
+def _hf_rows(batch: dict[str, np.ndarray], column: str) -> dict[str, np.ndarray]:
+    """Cluster-side Hugging Face source: the encoded bytes, or the file a local builder points at."""
+    data = [cell["bytes"] if cell.get("bytes") else Path(cell["path"]).read_bytes() for cell in batch[column]]
+    return {"id": batch["segbench_id"], "data": np.array(data, dtype=object)}
+
+
 class RayDataStrategy(Strategy):
     name = "ray_data"
     latency_defined = False
@@ -177,7 +187,14 @@ class RayDataStrategy(Strategy):
             return ray.data.read_binary_files(paths, include_paths=True, num_cpus=TASK_CPUS).map_batches(
                 _relative_ids, batch_size=spec.batch_size, num_cpus=TASK_CPUS,
                 fn_kwargs={"root": str(source.root.resolve())})
-        raise NotImplementedError(f"--input cluster does not read {source.kind} sources yet")
+        # hf: Ray Data's Hugging Face datasource over the streaming dataset (one read task iterating it).
+        # Not ray.data.from_huggingface: it first asks the Hub for parquet files (a failing request
+        # offline) and, for a non-streaming dataset, copies the whole table from the driver.
+        from ray.data._internal.datasource.huggingface_datasource import HuggingFaceDatasource
+
+        rows = ray.data.read_datasource(HuggingFaceDatasource(dataset=source.streaming()), num_cpus=TASK_CPUS)
+        return rows.map_batches(_hf_rows, batch_size=spec.batch_size, num_cpus=TASK_CPUS,
+                                fn_kwargs={"column": source.image_column})
 
     def run(self, batches: Iterator[IndexedBatch], on_submit: Callable[[int], None]) -> Iterator[BatchResult]:
         import pyarrow as pa

@@ -150,22 +150,47 @@ class HFDatasetSource:
     def describe(self) -> dict:
         return {"kind": self.kind, "name": self.name, "split": self.split, "count": self.count}
 
+    def streaming(self):
+        """The dataset as a `datasets.IterableDataset` read lazily where it is iterated (Ray Data's
+        Hugging Face datasource in the cluster): image column encoded, plus the id each row is named by."""
+        datasets = _datasets_module()
+        try:
+            ds = datasets.load_dataset(self.name, split=self.split, data_dir=self.data_dir, streaming=True)
+        except Exception as err:
+            raise _unavailable(self.name, self.split, err) from None
+        ds = ds.cast_column(self.image_column, datasets.Image(decode=False))
+        if self.count is not None:
+            ds = ds.take(self.count)
+        prefix = f"{self.name}-{self.split}"
+        return ds.map(lambda _, i: {"segbench_id": f"{prefix}-{i:06d}"}, with_indices=True)
+
 
 @functools.lru_cache(maxsize=4)  # a worker reading its keys one by one opens the dataset once
 def _hf_dataset(name: str, split: str, data_dir: str | None, image_column: str, count: int | None):
     """The dataset with its image column left encoded (bytes or a path), cut to `count` rows."""
+    datasets = _datasets_module()
+    try:
+        ds = datasets.load_dataset(name, split=split, data_dir=data_dir)
+    except Exception as err:
+        raise _unavailable(name, split, err) from None
+    # Keep the encoded bytes: decoding belongs to the measured work, not to the loader.
+    ds = ds.cast_column(image_column, datasets.Image(decode=False))
+    return ds if count is None else ds.select(range(min(count, len(ds))))
+
+
+
+def _datasets_module():
     try:
         import datasets
     except ImportError:
         raise SourceUnavailable("the `datasets` package is missing: pip install 'segbench[datasets]'") from None
-    try:
-        ds = datasets.load_dataset(name, split=split, data_dir=data_dir)
-    except Exception as err:  # offline hub, unknown name, missing cache: all end the same way
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise SourceUnavailable(f"cannot load dataset {name!r} split {split!r}: {first}") from None
-    # Keep the encoded bytes: decoding belongs to the measured work, not to the loader.
-    ds = ds.cast_column(image_column, datasets.Image(decode=False))
-    return ds if count is None else ds.select(range(min(count, len(ds))))
+    return datasets
+
+
+def _unavailable(name: str, split: str, err: Exception) -> SourceUnavailable:
+    """Offline hub, unknown name, missing cache: all end the same way, in one line."""
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return SourceUnavailable(f"cannot load dataset {name!r} split {split!r}: {first}")
 
 
 ImageSource = SyntheticSource | FolderSource | HFDatasetSource

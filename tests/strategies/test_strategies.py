@@ -200,3 +200,17 @@ def test_deadlock_configuration_exits_2_from_the_cli(capsys, tmp_path):
         main(["run", "--strategy", "ray_data", "--model", "tiny", "--actors", "2", "--cpus-per-worker", "1",
               "--images", "4", "--results", str(tmp_path)])
     assert exit_info.value.code == 2 and "would hang" in capsys.readouterr().err
+
+
+def test_hf_dataset_read_by_ray_data_in_the_cluster_matches_the_driver_read(tmp_path, monkeypatch, ray_local):
+    """hf:imagefolder through Ray Data's Hugging Face datasource: the ids and maps of sequential's driver read."""
+    pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    for image in SyntheticSource(5, seed=3, scale=0.15):
+        (tmp_path / f"{image.image_id}.jpg").write_bytes(image.data)
+    source = f"hf:imagefolder:train:{tmp_path}"
+    records = [run_cell(RunSpec(strategy=strategy, model="tiny", batch_size=2, images=None, source=source,
+                                input_mode=mode), write=False)[0]
+               for strategy, mode in (("sequential", "driver"), ("ray_data", "cluster"))]
+    assert [r.status for r in records] == ["ok", "ok"], [r.error for r in records]
+    assert outputs(records[0]) == outputs(records[1]) and len(records[1].outputs) == 5
