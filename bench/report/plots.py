@@ -194,12 +194,26 @@ def timelines(records, summary, repeats):
         for row, worker in enumerate(workers):
             spans = [(b["started"], b["ended"] - b["started"]) for b in batches if b["worker"] == worker]
             ax.broken_barh(spans, (row - 0.4, 0.8), facecolors="#4c72b0", edgecolors="white")
-        ax.set_yticks(range(len(workers)), workers, fontsize=7)
+        # Ray Data's operators: each one's span, from its first task's start to its last task's end
+        operators = _operator_spans(chosen[name])
+        for row, (_, start, length) in enumerate(operators, start=len(workers)):
+            ax.broken_barh([(start, length)], (row - 0.4, 0.8), facecolors="#dd8452", edgecolors="white")
+        ax.set_yticks(range(len(workers) + len(operators)), workers + [label for label, _, _ in operators], fontsize=7)
         ax.set_xlabel("seconds since run start")
         ax.set_title(name, fontsize=9)
     fig.suptitle("Which worker ran which batch when (gaps: idle)")
     fig.tight_layout()
     return fig
+
+
+def _operator_spans(record: RunRecord) -> list[tuple[str, float, float]]:
+    """(label, start, length) per Ray Data operator, in seconds since the run start."""
+    spans = []
+    for op in (record.strategy_stats or {}).get("operators") or []:
+        if op.get("start") is not None and op.get("end") is not None and record.run_start_wall:
+            start = op["start"] - record.run_start_wall
+            spans.append((f"op {op['name']}"[:40], start, max(0.0, op["end"] - op["start"])))
+    return spans
 
 
 def speedup_vs_sequential(records, summary, repeats):

@@ -107,11 +107,34 @@ def export(records: list[RunRecord], summary: pd.DataFrame, out: Path) -> list[P
             events.append({"ph": "X", "name": f"batch {b['index']}", "pid": pid, "tid": b["worker"],
                            "ts": b["started"] * 1e6, "dur": max(0.0, b["ended"] - b["started"]) * 1e6,
                            "args": {"images": b["images"], **{k: round(v, 4) for k, v in b["stages"].items()}}})
+        for op in (record.strategy_stats or {}).get("operators") or []:
+            if op.get("start") is not None and op.get("end") is not None and record.run_start_wall:
+                events.append({"ph": "X", "name": op["name"], "pid": pid, "tid": "Ray Data operators",
+                               "ts": (op["start"] - record.run_start_wall) * 1e6,
+                               "dur": max(0.0, op["end"] - op["start"]) * 1e6,
+                               "args": {k: op.get(k) for k in ("tasks", "rows", "wall_s", "cpu_s")}})
     trace = write_atomic(out / "timeline.trace.json", {"traceEvents": events, "displayTimeUnit": "ms"})
     csv, parquet = out / "summary.csv", out / "summary.parquet"
     summary.to_csv(csv, index=False)
     summary.to_parquet(parquet, index=False)
     return [trace, csv, parquet]
+
+
+OPERATOR_COLUMNS = (("tasks", "tasks", 0), ("blocks", "blocks", 0), ("rows", "rows", 0), ("wall_s", "wall s", 2),
+                    ("cpu_s", "CPU s", 2), ("udf_s", "UDF s", 2), ("backpressure_s", "backpressure s", 2),
+                    ("obj_store_used_bytes", "object store MiB", 2))
+
+
+def _operators(records: list[RunRecord]) -> list[tuple[str, str, list[str]]]:
+    """(run, operator, formatted figures) for every run whose strategy reported operator stats."""
+    rows = []
+    for r in records:
+        for op in (r.strategy_stats or {}).get("operators") or []:
+            values = [op.get(key) for key, _, _ in OPERATOR_COLUMNS]
+            values[-1] = values[-1] / 2**20 if values[-1] is not None else None
+            rows.append((f"{r.cell_id} r{r.repeat_index}", str(op.get("name")),
+                         [fmt(v, digits) for v, (_, _, digits) in zip(values, OPERATOR_COLUMNS, strict=True)]))
+    return rows
 
 
 def _best_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -144,6 +167,9 @@ def render_html(records: list[RunRecord], summary: pd.DataFrame, skipped: list[d
         f"<figure><img alt=\"{e(name)}\" src=\"data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}\">"
         f"<figcaption>{e(name.replace('_', ' '))}</figcaption></figure>" for name, path in report.plots.items())
     packages = ", ".join(f"{e(k)} {e(str(v))}" for k, v in env.get("packages", {}).items())
+    operators = "".join(f"<tr><td>{e(run)}</td><td>{e(name)}</td>" + "".join(f"<td>{e(v)}</td>" for v in values)
+                        + "</tr>" for run, name, values in _operators(records))
+    operator_head = "".join(f"<th>{e(label)}</th>" for _, label, _ in OPERATOR_COLUMNS)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>segbench report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}}table{{border-collapse:collapse}}
@@ -161,6 +187,8 @@ commit {e(str((env.get('git') or {}).get('commit')))} · machine fingerprint {e(
 <h2>All cells</h2>
 <table><tr><th>cell</th><th>status</th><th>steady img/s (median)</th><th>CV %</th><th></th><th>error</th></tr>
 {cells}</table>
+<h2>Ray Data operators</h2>
+<table><tr><th>run</th><th>operator</th>{operator_head}</tr>{operators or '<tr><td>none</td></tr>'}</table>
 <h2>Skipped cells</h2><ul>{skips or '<li>none</li>'}</ul>
 <h2>Bad images</h2><ul>{bad or '<li>none</li>'}</ul>
 <h2>Plots</h2>{figures}
@@ -185,6 +213,12 @@ def render_markdown(records: list[RunRecord], summary: pd.DataFrame, skipped: li
     lines += [f"| {r.cell_id} | {r.status} | {fmt(r.throughput)} | "
               f"{fmt(r.cv * 100 if r.cv is not None else None, 1)} | {_flags(r)} | {r.error or ''} |"
               for r in summary.itertuples()]
+    operators = _operators(records)
+    if operators:
+        lines += ["", "## Ray Data operators", "",
+                  "| run | operator | " + " | ".join(label for _, label, _ in OPERATOR_COLUMNS) + " |",
+                  "|---|---|" + "---|" * len(OPERATOR_COLUMNS)]
+        lines += [f"| {run} | {name} | " + " | ".join(values) + " |" for run, name, values in operators]
     lines += ["", "## Skipped cells", ""] + ([f"- {s['values']}: {s['reason']}" for s in skipped] or ["none"])
     lines += ["", "## Plots", ""] + [f"![{name}]({path.name})" for name, path in report.plots.items()]
     return "\n".join(lines) + "\n"

@@ -127,3 +127,26 @@ def test_report_loads_in_a_real_browser_with_every_plot(report, tmp_path):
                           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
                           probe.as_uri()], capture_output=True, text=True, timeout=120)
     assert "<title>10 images, 10 loaded</title>" in out.stdout, out.stderr[-2000:]
+
+
+def test_ray_data_operator_stats_reach_the_report_the_gantt_and_the_trace(tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(GOLDEN / "runs", runs)
+    path = next(runs.rglob("r0_*.json"))
+    record = json.loads(path.read_text())
+    t0 = record["run_start_wall"]
+    record["strategy_stats"] = {"operators": [
+        {"name": "ReadBinary", "tasks": 3, "blocks": 3, "rows": 12, "wall_s": 0.1, "cpu_s": 0.05, "udf_s": None,
+         "backpressure_s": 0.0, "obj_store_used_bytes": 2**20, "start": t0 + 0.1, "end": t0 + 0.4},
+        {"name": "MapBatches(<script>x</script>)", "tasks": 4, "blocks": 4, "rows": 12, "wall_s": 2.5, "cpu_s": 2.4,
+         "udf_s": 2.3, "backpressure_s": 0.2, "obj_store_used_bytes": None, "start": t0 + 0.2, "end": t0 + 3.0}]}
+    path.write_text(json.dumps(record))
+    report = build_report([runs], tmp_path / "out", examples=0)
+    html = report.html.read_text()
+    assert "Ray Data operators" in html and "<script>x</script>" not in html
+    assert "MapBatches(&lt;script&gt;x&lt;/script&gt;)" in html and "<td>ReadBinary</td><td>3</td>" in html
+    assert "| ReadBinary | 3 | 3 | 12 | 0.10 | 0.05 | - | 0.00 | 1.00 |" in report.markdown.read_text()
+    trace = json.loads((report.out / "timeline.trace.json").read_text())["traceEvents"]
+    ops = [e for e in trace if e.get("tid") == "Ray Data operators"]
+    assert [e["name"] for e in ops] == ["ReadBinary", "MapBatches(<script>x</script>)"]
+    assert ops[1]["ts"] == pytest.approx(0.2e6) and ops[1]["dur"] == pytest.approx(2.8e6)

@@ -181,8 +181,8 @@ def test_strategies_refuse_the_options_and_faults_of_others():
     with pytest.raises(ConfigError, match="kill-actor is not supported by tasks"):
         RunSpec(strategy="tasks", model="tiny", inject="kill-actor@batch=2")
     RunSpec(strategy="actor_pool_map", model="tiny", actors=2, inject="kill-actor@batch=2,target=1")
-    with pytest.raises(ConfigError, match="--input cluster is not supported by actors"):
-        RunSpec(strategy="actors", model="tiny", input_mode="cluster")
+    with pytest.raises(ConfigError, match="--input cluster is not supported by sequential"):
+        RunSpec(strategy="sequential", model="tiny", input_mode="cluster")
 
 
 def test_a_sweep_applies_a_strategy_option_only_to_the_strategies_that_honour_it():

@@ -37,8 +37,15 @@ def test_missing_folder_is_one_clear_line(tmp_path):
 
 
 def test_hf_dataset_unavailable_is_one_clear_line(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub.constants
+
+    # The libraries read the offline switches at import: set the constants too, or this test waits
+    # for network timeouts (23 s here) before it gets the same one line.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     source = images.open_source("hf:scene_parse_150:validation", 4)
     with pytest.raises(images.SourceUnavailable) as err:
         list(source)

@@ -39,7 +39,10 @@ def test_export_then_load_from_folder(tmp_path):
 
 
 def test_hub_weights_offline_fail_with_one_line(monkeypatch):
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import: env alone is late
     with pytest.raises(models.WeightsUnavailable) as err:
         models.build_model("b0", "hub")
     assert "nvidia/segformer-b0-finetuned-ade-512-512" in str(err.value) and "\n" not in str(err.value)
