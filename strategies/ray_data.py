@@ -223,7 +223,8 @@ class RayDataStrategy(Strategy):
         summary = self._ds._get_stats_summary()  # what Dataset.stats() prints, as data
         iterator = summary.iter_stats
         return {"operators": operator_stats(summary), "time_total_s": summary.time_total_s,
-                "iterator_blocked_s": iterator.block_time.get(), "iterator_total_s": iterator.total_time.get()}
+                "iterator_blocked_s": iterator.block_time.get(), "iterator_total_s": iterator.total_time.get(),
+                "object_store_budget_bytes": object_store_budget()}
 
     def _batch_result(self, rows: list[dict], index: int) -> BatchResult:
         first = rows[0]
@@ -236,6 +237,24 @@ class RayDataStrategy(Strategy):
                   for r in rows]
         return BatchResult(images, json.loads(first["stages"]), float(first["start"]), float(first["end"]),
                            int(first["pid"]), first["node"], first["worker"], index)
+
+
+def object_store_budget() -> float | None:
+    """The object-store bytes Ray Data lets a dataset's operators hold before backpressure: its limit
+    fraction (ray.data's ResourceManager) of the cluster's object store. The sampled peak is read
+    against it: a peak far below means the budget never bound (reads could run ahead of the model)."""
+    import ray
+    from ray.data import DataContext
+    from ray.data._internal.execution.resource_manager import ResourceManager
+
+    context = DataContext.get_current()
+    fraction = context.override_object_store_memory_limit_fraction
+    if fraction is None and context.op_resource_reservation_enabled:
+        fraction = ResourceManager.DEFAULT_OBJECT_STORE_MEMORY_LIMIT_FRACTION
+    elif fraction is None:
+        fraction = ResourceManager.DEFAULT_OBJECT_STORE_MEMORY_LIMIT_FRACTION_NO_RESERVATION
+    store = ray.cluster_resources().get("object_store_memory")
+    return fraction * store if store else None
 
 
 def operator_stats(summary) -> list[dict]:

@@ -186,6 +186,13 @@ def print_run_summary(record: RunRecord, path: Path | None, console: Console | N
         console.print(f"  cpu: system mean {fmt(util['system_cpu_percent']['mean'], 0, unit='%')}, process tree "
                       f"mean {fmt(util['tree_cpu_percent']['mean'], 0, unit='%')}; peak tree RSS "
                       f"{fmt(util['tree_rss_bytes']['peak'], 0, 1 / 2**20, ' MiB')}")
+        console.print(f"  driver: CPU {fmt(record.driver_cpu_s, unit=' s')} in the window, peak RSS "
+                      f"{fmt(record.driver_peak_rss_bytes, 0, 1 / 2**20, ' MiB')}")
+        if "object_store_used_bytes" in util:
+            budget = (record.strategy_stats or {}).get("object_store_budget_bytes")
+            console.print(f"  object store: peak {fmt(util['object_store_used_bytes']['peak'], 1, 1 / 2**20, ' MiB')}"
+                          + (f" (Ray Data's budget {fmt(budget, 0, 1 / 2**20, ' MiB')})" if budget else "")
+                          + f", spilled {fmt(util['object_store_spilled_bytes'], 1, 1 / 2**20, ' MiB')}")
         counts = record.counts
         console.print(f"  images: {counts['ok']} ok, {counts['bad']} bad, {len(record.skipped_files or [])} skipped")
         for f in record.faults or []:
