@@ -1,26 +1,31 @@
 """`segbench report`: plots (PNG + SVG), a self-contained HTML report (plots embedded, opens offline),
 a Markdown report, and exports (Chrome trace of the batch timeline, summaries as CSV and Parquet).
 
-Every string that comes from outside — file names, labels, spec values, error messages — is escaped
-before it enters the HTML.
+The HTML comes from a Jinja2 template with autoescape (`bench/report/templates`), so every value from
+a record or a file name is escaped whatever its type; Markdown escapes table and markup characters
+(`md`). A report renders from the records alone: it never validates or fetches a record's sources or
+weights (example predictions are drawn only from local images and weights).
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
+from jinja2 import Environment, PackageLoader
 
 from bench.report.format import fmt
 from bench.results.record import RunRecord
 from bench.results.store import ResultStore, write_atomic
 from bench.results.summary import cell_summary, measured
 
-e = html.escape
+# autoescape=True for every template: a value from a record is text, whatever the template's name
+TEMPLATES = Environment(loader=PackageLoader("bench.report", "templates"), autoescape=True, keep_trailing_newline=True)
 
 
 @dataclass
@@ -30,6 +35,7 @@ class Report:
     html: Path | None = None
     markdown: Path | None = None
     exports: list[Path] = field(default_factory=list)
+    examples_absent: str | None = None  # why there are no example predictions, when there are none
 
 
 def build_report(paths: list[Path], out: Path, examples: int = 3) -> Report:
@@ -44,7 +50,9 @@ def build_report(paths: list[Path], out: Path, examples: int = 3) -> Report:
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out)
     figures = {name: fn(records, summary, repeats) for name, fn in P.PLOTS.items()}
-    figures["example_predictions"] = P.example_predictions(_examples(records, examples), _labels())
+    shown, report.examples_absent = _examples(records, examples)
+    if shown:
+        figures["example_predictions"] = P.example_predictions(shown, _labels())
     for name, fig in figures.items():
         if fig is None:
             continue
@@ -65,27 +73,42 @@ def _labels() -> tuple[str, ...]:
     return ade20k_labels()
 
 
-def _examples(records: list[RunRecord], n: int) -> list:
-    """Recompute maps for the first images of the first ok cell (records keep digests, not maps)."""
+def _examples(records: list[RunRecord], n: int) -> tuple[list, str | None]:
+    """Maps for the first images of the first ok cell, recomputed here (records keep digests, not maps),
+    or why not. Only local inputs: synthetic images, a folder that exists here, random or folder weights;
+    a report never fetches from the Hub and never re-validates a record's spec."""
     import numpy as np
 
-    from bench.config import ConfigError, RunSpec
-    from bench.workload.images import SourceUnavailable, open_source
+    from bench.workload.images import FolderSource, SyntheticSource
     from bench.workload.predictor import Predictor, PredictorSpec, decode
 
     record = next((r for r in records if r.ok), None)
-    if record is None or n <= 0:
-        return []
-    try:  # the record may come from another machine or version: no examples rather than no report
-        spec = RunSpec.from_dict(record.spec)
-        source = open_source(spec.source, spec.images, spec.seed, spec.image_scale)
-    except (ConfigError, SourceUnavailable):
-        return []
-    items = [item for _, item in zip(range(n), iter(source), strict=False)]
-    predictor = Predictor(PredictorSpec(spec.model, spec.weights, spec.seed, "cpu", keep_masks=True))
+    if n <= 0:
+        return [], "not asked for"
+    if record is None:
+        return [], "no cell finished ok"
+    source, weights = record.source or {}, record.weights or {}
+    if source.get("kind") == "synthetic":
+        images = SyntheticSource(min(n, int(source.get("count") or n)), int(source.get("seed") or 0),
+                                 float(source.get("scale") or 1.0))
+    elif source.get("kind") == "folder" and Path(str(source.get("root"))).is_dir():
+        images = FolderSource(Path(str(source["root"])), n)
+    else:
+        where = source.get("root") or source.get("name")
+        return [], f"the records' images ({source.get('kind')}: {where}) are not on this machine"
+    if weights.get("kind") == "hub" or (weights.get("kind") == "folder"
+                                       and not (Path(str(weights.get("name"))) / "config.json").is_file()):
+        return [], f"the records' weights ({weights.get('name')}) are not on this machine (a report never fetches them)"
+    items = list(images)[:n]
+    try:
+        predictor = Predictor(PredictorSpec(str(record.spec.get("model")), str(weights.get("name") or "random"),
+                                            int(weights.get("seed") or 0), "cpu", keep_masks=True))
+    except Exception as err:  # a model this version does not know: no examples rather than no report
+        return [], f"cannot build the records' model here: {type(err).__name__}: {err}"
     result = predictor.predict(items)
-    return [(r.image_id, np.asarray(decode(item.data)), r.mask) for item, r in zip(items, result.images, strict=True)
-            if r.ok]
+    shown = [(r.image_id, np.asarray(decode(item.data)), r.mask) for item, r in zip(items, result.images, strict=True)
+             if r.ok]
+    return shown, None if shown else "none of the first images could be decoded"
 
 
 def _skipped(paths: list[Path]) -> list[dict]:
@@ -116,7 +139,10 @@ def export(records: list[RunRecord], summary: pd.DataFrame, out: Path) -> list[P
     trace = write_atomic(out / "timeline.trace.json", {"traceEvents": events, "displayTimeUnit": "ms"})
     csv, parquet = out / "summary.csv", out / "summary.parquet"
     summary.to_csv(csv, index=False)
-    summary.to_parquet(parquet, index=False)
+    # Parquet needs one type per column: a record's malformed value (a number given as text) stays text.
+    mixed = {c: summary[c].map(lambda v: v if v is None else str(v)) for c in summary.columns
+             if summary[c].dtype == object}
+    summary.assign(**mixed).to_parquet(parquet, index=False)
     return [trace, csv, parquet]
 
 
@@ -125,12 +151,17 @@ OPERATOR_COLUMNS = (("tasks", "tasks", 0), ("blocks", "blocks", 0), ("rows", "ro
                     ("obj_store_used_bytes", "object store MiB", 2))
 
 
+def _number(value):
+    """A record's number as a number, or None (a string or anything else is not trusted as one)."""
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _operators(records: list[RunRecord]) -> list[tuple[str, str, list[str]]]:
     """(run, operator, formatted figures) for every run whose strategy reported operator stats."""
     rows = []
     for r in records:
         for op in (r.strategy_stats or {}).get("operators") or []:
-            values = [op.get(key) for key, _, _ in OPERATOR_COLUMNS]
+            values = [_number(op.get(key)) for key, _, _ in OPERATOR_COLUMNS]
             values[-1] = values[-1] / 2**20 if values[-1] is not None else None
             rows.append((f"{r.cell_id} r{r.repeat_index}", str(op.get("name")),
                          [fmt(v, digits) for v, (_, _, digits) in zip(values, OPERATOR_COLUMNS, strict=True)]))
@@ -150,75 +181,66 @@ def _flags(row) -> str:
     return "; ".join(flags + (["noisy"] if row.noisy else []))
 
 
+def _tables(records: list[RunRecord], summary: pd.DataFrame, skipped: list[dict]) -> dict:
+    """Every table of the report as rows of values (strings or numbers formatted here), for both formats."""
+    env = records[0].environment or {}
+    best = [[str(r.model), str(r.device), str(r.strategy), str(r.batch_size), str(r.actors), fmt(r.throughput),
+             fmt(r.latency_p95_s), fmt(r.cpu_tree_mean, 0)] for r in _best_table(summary).itertuples()]
+    cells = [[str(r.cell_id), str(r.status), fmt(r.throughput), fmt(r.cv * 100 if r.cv is not None else None, 1),
+              _flags(r), str(r.error or "")] for r in summary.itertuples()]
+    memory = _number(env.get("memory_bytes"))
+    return {
+        "env": {"cpu_model": str(env.get("cpu_model")), "cpu_logical": str(env.get("cpu_logical")),
+                "memory_gib": fmt(memory / 2**30 if memory else None, 1),
+                "gpus": ", ".join(map(str, env.get("gpus") or [])) or "none", "python": str(env.get("python")),
+                "packages": [(str(k), str(v)) for k, v in (env.get("packages") or {}).items()],
+                "commit": str((env.get("git") or {}).get("commit")), "fingerprint": str(env.get("fingerprint"))},
+        "best": best, "cells": cells,
+        "operators": _operators(records), "operator_labels": [label for _, label, _ in OPERATOR_COLUMNS],
+        "skipped": [(json.dumps(s.get("values")), str(s.get("reason"))) for s in skipped],
+        "bad": [(str(b.get("id")), str(b.get("reason"))) for r in records for b in r.bad_images or []],
+        "specs": "\n".join(sorted({json.dumps(r.spec, sort_keys=True) for r in records})),
+    }
+
+
 def render_html(records: list[RunRecord], summary: pd.DataFrame, skipped: list[dict], report: Report) -> str:
-    env = records[0].environment
-    specs = {json.dumps(r.spec, sort_keys=True) for r in records}
-    rows = "".join(
-        f"<tr><td>{e(str(r.model))}</td><td>{e(str(r.device))}</td><td>{e(str(r.strategy))}</td>"
-        f"<td>{r.batch_size}</td><td>{r.actors}</td><td>{fmt(r.throughput)}</td><td>{fmt(r.latency_p95_s)}</td>"
-        f"<td>{fmt(r.cpu_tree_mean, 0)}</td></tr>" for r in _best_table(summary).itertuples())
-    cells = "".join(
-        f"<tr><td>{e(str(r.cell_id))}</td><td>{e(str(r.status))}</td><td>{fmt(r.throughput)}</td>"
-        f"<td>{fmt(r.cv * 100 if r.cv is not None else None, 1)}</td><td>{e(_flags(r))}</td>"
-        f"<td>{e(str(r.error or ''))}</td></tr>" for r in summary.itertuples())
-    skips = "".join(f"<li>{e(json.dumps(s['values']))}: {e(s['reason'])}</li>" for s in skipped)
-    bad = "".join(f"<li>{e(b['id'])}: {e(b['reason'])}</li>" for r in records for b in r.bad_images or [])
-    figures = "".join(
-        f"<figure><img alt=\"{e(name)}\" src=\"data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}\">"
-        f"<figcaption>{e(name.replace('_', ' '))}</figcaption></figure>" for name, path in report.plots.items())
-    packages = ", ".join(f"{e(k)} {e(str(v))}" for k, v in env.get("packages", {}).items())
-    operators = "".join(f"<tr><td>{e(run)}</td><td>{e(name)}</td>" + "".join(f"<td>{e(v)}</td>" for v in values)
-                        + "</tr>" for run, name, values in _operators(records))
-    operator_head = "".join(f"<th>{e(label)}</th>" for _, label, _ in OPERATOR_COLUMNS)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>segbench report</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}img{{max-width:100%}}figure{{margin:1em 0}}</style>
-</head><body>
-<h1>segbench report</h1>
-<h2>Environment</h2>
-<p>{e(str(env.get('cpu_model')))} · {env.get('cpu_logical')} logical CPUs ·
-{fmt((env.get('memory_bytes') or 0) / 2**30, 1)} GiB · GPUs: {e(', '.join(env.get('gpus') or []) or 'none')} ·
-Python {e(str(env.get('python')))} · {packages} ·
-commit {e(str((env.get('git') or {}).get('commit')))} · machine fingerprint {e(str(env.get('fingerprint')))}</p>
-<h2>Best strategy per model and device</h2>
-<table><tr><th>model</th><th>device</th><th>strategy</th><th>batch</th><th>actors</th><th>steady img/s</th>
-<th>p95 batch latency s</th><th>CPU % (tree)</th></tr>{rows}</table>
-<h2>All cells</h2>
-<table><tr><th>cell</th><th>status</th><th>steady img/s (median)</th><th>CV %</th><th></th><th>error</th></tr>
-{cells}</table>
-<h2>Ray Data operators</h2>
-<table><tr><th>run</th><th>operator</th>{operator_head}</tr>{operators or '<tr><td>none</td></tr>'}</table>
-<h2>Skipped cells</h2><ul>{skips or '<li>none</li>'}</ul>
-<h2>Bad images</h2><ul>{bad or '<li>none</li>'}</ul>
-<h2>Plots</h2>{figures}
-<h2>Specs</h2><pre>{e(chr(10).join(sorted(specs)))}</pre>
-</body></html>
-"""
+    figures = [(name, base64.b64encode(path.read_bytes()).decode()) for name, path in report.plots.items()]
+    return TEMPLATES.get_template("report.html.j2").render(
+        **_tables(records, summary, skipped), figures=figures, examples_absent=report.examples_absent)
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~-])")
+
+
+def md(value) -> str:
+    """A value as inert Markdown text: markup and table characters escaped, one line."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(value).split()))
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
+        "| " + " | ".join(md(v) for v in row) + " |" for row in rows]
 
 
 def render_markdown(records: list[RunRecord], summary: pd.DataFrame, skipped: list[dict], report: Report) -> str:
-    env = records[0].environment
+    t = _tables(records, summary, skipped)
+    env = t["env"]
     lines = ["# segbench report", "", "## Environment", "",
-             f"{env.get('cpu_model')}, {env.get('cpu_logical')} logical CPUs, "
-             f"GPUs: {', '.join(env.get('gpus') or []) or 'none'}, "
-             f"commit {(env.get('git') or {}).get('commit')}, fingerprint {env.get('fingerprint')}", "",
-             "## Best strategy per model and device", "",
-             "| model | device | strategy | batch | actors | steady img/s | p95 latency s | CPU % |",
-             "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.model} | {r.device} | {r.strategy} | {r.batch_size} | {r.actors} | {fmt(r.throughput)} | "
-              f"{fmt(r.latency_p95_s)} | {fmt(r.cpu_tree_mean, 0)} |" for r in _best_table(summary).itertuples()]
-    lines += ["", "## All cells", "", "| cell | status | steady img/s | CV % | flag | error |",
-              "|---|---|---|---|---|---|"]
-    lines += [f"| {r.cell_id} | {r.status} | {fmt(r.throughput)} | "
-              f"{fmt(r.cv * 100 if r.cv is not None else None, 1)} | {_flags(r)} | {r.error or ''} |"
-              for r in summary.itertuples()]
-    operators = _operators(records)
-    if operators:
-        lines += ["", "## Ray Data operators", "",
-                  "| run | operator | " + " | ".join(label for _, label, _ in OPERATOR_COLUMNS) + " |",
-                  "|---|---|" + "---|" * len(OPERATOR_COLUMNS)]
-        lines += [f"| {run} | {name} | " + " | ".join(values) + " |" for run, name, values in operators]
-    lines += ["", "## Skipped cells", ""] + ([f"- {s['values']}: {s['reason']}" for s in skipped] or ["none"])
-    lines += ["", "## Plots", ""] + [f"![{name}]({path.name})" for name, path in report.plots.items()]
+             md(f"{env['cpu_model']}, {env['cpu_logical']} logical CPUs, GPUs: {env['gpus']}, commit "
+                f"{env['commit']}, fingerprint {env['fingerprint']}"), "",
+             "## Best strategy per model and device", ""]
+    lines += _md_table(["model", "device", "strategy", "batch", "actors", "steady img/s", "p95 latency s", "CPU %"],
+                       t["best"])
+    lines += ["", "## All cells", ""]
+    lines += _md_table(["cell", "status", "steady img/s", "CV %", "flag", "error"], t["cells"])
+    if t["operators"]:
+        lines += ["", "## Ray Data operators", ""]
+        lines += _md_table(["run", "operator", *t["operator_labels"]],
+                           [[run, name, *values] for run, name, values in t["operators"]])
+    lines += ["", "## Skipped cells", ""] + (_md_table(["cell values", "reason"], [list(s) for s in t["skipped"]])
+                                              if t["skipped"] else ["none"])
+    lines += ["", "## Bad images", ""] + ([f"- {md(i)}: {md(reason)}" for i, reason in t["bad"]] or ["none"])
+    lines += ["", "## Plots", ""] + [f"![{md(name)}]({quote(path.name)})" for name, path in report.plots.items()]
+    if report.examples_absent:
+        lines += ["", md(f"Example predictions: {report.examples_absent}")]
     return "\n".join(lines) + "\n"

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from bench.cli import main
+from bench.report import render
 from bench.report.plots import PLOTS
 from bench.report.render import build_report
 
@@ -41,7 +42,7 @@ def test_html_and_markdown_reports(report):
     assert "Best strategy per model and device" in html and "Skipped cells" in html
     assert "actor counts are meaningless for sequential" in html  # from the sweep's plan.json
     md = report.markdown.read_text()
-    assert all(f"![{name}]({name}.png)" in md for name in EXPECTED_PLOTS)
+    assert all(f"![{render.md(name)}]({name}.png)" in md for name in EXPECTED_PLOTS)
 
 
 def test_exports(report):
@@ -101,18 +102,58 @@ def test_compare_reports_machine_mismatch(tmp_path, capsys):
     assert exit_info.value.code == 2 and "machines differ" in capsys.readouterr().err
 
 
-def test_report_escapes_strings_from_outside(tmp_path):
+SCRIPT, IMG = "<script>alert(1)</script>", "<img src=x onerror=alert(1)>"
+
+
+@pytest.mark.parametrize("field_class", ["text", "number-as-string", "file-name"])
+def test_report_renders_markup_from_records_as_text(tmp_path, field_class):
+    """Markup in any field a record carries reaches neither the HTML nor the Markdown as markup."""
     runs = tmp_path / "runs"
     shutil.copytree(GOLDEN / "runs", runs)
     path = next(runs.rglob("r0_*.json"))
     record = json.loads(path.read_text())
-    record["bad_images"] = [{"id": "<img src=x onerror=alert(1)>.jpg", "reason": "corrupt <b>"}]
-    record["error"] = "<script>alert(1)</script>"
-    record["status"] = "failed"
+    if field_class == "text":
+        record.update(status="failed", error=SCRIPT)
+        record["environment"]["cpu_model"] = IMG
+    elif field_class == "number-as-string":
+        record["spec"]["batch_size"] = SCRIPT
+        record["environment"]["cpu_logical"] = IMG
+    else:
+        record["bad_images"] = [{"id": f"{IMG}.jpg", "reason": f"corrupt {SCRIPT}"}]
+        record["strategy_stats"] = {"operators": [{"name": f"ReadFiles({IMG})", "rows": SCRIPT}]}
     path.write_text(json.dumps(record))
-    html = build_report([runs], tmp_path / "out", examples=0).html.read_text()
-    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;.jpg" in html
-    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+    report = build_report([runs], tmp_path / "out", examples=0)
+    html, md = report.html.read_text(), report.markdown.read_text()
+    for raw in (SCRIPT, IMG):
+        assert raw not in html and raw not in md
+    assert "&lt;script&gt;" in html or "&lt;img src=x" in html  # rendered, as text
+    if field_class != "number-as-string":  # the Markdown has no spec dump: there it is only absent
+        assert r"\<script\>" in md or r"\<img src=x onerror=alert\(1\)\>" in md
+
+
+@pytest.mark.parametrize("missing", ["folder", "hub-weights"])
+def test_report_renders_from_records_alone(tmp_path, missing):
+    """No image folder or weights of the records on this machine: the report renders, says why there are
+    no example predictions, and never validates the spec or fetches anything."""
+    runs = tmp_path / "runs"
+    shutil.copytree(GOLDEN / "runs", runs)
+    for path in runs.rglob("r*_*.json"):
+        record = json.loads(path.read_text())
+        if missing == "folder":
+            record["spec"]["source"] = "folder:/nowhere/images"
+            record["source"] = {"kind": "folder", "root": "/nowhere/images", "count": 12}
+        else:
+            record["spec"]["weights"] = "hub"
+            record["weights"] = {"kind": "hub", "name": "hub", "seed": 0}
+        path.write_text(json.dumps(record))
+    report = build_report([runs], tmp_path / "out", examples=3)
+    assert "example_predictions" not in report.plots
+    reason = "/nowhere/images" if missing == "folder" else "a report never fetches them"
+    assert reason in report.examples_absent and reason in report.html.read_text()
+
+
+def test_markdown_escape_keeps_tables_intact():
+    assert render.md("a|b\nc *d* [e](f) <g>") == r"a\|b c \*d\* \[e\]\(f\) \<g\>"
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (nox -s browser installs it)")
@@ -145,7 +186,7 @@ def test_ray_data_operator_stats_reach_the_report_the_gantt_and_the_trace(tmp_pa
     html = report.html.read_text()
     assert "Ray Data operators" in html and "<script>x</script>" not in html
     assert "MapBatches(&lt;script&gt;x&lt;/script&gt;)" in html and "<td>ReadBinary</td><td>3</td>" in html
-    assert "| ReadBinary | 3 | 3 | 12 | 0.10 | 0.05 | - | 0.00 | 1.00 |" in report.markdown.read_text()
+    assert r"| ReadBinary | 3 | 3 | 12 | 0.10 | 0.05 | \- | 0.00 | 1.00 |" in report.markdown.read_text()
     trace = json.loads((report.out / "timeline.trace.json").read_text())["traceEvents"]
     ops = [e for e in trace if e.get("tid") == "Ray Data operators"]
     assert [e["name"] for e in ops] == ["ReadBinary", "MapBatches(<script>x</script>)"]
