@@ -32,6 +32,54 @@ def report(
 
 
 @app.command()
+def recommend(
+    results: Annotated[list[Path], typer.Argument(help="Record files or folders (e.g. results/sweeps/quick)")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decisions as JSON")] = False,
+) -> None:
+    """The recommended strategy per model and device, with its interval and margin over the runner-up."""
+    import json
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from bench.results.decision import recommend as decide
+    from bench.results.store import ResultStore
+    from bench.results.summary import cell_summary
+
+    frame = ResultStore(list(results)).frame()
+    if frame.empty:
+        raise ConfigError("no run records found in " + ", ".join(map(str, results)))
+    decisions = decide(frame, cell_summary(frame))
+    if as_json:
+        typer.echo(json.dumps(decisions, indent=2))
+        return
+    table = Table("model", "device", "recommended", "steady img/s [95% CI]", "runner-up", "margin", "verdict")
+    for d in decisions:
+        best, second = d["recommended"], d["runner_up"]
+        table.add_row(*(escape(str(v)) for v in (
+            d["model"], d["device"], _config(best), _with_interval(best), _config(second),
+            fmt(d["margin"], 0, 100, "%") if d["margin"] is not None else "-", d["verdict"])))
+    console = Console()
+    console.print(table)
+    for d in decisions:
+        for cell in d["excluded"]:
+            console.print(escape(f"  not ranked: {cell['cell_id']}: {cell['why']}"))
+        for cell_id in d["noisy"]:
+            console.print(escape(f"  noisy (CV over 10% between repeats): {cell_id}"))
+
+
+def _config(cell: dict | None) -> str:
+    return "-" if cell is None else f"{cell['strategy']} bs{cell['batch_size']} a{cell['actors']}"
+
+
+def _with_interval(cell: dict | None) -> str:
+    if cell is None:
+        return "-"
+    return f"{fmt(cell['throughput'])} [{fmt(cell['ci_low'])}, {fmt(cell['ci_high'])}]"
+
+
+@app.command()
 def compare(
     baseline: Annotated[list[Path], typer.Argument(help="Baseline records (files or folders)")],
     candidate: Annotated[Path, typer.Option("--candidate", "-c", help="Candidate records (file or folder)")],

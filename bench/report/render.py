@@ -20,9 +20,10 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader
 
 from bench.report.format import fmt
+from bench.results.decision import recommend
 from bench.results.record import RunRecord
 from bench.results.store import ResultStore, write_atomic
-from bench.results.summary import cell_summary, measured
+from bench.results.summary import cell_summary
 
 # autoescape=True for every template: a value from a record is text, whatever the template's name
 TEMPLATES = Environment(loader=PackageLoader("bench.report", "templates"), autoescape=True, keep_trailing_newline=True)
@@ -62,8 +63,8 @@ def build_report(paths: list[Path], out: Path, examples: int = 3) -> Report:
         report.plots[name] = out / f"{name}.png"
     report.exports = export(records, summary, out)
     skipped = _skipped(paths)
-    report.html = write_atomic(out / "report.html", render_html(records, summary, skipped, report))
-    report.markdown = write_atomic(out / "report.md", render_markdown(records, summary, skipped, report))
+    report.html = write_atomic(out / "report.html", render_html(records, repeats, summary, skipped, report))
+    report.markdown = write_atomic(out / "report.md", render_markdown(records, repeats, summary, skipped, report))
     return report
 
 
@@ -146,6 +147,8 @@ def export(records: list[RunRecord], summary: pd.DataFrame, out: Path) -> list[P
     return [trace, csv, parquet]
 
 
+DECISION_HEADER = ["model", "device", "recommended", "steady img/s [95% CI]", "runner-up", "margin", "verdict",
+                   "not ranked or noisy"]
 OPERATOR_COLUMNS = (("tasks", "tasks", 0), ("blocks", "blocks", 0), ("rows", "rows", 0), ("wall_s", "wall s", 2),
                     ("cpu_s", "CPU s", 2), ("udf_s", "UDF s", 2), ("backpressure_s", "backpressure s", 2),
                     ("obj_store_used_bytes", "object store MiB", 2))
@@ -168,24 +171,29 @@ def _operators(records: list[RunRecord]) -> list[tuple[str, str, list[str]]]:
     return rows
 
 
-def _best_table(summary: pd.DataFrame) -> pd.DataFrame:
-    ok = measured(summary)
-    if ok.empty:
-        return ok
-    return ok.loc[ok.groupby(["model", "device"])["throughput"].idxmax()]
-
-
 def _flags(row) -> str:
     """Why a cell's figure is not ranked (invalid) or should be read with care (noisy)."""
     flags = [] if row.valid else [f"invalid: {row.invalid_reason}"]
     return "; ".join(flags + (["noisy"] if row.noisy else []))
 
 
-def _tables(records: list[RunRecord], summary: pd.DataFrame, skipped: list[dict]) -> dict:
+def _config(cell: dict | None) -> str:
+    return "-" if cell is None else f"{cell['strategy']}, batch {cell['batch_size']}, {cell['actors']} actor(s)"
+
+
+def _with_interval(cell: dict | None) -> str:
+    return "-" if cell is None else f"{fmt(cell['throughput'])} [{fmt(cell['ci_low'])}, {fmt(cell['ci_high'])}]"
+
+
+def _tables(records: list[RunRecord], frame: pd.DataFrame, summary: pd.DataFrame, skipped: list[dict]) -> dict:
     """Every table of the report as rows of values (strings or numbers formatted here), for both formats."""
     env = records[0].environment or {}
-    best = [[str(r.model), str(r.device), str(r.strategy), str(r.batch_size), str(r.actors), fmt(r.throughput),
-             fmt(r.latency_p95_s), fmt(r.cpu_tree_mean, 0)] for r in _best_table(summary).itertuples()]
+    decisions = [[str(d["model"]), str(d["device"]), _config(d["recommended"]), _with_interval(d["recommended"]),
+                  _config(d["runner_up"]), fmt(d["margin"], 0, 100, "%") if d["margin"] is not None else "-",
+                  str(d["verdict"]),
+                  "; ".join([f"{c['cell_id']} ({c['why']})" for c in d["excluded"]]
+                            + [f"{c} (noisy)" for c in d["noisy"]]) or "-"]
+                 for d in recommend(frame, summary)]
     cells = [[str(r.cell_id), str(r.status), fmt(r.throughput), fmt(r.cv * 100 if r.cv is not None else None, 1),
               _flags(r), str(r.error or "")] for r in summary.itertuples()]
     memory = _number(env.get("memory_bytes"))
@@ -195,18 +203,20 @@ def _tables(records: list[RunRecord], summary: pd.DataFrame, skipped: list[dict]
                 "gpus": ", ".join(map(str, env.get("gpus") or [])) or "none", "python": str(env.get("python")),
                 "packages": [(str(k), str(v)) for k, v in (env.get("packages") or {}).items()],
                 "commit": str((env.get("git") or {}).get("commit")), "fingerprint": str(env.get("fingerprint"))},
-        "best": best, "cells": cells,
-        "operators": _operators(records), "operator_labels": [label for _, label, _ in OPERATOR_COLUMNS],
+        "decisions": decisions, "cells": cells,
+        "decision_header": DECISION_HEADER, "operators": _operators(records),
+        "operator_labels": [label for _, label, _ in OPERATOR_COLUMNS],
         "skipped": [(json.dumps(s.get("values")), str(s.get("reason"))) for s in skipped],
         "bad": [(str(b.get("id")), str(b.get("reason"))) for r in records for b in r.bad_images or []],
         "specs": "\n".join(sorted({json.dumps(r.spec, sort_keys=True) for r in records})),
     }
 
 
-def render_html(records: list[RunRecord], summary: pd.DataFrame, skipped: list[dict], report: Report) -> str:
+def render_html(records: list[RunRecord], frame: pd.DataFrame, summary: pd.DataFrame, skipped: list[dict],
+                report: Report) -> str:
     figures = [(name, base64.b64encode(path.read_bytes()).decode()) for name, path in report.plots.items()]
     return TEMPLATES.get_template("report.html.j2").render(
-        **_tables(records, summary, skipped), figures=figures, examples_absent=report.examples_absent)
+        **_tables(records, frame, summary, skipped), figures=figures, examples_absent=report.examples_absent)
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~-])")
@@ -222,15 +232,15 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
         "| " + " | ".join(md(v) for v in row) + " |" for row in rows]
 
 
-def render_markdown(records: list[RunRecord], summary: pd.DataFrame, skipped: list[dict], report: Report) -> str:
-    t = _tables(records, summary, skipped)
+def render_markdown(records: list[RunRecord], frame: pd.DataFrame, summary: pd.DataFrame, skipped: list[dict],
+                    report: Report) -> str:
+    t = _tables(records, frame, summary, skipped)
     env = t["env"]
     lines = ["# segbench report", "", "## Environment", "",
              md(f"{env['cpu_model']}, {env['cpu_logical']} logical CPUs, GPUs: {env['gpus']}, commit "
                 f"{env['commit']}, fingerprint {env['fingerprint']}"), "",
-             "## Best strategy per model and device", ""]
-    lines += _md_table(["model", "device", "strategy", "batch", "actors", "steady img/s", "p95 latency s", "CPU %"],
-                       t["best"])
+             "## Decision", ""]
+    lines += _md_table(DECISION_HEADER, t["decisions"])
     lines += ["", "## All cells", ""]
     lines += _md_table(["cell", "status", "steady img/s", "CV %", "flag", "error"], t["cells"])
     if t["operators"]:

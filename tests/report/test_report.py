@@ -39,7 +39,7 @@ def test_every_plot_is_rendered_as_valid_images(report):
 def test_html_and_markdown_reports(report):
     html = report.html.read_text()
     assert html.count('src="data:image/png;base64,') == 10  # self-contained: no external files
-    assert "Best strategy per model and device" in html and "Skipped cells" in html
+    assert "<h2>Decision</h2>" in html and "Skipped cells" in html
     assert "actor counts are meaningless for sequential" in html  # from the sweep's plan.json
     md = report.markdown.read_text()
     assert all(f"![{render.md(name)}]({name}.png)" in md for name in EXPECTED_PLOTS)
