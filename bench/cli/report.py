@@ -19,12 +19,14 @@ def report(
     out: Annotated[Path, typer.Option(help="Folder for plots, report.html, report.md and exports")] = Path(
         "results/reports/latest"),
     examples: Annotated[int, typer.Option(help="Example predictions to draw")] = 3,
+    parity_reference: Annotated[str | None, typer.Option(
+        help="Cell id whose maps every cell is compared with (default: sequential at each model)")] = None,
 ) -> None:
     """Plots, an HTML and a Markdown report, a Chrome trace and CSV/Parquet summaries."""
     from bench.report.render import build_report
 
     try:
-        built = build_report(list(results), out, examples)
+        built = build_report(list(results), out, examples, parity_reference)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     typer.echo(f"{len(built.plots)} plots; report: {built.html} and {built.markdown}; exports: "

@@ -21,6 +21,7 @@ from jinja2 import Environment, PackageLoader
 
 from bench.report.format import fmt
 from bench.results.decision import recommend
+from bench.results.parity import parity, thread_groups
 from bench.results.record import RunRecord
 from bench.results.store import ResultStore, write_atomic
 from bench.results.summary import cell_summary
@@ -37,9 +38,10 @@ class Report:
     markdown: Path | None = None
     exports: list[Path] = field(default_factory=list)
     examples_absent: str | None = None  # why there are no example predictions, when there are none
+    parity_reference: str | None = None  # the cell maps are compared with; None: sequential per model
 
 
-def build_report(paths: list[Path], out: Path, examples: int = 3) -> Report:
+def build_report(paths: list[Path], out: Path, examples: int = 3, parity_reference: str | None = None) -> Report:
     from bench.report import plots as P
 
     store = ResultStore(paths)
@@ -49,7 +51,7 @@ def build_report(paths: list[Path], out: Path, examples: int = 3) -> Report:
     repeats = store.frame()
     summary = cell_summary(repeats)
     out.mkdir(parents=True, exist_ok=True)
-    report = Report(out)
+    report = Report(out, parity_reference=parity_reference)
     figures = {name: fn(records, summary, repeats) for name, fn in P.PLOTS.items()}
     shown, report.examples_absent = _examples(records, examples)
     if shown:
@@ -185,7 +187,30 @@ def _with_interval(cell: dict | None) -> str:
     return "-" if cell is None else f"{fmt(cell['throughput'])} [{fmt(cell['ci_low'])}, {fmt(cell['ci_high'])}]"
 
 
-def _tables(records: list[RunRecord], frame: pd.DataFrame, summary: pd.DataFrame, skipped: list[dict]) -> dict:
+PARITY_HEADER = ["cell", "reference", "torch threads (cell / reference)", "images", "same map", "differing",
+                 "pixels differing, worst image (at least)", "likely cause"]
+
+
+def _parity(records: list[RunRecord], reference: str | None) -> tuple[list[list[str]], list[str]]:
+    """Parity rows and one explaining line per group of cells whose thread count differs."""
+    rows = parity(records, reference)
+    table = [[str(r["cell_id"]), str(r["reference"]), f"{r['threads']} / {r['reference_threads']}", str(r["images"]),
+              fmt(r["equal_share"], 1, 100, "%"), str(r["differing"]),
+              fmt(r["min_pixels_differing_share"], 3, 100, "%"),
+              ("ERROR: " if r["error"] else "") + (r["cause"] or "-")] for r in rows]
+    lines = [f"Workers with {threads} torch thread(s) against the reference's {ref}: {', '.join(cells)}. A "
+             "different thread count changes the order of float reductions, so an image whose top two classes "
+             "nearly tie can flip a few pixels; that is rounding, not a different computation."
+             for (threads, ref), cells in thread_groups(rows).items() if threads != ref]
+    errors = sum(r["error"] for r in rows)
+    if errors:
+        lines.append(f"{errors} cell(s) differ from the reference with the same threads and device: they computed "
+                     "something else (ERROR rows).")
+    return table, lines
+
+
+def _tables(records: list[RunRecord], frame: pd.DataFrame, summary: pd.DataFrame, skipped: list[dict],
+            reference: str | None = None) -> dict:
     """Every table of the report as rows of values (strings or numbers formatted here), for both formats."""
     env = records[0].environment or {}
     decisions = [[str(d["model"]), str(d["device"]), _config(d["recommended"]), _with_interval(d["recommended"]),
@@ -197,6 +222,7 @@ def _tables(records: list[RunRecord], frame: pd.DataFrame, summary: pd.DataFrame
     cells = [[str(r.cell_id), str(r.status), fmt(r.throughput), fmt(r.cv * 100 if r.cv is not None else None, 1),
               _flags(r), str(r.error or "")] for r in summary.itertuples()]
     memory = _number(env.get("memory_bytes"))
+    parity_rows, parity_notes = _parity(records, reference)
     return {
         "env": {"cpu_model": str(env.get("cpu_model")), "cpu_logical": str(env.get("cpu_logical")),
                 "memory_gib": fmt(memory / 2**30 if memory else None, 1),
@@ -205,6 +231,7 @@ def _tables(records: list[RunRecord], frame: pd.DataFrame, summary: pd.DataFrame
                 "commit": str((env.get("git") or {}).get("commit")), "fingerprint": str(env.get("fingerprint"))},
         "decisions": decisions, "cells": cells,
         "decision_header": DECISION_HEADER, "operators": _operators(records),
+        "parity_header": PARITY_HEADER, "parity": parity_rows, "parity_notes": parity_notes,
         "operator_labels": [label for _, label, _ in OPERATOR_COLUMNS],
         "skipped": [(json.dumps(s.get("values")), str(s.get("reason"))) for s in skipped],
         "bad": [(str(b.get("id")), str(b.get("reason"))) for r in records for b in r.bad_images or []],
@@ -216,10 +243,11 @@ def render_html(records: list[RunRecord], frame: pd.DataFrame, summary: pd.DataF
                 report: Report) -> str:
     figures = [(name, base64.b64encode(path.read_bytes()).decode()) for name, path in report.plots.items()]
     return TEMPLATES.get_template("report.html.j2").render(
-        **_tables(records, frame, summary, skipped), figures=figures, examples_absent=report.examples_absent)
+        **_tables(records, frame, summary, skipped, report.parity_reference), figures=figures,
+        examples_absent=report.examples_absent)
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~-])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]#+!|<>~])")  # what can start markup, a link or a cell
 
 
 def md(value) -> str:
@@ -234,13 +262,16 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def render_markdown(records: list[RunRecord], frame: pd.DataFrame, summary: pd.DataFrame, skipped: list[dict],
                     report: Report) -> str:
-    t = _tables(records, frame, summary, skipped)
+    t = _tables(records, frame, summary, skipped, report.parity_reference)
     env = t["env"]
     lines = ["# segbench report", "", "## Environment", "",
              md(f"{env['cpu_model']}, {env['cpu_logical']} logical CPUs, GPUs: {env['gpus']}, commit "
                 f"{env['commit']}, fingerprint {env['fingerprint']}"), "",
              "## Decision", ""]
     lines += _md_table(DECISION_HEADER, t["decisions"])
+    lines += ["", "## Parity with the reference", ""]
+    lines += _md_table(PARITY_HEADER, t["parity"]) if t["parity"] else ["no reference cell (sequential) to compare"]
+    lines += [""] + [md(note) for note in t["parity_notes"]]
     lines += ["", "## All cells", ""]
     lines += _md_table(["cell", "status", "steady img/s", "CV %", "flag", "error"], t["cells"])
     if t["operators"]:

@@ -128,7 +128,7 @@ def test_report_renders_markup_from_records_as_text(tmp_path, field_class):
         assert raw not in html and raw not in md
     assert "&lt;script&gt;" in html or "&lt;img src=x" in html  # rendered, as text
     if field_class != "number-as-string":  # the Markdown has no spec dump: there it is only absent
-        assert r"\<script\>" in md or r"\<img src=x onerror=alert\(1\)\>" in md
+        assert r"\<script\>" in md or r"\<img src=x onerror=alert(1)\>" in md
 
 
 @pytest.mark.parametrize("missing", ["folder", "hub-weights"])
@@ -153,7 +153,7 @@ def test_report_renders_from_records_alone(tmp_path, missing):
 
 
 def test_markdown_escape_keeps_tables_intact():
-    assert render.md("a|b\nc *d* [e](f) <g>") == r"a\|b c \*d\* \[e\]\(f\) \<g\>"
+    assert render.md("a|b\nc *d* [e](f) <g>") == r"a\|b c \*d\* \[e\](f) \<g\>"
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (nox -s browser installs it)")
@@ -186,8 +186,43 @@ def test_ray_data_operator_stats_reach_the_report_the_gantt_and_the_trace(tmp_pa
     html = report.html.read_text()
     assert "Ray Data operators" in html and "<script>x</script>" not in html
     assert "MapBatches(&lt;script&gt;x&lt;/script&gt;)" in html and "<td>ReadBinary</td><td>3</td>" in html
-    assert r"| ReadBinary | 3 | 3 | 12 | 0.10 | 0.05 | \- | 0.00 | 1.00 |" in report.markdown.read_text()
+    assert "| ReadBinary | 3 | 3 | 12 | 0.10 | 0.05 | - | 0.00 | 1.00 |" in report.markdown.read_text()
     trace = json.loads((report.out / "timeline.trace.json").read_text())["traceEvents"]
     ops = [e for e in trace if e.get("tid") == "Ray Data operators"]
     assert [e["name"] for e in ops] == ["ReadBinary", "MapBatches(<script>x</script>)"]
     assert ops[1]["ts"] == pytest.approx(0.2e6) and ops[1]["dur"] == pytest.approx(2.8e6)
+
+
+def _golden_with_changed_map(tmp_path: Path, cell_prefix: str) -> Path:
+    """Golden records where the first image of one cell's every repeat got a different map (a digest
+    and 30 pixels moved from one class to another in its histogram)."""
+    runs = tmp_path / "runs"
+    shutil.copytree(GOLDEN / "runs", runs)
+    for path in runs.rglob("r*_*.json"):
+        record = json.loads(path.read_text())
+        if record["cell_id"].startswith(cell_prefix):
+            first = record["outputs"][0]
+            first["digest"] = "0" * len(first["digest"])
+            (a, count), b = next(iter(first["histogram"].items())), "149"
+            first["histogram"][a] = count - 30
+            first["histogram"][b] = first["histogram"].get(b, 0) + 30
+            path.write_text(json.dumps(record))
+    return runs
+
+
+@pytest.mark.parametrize(("cell", "explained"), [("actors-tiny-cpu-bs2-a2", True), ("actors-tiny-cpu-bs2-a1", False)])
+def test_parity_names_the_cause_or_flags_an_error(tmp_path, cell, explained):
+    from bench.results.parity import parity
+    from bench.results.store import ResultStore
+
+    runs = _golden_with_changed_map(tmp_path, cell)
+    rows = {r["cell_id"]: r for r in parity(list(ResultStore([runs]).iter_latest()))}
+    (row,) = [r for cell_id, r in rows.items() if cell_id.startswith(cell)]
+    first = json.loads(next(runs.rglob(f"{cell}*/r0_*.json")).read_text())["outputs"][0]
+    assert row["differing"] == 1 and row["equal"] == row["images"] - 1
+    assert row["min_pixels_differing_share"] == pytest.approx(30 / (first["width"] * first["height"]))
+    assert row["error"] is (not explained)
+    assert ("torch threads 1 vs 2" in row["cause"]) if explained else row["cause"].startswith("unexplained")
+    assert all(r["differing"] == 0 for cell_id, r in rows.items() if not cell_id.startswith(cell))
+    md = build_report([runs], tmp_path / "out", examples=0).markdown.read_text()
+    assert ("ERROR: unexplained" in md) is (not explained)
