@@ -228,7 +228,9 @@ def _tables(records: list[RunRecord], frame: pd.DataFrame, summary: pd.DataFrame
                 "memory_gib": fmt(memory / 2**30 if memory else None, 1),
                 "gpus": ", ".join(map(str, env.get("gpus") or [])) or "none", "python": str(env.get("python")),
                 "packages": [(str(k), str(v)) for k, v in (env.get("packages") or {}).items()],
-                "commit": str((env.get("git") or {}).get("commit")), "fingerprint": str(env.get("fingerprint"))},
+                "commit": str((env.get("git") or {}).get("commit"))
+                + (" (dirty: uncommitted changes)" if (env.get("git") or {}).get("dirty") else ""),
+                "fingerprint": str(env.get("fingerprint"))},
         "decisions": decisions, "cells": cells,
         "decision_header": DECISION_HEADER, "operators": _operators(records),
         "parity_header": PARITY_HEADER, "parity": parity_rows, "parity_notes": parity_notes,

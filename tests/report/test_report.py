@@ -156,18 +156,35 @@ def test_markdown_escape_keeps_tables_intact():
     assert render.md("a|b\nc *d* [e](f) <g>") == r"a\|b c \*d\* \[e\](f) \<g\>"
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (nox -s browser installs it)")
+def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium (.ci/run and nox -s browser install it)")
 def test_report_loads_in_a_real_browser_with_every_plot(report, tmp_path):
+    """Headless chromium: no script element and no console error on the report as written, every image
+    decoded (a probe appended to a copy counts them), and a screenshot for a human to look at."""
+    page = report.html.as_uri()
+    dom = _chromium(tmp_path, "--dump-dom", "--enable-logging=stderr", "--v=0", page)
+    assert "<h2>Decision</h2>" in dom.stdout and "<h2>Parity with the reference</h2>" in dom.stdout
+    assert "<script" not in dom.stdout.lower()
+    console_errors = [line for line in dom.stderr.splitlines() if "CONSOLE" in line and ":ERROR:" in line]
+    assert not console_errors, console_errors
     probe = tmp_path / "probe.html"
     check = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
              "document.title = imgs.length + ' images, ' + imgs.filter(i => i.complete && i.naturalWidth > 0).length"
              " + ' loaded'; });</script>")
     probe.write_text(report.html.read_text().replace("</body>", check + "</body>"))
-    out = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                          f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
-                          probe.as_uri()], capture_output=True, text=True, timeout=120)
+    out = _chromium(tmp_path, "--dump-dom", probe.as_uri())
     assert "<title>10 images, 10 loaded</title>" in out.stdout, out.stderr[-2000:]
+    screenshot = tmp_path / "report.png"
+    _chromium(tmp_path, f"--screenshot={screenshot}", "--window-size=1200,4000", page)
+    with Image.open(screenshot) as image:
+        assert image.size == (1200, 4000)
+    print(f"screenshot: {screenshot}")
 
 
 def test_ray_data_operator_stats_reach_the_report_the_gantt_and_the_trace(tmp_path):
