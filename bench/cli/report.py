@@ -71,6 +71,49 @@ def recommend(
             console.print(escape(f"  noisy (CV over 10% between repeats): {cell_id}"))
 
 
+@app.command()
+def history(
+    runs: Annotated[list[Path], typer.Argument(help="Sweep folders, one per run (e.g. nightly runs over days)")],
+    out: Annotated[Path, typer.Option(help="Folder for history.png/.svg and history.json")] = Path(
+        "results/reports/history"),
+    threshold: Annotated[float, typer.Option(help="Smallest step that counts (0.10 = 10%)")] = 0.10,
+    alpha: Annotated[float, typer.Option(help="Significance of a step (Welch's t on log throughput)")] = 0.01,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the steps as JSON")] = False,
+) -> None:
+    """Each cell's steady throughput across runs, with step changes and the commit range to bisect."""
+    import json
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    from bench.report import plots
+    from bench.results import history as H
+    from bench.results.store import ResultStore, write_atomic
+
+    if len(runs) < 2:
+        raise ConfigError("history needs at least two runs (sweep folders)")
+    cells = H.series({str(path): list(ResultStore([path]).iter_latest()) for path in runs})
+    if not cells:
+        raise ConfigError("no valid, finished cells in " + ", ".join(map(str, runs)))
+    found = {cell: H.steps(series, threshold, alpha) for cell, series in cells.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "history.json", {"runs": H.table(cells), "steps": found})
+    fig = plots.history(cells, found)
+    fig.savefig(out / "history.png", dpi=110, bbox_inches="tight")
+    fig.savefig(out / "history.svg", bbox_inches="tight")
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    console = Console()
+    steps = [(cell, s) for cell, found_steps in found.items() for s in found_steps]
+    for cell, s in steps:
+        console.print(escape(f"{cell}: {s['ratio']:.2f}× between {s['good']} ({s['good_run']}, {s['good_date']}) "
+                             f"and {s['bad']} ({s['bad_run']}, {s['bad_date']}): git bisect good {s['good']}; "
+                             f"git bisect bad {s['bad']}"))
+    console.print(escape(f"{len(cells)} cells over {len(runs)} runs; {len(steps)} step(s); "
+                         f"plot: {out / 'history.png'}"))
+
+
 def _config(cell: dict | None) -> str:
     return "-" if cell is None else f"{cell['strategy']} bs{cell['batch_size']} a{cell['actors']}"
 

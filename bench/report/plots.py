@@ -277,3 +277,36 @@ def example_predictions(images: list[tuple[str, np.ndarray, np.ndarray]], labels
     fig.suptitle("Example predictions (ADE20K classes, top 6 by area)")
     fig.tight_layout()
     return fig
+
+
+def history(cells: dict, found: dict[str, list[dict]], max_cells: int = 12):
+    """Each cell's steady throughput per run (median, 95% interval) in time order, steps marked."""
+    from bench.results.decision import interval
+
+    names = list(cells)[:max_cells]
+    if not names:
+        return None
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        runs = cells[name]
+        x = np.arange(len(runs))
+        medians = np.array([run.median for run in runs])
+        bounds = [interval(run.samples) for run in runs]
+        low = np.array([m - (b[0] if b[0] is not None else m) for m, b in zip(medians, bounds, strict=True)])
+        high = np.array([(b[1] if b[1] is not None else m) - m for m, b in zip(medians, bounds, strict=True)])
+        ax.errorbar(x, medians, yerr=[low, high], fmt="o-", capsize=3)
+        for step in found.get(name, []):
+            ax.axvline(step["after_index"] - 0.5, color="#c44e52", linestyle="--")
+            ax.annotate(f"{step['ratio']:.2f}×", (step["after_index"] - 0.5, medians.max()), color="#c44e52",
+                        fontsize=8, ha="center")
+        ax.set_xticks(x, [(run.commit or "?")[:7] for run in runs], rotation=45, fontsize=7)
+        ax.set_ylabel("steady images/s")
+        ax.set_xlabel("commit (runs in date order)")
+        ax.set_title(name, fontsize=8)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle("Steady throughput per run, 95% intervals; dashed: detected steps")
+    fig.tight_layout()
+    return fig
