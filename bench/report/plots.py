@@ -18,6 +18,12 @@ STAGE_COLOURS = {"read": "#b3de69", "decode": "#8dd3c7", "preprocess": "#ffffb3"
                  "postprocess": "#fb8072", "waiting": "#d9d9d9"}
 
 
+def colour(strategy: str) -> str:
+    """One colour per strategy, the same in every plot (registry order, matplotlib's tab10)."""
+    names = strategies.names()
+    return plt.get_cmap("tab10")(names.index(strategy) % 10 if strategy in names else 9)
+
+
 def _best_cells(summary: pd.DataFrame) -> pd.DataFrame:
     """Per (model, device, strategy): the valid cell with the highest median throughput."""
     ok = measured(summary)
@@ -41,11 +47,17 @@ def throughput_by_strategy(records, summary, repeats: pd.DataFrame):
             heights.append(row["throughput"].iloc[0] if len(row) else 0)
             errors.append(per_repeat.std(ddof=1) if len(per_repeat) > 1 else 0)
         x = np.arange(len(strategies)) + g * width
-        ax.bar(x, heights, width, yerr=errors, capsize=3, label=f"{model} {device}")
+        hatch = ["", "//", "..", "xx"][g % 4]
+        ax.bar(x, heights, width, yerr=errors, capsize=3, color=[colour(s) for s in strategies], hatch=hatch,
+               edgecolor="white")
+        ax.bar([], [], color="0.6", hatch=hatch, edgecolor="white", label=f"{model} {device}")  # legend key
     ax.set_xticks(np.arange(len(strategies)) + width * (len(groups) - 1) / 2, strategies)
-    ax.set_ylabel("steady images/s (best configuration; bars: median, whiskers: stdev over repeats)")
-    ax.set_title("Throughput per strategy")
-    ax.legend()
+    ax.set_xlabel("strategy (colour: strategy; hatching: model and device)")
+    ax.set_ylabel("steady images/s")
+    ax.set_title("Throughput per strategy (best configuration; bar: median, whiskers: stdev over repeats)",
+                 fontsize=10)
+    if len(groups) > 1:
+        ax.legend()
     return fig
 
 
@@ -58,7 +70,7 @@ def scaling_with_actors(records, summary, repeats):
     for (strategy, model, device), rows in ray.groupby(["strategy", "model", "device"]):
         best_bs = rows.groupby("batch_size")["throughput"].max().idxmax()
         line = rows[rows["batch_size"] == best_bs].sort_values("actors")
-        (drawn,) = ax.plot(line["actors"], line["throughput"], marker="o",
+        (drawn,) = ax.plot(line["actors"], line["throughput"], marker="o", color=colour(strategy),
                            label=f"{strategy} {model} {device} bs{best_bs}")
         base = line["throughput"].iloc[0] / line["actors"].iloc[0]
         ax.plot(line["actors"], base * line["actors"], linestyle=":", color=drawn.get_color())  # its ideal
@@ -80,7 +92,8 @@ def throughput_vs_batch_size(records, summary, repeats):
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for (strategy, actors, model, device), rows in ok.groupby(["strategy", "actors", "model", "device"]):
         rows = rows.sort_values("batch_size")
-        ax.plot(rows["batch_size"], rows["throughput"], marker="o", label=f"{strategy} a{actors} {model} {device}")
+        ax.plot(rows["batch_size"], rows["throughput"], marker="o", color=colour(strategy),
+                linestyle=["-", "--", ":", "-."][(int(actors) - 1) % 4], label=f"{strategy} a{actors} {model} {device}")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("batch size")
     ax.set_ylabel("steady images/s")
@@ -111,7 +124,10 @@ def latency_distributions(records, summary, repeats):
     if not names:
         return None
     data = [[b["completed"] - b["submitted"] for b in chosen[n].batches] for n in names]
-    ax.boxplot(data, tick_labels=names, whis=(5, 95))
+    boxes = ax.boxplot(data, tick_labels=names, whis=(5, 95), patch_artist=True)
+    for box, name in zip(boxes["boxes"], names, strict=True):
+        box.set_facecolor(colour(name))
+    ax.set_xlabel("strategy (best configuration)")
     for i, values in enumerate(data, start=1):
         for q, marker in ((50, "o"), (95, "^"), (99, "v")):
             ax.plot(i, np.percentile(values, q), marker, color="k", markersize=4)
@@ -127,7 +143,7 @@ def pareto(records, summary, repeats):
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for strategy, rows in ok.groupby("strategy"):
-        ax.scatter(rows["latency_p95_s"], rows["throughput"], label=strategy)
+        ax.scatter(rows["latency_p95_s"], rows["throughput"], label=strategy, color=colour(strategy))
     points = ok.sort_values(["latency_p95_s", "throughput"], ascending=[True, False])
     front, best = [], -np.inf
     for row in points.itertuples():
@@ -154,6 +170,7 @@ def stage_breakdown(records, summary, repeats):
         values = np.array([chosen[n].metrics["stage_ms_per_image"].get(stage) or 0.0 for n in names])
         ax.bar(names, values, bottom=bottom, color=colour, label=stage)
         bottom += values
+    ax.set_xlabel("strategy (best configuration)")
     ax.set_ylabel("ms per image (steady batches)")
     ax.set_title("Where the time goes")
     ax.legend()
@@ -169,16 +186,17 @@ def utilisation_over_time(records, summary, repeats):
     for name, record in sorted(chosen.items()):
         samples = record.samples or []
         t = [s["t"] for s in samples]
-        axes[0][0].plot(t, [s["tree_cpu_percent"] for s in samples], label=f"{name} (process tree)")
+        axes[0][0].plot(t, [s["tree_cpu_percent"] for s in samples], label=f"{name} (process tree)",
+                        color=colour(name))
         if has_gpu:
             axes[1][0].plot(t, [s["gpus"][0]["util_percent"] if s.get("gpus") else np.nan for s in samples],
-                            label=name)
+                            label=name, color=colour(name))
     axes[0][0].set_ylabel("CPU % (100 = one core)")
     axes[0][0].set_title("Utilisation during the measured window")
     axes[0][0].legend(fontsize=7)
     if has_gpu:
         axes[1][0].set_ylabel("GPU 0 util %")
-    axes[-1][0].set_xlabel("seconds")
+    axes[-1][0].set_xlabel("seconds since the sampler started (measured window)")
     return fig
 
 
@@ -193,13 +211,14 @@ def timelines(records, summary, repeats):
         workers = sorted({b["worker"] for b in batches})
         for row, worker in enumerate(workers):
             spans = [(b["started"], b["ended"] - b["started"]) for b in batches if b["worker"] == worker]
-            ax.broken_barh(spans, (row - 0.4, 0.8), facecolors="#4c72b0", edgecolors="white")
+            ax.broken_barh(spans, (row - 0.4, 0.8), facecolors=colour(name), edgecolors="white")
         # Ray Data's operators: each one's span, from its first task's start to its last task's end
         operators = _operator_spans(chosen[name])
         for row, (_, start, length) in enumerate(operators, start=len(workers)):
             ax.broken_barh([(start, length)], (row - 0.4, 0.8), facecolors="#dd8452", edgecolors="white")
         ax.set_yticks(range(len(workers) + len(operators)), workers + [label for label, _, _ in operators], fontsize=7)
         ax.set_xlabel("seconds since run start")
+        ax.set_ylabel("worker / operator")
         ax.set_title(name, fontsize=9)
     fig.suptitle("Which worker ran which batch when (gaps: idle)")
     fig.tight_layout()
@@ -222,7 +241,7 @@ def speedup_vs_sequential(records, summary, repeats):
     if best.empty or reference not in set(best["strategy"]):
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    labels, values = [], []
+    labels, values, colours = [], [], []
     for (model, device), rows in best.groupby(["model", "device"]):
         seq = rows[rows["strategy"] == reference]["throughput"]
         if seq.empty:
@@ -230,7 +249,9 @@ def speedup_vs_sequential(records, summary, repeats):
         for row in rows.itertuples():
             labels.append(f"{row.strategy}\n{model} {device}")
             values.append(row.throughput / seq.iloc[0])
-    ax.bar(labels, values, color="#55a868")
+            colours.append(colour(row.strategy))
+    ax.bar(labels, values, color=colours)
+    ax.set_xlabel("strategy, model and device (best configuration)")
     ax.axhline(1.0, color="k", linestyle="--")
     ax.set_ylabel(f"× {reference} (best configurations)")
     ax.set_title(f"Speed-up against {reference}")

@@ -57,3 +57,50 @@ def test_history_command_writes_the_plot_and_prints_the_bisect_range(tmp_path, c
     assert "git bisect good c1" in printed and "git bisect bad c2" in printed
     assert (tmp_path / "out" / "history.png").stat().st_size > 0
     assert json.loads((tmp_path / "out" / "history.json").read_text())["steps"]
+
+
+@pytest.fixture
+def slowed_predictor(monkeypatch):
+    """From the moment it is called, every batch costs 60% more (the sleep runs on the driver's clock)."""
+    import time
+
+    from bench.workload.predictor import Predictor
+
+    def slow_down(ms_per_image: float) -> None:
+        original = Predictor.predict
+
+        def predict(self, batch, batch_index=-1):
+            time.sleep(ms_per_image / 1000 * len(batch))
+            return original(self, batch, batch_index)
+
+        monkeypatch.setattr(Predictor, "predict", predict)
+
+    return slow_down
+
+
+def test_history_of_real_runs_finds_the_commit_that_slowed_the_predictor(tmp_path, slowed_predictor):
+    """Three nights of real sequential runs (calibrated 20 ms per image, three repeats each); from the
+    third night the predictor is slowed by a fixture. The step is found between nights 1 and 2."""
+    from bench.config import RunSpec
+    from bench.measure.runner import run_cell
+    from bench.results.store import repeat_path
+
+    spec = RunSpec(strategy="sequential", model="calibrated:20ms", batch_size=4, images=24, image_scale=0.1,
+                   min_steady_batches=2, min_steady_s=0.1)
+    runs = []
+    for night in range(3):
+        if night == 2:
+            slowed_predictor(12.0)
+        folder = tmp_path / f"night-{night}"
+        for repeat in range(3):
+            record, _ = run_cell(spec, folder, write=False, repeat=repeat)
+            record.environment["git"] = {"commit": f"c{night}", "dirty": False}
+            record.started_at = f"2026-11-{10 + night:02d}T0{repeat}:00:00+00:00"
+            path = repeat_path(folder, record.cell_id, repeat)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record.to_dict()))
+        runs.append(folder)
+    cells = history.series({str(p): list(ResultStore([p]).iter_latest()) for p in runs})
+    ((_, series),) = cells.items()
+    (step,) = history.steps(series)
+    assert (step["good"], step["bad"]) == ("c1", "c2") and step["ratio"] < 0.8
