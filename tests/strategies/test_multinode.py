@@ -56,13 +56,14 @@ def test_node_kill_mid_run_moves_the_actor_and_processes_every_image_once(three_
 
     cluster = three_nodes
     try:
-        # 32 batches of 400 ms keep actor-0 busy until its raylet dies: the kill task waits for a new
-        # worker process on that node (seconds here), and a tiny model had finished everything by then.
-        cell = RunSpec(strategy="actors", model="calibrated:200ms", batch_size=2, images=64, image_scale=0.15,
+        # 48 batches of 400 ms keep actor-0 busy until its raylet dies (the kill task waits for a new
+        # worker process on that node, seconds here) and leave work for it after Ray restarts it: with 32,
+        # a loaded machine once let actor-1 finish everything before actor-0 was back.
+        cell = RunSpec(strategy="actors", model="calibrated:200ms", batch_size=2, images=96, image_scale=0.15,
                        actors=2, cpus_per_worker=1, ray_address=cluster.address, inject="kill-node@batch=3,target=0")
         record, _ = run_cell(cell, write=False)
         assert record.status == "ok", record.error
-        assert record.counts == {"inputs_expected": 64, "inputs_seen": 64, "ok": 64, "bad": 0, "duplicates": 0}
+        assert record.counts == {"inputs_expected": 96, "inputs_seen": 96, "ok": 96, "bad": 0, "duplicates": 0}
         (fault,) = record.faults
         assert fault["kind"] == "kill-node" and fault["worker"] == "actor-0" and fault["recovered"]
         before = {b["node"] for b in record.batches if b["worker"] == "actor-0" and b["started"] <= fault["t"]}
