@@ -104,8 +104,11 @@ class ResourceSampler:
 
     def summary(self) -> dict:
         out = utilisation_summary(self.samples)
-        if self.object_store and self.object_store.unavailable:
-            out["object_store_unavailable"] = self.object_store.unavailable
+        store = self.object_store
+        if store and store.unavailable:
+            out["object_store_unavailable"] = store.unavailable
+        elif store and store.read_error:
+            out["object_store_read_error"] = store.read_error  # some readings failed; the series has the rest
         return out
 
 

@@ -14,7 +14,8 @@ class ObjectStore:
     """Reads cluster-wide object-store bytes; `read()` returns None when unavailable (reason kept)."""
 
     def __init__(self) -> None:
-        self.unavailable: str | None = None
+        self.unavailable: str | None = None  # why there is no reader at all
+        self.read_error: str | None = None  # the last failed reading (a raylet going away), readings go on
         self._stub = None
         try:
             import ray
@@ -38,6 +39,6 @@ class ObjectStore:
         try:
             stats = self._stub.FormatGlobalMemoryInfo(self._request, timeout=5.0).store_stats
         except Exception as err:  # a raylet going away (node kill) must not stop the sampler
-            self.unavailable = f"{type(err).__name__}: {err}"
+            self.read_error = f"{type(err).__name__}: {err}"
             return None
         return {"used_bytes": int(stats.object_store_bytes_used), "spilled_bytes": int(stats.spilled_bytes_total)}

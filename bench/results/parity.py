@@ -17,8 +17,8 @@ from bench.results.record import RunRecord
 
 
 def reference_cells(records: list[RunRecord], named: str | None = None) -> dict[str, RunRecord]:
-    """model → its reference record: the named cell, else sequential at that model (same batch size
-    preferred, lowest repeat first)."""
+    """model → its reference record: the named cell, else sequential at that model (smallest cell id,
+    lowest repeat first, so every cell of a model is compared with the same one)."""
     ok = sorted((r for r in records if r.ok and r.outputs), key=lambda r: (r.cell_id, r.repeat_index))
     if named:
         chosen = next((r for r in ok if r.cell_id == named), None)
