@@ -5,7 +5,8 @@ Inputs (`--input`): `driver` puts each batch of encoded images into the object s
 (so workers on any node read them from there) and builds the dataset from those references.
 `cluster` has Ray Data read them in its own tasks: `read_binary_files` over a folder, `ray.data.range`
 + generation for synthetic images, its Hugging Face datasource over a streaming `hf:` dataset; the
-driver lists paths at most, and streaming backpressure bounds what is in the object store. The model
+driver lists paths at most. What sits in the object store is bounded by Ray Data's budget (a share of
+the store, recorded beside the sampled peak), not by the image count. The model
 stage runs on `ActorPoolStrategy(size=N)` or, with `--actors-max`, an autoscaling pool N..max.
 With `--ray-data-split`, decode + preprocess run as their own CPU task stage streaming model-ready
 pixels into the model stage (the pattern Ray recommends for GPU inference). Ray Data regroups rows
@@ -25,13 +26,12 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 
 from bench.config import RunSpec
 from bench.measure.budget import Needs
-from bench.workload.images import EncodedImage, FolderSource, SyntheticSource, open_source
+from bench.workload.images import EncodedImage, FolderSource, SyntheticSource, hf_image_bytes, open_source
 from bench.workload.predictor import BatchResult, ImageResult, Predictor, PredictorSpec, PreparedBatch, prepare
 from strategies.base import IndexedBatch, StartInfo, Strategy
 
@@ -122,9 +122,8 @@ def _relative_ids(batch: dict[str, np.ndarray], root: str) -> dict[str, np.ndarr
 
 
 def _hf_rows(batch: dict[str, np.ndarray], column: str) -> dict[str, np.ndarray]:
-    """Cluster-side Hugging Face source: the encoded bytes, or the file a local builder points at."""
-    data = [cell["bytes"] if cell.get("bytes") else Path(cell["path"]).read_bytes() for cell in batch[column]]
-    return {"id": batch["segbench_id"], "data": np.array(data, dtype=object)}
+    """Cluster-side Hugging Face source: the encoded bytes, as HFDatasetSource reads them."""
+    return {"id": batch["segbench_id"], "data": np.array([hf_image_bytes(c) for c in batch[column]], dtype=object)}
 
 
 class RayDataStrategy(Strategy):

@@ -45,6 +45,7 @@ def recommend(
     from rich.markup import escape
     from rich.table import Table
 
+    from bench.results.decision import configuration, with_interval
     from bench.results.decision import recommend as decide
     from bench.results.store import ResultStore
     from bench.results.summary import cell_summary
@@ -60,7 +61,7 @@ def recommend(
     for d in decisions:
         best, second = d["recommended"], d["runner_up"]
         table.add_row(*(escape(str(v)) for v in (
-            d["model"], d["device"], _config(best), _with_interval(best), _config(second),
+            d["model"], d["device"], configuration(best), with_interval(best), configuration(second),
             fmt(d["margin"], 0, 100, "%") if d["margin"] is not None else "-", d["verdict"])))
     console = Console()
     console.print(table)
@@ -112,16 +113,6 @@ def history(
                              f"git bisect bad {s['bad']}"))
     console.print(escape(f"{len(cells)} cells over {len(runs)} runs; {len(steps)} step(s); "
                          f"plot: {out / 'history.png'}"))
-
-
-def _config(cell: dict | None) -> str:
-    return "-" if cell is None else f"{cell['strategy']} bs{cell['batch_size']} a{cell['actors']}"
-
-
-def _with_interval(cell: dict | None) -> str:
-    if cell is None:
-        return "-"
-    return f"{fmt(cell['throughput'])} [{fmt(cell['ci_low'])}, {fmt(cell['ci_high'])}]"
 
 
 @app.command()

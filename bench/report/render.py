@@ -20,7 +20,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader
 
 from bench.report.format import fmt
-from bench.results.decision import recommend
+from bench.results.decision import configuration, recommend, with_interval
 from bench.results.parity import parity, thread_groups
 from bench.results.record import RunRecord
 from bench.results.store import ResultStore, write_atomic
@@ -179,14 +179,6 @@ def _flags(row) -> str:
     return "; ".join(flags + (["noisy"] if row.noisy else []))
 
 
-def _config(cell: dict | None) -> str:
-    return "-" if cell is None else f"{cell['strategy']}, batch {cell['batch_size']}, {cell['actors']} actor(s)"
-
-
-def _with_interval(cell: dict | None) -> str:
-    return "-" if cell is None else f"{fmt(cell['throughput'])} [{fmt(cell['ci_low'])}, {fmt(cell['ci_high'])}]"
-
-
 PARITY_HEADER = ["cell", "reference", "torch threads (cell / reference)", "images", "same map", "differing",
                  "pixels differing, worst image (at least)", "likely cause"]
 
@@ -213,8 +205,8 @@ def _tables(records: list[RunRecord], frame: pd.DataFrame, summary: pd.DataFrame
             reference: str | None = None) -> dict:
     """Every table of the report as rows of values (strings or numbers formatted here), for both formats."""
     env = records[0].environment or {}
-    decisions = [[str(d["model"]), str(d["device"]), _config(d["recommended"]), _with_interval(d["recommended"]),
-                  _config(d["runner_up"]), fmt(d["margin"], 0, 100, "%") if d["margin"] is not None else "-",
+    decisions = [[str(d["model"]), str(d["device"]), configuration(d["recommended"]), with_interval(d["recommended"]),
+                  configuration(d["runner_up"]), fmt(d["margin"], 0, 100, "%") if d["margin"] is not None else "-",
                   str(d["verdict"]),
                   "; ".join([f"{c['cell_id']} ({c['why']})" for c in d["excluded"]]
                             + [f"{c} (noisy)" for c in d["noisy"]]) or "-"]

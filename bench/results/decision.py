@@ -50,6 +50,19 @@ def recommend(frame: pd.DataFrame, summary: pd.DataFrame) -> list[dict]:
     return decisions
 
 
+def configuration(cell: dict | None) -> str:
+    """A ranked cell's configuration in words ("-" when there is none)."""
+    return "-" if cell is None else f"{cell['strategy']}, batch {cell['batch_size']}, {cell['actors']} actor(s)"
+
+
+def with_interval(cell: dict | None) -> str:
+    """Median steady throughput and its interval ("-" bounds with one repeat)."""
+    if cell is None:
+        return "-"
+    low, high = (f"{v:.2f}" if v is not None else "-" for v in (cell["ci_low"], cell["ci_high"]))
+    return f"{cell['throughput']:.2f} [{low}, {high}]"
+
+
 def _not_ranked(cell) -> str | None:
     if cell.status != "ok" or cell.throughput is None or cell.throughput != cell.throughput:
         return f"{cell.status}: {cell.error}" if cell.error else str(cell.status)

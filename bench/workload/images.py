@@ -136,9 +136,7 @@ class HFDatasetSource:
         return self._encoded(key, self._dataset()[key])
 
     def _encoded(self, index: int, row: dict) -> EncodedImage:
-        cell = row[self.image_column]
-        data = cell["bytes"] if cell.get("bytes") else Path(cell["path"]).read_bytes()
-        return EncodedImage(f"{self.name}-{self.split}-{index:06d}", data)
+        return EncodedImage(f"{self.name}-{self.split}-{index:06d}", hf_image_bytes(row[self.image_column]))
 
     def __len__(self) -> int:
         return len(self._dataset())
@@ -163,6 +161,11 @@ class HFDatasetSource:
             ds = ds.take(self.count)
         prefix = f"{self.name}-{self.split}"
         return ds.map(lambda _, i: {"segbench_id": f"{prefix}-{i:06d}"}, with_indices=True)
+
+
+def hf_image_bytes(cell: dict) -> bytes:
+    """An undecoded `datasets.Image` cell's bytes, or the file a local builder (imagefolder) points at."""
+    return cell["bytes"] if cell.get("bytes") else Path(cell["path"]).read_bytes()
 
 
 @functools.lru_cache(maxsize=4)  # a worker reading its keys one by one opens the dataset once
