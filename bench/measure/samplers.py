@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from bench.measure.stats import series
-from bench.platform.host import Nvml, ray_processes
+from bench.platform.host import Nvml, is_ray_process, ray_processes
 from bench.platform.object_store import ObjectStore
 
 
@@ -75,6 +75,8 @@ class ResourceSampler:
             return []
         if self.include_ray:
             current += ray_processes(exclude={p.pid for p in current})
+        else:  # a Ray instance this process happens to host (a test session's) is not the cell's work
+            current = [p for p in current if not _is_ray(p)]
         # Keep Process objects across readings: cpu_percent() measures since the previous call on it.
         fresh = {}
         for proc in current:
@@ -110,6 +112,13 @@ class ResourceSampler:
         elif store and store.read_error:
             out["object_store_read_error"] = store.read_error  # some readings failed; the series has the rest
         return out
+
+
+def _is_ray(proc: psutil.Process) -> bool:
+    try:
+        return is_ray_process(proc.name(), proc.cmdline())
+    except psutil.Error:  # exited: nothing to measure either way
+        return True
 
 
 def utilisation_summary(samples: list[Sample]) -> dict:

@@ -6,6 +6,8 @@ except in `check_device`, so probing stays cheap.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import platform
 from pathlib import Path
@@ -99,15 +101,28 @@ def _text(value) -> str:
 RAY_DAEMONS = ("raylet", "gcs_server", "plasma_store")
 
 
+@functools.cache
+def _ray_package_dir() -> str | None:
+    spec = importlib.util.find_spec("ray")
+    return spec.submodule_search_locations[0] if spec and spec.submodule_search_locations else None
+
+
+def is_ray_process(name: str, cmdline: list[str]) -> bool:
+    """A Ray worker (`ray::…`), a native daemon (raylet, GCS), or one of Ray's Python daemons (log
+    monitor, autoscaler monitor, dashboard: scripts inside the ray package)."""
+    if not cmdline:
+        return False
+    package = _ray_package_dir()
+    return (cmdline[0].startswith("ray::") or any(d in name for d in RAY_DAEMONS)
+            or (package is not None and any(arg.startswith(package + os.sep) for arg in cmdline[1:3])))
+
+
 def ray_processes(exclude: set[int]) -> list[psutil.Process]:
     """Ray workers (`ray::…`) and daemons on this machine. When cells share a sweep's Ray instance the
     workers are children of its raylet, not of the cell's driver; one cell runs at a time, so every
     Ray worker alive belongs to the cell being measured."""
     found = []
     for proc in psutil.process_iter(["pid", "name", "cmdline"]):
-        cmd = proc.info["cmdline"] or []
-        if proc.info["pid"] in exclude or not cmd:
-            continue
-        if cmd[0].startswith("ray::") or any(d in (proc.info["name"] or "") for d in RAY_DAEMONS):
+        if proc.info["pid"] not in exclude and is_ray_process(proc.info["name"] or "", proc.info["cmdline"] or []):
             found.append(proc)
     return found

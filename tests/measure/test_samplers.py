@@ -64,3 +64,14 @@ def test_object_store_is_read_from_the_cluster_and_its_absence_is_recorded(ray_l
         time.sleep(0.1)
     assert "Ray is not initialised" in sampler.summary()["object_store_unavailable"]
     assert all(s.object_store is None for s in sampler.samples)
+
+
+def test_a_cell_without_ray_leaves_out_the_ray_instance_its_process_hosts(ray_local):
+    """The test session's Ray daemons are children of this process; a sequential cell's tree must not
+    count them (they once added ~24% of a core to a spinning worker's 100%)."""
+    with ResourceSampler(0.05) as sampler:
+        time.sleep(0.15)
+    assert sampler.samples[-1].tree_processes == 1
+    with ResourceSampler(0.05, include_ray=True) as sampler:
+        time.sleep(0.15)
+    assert sampler.samples[-1].tree_processes > 1  # the raylet and GCS at least
