@@ -38,7 +38,7 @@ from bench.results.environment import environment
 from bench.results.record import RunRecord
 from bench.results.store import ResultStore, read_record, repeat_path, write_atomic, write_record
 from bench.sweep import child
-from bench.sweep.spec import Cell, HostInfo, SweepSpec
+from bench.sweep.spec import Cell, HostInfo, SweepSpec, check_name
 
 KILL_GRACE_S = 60.0  # beyond the cell's own timeout (which the cell enforces itself), the parent kills
 
@@ -67,6 +67,7 @@ def host_info() -> HostInfo:
 
 
 def sweep_folder(results_dir: Path, sweep: SweepSpec) -> Path:
+    check_name(sweep.name)  # a SweepSpec built in code is not validated by from_dict
     return results_dir / "sweeps" / sweep.name
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -39,6 +40,22 @@ _SCALAR_KEYS = {"name": str, "label": str, "images": int, "repeats": int, "warmu
 _POSITIVE = {"images", "repeats", "timeout_s", "sample_interval", "noise_cv"}
 _CELL_FIELDS = {f.name: f for f in dataclasses.fields(RunSpec)}
 _SWEPT = {"strategy", "model", "batch_size", "actors", "device"}
+# RunSpec fields a sweep sets for all its cells from its top level (or, for the cluster, the command line).
+_SET_AT_TOP = {"images", "source", "weights", "seed", "warmup_batches", "timeout_s", "label"}
+_NOT_IN_CELL = {
+    **{key: "is swept by the top-level lists, not set per cell" for key in _SWEPT},
+    **{key: f"is set at the top level of the sweep file (`{key} = …`), not in [cell]" for key in _SET_AT_TOP},
+    "ray_address": "is where the whole sweep runs: pass `segbench sweep --ray-address`, not [cell]",
+}
+# A sweep's name is the folder its results go in: one plain path component.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_name(name: str, origin: str = "sweep") -> None:
+    """Refuse a sweep name that is not one safe folder name (`../x` would write outside the results)."""
+    if not _SAFE_NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(f"{origin}: name: {name!r} must be one folder name: letters, digits, '.', '_' or '-', "
+                          "starting with a letter or digit, at most 100 characters, without '..'")
 
 
 @dataclass(frozen=True)
@@ -96,9 +113,8 @@ class SweepSpec:
                 if not isinstance(value, dict):
                     fail(key, "must be a table of run settings")
                 for sub, subvalue in value.items():
-                    if sub not in _CELL_FIELDS or sub in _SWEPT:
-                        fail(f"cell.{sub}", "unknown setting" if sub not in _CELL_FIELDS else
-                             "is swept by the top-level lists, not set per cell")
+                    if sub not in _CELL_FIELDS or sub in _NOT_IN_CELL:
+                        fail(f"cell.{sub}", _NOT_IN_CELL.get(sub, "unknown setting"))
                     _check_type(f"cell.{sub}", subvalue, _CELL_FIELDS[sub].type, fail)
             elif key in _LIST_KEYS:
                 if not isinstance(value, list) or not value:
@@ -115,6 +131,8 @@ class SweepSpec:
                     fail(key, f"must be positive (got {value})")
                 if key == "warmup_batches" and value < 0:
                     fail(key, f"must be 0 or more (got {value})")
+                if key == "name":
+                    check_name(value, origin)
             else:
                 fail(key, "unknown key")
         spec = cls(**data)
@@ -123,6 +141,8 @@ class SweepSpec:
 
     def with_overrides(self, **overrides) -> SweepSpec:
         changes = {k: v for k, v in overrides.items() if v not in (None, [], ())}
+        if "name" in changes:
+            check_name(changes["name"], "--name")
         return dataclasses.replace(self, **changes) if changes else self
 
     def to_dict(self) -> dict:

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 import strategies
-from bench.config import ConfigError
+from bench.config import ConfigError, RunSpec
 from bench.platform.host import ray_processes
 from bench.results.store import read_record
 from bench.sweep.executor import run_sweep
@@ -72,6 +72,83 @@ def test_bad_sweep_files_name_the_key_and_the_file(tmp_path, text, message):
     with pytest.raises(ConfigError) as err:
         SweepSpec.from_toml(path)
     assert message in str(err.value) and str(path) in str(err.value)
+
+
+# Every key a sweep file can hold: what a valid value does (honoured) or the words of its refusal.
+_CELL_HONOURED = {  # [cell] key → (value, strategies the cell needs to run it)
+    "image_scale": (0.5, ["sequential"]), "min_steady_batches": (3, ["sequential"]),
+    "min_steady_s": (1.0, ["sequential"]), "cpus_per_worker": (0.5, ["actors"]),
+    "gpus_per_worker": (0.0, ["actors"]), "threads": (1, ["sequential"]), "postprocess": ("approx", ["sequential"]),
+    "pipeline": (True, ["sequential"]), "model_transfer": ("reload", ["tasks"]), "max_in_flight": (3, ["actors"]),
+    "actors_max": (2, ["ray_data"]), "ray_data_split": (True, ["ray_data"]), "input_mode": ("cluster", ["actors"]),
+    "keep_masks": (True, ["sequential"]), "inject": ("kill-actor@batch=2", ["actors"]),
+}
+_CELL_REFUSED = {
+    **{key: "swept by the top-level lists" for key in ("strategy", "model", "batch_size", "actors", "device")},
+    **{key: "set at the top level" for key in ("images", "source", "weights", "seed", "warmup_batches",
+                                                "timeout_s", "label")},
+    "ray_address": "--ray-address",
+}
+_TOP_HONOURED = {"name": "n1", "label": "lab", "images": 7, "repeats": 3, "warmup_batches": 2, "timeout_s": 60,
+                 "sample_interval": 0.25, "noise_cv": 0.2, "source": "synthetic", "seed": 5, "weights": "random",
+                 "strategies": ["actors"], "models": ["tiny"], "batch_sizes": [3], "actors": [2], "devices": ["cpu"]}
+_SPEC_FIELD = {"strategies": "strategy", "models": "model", "batch_sizes": "batch_size", "actors": "actors",
+               "devices": "device"}
+
+
+def test_every_key_a_sweep_can_hold_is_either_honoured_or_refused():
+    """A new RunSpec or SweepSpec field must be added to one of the tables above (and so to a test)."""
+    import dataclasses
+
+    from bench.config import RunSpec
+
+    assert set(_CELL_HONOURED) | set(_CELL_REFUSED) == {f.name for f in dataclasses.fields(RunSpec)}
+    assert set(_TOP_HONOURED) | {"cell"} == {f.name for f in dataclasses.fields(SweepSpec)}
+
+
+@pytest.mark.parametrize("key", sorted(_CELL_HONOURED))
+def test_cell_key_is_honoured(key):
+    value, runs_on = _CELL_HONOURED[key]
+    spec = SweepSpec.from_dict({"strategies": runs_on, "models": ["tiny"], "cell": {key: value}})
+    cells, _ = spec.expand(CPU_HOST)
+    assert cells and all(getattr(c.spec, key) == value for c in cells)
+
+
+@pytest.mark.parametrize("key", sorted(_CELL_REFUSED))
+def test_cell_key_is_refused_in_one_line(key, tmp_path):
+    path = tmp_path / "s.toml"
+    value = '"x"' if key in ("strategy", "model", "device", "source", "weights", "label", "ray_address") else "2"
+    path.write_text(f"[cell]\n{key} = {value}\n")
+    with pytest.raises(ConfigError) as err:
+        SweepSpec.from_toml(path)
+    assert f"cell.{key}" in str(err.value) and _CELL_REFUSED[key] in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("key", sorted(_TOP_HONOURED))
+def test_top_level_key_is_honoured(key):
+    spec = SweepSpec.from_dict({"strategies": ["sequential", "actors"], "models": ["tiny"], key: _TOP_HONOURED[key]})
+    assert getattr(spec, key) == _TOP_HONOURED[key]
+    cells, _ = spec.expand(CPU_HOST)
+    if key in _SPEC_FIELD:
+        assert {getattr(c.spec, _SPEC_FIELD[key]) for c in cells} == set(_TOP_HONOURED[key])
+    elif key in {f.name for f in __import__("dataclasses").fields(RunSpec)}:
+        assert all(getattr(c.spec, key) == _TOP_HONOURED[key] for c in cells)
+
+
+@pytest.mark.parametrize("name", ["../../escape", "a/b", "/abs", "..", ".hidden", "", "x" * 101, "sp ace", "a\nb"])
+def test_sweep_name_must_be_one_safe_folder_name(name, tmp_path):
+    with pytest.raises(ConfigError, match="name"):
+        SweepSpec.from_dict({"name": name})
+    with pytest.raises(ConfigError, match="--name"):
+        SweepSpec().with_overrides(name=name)
+
+
+def test_unsafe_sweep_name_exits_2_and_writes_nothing(tmp_path):
+    results = tmp_path / "deep" / "results"
+    out = subprocess.run([sys.executable, "-m", "bench", "sweep", "--preset", "quick", "--name", "../../escape",
+                          "--results", str(results), "--quiet"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "name" in out.stderr, out.stderr
+    assert not (tmp_path / "escape").exists() and not results.exists()
 
 
 def test_bad_sweep_file_exits_2_and_runs_nothing(tmp_path):
