@@ -181,11 +181,12 @@ class RayDataStrategy(Strategy):
                 fn_kwargs={"seed": source.seed, "scale": source.scale})
         if isinstance(source, FolderSource):
             # Absolute paths on both sides, so the ids come out as FolderSource names them whatever
-            # form of the path the user gave.
-            paths = [str(p.resolve()) for p in source.paths()]
+            # form of the path the user gave (not resolved: a symlink inside the folder keeps its name).
+            portable = source.portable()
+            paths = [str(p) for p in portable.paths()]
             return ray.data.read_binary_files(paths, include_paths=True, num_cpus=TASK_CPUS).map_batches(
                 _relative_ids, batch_size=spec.batch_size, num_cpus=TASK_CPUS,
-                fn_kwargs={"root": str(source.root.resolve())})
+                fn_kwargs={"root": str(portable.root)})
         # hf: Ray Data's Hugging Face datasource over the streaming dataset (one read task iterating it).
         # Not ray.data.from_huggingface: it first asks the Hub for parquet files (a failing request
         # offline) and, for a non-streaming dataset, copies the whole table from the driver.

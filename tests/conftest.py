@@ -53,13 +53,38 @@ def _encode(image, fmt: str, **kw) -> bytes:
 BAD_FILES = {
     "corrupt.jpg": "corrupt",
     "empty.png": "empty",
-    "notes.jpg": "not a recognised image",
+    "notes.jpg": "not an image",
+    "README.txt": "not an image",
+    "bomb.png": "decompression bomb",
 }
+# What a folder source deliberately does not read, and the words of its reason.
+SKIPPED_FILES = {
+    ".hidden.jpg": "hidden file",
+    ".cache": "hidden folder",
+    "outside.jpg": "outside the folder",
+    "broken.jpg": "broken symlink",
+}
+
+
+def bomb_png(width: int = 30_000, height: int = 30_000) -> bytes:
+    """A 1×1 PNG whose header claims width×height: a few bytes that would decode to gigabytes."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    png = bytearray(_encode(Image.new("L", (1, 1)), "PNG"))
+    ihdr = bytes(png[12:16]) + struct.pack(">II", width, height) + bytes(png[24:29])
+    png[16:24] = struct.pack(">II", width, height)
+    png[29:33] = struct.pack(">I", zlib.crc32(ihdr))
+    return bytes(png)
 
 
 @pytest.fixture(scope="session")
 def mixed_folder(tmp_path_factory) -> Path:
-    """Good images in many modes, plus corrupt, zero-byte and non-image files, and a non-image extension."""
+    """Good images in many modes and formats (recognised by content: GIF, TIFF, upper case, no extension,
+    a symlink inside the folder), bad inputs (corrupt, zero-byte, text, a decompression bomb), and what
+    is deliberately not read (hidden file and folder, symlinks leaving the folder or leading nowhere)."""
     from PIL import Image
 
     from bench.workload.images import synthetic_jpeg
@@ -83,10 +108,23 @@ def mixed_folder(tmp_path_factory) -> Path:
     (root / "empty.png").write_bytes(b"")
     (root / "notes.jpg").write_text("this is not an image\n")
     (root / "README.txt").write_text("not an image extension\n")
+    (root / "bomb.png").write_bytes(bomb_png())
+    (root / "anim.gif").write_bytes(_encode(rgb.convert("P"), "GIF"))
+    (root / "scan.tif").write_bytes(_encode(rgb, "TIFF"))
+    (root / "UPPER.PNG").write_bytes(_encode(rgb, "PNG"))
+    (root / "sub" / "no_extension").write_bytes(synthetic_jpeg(3, scale=0.1))
+    (root / "link.jpg").symlink_to("sub/no_extension")  # inside the folder: read under its own name
+    (root / ".hidden.jpg").write_bytes(synthetic_jpeg(4, scale=0.1))
+    (root / ".cache").mkdir()
+    (root / ".cache" / "thumb.jpg").write_bytes(synthetic_jpeg(5, scale=0.1))
+    outside = tmp_path_factory.mktemp("outside") / "secret.jpg"
+    outside.write_bytes(synthetic_jpeg(6, scale=0.1))
+    (root / "outside.jpg").symlink_to(outside)
+    (root / "broken.jpg").symlink_to(root / "gone.jpg")
     return root
 
 
-GOOD_IN_MIXED = 9
+GOOD_IN_MIXED = 14
 
 
 @pytest.fixture(scope="session")

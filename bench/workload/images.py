@@ -1,7 +1,12 @@
 """Image sources. Every source yields *encoded* images (JPEG/PNG bytes): decoding is measured work.
 
 - `synthetic`: deterministic ADE20K-like photos generated from (seed, index), streamed, never stored.
-- `folder:PATH` (or a bare path): every image file below PATH, recursively, in sorted order.
+- `folder:PATH` (or a bare path): every file below PATH, recursively, in sorted order. Images are
+  recognised by content, not by name: whatever PIL can decode is processed (a `.gif`, a `.TIF`, a JPEG
+  without an extension); anything else is recorded as a bad input with its reason when it is decoded.
+  Deliberately not read, and listed as skipped with the reason: hidden files and folders (a name
+  starting with '.'; a hidden folder is one entry), symlinks that leave the folder or lead nowhere,
+  symlinked folders (not followed), and what is not a regular file (a FIFO would block the reader).
 - `hf:NAME[:SPLIT[:DATA_DIR]]`: a Hugging Face `datasets` dataset (cached scene_parse_150, or
   `hf:imagefolder:train:PATH`).
 
@@ -15,13 +20,13 @@ from __future__ import annotations
 import functools
 import io
 import itertools
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 
 # Sizes of ADE20K validation images, weighted roughly as they occur (w, h).
 ADE_SIZES = ((683, 512), (512, 683), (500, 375), (400, 300), (800, 600), (1024, 768), (256, 256))
@@ -40,7 +45,7 @@ class EncodedImage:
 
 @dataclass(frozen=True, slots=True)
 class SkippedFile:
-    """A file a source did not feed, with the reason (e.g. not an image extension)."""
+    """A file a source did not feed, with the reason (e.g. a hidden file, a symlink leaving the folder)."""
 
     path: str
     reason: str
@@ -90,8 +95,7 @@ class FolderSource:
         return cls(root, count, tuple(_skipped_files(root)))
 
     def paths(self) -> list[Path]:
-        files = sorted(p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                       and not _hidden(p, self.root))
+        files = [self.root / name for name in _listing(self.root)[0]]
         return files if self.count is None else files[: self.count]
 
     def __len__(self) -> int:
@@ -109,7 +113,7 @@ class FolderSource:
 
     def portable(self) -> FolderSource:
         """This source as workers on any node need it: an absolute root, without the skipped list."""
-        return FolderSource(self.root.resolve(), self.count)
+        return FolderSource(Path(os.path.abspath(self.root)), self.count)  # not resolved: symlinks keep names
 
     def describe(self) -> dict:
         return {"kind": self.kind, "root": str(self.root), "count": len(self),
@@ -238,14 +242,48 @@ def batched(images: Iterator, batch_size: int) -> Iterator[list]:
         yield batch
 
 
-def _hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
+def _skipped_files(root: Path) -> list[SkippedFile]:
+    return _listing(root)[1]
 
 
-def _skipped_files(root: Path) -> Iterator[SkippedFile]:
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and not _hidden(p, root) and p.suffix.lower() not in IMAGE_SUFFIXES:
-            yield SkippedFile(str(p.relative_to(root)), f"not an image file extension ({p.suffix or 'none'})")
+def _listing(root: Path) -> tuple[list[str], list[SkippedFile]]:
+    """(files to read, relative and sorted; what is deliberately not read, with why). See the module doc."""
+    inside = os.path.realpath(root)
+    files, skipped = [], []
+    for folder, subfolders, names in os.walk(root, followlinks=False):
+        here = Path(folder)
+        for name in list(subfolders):
+            path = here / name
+            if name.startswith(".") or path.is_symlink():
+                subfolders.remove(name)  # not descended into
+                why = "hidden folder (name starts with '.'): not read" if name.startswith(".") else \
+                    "symlinked folder: not followed"
+                skipped.append(SkippedFile(str(path.relative_to(root)), why))
+        for name in names:
+            path = here / name
+            why = None
+            if name.startswith("."):
+                why = "hidden file (name starts with '.')"
+            elif path.is_symlink():
+                target = os.path.realpath(path)
+                if not os.path.exists(target):
+                    why = "broken symlink"
+                elif os.path.commonpath([inside, target]) != inside:
+                    why = "symlink to a file outside the folder: not followed"
+            if why is None:
+                try:
+                    if not stat.S_ISREG(os.stat(path).st_mode):
+                        why = "not a regular file"
+                    elif not os.access(path, os.R_OK):
+                        why = "not readable (permissions)"
+                except OSError as err:  # gone or unreadable between the listing and the look
+                    why = f"cannot be read: {err.strerror}"
+            relative = str(path.relative_to(root))
+            if why:
+                skipped.append(SkippedFile(relative, why))
+            else:
+                files.append(relative)
+    return sorted(files), sorted(skipped, key=lambda s: s.path)
 
 
 def synthetic_size(index: int, seed: int, scale: float = 1.0) -> tuple[int, int]:

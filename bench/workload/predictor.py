@@ -105,8 +105,11 @@ def decode(data: bytes):
             image = Image.open(io.BytesIO(data))
             image.load()
     except UnidentifiedImageError:
-        raise DecodeError("not a recognised image format") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DecodeError("not an image: no format PIL can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        # PIL's guard against a small file that decodes to gigabytes (its limit: Image.MAX_IMAGE_PIXELS).
+        raise DecodeError(f"refused as a decompression bomb: {err}") from None
+    except (OSError, SyntaxError, ValueError) as err:
         raise DecodeError(f"corrupt or unreadable image: {err}") from None
     if image.mode in _SIXTEEN_BIT_MODES:
         # PIL's own I;16 → RGB conversion clips at 255 (a white image); keep the top 8 bits instead.

@@ -7,7 +7,7 @@ import json
 from bench.config import RunSpec
 from bench.measure.runner import run_cell
 from bench.results.record import SCHEMA_VERSION
-from tests.conftest import BAD_FILES, GOOD_IN_MIXED
+from tests.conftest import BAD_FILES, GOOD_IN_MIXED, SKIPPED_FILES
 
 
 def tiny(**kw) -> RunSpec:
@@ -52,8 +52,11 @@ def test_bad_images_are_recorded_and_good_ones_processed(tmp_path, mixed_folder)
     for name, words in BAD_FILES.items():
         assert words in bad[name]
     assert record.counts["ok"] == GOOD_IN_MIXED
-    assert {o["id"] for o in record.outputs} >= {"cmyk.jpg", "deep16.png", "one_pixel.png", "sub/rgba.png"}
-    assert [s["path"] for s in record.skipped_files] == ["README.txt"]
+    assert {o["id"] for o in record.outputs} >= {"cmyk.jpg", "deep16.png", "one_pixel.png", "sub/rgba.png", "anim.gif",
+                                                 "scan.tif", "UPPER.PNG", "sub/no_extension", "link.jpg"}
+    skipped = {s["path"]: s["reason"] for s in record.skipped_files}
+    assert set(skipped) == set(SKIPPED_FILES) and all(w in skipped[p] for p, w in SKIPPED_FILES.items())
+    assert record.counts["inputs_seen"] == record.counts["ok"] + record.counts["bad"]
     one = next(o for o in record.outputs if o["id"] == "one_pixel.png")
     assert (one["width"], one["height"]) == (1, 1) and sum(one["histogram"].values()) == 1
 

@@ -12,6 +12,7 @@ from bench.config import ConfigError, RunSpec
 from bench.measure.budget import CellRefused, WorkerPlan
 from bench.measure.runner import run_cell
 from bench.workload.images import SyntheticSource
+from tests.conftest import SKIPPED_FILES
 
 VARIANTS = {
     "tasks": {"actors": 2},
@@ -32,7 +33,7 @@ def inputs(tmp_path_factory, mixed_folder, huge_image, request):
     """Real ADE samples (when present) + synthetic images of odd sizes + the bad files (corrupt, empty,
     not an image) + odd modes (CMYK, 16-bit, palette, 1×1) + a 6000×4000 image, in one folder."""
     root = tmp_path_factory.mktemp("inputs")
-    shutil.copytree(mixed_folder, root / "mixed")
+    shutil.copytree(mixed_folder, root / "mixed", symlinks=True)  # the links stay links
     shutil.copy(huge_image / "huge.jpg", root / "huge.jpg")
     for image in SyntheticSource(6, seed=9, scale=0.3):
         (root / f"{image.image_id}.jpg").write_bytes(image.data)
@@ -73,6 +74,9 @@ def test_strategy_matches_sequential(variant, inputs, reference, ray_local):
     assert digests == reference[0]  # same maps for every good image
     assert bad == reference[1]  # same bad images with the same reasons
     assert record.counts["duplicates"] == 0
+    listed = [s["path"] for s in record.skipped_files]  # nothing read twice, nothing lost
+    assert record.counts["inputs_seen"] == record.counts["ok"] + record.counts["bad"] == len(digests) + len(bad)
+    assert set(listed).isdisjoint(digests) and set(listed).isdisjoint(bad) and len(listed) == len(SKIPPED_FILES)
     assert all(b["pid"] > 0 and b["node"] for b in record.batches)
     if variant.startswith("tasks"):
         assert all("model_load" in b["stages"] for b in record.batches)

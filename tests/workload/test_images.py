@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from bench.workload import images
+from tests.conftest import SKIPPED_FILES
 
 
 def test_synthetic_is_deterministic_and_ade_like():
@@ -27,8 +28,33 @@ def test_folder_source_is_recursive_sorted_and_lists_skipped(mixed_folder):
     source = images.FolderSource.open(mixed_folder)
     ids = [item.image_id for item in source]
     assert ids == sorted(ids) and "sub/grey.png" in ids and "image.webp" in ids
-    assert [s.path for s in source.skipped] == ["README.txt"]
+    assert {"sub/no_extension", "UPPER.PNG", "README.txt", "link.jpg"} <= set(ids)  # by content, not by name
+    assert {s.path: s.reason for s in source.skipped}.keys() == SKIPPED_FILES.keys()
+    assert not any(i.startswith(".cache") for i in ids)  # a hidden folder is one skipped entry, not descended
+    linked = next(item for item in source if item.image_id == "link.jpg")
+    assert linked.data == (mixed_folder / "sub" / "no_extension").read_bytes()
     assert len(images.FolderSource.open(mixed_folder, count=3)) == 3
+
+
+def test_a_fifo_in_a_folder_is_skipped_not_read(tmp_path):
+    """Reading a FIFO blocks until a writer comes: the listing must never hand one to a reader."""
+    import os
+
+    (tmp_path / "a.jpg").write_bytes(images.synthetic_jpeg(0, scale=0.1))
+    os.mkfifo(tmp_path / "pipe.jpg")
+    source = images.FolderSource.open(tmp_path)
+    assert [i.image_id for i in source] == ["a.jpg"]
+    assert [(s.path, s.reason) for s in source.skipped] == [("pipe.jpg", "not a regular file")]
+
+
+def test_a_decompression_bomb_is_refused_with_its_reason():
+    from bench.workload.predictor import DecodeError, decode
+    from tests.conftest import bomb_png
+
+    with pytest.raises(DecodeError, match="decompression bomb"):
+        decode(bomb_png())
+    with pytest.raises(DecodeError, match="corrupt"):  # the same file at a plausible size: refused for its data
+        decode(bomb_png(64, 64))
 
 
 def test_missing_folder_is_one_clear_line(tmp_path):
