@@ -35,6 +35,13 @@ def ray_local():
     return start_local_ray()
 
 
+@pytest.fixture(autouse=True)
+def _cli_stays_on_the_host_network(monkeypatch):
+    """A CLI command run in-process must not move the pytest process into a private network namespace
+    (everything after would run there); tests of the namespace run the CLI in a subprocess without this."""
+    monkeypatch.setenv("SEGBENCH_NETWORK", "host")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _shutdown_ray_at_end():
     yield

@@ -25,7 +25,12 @@ def isolate_local_ray(names: list[str], ray_address: str | None, weights: str, s
 
     uses_ray = any(strategies.get(name).uses_ray for name in names)
     if uses_ray and not ray_address and weights != "hub" and not source.startswith("hf:"):
-        private_network()
+        reason = private_network()
+        if reason:
+            from bench.platform.netns import local_auth_mode
+
+            print(f"segbench: note: local Ray stays on the host network ({reason}); Ray authentication: "
+                  f"{local_auth_mode()}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:

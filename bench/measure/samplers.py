@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from bench.measure.stats import series
-from bench.platform.host import Nvml, is_ray_process, ray_processes
+from bench.platform.host import Nvml, current_session_dir, is_ray_process, ray_processes
 from bench.platform.object_store import ObjectStore
 
 
@@ -45,12 +45,14 @@ class ResourceSampler:
         self.samples: list[Sample] = []
         self.object_store: ObjectStore | None = None
         self._known: dict[int, psutil.Process] = {}
+        self._session: str | None = None  # the Ray instance whose processes count (include_ray)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="segbench-sampler", daemon=True)
 
     def __enter__(self) -> ResourceSampler:
         if self.include_ray:
             self.object_store = ObjectStore()
+            self._session = current_session_dir()
         self._tree()
         self._started = time.perf_counter()
         self._thread.start()
@@ -74,7 +76,7 @@ class ResourceSampler:
         except psutil.Error:
             return []
         if self.include_ray:
-            current += ray_processes(exclude={p.pid for p in current})
+            current += ray_processes({p.pid for p in current}, self._session) if self._session else []
         else:  # a Ray instance this process happens to host (a test session's) is not the cell's work
             current = [p for p in current if not _is_ray(p)]
         # Keep Process objects across readings: cpu_percent() measures since the previous call on it.

@@ -117,12 +117,40 @@ def is_ray_process(name: str, cmdline: list[str]) -> bool:
             or (package is not None and any(arg.startswith(package + os.sep) for arg in cmdline[1:3])))
 
 
-def ray_processes(exclude: set[int]) -> list[psutil.Process]:
-    """Ray workers (`ray::…`) and daemons on this machine. When cells share a sweep's Ray instance the
-    workers are children of its raylet, not of the cell's driver; one cell runs at a time, so every
-    Ray worker alive belongs to the cell being measured."""
+def current_session_dir() -> str | None:
+    """The session folder of the Ray instance this process is connected to (None when not connected)."""
+    try:
+        import ray
+
+        return ray._private.worker.global_worker.node.get_session_dir_path() if ray.is_initialized() else None
+    except Exception:  # a private API that moved: no session, so no Ray processes are attributed
+        return None
+
+
+def ray_processes(exclude: set[int], session_dir: str | None = None) -> list[psutil.Process]:
+    """The Ray processes of one Ray instance on this machine (by default the one this process is connected
+    to): its daemons, whose command lines name the instance's session folder, and everything they
+    started (workers, agents). When cells share a sweep's instance its workers are children of the
+    raylet, not of the cell's driver; one cell runs at a time, so they are the cell's. Leftovers of other
+    instances (an earlier run's, another user's) are not counted."""
+    session_dir = session_dir or current_session_dir()
+    if not session_dir:
+        return []
+    found: dict[int, psutil.Process] = {}
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if any(session_dir in arg for arg in proc.info["cmdline"] or []):
+                for member in (proc, *proc.children(recursive=True)):
+                    found.setdefault(member.pid, member)
+        except psutil.Error:  # exited while being looked at
+            continue
+    return [proc for pid, proc in found.items() if pid not in exclude]
+
+
+def machine_ray_processes() -> list[psutil.Process]:
+    """Every Ray process on this machine, of any instance (for checks that a run left none behind)."""
     found = []
-    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
-        if proc.info["pid"] not in exclude and is_ray_process(proc.info["name"] or "", proc.info["cmdline"] or []):
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if is_ray_process(proc.info["name"] or "", proc.info["cmdline"] or []):
             found.append(proc)
     return found

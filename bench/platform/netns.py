@@ -4,9 +4,11 @@ Ray 2.60 cannot be told to listen on loopback: it turns a 127.0.0.1 node address
 reachable one and binds its gRPC servers to every interface. So when the CLI is about to start a local
 instance it first moves itself into a new network namespace that has only loopback (`private_network`):
 every interface Ray can bind to there is loopback, and everything the CLI starts afterwards (Ray, the
-sweep's forkserver and cells) inherits it. That needs root (CAP_SYS_ADMIN); elsewhere Ray stays on the
-host network, guarded by its token authentication, and the record says which (`cluster.network`) and
-what Ray listens on (`cluster.listening`).
+sweep's forkserver and cells) inherits it. That needs CAP_SYS_ADMIN, which is probed by trying (a
+root process in a container without it fails like any other user). Where it fails, or where the user
+asks for the host network (`SEGBENCH_NETWORK=host`), Ray stays on the host network, guarded by its
+token authentication: the CLI says so in one line, and the record says which (`cluster.network`), the
+authentication mode (`cluster.auth`) and what Ray listens on (`cluster.listening`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import os
 import socket
 import struct
 import threading
@@ -30,25 +33,44 @@ def loopback_only() -> bool:
     return [name for _, name in socket.if_nameindex()] == ["lo"]
 
 
-def private_network() -> bool:
-    """Move this process into a new network namespace with only loopback, up; True when it now is in one.
+def private_network() -> str | None:
+    """Move this process into a new network namespace with only loopback, up. Returns None when it now
+    is in one, or else why not (one line).
 
     Call it from the main thread before starting Ray or any helper process: namespaces belong to threads,
-    and what a thread starts inherits its namespace. Needs root (CAP_SYS_ADMIN); otherwise changes
-    nothing and returns False. Nothing in the namespace reaches the internet either, so the CLI skips
-    it for hub weights and HF datasets."""
+    and what a thread starts inherits its namespace. Nothing in the namespace reaches the internet
+    either, so the CLI skips it for hub weights and HF datasets."""
     if loopback_only():
-        return True
+        return None
+    if os.environ.get("SEGBENCH_NETWORK") == "host":
+        return "SEGBENCH_NETWORK=host asks for the host network"
     if threading.current_thread() is not threading.main_thread():
-        return False
+        return "not on the main thread"
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(_CLONE_NEWNET) != 0:
-        return False
+        return f"a network namespace needs CAP_SYS_ADMIN: unshare failed with {os.strerror(ctypes.get_errno())}"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # `ip link set lo up`, without iproute2
         request = struct.pack("16sH", b"lo", 0)
         flags = struct.unpack("16sH", fcntl.ioctl(sock, _SIOCGIFFLAGS, request)[:18])[1]
         fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | _IFF_UP))
-    return True
+    return None
+
+
+def local_auth_mode() -> str:
+    """The authentication a local Ray instance started now will use: Ray (2.59 on) turns token
+    authentication on for a new local cluster unless RAY_AUTH_MODE says otherwise."""
+    return os.environ.get("RAY_AUTH_MODE", "token").lower()
+
+
+def auth_mode() -> str:
+    """Ray's authentication mode for clusters this process starts or joins: "token", "disabled" or "unknown"."""
+    try:
+        from ray._private.authentication.authentication_utils import get_authentication_mode_name
+        from ray._raylet import get_authentication_mode
+
+        return get_authentication_mode_name(get_authentication_mode())
+    except Exception:  # a Ray without token authentication, or a moved private API
+        return "unknown"
 
 
 def ray_listening() -> list[str]:

@@ -22,6 +22,7 @@ class ClusterInfo:
     init_s: float  # 0 when an already-running instance was reused
     reused: bool
     network: str = "host"  # "private": this process is in a loopback-only network namespace
+    auth: str = "unknown"  # Ray's authentication mode: "token" guards a cluster on the host network
     listening: list[str] = field(default_factory=list)  # ip:port of every local Ray listening socket
 
     def to_dict(self) -> dict:
@@ -56,7 +57,8 @@ def ray_session(address: str | None = None) -> Iterator[ClusterInfo]:
         resources = ray.cluster_resources()
         nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         yield ClusterInfo(resources.get("CPU", 0.0), resources.get("GPU", 0.0), nodes, address or "local", init_s,
-                          not started, "private" if netns.loopback_only() else "host", netns.ray_listening())
+                          not started, "private" if netns.loopback_only() else "host", netns.auth_mode(),
+                          netns.ray_listening())
     finally:
         if started:
             ray.shutdown()

@@ -75,3 +75,26 @@ def test_a_cell_without_ray_leaves_out_the_ray_instance_its_process_hosts(ray_lo
     with ResourceSampler(0.05, include_ray=True) as sampler:
         time.sleep(0.15)
     assert sampler.samples[-1].tree_processes > 1  # the raylet and GCS at least
+
+
+def test_only_the_cells_ray_instance_is_counted_not_a_leftover(ray_local):
+    """A `ray::…` process of another instance (an earlier run's leftover, another user's) is not the cell's."""
+    import os
+    import signal
+
+    from bench.platform.host import machine_ray_processes, ray_processes
+
+    # Started by a shell that exits at once, so it is nobody's child here: an orphan, like a leftover.
+    shell = subprocess.run(["bash", "-c", '(exec -a "ray::Leftover" sleep 30) >/dev/null 2>&1 & echo $!'],
+                           capture_output=True, text=True, check=True)
+    pid = int(shell.stdout)
+    try:
+        time.sleep(0.3)
+        assert pid in {p.pid for p in machine_ray_processes()}
+        ours = {p.pid: p.name() for p in ray_processes(exclude=set())}
+        assert pid not in ours and "raylet" in ours.values()
+        with ResourceSampler(0.05, include_ray=True) as sampler:
+            time.sleep(0.15)
+        assert pid not in sampler._known
+    finally:
+        os.kill(pid, signal.SIGKILL)

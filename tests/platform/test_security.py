@@ -38,8 +38,8 @@ def test_reading_records_and_sweep_files_never_executes_code(tmp_path):
     with pytest.raises(ValueError):
         read_record(evil)
     toml = tmp_path / "evil.toml"
-    toml.write_text('name = "__import__(\'os\').system(\'touch pwned\')"\n')
-    assert SweepSpec.from_toml(toml).name.startswith("__import__")  # a string, nothing more
+    toml.write_text('label = "__import__(\'os\').system(\'touch pwned\')"\n')
+    assert SweepSpec.from_toml(toml).label.startswith("__import__")  # a string, nothing more
     assert not marker.exists() and not (tmp_path / "pwned").exists()
 
 
@@ -84,21 +84,46 @@ def test_harness_ray_serves_no_dashboard(harness_ray):
 
 def test_cli_keeps_its_local_ray_on_loopback(tmp_path):
     """`segbench run` with a Ray strategy starts Ray inside a loopback-only network namespace, and the
-    record lists what Ray listened on. Without root the harness cannot do that: it says so instead."""
+    record lists what Ray listened on and its authentication. Where the namespace cannot be made, the CLI
+    says so in one line and the record says 'host'."""
     import os
     import subprocess
     import sys
 
-    subprocess.run([sys.executable, "-m", "bench", "run", "--strategy", "actors", "--model", "tiny", "--images", "4",
-                    "--batch-size", "2", "--image-scale", "0.1", "--results", str(tmp_path), "--quiet"],
-                   check=True, timeout=300, capture_output=True)
+    env = {k: v for k, v in os.environ.items() if k != "SEGBENCH_NETWORK"}  # the tests' opt-out, not here
+    out = subprocess.run([sys.executable, "-m", "bench", "run", "--strategy", "actors", "--model", "tiny", "--images",
+                          "4", "--batch-size", "2", "--image-scale", "0.1", "--results", str(tmp_path), "--quiet"],
+                         check=True, timeout=300, capture_output=True, text=True, env=env)
     (path,) = tmp_path.rglob("*.json")
     cluster = read_record(path).cluster
-    if os.geteuid() != 0:
-        assert cluster["network"] == "host"
-        pytest.skip("a private network namespace needs root here; the record says 'host'")
-    assert cluster["network"] == "private"
+    assert cluster["auth"] == "token"
+    if cluster["network"] == "host":
+        assert "stays on the host network" in out.stderr
+        pytest.skip("no private network namespace here (no CAP_SYS_ADMIN); the CLI and the record say 'host'")
+    assert cluster["network"] == "private" and "host network" not in out.stderr
     assert cluster["listening"] and all(a.rsplit(":", 1)[0] in LOOPBACK for a in cluster["listening"]), cluster
+
+
+def test_without_cap_sys_admin_the_cli_says_ray_stays_on_the_host_network():
+    """The capability is probed, not the uid: root without CAP_SYS_ADMIN (as in many containers) cannot
+    make the namespace, and is told so in one line with the authentication that guards Ray instead."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) is needed to drop CAP_SYS_ADMIN")
+    env = {k: v for k, v in os.environ.items() if k not in ("SEGBENCH_NETWORK", "RAY_AUTH_MODE")}
+    code = ("from bench.cli import isolate_local_ray; from bench.platform.netns import loopback_only;"
+            "isolate_local_ray(['actors'], None, 'random', 'synthetic'); print(loopback_only())")
+    out = subprocess.run(["setpriv", "--bounding-set=-sys_admin", sys.executable, "-c", code], env=env,
+                         capture_output=True, text=True, timeout=120)
+    if out.returncode != 0 and "setpriv" in out.stderr:
+        pytest.skip(f"setpriv cannot drop capabilities here: {out.stderr.strip()}")
+    assert out.stdout.strip() == "False"
+    (line,) = [line for line in out.stderr.splitlines() if line.startswith("segbench:")]
+    assert "stays on the host network" in line and "CAP_SYS_ADMIN" in line and "authentication: token" in line
 
 
 @pytest.mark.slow

@@ -199,12 +199,16 @@ def test_a_sweep_applies_a_strategy_option_only_to_the_strategies_that_honour_it
 
 
 def test_deadlock_configuration_exits_2_from_the_cli(capsys, tmp_path):
+    import os
+
     from bench.cli import main
 
+    namespace = os.readlink("/proc/self/ns/net")
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--strategy", "ray_data", "--model", "tiny", "--actors", "2", "--cpus-per-worker", "1",
               "--images", "4", "--results", str(tmp_path)])
     assert exit_info.value.code == 2 and "would hang" in capsys.readouterr().err
+    assert os.readlink("/proc/self/ns/net") == namespace  # the in-process CLI left pytest where it was
 
 
 def test_hf_dataset_read_by_ray_data_in_the_cluster_matches_the_driver_read(tmp_path, monkeypatch, ray_local):

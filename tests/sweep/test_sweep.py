@@ -14,7 +14,7 @@ import pytest
 
 import strategies
 from bench.config import ConfigError, RunSpec
-from bench.platform.host import ray_processes
+from bench.platform.host import machine_ray_processes
 from bench.results.store import read_record
 from bench.sweep.executor import run_sweep
 from bench.sweep.spec import HostInfo, SweepSpec
@@ -230,16 +230,16 @@ def test_sigterm_marks_the_cell_interrupted_and_leaves_no_ray_processes(tmp_path
     spec_file = tmp_path / "s.toml"
     spec_file.write_text('name = "stopped"\nstrategies = ["actors"]\nmodels = ["tiny"]\nbatch_sizes = [1]\n'
                          'images = 400\ntimeout_s = 300\n[cell]\nimage_scale = 0.15\n')
-    before = {p.pid for p in ray_processes(exclude=set())}  # the test session's own Ray, if started
+    before = {p.pid for p in machine_ray_processes()}  # the test session's own Ray, if started
     proc = subprocess.Popen([sys.executable, "-m", "bench", "sweep", str(spec_file), "--results", str(tmp_path),
                              "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     runs = tmp_path / "sweeps" / "stopped" / "runs"
     deadline = time.monotonic() + 120
     parent = psutil.Process(proc.pid)
     while time.monotonic() < deadline and not any(p.cmdline()[0].startswith("ray::PredictorWorker")
-                                                  for p in ray_processes(exclude=set())):
+                                                  for p in machine_ray_processes()):
         time.sleep(0.5)  # until the cell's actor is up and working
-    family = [parent, *parent.children(recursive=True), *ray_processes(exclude=before)]
+    family = [parent, *parent.children(recursive=True), *[p for p in machine_ray_processes() if p.pid not in before]]
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 143
     (record,) = [read_record(p) for p in runs.rglob("*.json")]
