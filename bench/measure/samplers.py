@@ -43,6 +43,7 @@ class ResourceSampler:
         self.root = psutil.Process(root_pid or os.getpid())
         self.nvml = nvml if nvml is not None else Nvml()
         self.samples: list[Sample] = []
+        self.error: str | None = None  # the last reading that failed, if any (the others are kept)
         self.object_store: ObjectStore | None = None
         self._known: dict[int, psutil.Process] = {}
         self._session: str | None = None  # the Ray instance whose processes count (include_ray)
@@ -67,8 +68,14 @@ class ResourceSampler:
         # or the first reading is 0.0.
         psutil.cpu_percent(None)
         while not self._stop.wait(self.interval):
+            self._take_safely()
+        self._take_safely()  # one last reading so short windows still have a sample
+
+    def _take_safely(self) -> None:
+        try:
             self._take()
-        self._take()  # one last reading so short windows still have a sample
+        except Exception as err:  # one bad reading must not end sampling (nor fail the cell)
+            self.error = f"{type(err).__name__}: {err}"
 
     def _tree(self) -> list[psutil.Process]:
         try:
@@ -113,6 +120,10 @@ class ResourceSampler:
             out["object_store_unavailable"] = store.unavailable
         elif store and store.read_error:
             out["object_store_read_error"] = store.read_error  # some readings failed; the series has the rest
+        if self.error:
+            out["sampler_error"] = self.error
+        if self.nvml.unavailable:
+            out["gpu_unavailable"] = dict(self.nvml.unavailable)  # queries the GPU would not answer, and why
         return out
 
 
@@ -138,9 +149,6 @@ def utilisation_summary(samples: list[Sample]) -> dict:
     gpu_count = max((len(s.gpus) for s in samples), default=0)
     for i in range(gpu_count):
         readings = [s.gpus[i] for s in samples if len(s.gpus) > i]
-        out[f"gpu{i}"] = {
-            "util_percent": series([g["util_percent"] for g in readings]),
-            "memory_used_bytes": series([g["memory_used_bytes"] for g in readings]),
-            "power_w": series([g["power_w"] for g in readings if g["power_w"] is not None]),
-        }
+        out[f"gpu{i}"] = {key: series([g[key] for g in readings if g.get(key) is not None])
+                          for key in ("util_percent", "memory_used_bytes", "power_w")}
     return out

@@ -36,15 +36,8 @@ def cpu_model() -> str:
 
 
 def visible_gpus(nvml: Nvml | None = None) -> list[str]:
-    """Names of the GPUs this process may use: NVML's list, cut to CUDA_VISIBLE_DEVICES when it is set."""
-    names = (nvml or Nvml()).names()
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is None:
-        return names
-    entries = [e.strip() for e in visible.split(",") if e.strip()]
-    if all(e.isdigit() for e in entries):
-        return [names[int(e)] for e in entries if int(e) < len(names)]
-    return names[: len(entries)]  # GPU or MIG UUIDs: the count is what matters here
+    """Names of the GPUs this process may use, in CUDA's order (CUDA_VISIBLE_DEVICES honoured)."""
+    return (nvml or Nvml()).names()
 
 
 def check_device(device: str) -> None:
@@ -57,41 +50,75 @@ def check_device(device: str) -> None:
 
 
 class Nvml:
-    """Thin wrapper over pynvml; `available` is False where there is no driver or no GPU."""
+    """Thin wrapper over pynvml for the GPUs this process may use; `available` is False where there is
+    no driver or no visible GPU.
 
-    def __init__(self, module=None) -> None:
+    Devices are the ones CUDA_VISIBLE_DEVICES names, in its order (indices, GPU-… or MIG-… UUIDs), so
+    reading i is the GPU torch calls cuda:i. Any query may raise (NotSupported: utilisation under MIG,
+    power on some boards): that field is None in the reading, the first reason per query is kept in
+    `unavailable`, and sampling goes on."""
+
+    def __init__(self, module=None, visible: str | None = None) -> None:
         self.available = False
+        self.unavailable: dict[str, str] = {}  # "gpu0.power" → why that query gives nothing
+        self._devices: list[tuple[str, object]] = []  # (NVML index or UUID, handle) in CUDA's order
         try:
             self._nvml = module or __import__("pynvml")
             self._nvml.nvmlInit()
             count = self._nvml.nvmlDeviceGetCount()
         except Exception:  # no driver, no library, no device: GPU fields stay empty
             return
-        self._handles = [self._nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
-        self.available = count > 0
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+        entries = [str(i) for i in range(count)] if visible is None else \
+            [e.strip() for e in visible.split(",") if e.strip()]
+        for entry in entries:
+            try:
+                if entry.isdigit():
+                    if int(entry) >= count:
+                        break  # CUDA stops at the first invalid entry
+                    handle = self._nvml.nvmlDeviceGetHandleByIndex(int(entry))
+                else:
+                    handle = self._nvml.nvmlDeviceGetHandleByUUID(entry)
+            except Exception as err:
+                self.unavailable[f"device {entry}"] = _reason(err)
+                break
+            self._devices.append((entry, handle))
+        self.available = bool(self._devices)
 
     def names(self) -> list[str]:
-        if not self.available:
-            return []
-        return [_text(self._nvml.nvmlDeviceGetName(h)) for h in self._handles]
+        return [self._query(i, "name", lambda h: _text(self._nvml.nvmlDeviceGetName(h))) or "unknown GPU"
+                for i in range(len(self._devices))]
 
     def driver(self) -> str | None:
-        return _text(self._nvml.nvmlSystemGetDriverVersion()) if self.available else None
+        if not self.available:
+            return None
+        try:
+            return _text(self._nvml.nvmlSystemGetDriverVersion())
+        except Exception as err:
+            self.unavailable["driver"] = _reason(err)
+            return None
 
     def read(self) -> list[dict]:
-        if not self.available:
-            return []
         readings = []
-        for index, handle in enumerate(self._handles):
-            util = self._nvml.nvmlDeviceGetUtilizationRates(handle)
-            memory = self._nvml.nvmlDeviceGetMemoryInfo(handle)
-            try:
-                power = self._nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0  # mW → W
-            except Exception:  # some boards do not report power
-                power = None
-            readings.append({"index": index, "util_percent": float(util.gpu), "memory_used_bytes": int(memory.used),
-                             "memory_total_bytes": int(memory.total), "power_w": power})
+        for i, (entry, _) in enumerate(self._devices):
+            util = self._query(i, "utilisation", lambda h: float(self._nvml.nvmlDeviceGetUtilizationRates(h).gpu))
+            memory = self._query(i, "memory", lambda h: self._nvml.nvmlDeviceGetMemoryInfo(h))
+            power = self._query(i, "power", lambda h: self._nvml.nvmlDeviceGetPowerUsage(h) / 1000.0)  # mW → W
+            readings.append({"index": i, "nvml_device": entry, "util_percent": util,
+                             "memory_used_bytes": int(memory.used) if memory else None,
+                             "memory_total_bytes": int(memory.total) if memory else None, "power_w": power})
         return readings
+
+    def _query(self, i: int, what: str, query):
+        try:
+            return query(self._devices[i][1])
+        except Exception as err:  # NotSupported, GPU lost, …: this field only, this reading only
+            self.unavailable.setdefault(f"gpu{i}.{what}", _reason(err))
+            return None
+
+
+def _reason(err: Exception) -> str:
+    return f"{type(err).__name__}: {err}".strip().rstrip(":")
 
 
 def _text(value) -> str:

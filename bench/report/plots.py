@@ -189,7 +189,7 @@ def utilisation_over_time(records, summary, repeats):
         axes[0][0].plot(t, [s["tree_cpu_percent"] for s in samples], label=f"{name} (process tree)",
                         color=colour(name))
         if has_gpu:
-            axes[1][0].plot(t, [s["gpus"][0]["util_percent"] if s.get("gpus") else np.nan for s in samples],
+            axes[1][0].plot(t, [_or_nan(s["gpus"][0]["util_percent"]) if s.get("gpus") else np.nan for s in samples],
                             label=name, color=colour(name))
     axes[0][0].set_ylabel("CPU % (100 = one core)")
     axes[0][0].set_title("Utilisation during the measured window")
@@ -331,3 +331,7 @@ def history(cells: dict, found: dict[str, list[dict]], max_cells: int = 12):
     fig.suptitle("Steady throughput per run, 95% intervals; dashed: detected steps")
     fig.tight_layout()
     return fig
+
+
+def _or_nan(value) -> float:
+    return np.nan if value is None else value

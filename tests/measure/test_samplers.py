@@ -6,12 +6,19 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from bench.measure.samplers import ResourceSampler, utilisation_summary
 from bench.platform.host import Nvml
 
 
+class NVMLError_NotSupported(Exception):  # pynvml names it so
+    pass
+
+
 class FakeNvml:
-    """Just enough of pynvml for the sampler: one GPU at 40 % with 1 GiB used and 75 W."""
+    """Just enough of pynvml for the sampler: GPUs at 40 % with 1 GiB used and 75 W; `failing` names a
+    query that raises NotSupported, as under MIG (utilisation) or on boards without power readings."""
 
     class _Rates:
         gpu = 40
@@ -19,10 +26,19 @@ class FakeNvml:
     class _Memory:
         used, total = 2**30, 80 * 2**30
 
+    def __init__(self, count: int = 1, failing: str | None = None):
+        self.count, self.failing = count, failing
+
+    def __getattribute__(self, name):
+        if name == object.__getattribute__(self, "failing"):
+            raise NVMLError_NotSupported("Not Supported")
+        return object.__getattribute__(self, name)
+
     def nvmlInit(self): pass
-    def nvmlDeviceGetCount(self): return 1
+    def nvmlDeviceGetCount(self): return self.count
     def nvmlDeviceGetHandleByIndex(self, i): return f"gpu{i}"
-    def nvmlDeviceGetName(self, h): return b"Fake H100"
+    def nvmlDeviceGetHandleByUUID(self, uuid): return {f"GPU-{i}": f"gpu{i}" for i in range(self.count)}[uuid]
+    def nvmlDeviceGetName(self, h): return f"Fake H100 #{h[3:]}".encode()
     def nvmlSystemGetDriverVersion(self): return "999.1"
     def nvmlDeviceGetUtilizationRates(self, h): return self._Rates()
     def nvmlDeviceGetMemoryInfo(self, h): return self._Memory()
@@ -30,8 +46,10 @@ class FakeNvml:
 
 
 def test_sampler_series_have_the_expected_fields():
-    nvml = Nvml(FakeNvml())
-    assert nvml.available and nvml.names() == ["Fake H100"] and nvml.driver() == "999.1"
+    nvml = Nvml(FakeNvml(), visible="")  # CUDA_VISIBLE_DEVICES="" hides every GPU
+    assert not nvml.available and nvml.names() == [] and nvml.read() == []
+    nvml = Nvml(FakeNvml(), visible=None)
+    assert nvml.available and nvml.names() == ["Fake H100 #0"] and nvml.driver() == "999.1"
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(2)"])
     try:
         with ResourceSampler(0.05, nvml=nvml) as sampler:
@@ -41,7 +59,7 @@ def test_sampler_series_have_the_expected_fields():
     assert len(sampler.samples) >= 3
     sample = sampler.samples[-1]
     assert sample.tree_processes >= 2 and sample.tree_rss_bytes > 0 and 0 <= sample.system_cpu_percent <= 100
-    assert sample.gpus == [{"index": 0, "util_percent": 40.0, "memory_used_bytes": 2**30,
+    assert sample.gpus == [{"index": 0, "nvml_device": "0", "util_percent": 40.0, "memory_used_bytes": 2**30,
                             "memory_total_bytes": 80 * 2**30, "power_w": 75.0}]
     summary = utilisation_summary(sampler.samples)
     assert summary["gpu0"]["power_w"]["peak"] == 75.0 and summary["tree_rss_bytes"]["peak"] > 0
@@ -98,3 +116,32 @@ def test_only_the_cells_ray_instance_is_counted_not_a_leftover(ray_local):
         assert pid not in sampler._known
     finally:
         os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("failing", ["nvmlDeviceGetUtilizationRates", "nvmlDeviceGetMemoryInfo",
+                                     "nvmlDeviceGetPowerUsage", "nvmlDeviceGetName", "nvmlSystemGetDriverVersion"])
+def test_one_unsupported_nvml_query_leaves_the_others_and_the_sampler_running(failing, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    nvml = Nvml(FakeNvml(count=2, failing=failing))
+    assert nvml.available and len(nvml.names()) == 2
+    nvml.driver()
+    with ResourceSampler(0.05, nvml=nvml) as sampler:
+        time.sleep(0.3)
+    assert len(sampler.samples) >= 3 and sampler._thread.is_alive() is False  # ran to the end, not killed
+    summary = sampler.summary()
+    assert "sampler_error" not in summary
+    query = {"nvmlDeviceGetUtilizationRates": "utilisation", "nvmlDeviceGetMemoryInfo": "memory",
+             "nvmlDeviceGetPowerUsage": "power", "nvmlDeviceGetName": "name",
+             "nvmlSystemGetDriverVersion": "driver"}[failing]
+    assert any(query in key and "NotSupported" in why for key, why in summary["gpu_unavailable"].items())
+    answered = {"utilisation": "util_percent", "memory": "memory_used_bytes", "power": "power_w"}
+    for what, key in answered.items():  # every other query still produced its series
+        assert (summary["gpu1"][key]["peak"] is None) == (what == query)
+
+
+def test_cuda_visible_devices_picks_the_sampled_gpus_in_cuda_order():
+    nvml = Nvml(FakeNvml(count=4), visible="2,0")
+    assert nvml.names() == ["Fake H100 #2", "Fake H100 #0"]
+    assert [(g["index"], g["nvml_device"]) for g in nvml.read()] == [(0, "2"), (1, "0")]
+    assert Nvml(FakeNvml(count=4), visible="GPU-3").names() == ["Fake H100 #3"]  # by UUID (MIG-… alike)
+    assert Nvml(FakeNvml(count=2), visible="1,7,0").names() == ["Fake H100 #1"]  # CUDA stops at an invalid one
