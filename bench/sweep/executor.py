@@ -112,13 +112,15 @@ def run_sweep(sweep: SweepSpec, results_dir: Path, *, force: bool = False, ray_a
 
 
 def run_isolated(spec, folder: Path, repeat: int, sweep: SweepSpec, current: dict,
-                 on_images: Callable[[int, int | None], None] | None = None) -> RunRecord:
-    """Run one cell in a child process; if it dies or hangs, write the failure record for it."""
+                 on_images: Callable[[int, int | None], None] | None = None,
+                 target: Callable = child.run_child) -> RunRecord:
+    """Run one cell in a child process; if it dies or hangs, write the failure record for it. The deadline
+    holds whatever the child does: floods the progress pipe, closes it and hangs, or never writes."""
     path = repeat_path(folder, spec.cell_id, repeat)
     extra = {"sweep": sweep.name, "repeat": repeat}
     receive, send = _CONTEXT.Pipe(duplex=False)
     with tempfile.NamedTemporaryFile(mode="r", suffix=".stderr") as stderr:
-        process = _CONTEXT.Process(target=child.run_child, name=f"cell {spec.cell_id}",
+        process = _CONTEXT.Process(target=target, name=f"cell {spec.cell_id}",
                                    args=(spec.to_dict(), str(path), sweep.sample_interval, extra, send, stderr.name))
         process.start()
         send.close()
@@ -126,30 +128,33 @@ def run_isolated(spec, folder: Path, repeat: int, sweep: SweepSpec, current: dic
         deadline = time.monotonic() + spec.timeout_s + KILL_GRACE_S
         reason = None
         try:
-            # Block until progress arrives or the child ends — no polling loop.
+            # Block until progress arrives or the child ends — no polling loop; the deadline is checked on
+            # every wake-up, so a child that keeps the pipe busy cannot hold it off.
+            pipe_open = True
             while process.exitcode is None:
-                ready = wait([receive, process.sentinel], timeout=max(0.0, deadline - time.monotonic()))
-                if not ready:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     kill_tree(process.pid)
                     process.join()
                     reason = f"timeout: killed after {spec.timeout_s + KILL_GRACE_S:g} s"
                     break
-                if receive in ready:
+                ready = wait([receive, process.sentinel] if pipe_open else [process.sentinel], timeout=remaining)
+                if process.sentinel in ready:
+                    process.join()
+                elif receive in ready:
                     try:
                         done, total = receive.recv()
-                    except EOFError:
-                        process.join()
-                        break
+                    except EOFError:  # the child closed its end; its exit is waited for, up to the deadline
+                        pipe_open = False
+                        continue
                     if on_images:
                         on_images(done, total)
-                else:
-                    process.join()
         finally:
             current["child"] = None
             receive.close()
         if reason is None and process.exitcode not in (0, 1):
             reason = _exit_reason(process.exitcode)
-        if reason is not None or not path.exists():
+        if not path.exists():  # a record the cell wrote itself (atomically) is never overwritten
             status = "timeout" if reason and reason.startswith("timeout") else "failed"
             tail = Path(stderr.name).read_text()[-4000:]
             last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
@@ -215,9 +220,10 @@ def _signals_raise():
     def handler(signum, _frame):
         running = current.get("child")
         if running is not None:
-            kill_tree(running.pid)
-            write_failure(current["path"], current["spec"], current["extra"], "interrupted",
-                          f"interrupted by {signal.Signals(signum).name}")
+            kill_tree(running.pid)  # returns once it is gone: its record, if any, is complete by now
+            if not current["path"].exists():  # a cell that finished as the signal came keeps its own record
+                write_failure(current["path"], current["spec"], current["extra"], "interrupted",
+                              f"interrupted by {signal.Signals(signum).name}")
         raise SweepInterrupted(signum)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
