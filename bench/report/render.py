@@ -228,7 +228,10 @@ def _tables(records: list[RunRecord], frame: pd.DataFrame, summary: pd.DataFrame
         "parity_header": PARITY_HEADER, "parity": parity_rows, "parity_notes": parity_notes,
         "operator_labels": [label for _, label, _ in OPERATOR_COLUMNS],
         "skipped": [(json.dumps(s.get("values")), str(s.get("reason"))) for s in skipped],
-        "bad": [(str(b.get("id")), str(b.get("reason"))) for r in records for b in r.bad_images or []],
+        # Every cell of a sweep reads the same inputs: each bad or skipped file is listed once.
+        "bad": sorted({(str(b.get("id")), str(b.get("reason"))) for r in records for b in r.bad_images or []}),
+        "skipped_files": sorted({(str(f.get("path")), str(f.get("reason")))
+                                 for r in records for f in r.skipped_files or []}),
         "specs": "\n".join(sorted({json.dumps(r.spec, sort_keys=True) for r in records})),
     }
 
@@ -274,7 +277,8 @@ def render_markdown(records: list[RunRecord], frame: pd.DataFrame, summary: pd.D
                            [[run, name, *values] for run, name, values in t["operators"]])
     lines += ["", "## Skipped cells", ""] + (_md_table(["cell values", "reason"], [list(s) for s in t["skipped"]])
                                               if t["skipped"] else ["none"])
-    lines += ["", "## Bad images", ""] + ([f"- {md(i)}: {md(reason)}" for i, reason in t["bad"]] or ["none"])
+    lines += ["", "## Bad inputs", ""] + ([f"- {md(i)}: {md(reason)}" for i, reason in t["bad"]] or ["none"])
+    lines += ["", "## Skipped files", ""] + ([f"- {md(p)}: {md(why)}" for p, why in t["skipped_files"]] or ["none"])
     lines += ["", "## Plots", ""] + [f"![{md(name)}]({quote(path.name)})" for name, path in report.plots.items()]
     if report.examples_absent:
         lines += ["", md(f"Example predictions: {report.examples_absent}")]

@@ -120,6 +120,7 @@ def test_report_renders_markup_from_records_as_text(tmp_path, field_class):
         record["environment"]["cpu_logical"] = IMG
     else:
         record["bad_images"] = [{"id": f"{IMG}.jpg", "reason": f"corrupt {SCRIPT}"}]
+        record["skipped_files"] = [{"path": f".{IMG}", "reason": f"hidden file {SCRIPT}"}]
         record["strategy_stats"] = {"operators": [{"name": f"ReadFiles({IMG})", "rows": SCRIPT}]}
     path.write_text(json.dumps(record))
     report = build_report([runs], tmp_path / "out", examples=0)
@@ -129,6 +130,8 @@ def test_report_renders_markup_from_records_as_text(tmp_path, field_class):
     assert "&lt;script&gt;" in html or "&lt;img src=x" in html  # rendered, as text
     if field_class != "number-as-string":  # the Markdown has no spec dump: there it is only absent
         assert r"\<script\>" in md or r"\<img src=x onerror=alert(1)\>" in md
+    if field_class == "file-name":  # listed once, under its own heading, as text
+        assert html.count("hidden file &lt;script&gt;") == 1 and "## Skipped files" in md
 
 
 @pytest.mark.parametrize("missing", ["folder", "hub-weights"])
