@@ -65,3 +65,33 @@ def browser(session: nox.Session) -> None:
 def slow(session: nox.Session) -> None:
     """Long tests (scale runs) left out of the default run."""
     session.run(PY, "-m", "pytest", "-m", "slow", *session.posargs)
+
+
+@nox.session(default=False, venv_backend="venv")
+def floors(session: nox.Session) -> None:
+    """The tests at the lowest versions pyproject declares (`>=` floors pinned with `==`), in a venv of its
+    own: a floor the code does not work at fails here. torch stays the CPU 2.13.0 build on disk (its floor
+    is kept for existing CUDA installs and is not exercised)."""
+    import tempfile
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
+    pins = []
+    for text in [*project["dependencies"], *project["optional-dependencies"]["datasets"]]:
+        requirement = Requirement(text)
+        floor = next((s.version for s in requirement.specifier if s.operator == ">="), None)
+        if floor and requirement.name != "torch":
+            pins.append(f"{requirement.name}=={floor}")
+    # Not session.create_tmp(): it points TMPDIR into the venv, where Ray refuses to put its session.
+    constraints = Path(tempfile.mkdtemp(prefix="segbench-floors-")) / "floors.txt"
+    constraints.write_text("\n".join(pins) + "\n")
+    session.log("floors: " + ", ".join(pins))
+    session.install("torch==2.13.0")
+    session.install("-c", str(constraints), "-e", ".[test,datasets]")
+    session.run("python", "-c", "import transformers, ray, datasets; print('at floors:', transformers.__version__, "
+                "ray.__version__, datasets.__version__)")
+    session.run("python", "-m", "pytest", "-m", "not slow and not benchmark", "-x", "tests/workload", "tests/cli",
+                "tests/strategies/test_strategies.py", "tests/measure/test_runner.py", *session.posargs)

@@ -99,13 +99,11 @@ def bench_predictor(model: str, images: int = 16, batch_size: int = 8, threads: 
 
 def _textbook(model, batches, side: int) -> None:
     import torch
-    from transformers.models.segformer.image_processing_pil_segformer import SegformerImageProcessorPil
 
-    from bench.workload.models import IMAGENET_MEAN, IMAGENET_STD
+    from bench.workload.models import reference_image_processor
     from bench.workload.predictor import decode
 
-    processor = SegformerImageProcessorPil(size={"height": side, "width": side}, image_mean=list(IMAGENET_MEAN),
-                                           image_std=list(IMAGENET_STD))
+    processor = reference_image_processor(side)
     for batch in batches:
         pil = [decode(item.data) for item in batch]
         with torch.inference_mode():

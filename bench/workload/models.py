@@ -226,3 +226,14 @@ def _meta_model(size: str):
 
     with torch.device("meta"):  # shapes only: no memory, no init cost
         return SegformerForSemanticSegmentation(make_config(size)).eval()
+
+
+def reference_image_processor(side: int):
+    """Transformers' own PIL/numpy SegFormer processor at `side`², the textbook path our predictor is checked
+    against: `SegformerImageProcessorPil` from transformers 5.4, `SegformerImageProcessor` before (5.4
+    made that name the torchvision one)."""
+    try:
+        from transformers.models.segformer.image_processing_pil_segformer import SegformerImageProcessorPil as cls
+    except ImportError:
+        from transformers.models.segformer.image_processing_segformer import SegformerImageProcessor as cls
+    return cls(size={"height": side, "width": side}, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD))

@@ -10,15 +10,12 @@ import pytest
 import torch
 
 from bench.workload.images import EncodedImage, SyntheticSource
-from bench.workload.models import IMAGENET_MEAN, IMAGENET_STD
+from bench.workload.models import reference_image_processor
 from bench.workload.predictor import Predictor, PredictorSpec, class_histogram, decode, map_digest
 
 
 def oracle_maps(model, images, side: int) -> list[torch.Tensor]:
-    from transformers.models.segformer.image_processing_pil_segformer import SegformerImageProcessorPil
-
-    processor = SegformerImageProcessorPil(size={"height": side, "width": side}, image_mean=list(IMAGENET_MEAN),
-                                           image_std=list(IMAGENET_STD))
+    processor = reference_image_processor(side)
     pil = [decode(item.data) for item in images]
     inputs = processor(pil, return_tensors="pt")
     with torch.inference_mode():
