@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from bench.measure.stats import series
-from bench.platform.host import Nvml, current_session_dir, is_ray_process, ray_processes
+from bench.platform.host import Nvml, is_ray_process, ray_daemons, ray_processes
 from bench.platform.object_store import ObjectStore
 
 
@@ -46,14 +46,15 @@ class ResourceSampler:
         self.error: str | None = None  # the last reading that failed, if any (the others are kept)
         self.object_store: ObjectStore | None = None
         self._known: dict[int, psutil.Process] = {}
-        self._session: str | None = None  # the Ray instance whose processes count (include_ray)
+        self._is_ray: dict[int, bool] = {}  # per pid, looked up once
+        self._daemons: list[psutil.Process] = []  # of the Ray instance whose processes count (include_ray)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="segbench-sampler", daemon=True)
 
     def __enter__(self) -> ResourceSampler:
         if self.include_ray:
             self.object_store = ObjectStore()
-            self._session = current_session_dir()
+            self._daemons = ray_daemons()  # found once: a scan of every command line is costly
         self._tree()
         self._started = time.perf_counter()
         self._thread.start()
@@ -83,9 +84,9 @@ class ResourceSampler:
         except psutil.Error:
             return []
         if self.include_ray:
-            current += ray_processes({p.pid for p in current}, self._session) if self._session else []
+            current += ray_processes({p.pid for p in current}, daemons=self._daemons)
         else:  # a Ray instance this process happens to host (a test session's) is not the cell's work
-            current = [p for p in current if not _is_ray(p)]
+            current = [p for p in current if not self._is_ray.setdefault(p.pid, _is_ray(p))]
         # Keep Process objects across readings: cpu_percent() measures since the previous call on it.
         fresh = {}
         for proc in current:

@@ -6,6 +6,7 @@ except in `check_device`, so probing stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
@@ -154,23 +155,36 @@ def current_session_dir() -> str | None:
         return None
 
 
-def ray_processes(exclude: set[int], session_dir: str | None = None) -> list[psutil.Process]:
-    """The Ray processes of one Ray instance on this machine (by default the one this process is connected
-    to): its daemons, whose command lines name the instance's session folder, and everything they
-    started (workers, agents). When cells share a sweep's instance its workers are children of the
-    raylet, not of the cell's driver; one cell runs at a time, so they are the cell's. Leftovers of other
-    instances (an earlier run's, another user's) are not counted."""
+def ray_daemons(session_dir: str | None = None) -> list[psutil.Process]:
+    """The daemons of one Ray instance on this machine (by default the one this process is connected
+    to): the processes whose command lines name its session folder (raylet, GCS, log monitor, …)."""
     session_dir = session_dir or current_session_dir()
     if not session_dir:
         return []
-    found: dict[int, psutil.Process] = {}
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        try:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):  # exited while being looked at
             if any(session_dir in arg for arg in proc.info["cmdline"] or []):
-                for member in (proc, *proc.children(recursive=True)):
-                    found.setdefault(member.pid, member)
-        except psutil.Error:  # exited while being looked at
+                found.append(proc)
+    return found
+
+
+def ray_processes(exclude: set[int], session_dir: str | None = None,
+                  daemons: list[psutil.Process] | None = None) -> list[psutil.Process]:
+    """The Ray processes of one Ray instance on this machine: its daemons and what its raylets started
+    (workers, agents). When cells share a sweep's instance its workers are children of the raylet, not
+    of the cell's driver; one cell runs at a time, so they are the cell's. Leftovers of other instances
+    (an earlier run's, another user's) are not counted. Pass `daemons` (from `ray_daemons`) to skip
+    finding them again: a sampler does, as each reading then costs one scan of /proc per raylet."""
+    found: dict[int, psutil.Process] = {}
+    for daemon in ray_daemons(session_dir) if daemons is None else daemons:
+        if daemon.pid in exclude or daemon.pid in found:
             continue
+        with contextlib.suppress(psutil.Error):  # a daemon gone (a killed node's raylet)
+            found[daemon.pid] = daemon
+            if daemon.name() == "raylet":
+                for child in daemon.children(recursive=True):
+                    found.setdefault(child.pid, child)
     return [proc for pid, proc in found.items() if pid not in exclude]
 
 

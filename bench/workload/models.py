@@ -116,11 +116,11 @@ def make_config(size: str):
 
 def build_model(size: str, weights: str = RANDOM_WEIGHTS, seed: int = 0) -> torch.nn.Module:
     """Build a SegFormer in eval mode. Raises WeightsUnavailable with a one-line reason."""
+    if calibrated.is_calibrated(size):
+        return calibrated.build(size)
     import torch
     from transformers import SegformerForSemanticSegmentation
 
-    if calibrated.is_calibrated(size):
-        return calibrated.build(size)
     model_size(size)
     kind = weights_kind(weights)
     if kind == RANDOM_WEIGHTS:

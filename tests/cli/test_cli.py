@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from bench.cli import main
@@ -36,15 +33,6 @@ def test_unknown_option_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--no-such-option"])
     assert exit_info.value.code == 2
-
-
-def test_python_m_bench_runs_a_cell(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "bench", "run", "--model", "tiny", "--images", "4", "--batch-size",
-                          "2", "--image-scale", "0.2", "--results", str(tmp_path), "--quiet"],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert "throughput" in out.stdout and "record:" in out.stdout
-    assert len(list((tmp_path / "runs").glob("*.json"))) == 1
 
 
 def test_models_command_lists_every_size(capsys):

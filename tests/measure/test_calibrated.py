@@ -8,6 +8,7 @@ one accounting rule in bench.measure.metrics and fails if it is put back the old
 
 from __future__ import annotations
 
+import functools
 import statistics
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 import strategies
 from bench.config import RunSpec
 from bench.measure.runner import run_cell
+from bench.results.record import RunRecord
 from bench.workload.calibrated import parse
 
 MS = 40
@@ -22,9 +24,15 @@ PER_WORKER = 1000 / MS  # images/s of one worker when the calibrated cost is all
 BAND = 0.2
 
 
-def cell(strategy: str, actors: int = 1, images: int = 40, model: str = f"calibrated:{MS}ms", **kw) -> dict:
+def cell(strategy: str, actors: int = 1, images: int = 40, model: str = f"calibrated:{MS}ms", **kw) -> RunRecord:
+    """One cell's record; the same cell asked for by two tests runs once (each asserts its own rule)."""
+    return _cell(strategy, actors, images, model, tuple(sorted(kw.items())))
+
+
+@functools.cache
+def _cell(strategy: str, actors: int, images: int, model: str, kw: tuple) -> RunRecord:
     spec = RunSpec(strategy=strategy, model=model, batch_size=4, images=images, image_scale=0.2, actors=actors,
-                   min_steady_s=0.5, **kw)
+                   min_steady_s=0.5, **dict(kw))
     record, _ = run_cell(spec, write=False, sample_interval=0.1)
     assert record.status == "ok", record.error
     return record
@@ -68,7 +76,8 @@ def test_warmup_is_left_out_of_steady_state(ray_local):
 
 def test_latency_is_service_plus_waiting(ray_local):
     """One actor with two batches queued on it: each batch waits one service time, then is served."""
-    record = cell("actors", max_in_flight=2)
+    record = cell("actors")  # max_in_flight 2, the default: the one-worker cell of the test above
+    assert record.spec["max_in_flight"] == 2
     m = record.metrics
     service = 4 * MS / 1000
     assert m["service_s"]["p50"] == pytest.approx(service, rel=BAND)
@@ -88,7 +97,8 @@ def test_utilisation_of_a_spinning_worker(ray_local):
 
 
 def test_speedup_ratio_across_strategies(ray_local):
-    sequential = cell("sequential", images=64).metrics["throughput_steady"]
+    """The ratio of two cells' figures (the cells of the tests above, run once) against its closed form."""
+    sequential = cell("sequential").metrics["throughput_steady"]
     actors = cell("actors", actors=2, images=64).metrics["throughput_steady"]
     assert actors / sequential == pytest.approx(2.0, rel=BAND)
 

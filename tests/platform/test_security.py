@@ -83,7 +83,7 @@ def test_harness_ray_serves_no_dashboard(harness_ray):
 
 
 def test_cli_keeps_its_local_ray_on_loopback(tmp_path):
-    """`segbench run` with a Ray strategy starts Ray inside a loopback-only network namespace, and the
+    """`python -m bench run` with a Ray strategy starts Ray inside a loopback-only network namespace, and the
     record lists what Ray listened on and its authentication. Where the namespace cannot be made, the CLI
     says so in one line and the record says 'host'."""
     import os
@@ -94,6 +94,7 @@ def test_cli_keeps_its_local_ray_on_loopback(tmp_path):
     out = subprocess.run([sys.executable, "-m", "bench", "run", "--strategy", "actors", "--model", "tiny", "--images",
                           "4", "--batch-size", "2", "--image-scale", "0.1", "--results", str(tmp_path), "--quiet"],
                          check=True, timeout=300, capture_output=True, text=True, env=env)
+    assert "throughput" in out.stdout and "record:" in out.stdout  # `python -m bench` is the CLI
     (path,) = tmp_path.rglob("*.json")
     cluster = read_record(path).cluster
     assert cluster["auth"] == "token"

@@ -21,8 +21,8 @@ VARIANTS = {
     "actor_pool": {"actors": 2},
     "actor_pool_map": {"actors": 2},
     "ray_data": {"actors": 2},
-    "ray_data-split": {"actors": 1, "ray_data_split": True},
-    "ray_data-autoscale": {"actors": 1, "actors_max": 2},  # an autoscaling pool of 1..2 actors
+    # decode + preprocess as their own stage, feeding an autoscaling pool of 1..2 model actors
+    "ray_data-split-autoscale": {"actors": 1, "ray_data_split": True, "actors_max": 2},
     "ray_data-cluster": {"actors": 1, "input_mode": "cluster"},  # the folder read by Ray Data in the cluster
     "actors-cluster": {"actors": 2, "input_mode": "cluster"},  # each actor reads the paths it is sent
 }
