@@ -142,7 +142,7 @@ class SweepSpec:
     def with_overrides(self, **overrides) -> SweepSpec:
         changes = {k: v for k, v in overrides.items() if v not in (None, [], ())}
         if "name" in changes:
-            check_name(changes["name"], "--name")
+            check_name(changes["name"], "command line (--name)")
         return dataclasses.replace(self, **changes) if changes else self
 
     def to_dict(self) -> dict:
