@@ -283,7 +283,8 @@ def _listing(root: Path) -> tuple[list[str], list[SkippedFile]]:
                 skipped.append(SkippedFile(relative, why))
             else:
                 files.append(relative)
-    return sorted(files), sorted(skipped, key=lambda s: s.path)
+    # Sorted by path components, as Path sorts: 'a/b' before 'a-c', the order earlier versions read in.
+    return sorted(files, key=lambda f: Path(f).parts), sorted(skipped, key=lambda s: Path(s.path).parts)
 
 
 def synthetic_size(index: int, seed: int, scale: float = 1.0) -> tuple[int, int]:
