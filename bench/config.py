@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import strategies
+from bench.workload import calibrated
 from bench.workload.models import model_size, weights_kind
 from bench.workload.postprocess import POSTPROCESS_MODES
+from bench.workload.runtimes import EAGER, RUNTIMES
 
 DEVICES = ("cpu", "cuda")
 MODEL_TRANSFERS = ("object_store", "reload")
@@ -19,7 +21,7 @@ INPUT_MODES = ("driver", "cluster")
 
 # Settings that change where or how a cell is watched, not what is measured.
 _NOT_MEASURED = frozenset({"label", "timeout_s", "keep_masks", "ray_address", "min_steady_batches",
-                           "min_steady_s"})
+                           "min_steady_s", "runtime_parity_images"})
 
 
 class ConfigError(ValueError):
@@ -45,6 +47,8 @@ class RunSpec:
     gpus_per_worker: float | None = None  # None: 1 on cuda (fractions share a GPU), 0 on cpu
     threads: int | None = None  # torch threads per worker; None: the CPUs the worker owns
     postprocess: str = "exact"
+    runtime: str = EAGER  # what executes the model in each worker (bench.workload.runtimes)
+    runtime_parity_images: int = 8  # a non-eager runtime's maps are checked against eager's on this many inputs
     pipeline: bool = False  # sequential: prepare the next batch on a helper thread during the forward pass
     model_transfer: str = "object_store"  # tasks only: `reload` builds the model in every task
     max_in_flight: int = 2  # batches queued per actor (the bounded actor strategies)
@@ -71,6 +75,12 @@ class RunSpec:
             fail(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
         if self.postprocess not in POSTPROCESS_MODES:
             fail(f"unknown postprocess {self.postprocess!r}; choose from {', '.join(POSTPROCESS_MODES)}")
+        if self.runtime not in RUNTIMES:
+            fail(f"unknown runtime {self.runtime!r}; choose from {', '.join(RUNTIMES)}")
+        if self.runtime != EAGER and calibrated.is_calibrated(self.model):
+            fail(f"{self.model} is a calibrated stand-in (sleep/spin in Python): only the eager runtime runs it")
+        if self.runtime_parity_images < 1:
+            fail(f"runtime-parity-images must be at least 1 (got {self.runtime_parity_images})")
         if self.input_mode not in INPUT_MODES:
             fail(f"unknown input mode {self.input_mode!r}; choose from {', '.join(INPUT_MODES)}")
         if self.model_transfer not in MODEL_TRANSFERS:
@@ -128,7 +138,8 @@ class RunSpec:
         fields = {k: v for k, v in self.to_dict().items()
                   if k not in _NOT_MEASURED and v != defaults[k]}
         digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
-        return f"{self.strategy}-{self.model}-{self.device}-bs{self.batch_size}-a{self.actors}-{digest}"
+        runtime = "" if self.runtime == EAGER else f"-{self.runtime}"
+        return f"{self.strategy}-{self.model}{runtime}-{self.device}-bs{self.batch_size}-a{self.actors}-{digest}"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -50,6 +50,7 @@ def _result_columns(result: BatchResult, call: str, load_s: float) -> dict[str, 
         "node": np.array([result.node] * n, dtype=object), "start": np.full(n, result.start),
         "end": np.full(n, result.end), "stages": np.array([json.dumps(result.stages)] * n, dtype=object),
         "load_s": np.full(n, load_s),
+        "runtime_cold": np.array([json.dumps(result.runtime_cold) if result.runtime_cold else ""] * n, dtype=object),
     }
 
 
@@ -236,7 +237,8 @@ class RayDataStrategy(Strategy):
                               {int(k): v for k, v in json.loads(r["histogram"]).items()}, r["error"] or None)
                   for r in rows]
         return BatchResult(images, json.loads(first["stages"]), float(first["start"]), float(first["end"]),
-                           int(first["pid"]), first["node"], first["worker"], index)
+                           int(first["pid"]), first["node"], first["worker"], index,
+                           json.loads(first["runtime_cold"]) if first["runtime_cold"] else None)
 
 
 def object_store_budget() -> float | None:

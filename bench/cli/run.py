@@ -39,6 +39,8 @@ def run(
     gpus_per_worker: Annotated[float | None, typer.Option()] = None,
     threads: Annotated[int | None, typer.Option(help="torch threads per worker (default: its CPUs)")] = None,
     postprocess: Annotated[str, typer.Option(help="exact | approx | reference")] = "exact",
+    runtime: Annotated[str, typer.Option(help="eager | compile | onnxruntime | openvino: what runs the model")] = \
+        "eager",
     model_transfer: Annotated[str, typer.Option(help="tasks: object_store | reload")] = "object_store",
     max_in_flight: Annotated[int, typer.Option(help="Batches queued per actor")] = 2,
     actors_max: Annotated[int | None, typer.Option(help="ray_data: autoscale actors up to this")] = None,
@@ -62,7 +64,7 @@ def run(
     spec = RunSpec(strategy=strategy, model=model, batch_size=batch_size, images=images, source=source,
                    image_scale=image_scale, seed=seed, device=device, weights=weights,
                    warmup_batches=warmup_batches, actors=actors, cpus_per_worker=cpus_per_worker,
-                   gpus_per_worker=gpus_per_worker, threads=threads, postprocess=postprocess,
+                   gpus_per_worker=gpus_per_worker, threads=threads, postprocess=postprocess, runtime=runtime,
                    model_transfer=model_transfer, max_in_flight=max_in_flight, actors_max=actors_max,
                    ray_data_split=ray_data_split, pipeline=pipeline, input_mode=input_mode, ray_address=ray_address,
                    timeout_s=timeout, keep_masks=keep_masks, inject=inject, label=label)

@@ -24,10 +24,11 @@ def dry_run_plan(spec: SweepSpec, console: Console | None = None) -> None:
     console = console or Console(highlight=False)
     host = host_info()
     cells, skipped = spec.expand(host)
-    table = Table("cell id", "strategy", "model", "device", "batch", "actors", title=f"sweep {spec.name!r}: plan")
+    table = Table("cell id", "strategy", "model", "runtime", "device", "batch", "actors",
+                  title=f"sweep {spec.name!r}: plan")
     for cell in cells:
         s = cell.spec
-        table.add_row(cell.cell_id, s.strategy, s.model, s.device, str(s.batch_size), str(s.actors))
+        table.add_row(cell.cell_id, s.strategy, s.model, s.runtime, s.device, str(s.batch_size), str(s.actors))
     console.print(table)
     for skip in skipped:
         console.print(f"skip {skip.values}: {skip.reason}", markup=False)
@@ -90,13 +91,13 @@ def _run_live(spec, results, force, ray_address):
 def print_summary(folder: Path, spec: SweepSpec, console: Console) -> None:
     frame = ResultStore([folder / "runs"]).frame()
     summary = cell_summary(frame, spec.noise_cv)
-    table = Table("strategy", "model", "device", "batch", "actors", "status", "steady img/s", "cv", "e2e img/s",
-                  "p95 batch s", "cpu % (tree)", "peak RSS MiB", title=f"sweep {spec.name!r}")
-    for row in summary.sort_values(["model", "device", "strategy", "batch_size", "actors"]).itertuples() \
-            if not summary.empty else []:
+    table = Table("strategy", "model", "runtime", "device", "batch", "actors", "status", "steady img/s", "cv",
+                  "e2e img/s", "p95 batch s", "cpu % (tree)", "peak RSS MiB", title=f"sweep {spec.name!r}")
+    order = ["model", "device", "runtime", "strategy", "batch_size", "actors"]
+    for row in summary.sort_values(order).itertuples() if not summary.empty else []:
         cv = fmt(row.cv, 0, 100, "%") + (" noisy" if row.noisy else "") + ("" if row.valid else " invalid")
-        table.add_row(row.strategy, row.model, row.device, str(row.batch_size), str(row.actors), row.status,
-                      fmt(row.throughput), cv, fmt(row.throughput_e2e), fmt(row.latency_p95_s),
+        table.add_row(row.strategy, row.model, row.runtime, row.device, str(row.batch_size), str(row.actors),
+                      row.status, fmt(row.throughput), cv, fmt(row.throughput_e2e), fmt(row.latency_p95_s),
                       fmt(row.cpu_tree_mean, 0), fmt(row.rss_tree_peak, 0, 1 / 2**20))
     console.print(table)
     for row in summary.itertuples() if not summary.empty else []:
@@ -109,12 +110,13 @@ def print_summary(folder: Path, spec: SweepSpec, console: Console) -> None:
 @app.command()
 def sweep(
     file: Annotated[Path | None, typer.Argument(help="Sweep TOML file (or use --preset)")] = None,
-    preset: Annotated[str | None, typer.Option(help="quick | nightly | full")] = None,
+    preset: Annotated[str | None, typer.Option(help="quick | nightly | full | runtimes")] = None,
     strategy: Annotated[list[str] | None, typer.Option(help="Override: strategies (repeatable)")] = None,
     model: Annotated[list[str] | None, typer.Option(help="Override: models (repeatable)")] = None,
     batch_size: Annotated[list[int] | None, typer.Option(help="Override: batch sizes (repeatable)")] = None,
     actors: Annotated[list[int] | None, typer.Option(help="Override: actor counts (repeatable)")] = None,
     device: Annotated[list[str] | None, typer.Option(help="Override: devices (repeatable)")] = None,
+    runtime: Annotated[list[str] | None, typer.Option(help="Override: runtimes (repeatable)")] = None,
     images: Annotated[int | None, typer.Option(help="Override: images per cell")] = None,
     repeats: Annotated[int | None, typer.Option(help="Override: repeats per cell")] = None,
     timeout: Annotated[float | None, typer.Option(help="Override: per-cell timeout, seconds")] = None,
@@ -130,7 +132,8 @@ def sweep(
         raise ConfigError("give a sweep file or --preset, not both or neither")
     spec = SweepSpec.preset(preset) if preset else SweepSpec.from_toml(file)
     spec = spec.with_overrides(strategies=strategy, models=model, batch_sizes=batch_size, actors=actors,
-                               devices=device, images=images, repeats=repeats, timeout_s=timeout, name=name)
+                               devices=device, runtimes=runtime, images=images, repeats=repeats, timeout_s=timeout,
+                               name=name)
     spec = SweepSpec.from_dict(spec.to_dict(), "command line")  # re-validate after overrides
     if dry_run:
         dry_run_plan(spec)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import strategies
 from bench.config import ConfigError, RunSpec
+from bench.measure import runtime_parity
 from bench.measure.faults import Fault, recovery
 from bench.measure.metrics import BatchEvent, summarise
 from bench.measure.samplers import ResourceSampler
@@ -31,6 +32,7 @@ from bench.platform.ray_session import ClusterInfo, local_cluster_info, ray_sess
 from bench.results.environment import environment
 from bench.results.record import RunRecord
 from bench.results.store import run_path, write_record
+from bench.workload import runtimes
 from bench.workload.images import SourceUnavailable, batched, key_batches, open_source
 from bench.workload.models import WeightsUnavailable, check_weights, model_size, weights_kind
 from bench.workload.predictor import BatchResult, PredictorSpec
@@ -56,6 +58,9 @@ def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_inter
     check_device(spec.device)
     source = open_source(spec.source, spec.images, spec.seed, spec.image_scale)
     check_weights(spec.model, spec.weights)
+    missing = runtimes.unavailable(spec.runtime, spec.device)
+    if missing:
+        raise ConfigError(missing)
     strategy_cls = strategies.get(spec.strategy)
     if not strategy_cls.uses_ray or not spec.ray_address:
         local = local_cluster_info()
@@ -113,7 +118,7 @@ def _watchdog(timeout_s: float):
 def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord, sample_interval, progress) -> None:
     plan = strategy_cls.plan(spec, cluster.cpus, cluster.gpus)
     predictor = PredictorSpec(spec.model, spec.weights, spec.seed, spec.device, plan.threads, spec.postprocess,
-                              spec.keep_masks)
+                              spec.keep_masks, spec.runtime, spec.batch_size)
     record.plan = asdict(plan)
     record.cluster = cluster.to_dict()
     if spec.input_mode == "cluster":  # workers read the source: the driver lists keys, never holds bytes
@@ -130,6 +135,7 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
     submitted: dict[int, float] = {}
     seen: dict[str, int] = {}
     outputs, bad = [], []
+    runtime_cold = []  # per worker (per task for tasks: each builds its own)
     run_start = time.time()
     cpu_start = time.process_time()
 
@@ -143,6 +149,9 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
         with ResourceSampler(sample_interval, include_ray=strategy_cls.uses_ray) as sampler:
             for result in strategy.run(batches, on_submit):
                 events.append(_event(result, submitted, run_start))
+                if result.runtime_cold:
+                    runtime_cold.append({"worker": result.worker, "pid": result.pid, "node": result.node,
+                                         "first_batch_s": result.end - result.start, **result.runtime_cold})
                 if fault and len(events) == fault.at_batch:
                     if fault.kind == "kill-driver":
                         os.kill(os.getpid(), signal.SIGKILL)
@@ -171,6 +180,8 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
     record.cold = {"ray_init_s": cluster.init_s, "strategy_start_s": start_s, "model_load_s": info.model_load_s,
                    "worker_pids": dict(zip(info.workers, info.pids, strict=False)),
                    "time_to_first_batch_s": min((e.completed for e in events), default=None)}
+    if runtime_cold:
+        record.cold["runtime"] = runtime_cold
     record.metrics = summarise(events, spec.warmup_batches, run_s, start_s, spec.min_steady_batches,
                                spec.min_steady_s, strategy.latency_defined)
     record.batches = record_events
@@ -192,6 +203,11 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
     if duplicates or (expected is not None and len(seen) != expected):
         record.error = (f"exactly-once check failed: {len(seen)} of {expected} inputs came back, "
                         f"{len(duplicates)} more than once")
+    if spec.runtime != runtimes.EAGER and outputs and not record.error:
+        # After the window, on the driver: the first inputs through eager and through this runtime.
+        probe = list(itertools.islice(iter(source), spec.runtime_parity_images))
+        record.runtime_parity = runtime_parity.check(predictor, probe, {o["id"]: o["digest"] for o in outputs})
+        record.error = runtime_parity.failure(record.runtime_parity)
 
 
 PREFETCH_BYTES = 256 * 2**20

@@ -23,6 +23,7 @@ from bench.report.format import fmt
 from bench.results.decision import configuration, recommend, with_interval
 from bench.results.parity import parity, thread_groups
 from bench.results.record import RunRecord
+from bench.results.runtime_table import has_runtimes, runtime_rows
 from bench.results.store import ResultStore, write_atomic
 from bench.results.summary import cell_summary
 
@@ -179,6 +180,36 @@ def _flags(row) -> str:
     return "; ".join(flags + (["noisy"] if row.noisy else []))
 
 
+RUNTIME_HEADER = ["model", "device", "runtime", "strategy", "batch", "actors", "steady img/s", "× eager sequential",
+                  "pixel agreement with eager (images)", "max |Δ logit|", "workers", "export s", "session s",
+                  "compile s", "export cache hits", "first batch s", "not ranked"]
+
+
+RUNTIME_NOTE = ("Steady throughput against the best eager sequential cell at the same model and device. Pixel "
+                "agreement: the cell's first inputs through eager and through its runtime after the window, at the "
+                "workers' thread count; below 99.9% the cell fails. Runtimes reorder float arithmetic, so maps are "
+                "not promised bit-identical. Cold costs are medians over the cell's workers (each task, for tasks); "
+                "the first batch is each worker's first service time.")
+
+
+def _runtimes(records: list[RunRecord], summary: pd.DataFrame) -> list[list[str]]:
+    """The runtime × strategy table, fastest first per model and device (cold costs: medians over workers)."""
+    if not has_runtimes(records):
+        return []
+    rows = []
+    for r in runtime_rows(records, summary):
+        agreement = "eager itself" if r["runtime"] == "eager" else (
+            f"{fmt(r['pixel_agreement'], 4, 100, '%')} ({r['probe_images']})" if r["pixel_agreement"] is not None
+            else "-")
+        rows.append([str(r["model"]), str(r["device"]), str(r["runtime"]), str(r["strategy"]), str(r["batch_size"]),
+                     str(r["actors"]), fmt(r["throughput"]), fmt(r["vs_eager_sequential"], 2),
+                     agreement, "-" if r["max_logit_abs_diff"] is None else f"{r['max_logit_abs_diff']:.1e}",
+                     str(r["workers"]), fmt(r["export_s"], 1), fmt(r["session_s"], 2), fmt(r["compile_s"], 1),
+                     f"{r['cache_hits']}/{r['workers']}" if r["workers"] else "-", fmt(r["first_batch_s"], 2),
+                     str(r["not_ranked"] or "")])
+    return rows
+
+
 PARITY_HEADER = ["cell", "reference", "torch threads (cell / reference)", "images", "same map", "differing",
                  "pixels differing, worst image (at least)", "likely cause"]
 
@@ -224,6 +255,7 @@ def _tables(records: list[RunRecord], frame: pd.DataFrame, summary: pd.DataFrame
                 + (" (dirty: uncommitted changes)" if (env.get("git") or {}).get("dirty") else ""),
                 "fingerprint": str(env.get("fingerprint"))},
         "decisions": decisions, "cells": cells,
+        "runtime_header": RUNTIME_HEADER, "runtimes": _runtimes(records, summary),
         "decision_header": DECISION_HEADER, "operators": _operators(records),
         "parity_header": PARITY_HEADER, "parity": parity_rows, "parity_notes": parity_notes,
         "operator_labels": [label for _, label, _ in OPERATOR_COLUMNS],
@@ -241,6 +273,7 @@ def render_html(records: list[RunRecord], frame: pd.DataFrame, summary: pd.DataF
     figures = [(name, base64.b64encode(path.read_bytes()).decode()) for name, path in report.plots.items()]
     return TEMPLATES.get_template("report.html.j2").render(
         **_tables(records, frame, summary, skipped, report.parity_reference), figures=figures,
+        runtime_note=RUNTIME_NOTE,
         examples_absent=report.examples_absent)
 
 
@@ -266,6 +299,9 @@ def render_markdown(records: list[RunRecord], frame: pd.DataFrame, summary: pd.D
                 f"{env['commit']}, fingerprint {env['fingerprint']}"), "",
              "## Decision", ""]
     lines += _md_table(DECISION_HEADER, t["decisions"])
+    if t["runtimes"]:
+        lines += ["", "## Runtimes × strategies", "", md(RUNTIME_NOTE), ""]
+        lines += _md_table(RUNTIME_HEADER, t["runtimes"])
     lines += ["", "## Parity with the reference", ""]
     lines += _md_table(PARITY_HEADER, t["parity"]) if t["parity"] else ["no reference cell (sequential) to compare"]
     lines += [""] + [md(note) for note in t["parity_notes"]]

@@ -1,4 +1,5 @@
-"""The decision a sweep supports: per (model, device), the recommended strategy and configuration, its
+"""The decision a sweep supports: per (model, device), the recommended configuration (strategy, runtime,
+batch size, actors), its
 median steady throughput with a 95% bootstrap interval over repeats, and its margin over the
 runner-up — or "no significant difference" where the two intervals overlap. Cells that cannot be
 ranked (invalid, failed) are listed beside the answer with the reason; noisy cells (CV over 10%
@@ -41,7 +42,8 @@ def recommend(frame: pd.DataFrame, summary: pd.DataFrame) -> list[dict]:
                 continue
             values = _repeats(frame, cell.cell_id)
             low, high = interval(values)
-            ranked.append({"cell_id": cell.cell_id, "strategy": cell.strategy, "batch_size": _plain(cell.batch_size),
+            ranked.append({"cell_id": cell.cell_id, "strategy": cell.strategy,
+                           "runtime": getattr(cell, "runtime", "eager"), "batch_size": _plain(cell.batch_size),
                            "actors": _plain(cell.actors), "throughput": float(np.median(values)), "ci_low": low,
                            "ci_high": high, "repeats": len(values), "noisy": bool(cell.noisy)})
         ranked.sort(key=lambda c: c["throughput"], reverse=True)
@@ -52,7 +54,11 @@ def recommend(frame: pd.DataFrame, summary: pd.DataFrame) -> list[dict]:
 
 def configuration(cell: dict | None) -> str:
     """A ranked cell's configuration in words ("-" when there is none)."""
-    return "-" if cell is None else f"{cell['strategy']}, batch {cell['batch_size']}, {cell['actors']} actor(s)"
+    if cell is None:
+        return "-"
+    runtime = cell.get("runtime", "eager")
+    return (f"{cell['strategy']}{'' if runtime == 'eager' else f' on {runtime}'}, batch {cell['batch_size']}, "
+            f"{cell['actors']} actor(s)")
 
 
 def with_interval(cell: dict | None) -> str:

@@ -16,31 +16,39 @@ from collections import defaultdict
 from bench.results.record import RunRecord
 
 
-def reference_cells(records: list[RunRecord], named: str | None = None) -> dict[str, RunRecord]:
-    """model → its reference record: the named cell, else sequential at that model (smallest cell id,
-    lowest repeat first, so every cell of a model is compared with the same one)."""
+def runtime(record: RunRecord) -> str:
+    """What executed the model (records from before the runtime axis ran eager)."""
+    return str(record.spec.get("runtime") or "eager")
+
+
+def reference_cells(records: list[RunRecord], named: str | None = None) -> dict[tuple[str, str], RunRecord]:
+    """(model, runtime) → its reference record: the named cell, else sequential at that model and runtime
+    (smallest cell id, lowest repeat first, so every cell of a model and runtime is compared with the same
+    one). How a runtime compares with eager is each cell's own probe (bench.measure.runtime_parity)."""
     ok = sorted((r for r in records if r.ok and r.outputs), key=lambda r: (r.cell_id, r.repeat_index))
     if named:
         chosen = next((r for r in ok if r.cell_id == named), None)
         if chosen is None:
             raise ValueError(f"parity reference {named!r} is not a finished cell of these records")
-        return {str(r.spec.get("model")): chosen for r in ok}
-    refs: dict[str, RunRecord] = {}
+        return {(str(r.spec.get("model")), runtime(r)): chosen for r in ok}
+    refs: dict[tuple[str, str], RunRecord] = {}
     for r in ok:
         if r.spec.get("strategy") == "sequential":
-            refs.setdefault(str(r.spec.get("model")), r)
+            refs.setdefault((str(r.spec.get("model")), runtime(r)), r)
     return refs
 
 
 def parity(records: list[RunRecord], named: str | None = None) -> list[dict]:
-    """One row per cell (its first ok repeat) against its model's reference."""
+    """One row per cell (its first ok repeat) against the reference of its model and runtime, or of its
+    model on eager when its runtime has no sequential cell."""
     refs = reference_cells(records, named)
     firsts: dict[str, RunRecord] = {}
     for r in sorted((r for r in records if r.ok and r.outputs), key=lambda r: r.repeat_index):
         firsts.setdefault(r.cell_id, r)
     rows = []
     for cell_id, record in sorted(firsts.items()):
-        ref = refs.get(str(record.spec.get("model")))
+        model = str(record.spec.get("model"))
+        ref = refs.get((model, runtime(record))) or refs.get((model, "eager"))
         if ref is None or ref.cell_id == cell_id:
             continue
         rows.append(compare_outputs(record, ref))
@@ -59,6 +67,8 @@ def compare_outputs(record: RunRecord, ref: RunRecord) -> dict:
         causes.append(f"torch threads {threads} vs {ref_threads}")
     if device != ref_device:
         causes.append(f"device {device} vs {ref_device}")
+    if runtime(record) != runtime(ref):
+        causes.append(f"runtime {runtime(record)} vs {runtime(ref)}")
     explained = not differing or bool(causes)
     return {"cell_id": record.cell_id, "reference": ref.cell_id, "images": len(common),
             "equal": len(common) - len(differing), "equal_share": (len(common) - len(differing)) / len(common)

@@ -61,6 +61,7 @@ class RunRecord:
     driver_cpu_s: float | None = None  # CPU time of the driver process (all threads) in the measured window
     strategy_stats: dict | None = None  # what the strategy's framework reports of itself (Ray Data's operators)
     counts: dict | None = None
+    runtime_parity: dict | None = None  # a non-eager runtime's maps against eager's (bench.measure.runtime_parity)
     inputs_prefetched: int | None = None
     # Why it failed, in detail.
     traceback: str | None = None

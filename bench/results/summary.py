@@ -26,6 +26,7 @@ def cell_summary(frame: pd.DataFrame, noise_cv: float = 0.10) -> pd.DataFrame:
         rows.append({
             "cell_id": cell_id,
             **{c.removeprefix("spec."): first[c] for c in SPEC_COLUMNS if c in group},
+            "runtime": _runtime(first),
             "repeats": len(group), "ok": len(ok),
             "status": "ok" if len(ok) == len(group) else ("failed" if ok.empty else "partial"),
             "error": None if ok.shape[0] == len(group) else "; ".join(sorted(set(group["error"].dropna()))),
@@ -42,6 +43,12 @@ def cell_summary(frame: pd.DataFrame, noise_cv: float = 0.10) -> pd.DataFrame:
             "rss_tree_peak": _median(ok, "rss_tree_peak"),
         })
     return pd.DataFrame(rows)
+
+
+def _runtime(row) -> str:
+    """The cell's runtime; records from before the runtime axis ran eager."""
+    value = row.get("spec.runtime")
+    return value if isinstance(value, str) else "eager"
 
 
 def measured(summary: pd.DataFrame) -> pd.DataFrame:

@@ -8,6 +8,7 @@ A sweep file is TOML:
     batch_sizes = [4, 8]
     actors = [1, 2]
     devices = ["cpu"]
+    runtimes = ["eager"]  # optional: what executes the model (eager, compile, onnxruntime, openvino)
     images = 16
     repeats = 1
     [cell]            # any other RunSpec field, applied to every cell
@@ -29,17 +30,18 @@ from pathlib import Path
 
 import strategies
 from bench.config import ConfigError, RunSpec
+from bench.workload import runtimes
 
-PRESETS = ("quick", "nightly", "full")
+PRESETS = ("quick", "nightly", "full", "runtimes")
 
 # key → type. Lists must be non-empty; counts positive.
-_LIST_KEYS = {"strategies": str, "models": str, "batch_sizes": int, "actors": int, "devices": str}
+_LIST_KEYS = {"strategies": str, "models": str, "batch_sizes": int, "actors": int, "devices": str, "runtimes": str}
 _NUMBER = (int, float)
 _SCALAR_KEYS = {"name": str, "label": str, "images": int, "repeats": int, "warmup_batches": int, "timeout_s": _NUMBER,
                 "sample_interval": _NUMBER, "noise_cv": _NUMBER, "source": str, "weights": str, "seed": int}
 _POSITIVE = {"images", "repeats", "timeout_s", "sample_interval", "noise_cv"}
 _CELL_FIELDS = {f.name: f for f in dataclasses.fields(RunSpec)}
-_SWEPT = {"strategy", "model", "batch_size", "actors", "device"}
+_SWEPT = {"strategy", "model", "batch_size", "actors", "device", "runtime"}
 # RunSpec fields a sweep sets for all its cells from its top level (or, for the cluster, the command line).
 _SET_AT_TOP = {"images", "source", "weights", "seed", "warmup_batches", "timeout_s", "label"}
 _NOT_IN_CELL = {
@@ -75,6 +77,7 @@ class SweepSpec:
     batch_sizes: list[int] = field(default_factory=lambda: [8])
     actors: list[int] = field(default_factory=lambda: [1])
     devices: list[str] = field(default_factory=lambda: ["cpu"])
+    runtimes: list[str] = field(default_factory=lambda: ["eager"])
     images: int = 32
     repeats: int = 1
     warmup_batches: int = 1
@@ -190,9 +193,11 @@ def expand(sweep: SweepSpec, host: HostInfo, origin: str = "sweep") -> tuple[lis
             raise ConfigError(f"{origin}: cell.{key} applies to {', '.join(owners[key])}, none of which this sweep "
                               "runs")
     cells, skipped, seen = [], [], set()
-    for strategy, model, device, batch_size, actors in itertools.product(
-            sweep.strategies, sweep.models, sweep.devices, sweep.batch_sizes, sweep.actors):
-        values = {"strategy": strategy, "model": model, "device": device, "batch_size": batch_size, "actors": actors}
+    # runtimes beside models: the cells a runtime is judged against run close together in time (drift)
+    for strategy, model, runtime, device, batch_size, actors in itertools.product(
+            sweep.strategies, sweep.models, sweep.runtimes, sweep.devices, sweep.batch_sizes, sweep.actors):
+        values = {"strategy": strategy, "model": model, "device": device, "batch_size": batch_size, "actors": actors,
+                  "runtime": runtime}
         # A strategy's own options in [cell] apply to the cells of the strategies that honour them.
         cell = {k: v for k, v in sweep.cell.items() if k not in owners or strategy in owners[k]}
         try:
@@ -218,6 +223,9 @@ def expand(sweep: SweepSpec, host: HostInfo, origin: str = "sweep") -> tuple[lis
 def _skip_reason(spec: RunSpec, strategy_cls: type[strategies.Strategy], host: HostInfo) -> str | None:
     if spec.device == "cuda" and host.gpus <= 0:
         return "no CUDA device"
+    missing = runtimes.unavailable(spec.runtime, spec.device)
+    if missing:
+        return missing
     if not strategy_cls.scales_with_workers and spec.actors != 1:
         return f"actor counts are meaningless for {spec.strategy} (it runs once, with actors=1)"
     return None

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.workload import calibrated, kernels
+from bench.workload import calibrated, kernels, runtimes
 from bench.workload.images import EncodedImage
 from bench.workload.models import IMAGENET_MEAN, IMAGENET_STD, RANDOM_WEIGHTS, build_model, model_size
 from bench.workload.postprocess import EXACT, POSTPROCESS_MODES, upsample_argmax
@@ -43,9 +43,13 @@ class PredictorSpec:
     threads: int | None = None  # torch intra-op threads; None leaves torch's default
     postprocess: str = EXACT
     keep_masks: bool = False  # return the maps themselves, not only digests
+    runtime: str = runtimes.EAGER  # what executes the model (bench.workload.runtimes)
+    batch_size: int | None = None  # the shape a static-shape runtime is compiled for
 
     def __post_init__(self) -> None:
         model_size(self.model)  # raises on an unknown model
+        if self.runtime not in runtimes.RUNTIMES:
+            raise ValueError(f"unknown runtime {self.runtime!r}; choose from {', '.join(runtimes.RUNTIMES)}")
         if self.postprocess not in POSTPROCESS_MODES:
             raise ValueError(f"unknown postprocess {self.postprocess!r}; choose from {', '.join(POSTPROCESS_MODES)}")
 
@@ -83,6 +87,7 @@ class BatchResult:
     node: str
     worker: str = ""
     batch_index: int = -1
+    runtime_cold: dict | None = None  # a non-eager runtime's cold costs, on the worker's first batch only
 
     @property
     def num_images(self) -> int:
@@ -157,7 +162,15 @@ class Predictor:
         self.device = torch.device(spec.device)
         model = model if model is not None else build_model(spec.model, spec.weights, spec.seed)
         self.model = model.to(self.device).eval()
+        built = time.perf_counter()
+        self.runtime = runtimes.load(spec.runtime, self.model, self.device, spec.threads, spec.batch_size,
+                                     spec.native_size)
+        # Model ready to run: the build, then the runtime's export, session or compile.
         self.load_seconds = time.perf_counter() - started
+        self.runtime_cold = None if spec.runtime == runtimes.EAGER else {
+            "runtime": spec.runtime, "build_s": built - started, "ready_s": self.load_seconds,
+            **self.runtime.cold}
+        self._cold_unreported = self.runtime_cold is not None  # reported with this worker's first batch
         self.node = _node_id()
 
     def predict(self, batch: list[EncodedImage], batch_index: int = -1) -> BatchResult:
@@ -201,11 +214,7 @@ class Predictor:
             kernels.set_threads(self.spec.threads)
         clock = time.perf_counter()
         if prepared.slots:
-            pixels = torch.from_numpy(prepared.pixels)
-            if self.device.type == "cuda":  # pinned memory lets the copy overlap host work
-                pixels = pixels.pin_memory()
-            with torch.inference_mode():
-                logits = self.model(pixel_values=pixels.to(self.device, non_blocking=True)).logits
+            logits = self.runtime.forward(prepared.pixels)
             _synchronise(self.device)
         stages["forward"] = time.perf_counter() - clock
 
@@ -219,8 +228,9 @@ class Predictor:
             if self.spec.keep_masks:
                 result.mask = seg
         stages["postprocess"] = time.perf_counter() - clock
+        cold, self._cold_unreported = (self.runtime_cold if self._cold_unreported else None), False
         return BatchResult(results, stages, prepared.start, time.time(), os.getpid(), self.node, self.worker,
-                           batch_index)
+                           batch_index, cold)
 
 
 @dataclass(slots=True)
