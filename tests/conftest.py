@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# One runtime export cache for the test session, set before Ray starts so its workers inherit it: the
+# tiny model is exported to ONNX once (~12 s), then every runtime test hits the cache.
+os.environ.setdefault("SEGBENCH_CACHE", tempfile.mkdtemp(prefix="segbench-test-cache-"))
 
 ADE_SAMPLES = Path(os.environ.get("SEGBENCH_ADE_SAMPLES",
                                   Path(__file__).resolve().parents[2] / "shared" / "data" / "ade20k-samples"))

@@ -39,8 +39,8 @@ def reference_cells(records: list[RunRecord], named: str | None = None) -> dict[
 
 
 def parity(records: list[RunRecord], named: str | None = None) -> list[dict]:
-    """One row per cell (its first ok repeat) against the reference of its model and runtime, or of its
-    model on eager when its runtime has no sequential cell."""
+    """One row per cell (its first ok repeat) against the reference of its model and runtime; that
+    reference itself, or a cell whose runtime has none, against its model's eager reference."""
     refs = reference_cells(records, named)
     firsts: dict[str, RunRecord] = {}
     for r in sorted((r for r in records if r.ok and r.outputs), key=lambda r: r.repeat_index):
@@ -48,7 +48,9 @@ def parity(records: list[RunRecord], named: str | None = None) -> list[dict]:
     rows = []
     for cell_id, record in sorted(firsts.items()):
         model = str(record.spec.get("model"))
-        ref = refs.get((model, runtime(record))) or refs.get((model, "eager"))
+        ref = refs.get((model, runtime(record)))
+        if ref is None or ref.cell_id == cell_id:  # a runtime's own reference is compared with eager's
+            ref = refs.get((model, "eager"))
         if ref is None or ref.cell_id == cell_id:
             continue
         rows.append(compare_outputs(record, ref))

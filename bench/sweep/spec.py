@@ -200,13 +200,19 @@ def expand(sweep: SweepSpec, host: HostInfo, origin: str = "sweep") -> tuple[lis
                   "runtime": runtime}
         # A strategy's own options in [cell] apply to the cells of the strategies that honour them.
         cell = {k: v for k, v in sweep.cell.items() if k not in owners or strategy in owners[k]}
+        strategy_cls = strategies.get(strategy)
+        if not strategy_cls.scales_with_workers:
+            if actors != sweep.actors[0]:
+                skipped.append(Skip(values, f"actor counts are meaningless for {strategy} (it runs once, with "
+                                            "actors=1)"))
+                continue
+            values = {**values, "actors": 1}  # its one run, whatever the first actor count is
         try:
             spec = RunSpec(**values, images=sweep.images, source=sweep.source, weights=sweep.weights, seed=sweep.seed,
                            warmup_batches=sweep.warmup_batches, timeout_s=sweep.timeout_s, label=sweep.label, **cell)
         except ConfigError as err:
             raise ConfigError(f"{origin}: {err}") from None
-        strategy_cls = strategies.get(strategy)
-        reason = _skip_reason(spec, strategy_cls, host)
+        reason = _skip_reason(spec, host)
         if reason is None:
             try:
                 strategy_cls.plan(spec, host.cpus, host.gpus)
@@ -220,14 +226,12 @@ def expand(sweep: SweepSpec, host: HostInfo, origin: str = "sweep") -> tuple[lis
     return cells, skipped
 
 
-def _skip_reason(spec: RunSpec, strategy_cls: type[strategies.Strategy], host: HostInfo) -> str | None:
+def _skip_reason(spec: RunSpec, host: HostInfo) -> str | None:
     if spec.device == "cuda" and host.gpus <= 0:
         return "no CUDA device"
     missing = runtimes.unavailable(spec.runtime, spec.device)
     if missing:
         return missing
-    if not strategy_cls.scales_with_workers and spec.actors != 1:
-        return f"actor counts are meaningless for {spec.strategy} (it runs once, with actors=1)"
     return None
 
 

@@ -139,8 +139,8 @@ class OnnxRuntime(Runtime):
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads or 0  # 0: ORT's default (one per core)
         options.inter_op_num_threads = 1
-        # Idle pool threads sleep rather than spin: between forwards the postprocess needs these cores.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # ORT's default (spinning pool threads) is kept: b0, batch 4, 2 threads, forward alone on this 2-core
+        # VM: 4.19 img/s, against 3.68 with spinning off.
         cuda = self.device.type == "cuda"
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
         clock = time.perf_counter()

@@ -32,13 +32,20 @@ def test_quick_preset_expands_deterministically_with_reasons():
     assert all("meaningless for sequential" in s.reason for s in skipped) and len(skipped) == 1
 
 
-@pytest.mark.parametrize("preset", ["quick", "nightly"])
+@pytest.mark.parametrize("preset", ["quick", "nightly", "runtimes"])
 def test_presets_give_every_strategy_the_compute_of_sequential(preset):
     """Equal budgets: on the 2-CPU host every cell runs as many torch threads in all as sequential."""
     cells, _ = SweepSpec.preset(preset).expand(CPU_HOST)
     plans = {c.cell_id: strategies.get(c.spec.strategy).plan(c.spec, 2.0) for c in cells}
     budgets = {cell_id: plan.workers * plan.threads for cell_id, plan in plans.items()}
     assert set(budgets.values()) == {2}, budgets
+
+
+def test_a_strategy_without_workers_runs_once_at_one_actor_whatever_the_counts():
+    cells, skipped = SweepSpec(strategies=["sequential", "actors"], models=["tiny"], actors=[2, 3]).expand(
+        HostInfo(cpus=8))
+    assert sorted((c.spec.strategy, c.spec.actors) for c in cells) == [("actors", 2), ("actors", 3), ("sequential", 1)]
+    assert [(s.values["actors"], "meaningless for sequential" in s.reason) for s in skipped] == [(3, True)]
 
 
 def test_skip_rules_cuda_and_impossible_cells():
@@ -82,18 +89,21 @@ _CELL_HONOURED = {  # [cell] key → (value, strategies the cell needs to run it
     "pipeline": (True, ["sequential"]), "model_transfer": ("reload", ["tasks"]), "max_in_flight": (3, ["actors"]),
     "actors_max": (2, ["ray_data"]), "ray_data_split": (True, ["ray_data"]), "input_mode": ("cluster", ["actors"]),
     "keep_masks": (True, ["sequential"]), "inject": ("kill-actor@batch=2", ["actors"]),
+    "runtime_parity_images": (3, ["sequential"]),
 }
 _CELL_REFUSED = {
-    **{key: "swept by the top-level lists" for key in ("strategy", "model", "batch_size", "actors", "device")},
+    **{key: "swept by the top-level lists" for key in ("strategy", "model", "batch_size", "actors", "device",
+                                                       "runtime")},
     **{key: "set at the top level" for key in ("images", "source", "weights", "seed", "warmup_batches",
                                                 "timeout_s", "label")},
     "ray_address": "--ray-address",
 }
 _TOP_HONOURED = {"name": "n1", "label": "lab", "images": 7, "repeats": 3, "warmup_batches": 2, "timeout_s": 60,
                  "sample_interval": 0.25, "noise_cv": 0.2, "source": "synthetic", "seed": 5, "weights": "random",
-                 "strategies": ["actors"], "models": ["tiny"], "batch_sizes": [3], "actors": [2], "devices": ["cpu"]}
+                 "strategies": ["actors"], "models": ["tiny"], "batch_sizes": [3], "actors": [2], "devices": ["cpu"],
+                 "runtimes": ["eager"]}
 _SPEC_FIELD = {"strategies": "strategy", "models": "model", "batch_sizes": "batch_size", "actors": "actors",
-               "devices": "device"}
+               "devices": "device", "runtimes": "runtime"}
 
 
 def test_every_key_a_sweep_can_hold_is_either_honoured_or_refused():
@@ -117,7 +127,8 @@ def test_cell_key_is_honoured(key):
 @pytest.mark.parametrize("key", sorted(_CELL_REFUSED))
 def test_cell_key_is_refused_in_one_line(key, tmp_path):
     path = tmp_path / "s.toml"
-    value = '"x"' if key in ("strategy", "model", "device", "source", "weights", "label", "ray_address") else "2"
+    value = '"x"' if key in ("strategy", "model", "device", "source", "weights", "label", "ray_address",
+                             "runtime") else "2"
     path.write_text(f"[cell]\n{key} = {value}\n")
     with pytest.raises(ConfigError) as err:
         SweepSpec.from_toml(path)
@@ -129,8 +140,9 @@ def test_top_level_key_is_honoured(key):
     spec = SweepSpec.from_dict({"strategies": ["sequential", "actors"], "models": ["tiny"], key: _TOP_HONOURED[key]})
     assert getattr(spec, key) == _TOP_HONOURED[key]
     cells, _ = spec.expand(CPU_HOST)
-    if key in _SPEC_FIELD:
-        assert {getattr(c.spec, _SPEC_FIELD[key]) for c in cells} == set(_TOP_HONOURED[key])
+    if key in _SPEC_FIELD:  # (sequential has no actors: it runs once, with actors=1)
+        swept = [c for c in cells if key != "actors" or c.spec.strategy != "sequential"]
+        assert {getattr(c.spec, _SPEC_FIELD[key]) for c in swept} == set(_TOP_HONOURED[key])
     elif key in {f.name for f in __import__("dataclasses").fields(RunSpec)}:
         assert all(getattr(c.spec, key) == _TOP_HONOURED[key] for c in cells)
 
