@@ -18,6 +18,7 @@ from bench.workload import runtimes
 from bench.workload.images import SyntheticSource
 from bench.workload.predictor import PredictorSpec
 
+
 @pytest.fixture
 def ade_samples_or_none():
     """Two real ADE20K validation images when the samples are here, else none."""
