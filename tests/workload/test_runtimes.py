@@ -60,6 +60,35 @@ def test_impossible_runtimes_are_refused_before_any_work():
     with pytest.raises(ConfigError, match="only the eager runtime"):
         RunSpec(model="calibrated:10ms", runtime="onnxruntime")
     assert "Intel GPUs" in runtimes.unavailable("openvino", "cuda")
+    assert "CUDA devices only" in runtimes.unavailable("onnxruntime-tensorrt", "cpu")
+
+
+def test_onnxruntime_on_cuda_needs_its_provider_and_never_falls_back_quietly(monkeypatch):
+    needs("onnxruntime")
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert runtimes.unavailable("onnxruntime", "cuda") == (
+        "this onnxruntime has no CUDAExecutionProvider: install onnxruntime-gpu")
+    assert "TensorRT" in runtimes.unavailable("onnxruntime-tensorrt", "cuda")
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert runtimes.unavailable("onnxruntime-tensorrt", "cuda") is None
+
+    class FellBack:  # a session that took the CPU although CUDA was asked for first
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def get_providers(self):
+            return ["CPUExecutionProvider"]
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", FellBack)
+    import torch
+
+    from bench.workload.models import build_model
+
+    with pytest.raises(RuntimeError, match="did not take CUDAExecutionProvider"):
+        runtimes.OnnxRuntime(build_model("tiny"), torch.device("cuda"), 1, 4, 64)
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
