@@ -204,9 +204,11 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
         record.error = (f"exactly-once check failed: {len(seen)} of {expected} inputs came back, "
                         f"{len(duplicates)} more than once")
     if spec.runtime != runtimes.EAGER and outputs and not record.error:
-        # After the window, on the driver: the first inputs through eager and through this runtime.
-        probe = list(itertools.islice(iter(source), spec.runtime_parity_images))
-        record.runtime_parity = runtime_parity.check(predictor, probe, {o["id"]: o["digest"] for o in outputs})
+        # After the window, on the driver (with --input cluster too: a few inputs, outside the window): the
+        # first readable inputs through eager and through this runtime.
+        digests = {o["id"]: o["digest"] for o in outputs}
+        probe = list(itertools.islice((i for i in source if i.image_id in digests), spec.runtime_parity_images))
+        record.runtime_parity = runtime_parity.check(predictor, probe, digests)
         record.error = runtime_parity.failure(record.runtime_parity)
 
 

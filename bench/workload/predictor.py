@@ -174,7 +174,23 @@ class Predictor:
         self.node = _node_id()
 
     def predict(self, batch: list[EncodedImage], batch_index: int = -1) -> BatchResult:
+        self._own_threads()  # numba's parallel preprocess honours the budget too
         return self.infer(prepare(batch, self.spec.native_size), batch_index)
+
+    def _own_threads(self) -> None:
+        """Hold torch and numba to the worker's thread budget in the thread doing the work, every batch.
+        Both counts are per OS thread (OpenMP), a framework may call us from a thread other than the one
+        that built us (Ray Data does), and numba's first parallel region raised torch's count from 1 to 2
+        in a one-thread Ray actor: two such actors ran four threads on two cores, and torch.compile's
+        guard on the thread count recompiled the model inside the first batch."""
+        import torch
+
+        threads = self.spec.threads
+        if threads:
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+            if kernels.available():
+                kernels.set_threads(threads)
 
     def stream(self, batches: Iterable[tuple[int, list[EncodedImage]]],
                on_submit: Callable[[int], None] | None = None) -> Iterator[BatchResult]:
@@ -210,8 +226,7 @@ class Predictor:
 
         stages = dict(prepared.stages)
         results = prepared.results
-        if self.spec.threads and kernels.available():
-            kernels.set_threads(self.spec.threads)
+        self._own_threads()
         clock = time.perf_counter()
         if prepared.slots:
             logits = self.runtime.forward(prepared.pixels)

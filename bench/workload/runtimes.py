@@ -77,15 +77,16 @@ def unavailable(runtime: str, device: str = "cpu") -> str | None:
         if device == "cpu" and not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")):
             return "torch.compile (inductor) on the CPU needs a C++ compiler on PATH (g++)"
         return None
+    if runtime == "openvino" and device == "cuda":
+        return "OpenVINO's GPU plugin drives Intel GPUs, not CUDA devices: run openvino with --device cpu"
+    if runtime != "openvino" and (runtime, device) not in _PROVIDERS:
+        return f"{runtime} runs on CUDA devices only (TensorRT): use --device cuda"
     modules, extra = _NEEDS[runtime]
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         return f"{runtime} needs {', '.join(missing)}: pip install 'segbench[{extra}]'"
     if runtime == "openvino":
-        return ("OpenVINO's GPU plugin drives Intel GPUs, not CUDA devices: run openvino with --device cpu"
-                if device == "cuda" else None)
-    if (runtime, device) not in _PROVIDERS:
-        return f"{runtime} runs on CUDA devices only (TensorRT): use --device cuda"
+        return None
     import onnxruntime
 
     first = _PROVIDERS[runtime, device][0]

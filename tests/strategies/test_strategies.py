@@ -223,3 +223,42 @@ def test_hf_dataset_read_by_ray_data_in_the_cluster_matches_the_driver_read(tmp_
                for strategy, mode in (("sequential", "driver"), ("ray_data", "cluster"))]
     assert [r.status for r in records] == ["ok", "ok"], [r.error for r in records]
     assert outputs(records[0]) == outputs(records[1]) and len(records[1].outputs) == 5
+
+
+class _ThreadsWorker:
+    """A predictor actor that reports torch's thread count as its batches see it."""
+
+    def __init__(self, spec) -> None:
+        from strategies.ray_workers import PredictorWorker
+
+        self.worker = PredictorWorker(spec, "probe")
+
+    def threads_around_predict(self, images) -> tuple[int, int]:
+        import torch
+
+        before = torch.get_num_threads()
+        self.worker.predict(0, images)
+        return before, torch.get_num_threads()
+
+
+def test_a_one_thread_worker_keeps_one_torch_thread_whatever_calls_it(ray_local):
+    """numba's first parallel region raised torch's (OpenMP) thread count to the machine's in a one-thread
+    actor, and a framework may call a predictor from a thread other than its builder's: both must keep the
+    worker's budget, or two one-thread actors run four threads on two cores."""
+    import threading
+
+    import torch
+
+    from bench.workload.predictor import Predictor, PredictorSpec
+
+    images = list(SyntheticSource(4, seed=1, scale=0.2))
+    spec = PredictorSpec("tiny", threads=1)
+    actor = ray_local.remote(_ThreadsWorker).options(num_cpus=1).remote(spec)
+    for _ in range(2):
+        assert ray_local.get(actor.threads_around_predict.remote(images)) == (1, 1)
+    predictor, seen = Predictor(spec), []
+    other = threading.Thread(target=lambda: (predictor.predict(images), seen.append(torch.get_num_threads())))
+    other.start()
+    other.join()
+    assert seen == [1]
+    torch.set_num_threads(2)  # this process's own budget, as the rest of the session expects
