@@ -1,0 +1,66 @@
+"""An independent clock for the harness's figures: the same Predictor and images in plain loops, with no
+harness, no Ray and no sampler.
+
+    .venv/bin/python scripts/plain_loop.py --model b0 --runtime eager --runtime openvino --rounds 2
+
+`sequential`: one process with 2 torch threads over every image. `pair`: two processes with 1 thread
+each, the batches dealt alternately, started together and timed from a barrier after each one's
+warm-up batch; the rate is the images over the slower process's time. One warm-up batch per process,
+as the harness's presets use. Run it beside a sweep, never during one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import time
+
+from bench.workload.images import SyntheticSource, batched
+from bench.workload.predictor import Predictor, PredictorSpec
+
+
+def _loop(model: str, runtime: str, threads: int, indices: list[int], batch_size: int, barrier, out) -> None:
+    source = SyntheticSource(max(indices) + 1, seed=0)
+    predictor = Predictor(PredictorSpec(model=model, threads=threads, runtime=runtime, batch_size=batch_size))
+    batches = list(batched((source.image(i) for i in indices), batch_size))
+    predictor.predict(batches[0])
+    barrier.wait()
+    started = time.perf_counter()
+    for batch in batches[1:]:
+        predictor.predict(batch)
+    out.put((sum(map(len, batches[1:])), time.perf_counter() - started))
+
+
+def rate(model: str, runtime: str, workers: int, images: int, batch_size: int) -> float:
+    """Steady images/s of `workers` processes sharing 2 threads' worth of cores."""
+    context = mp.get_context("spawn")
+    barrier, out = context.Barrier(workers), context.Queue()
+    batches = [list(range(i, min(i + batch_size, images))) for i in range(0, images, batch_size)]
+    shares = [[i for batch in batches[w::workers] for i in batch] for w in range(workers)]
+    processes = [context.Process(target=_loop, args=(model, runtime, 2 // workers, share, batch_size, barrier, out))
+                 for share in shares]
+    for process in processes:
+        process.start()
+    done = [out.get() for _ in processes]
+    for process in processes:
+        process.join()
+    return sum(n for n, _ in done) / max(t for _, t in done)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="b0")
+    parser.add_argument("--runtime", action="append", help="repeatable (default: eager)")
+    parser.add_argument("--images", type=int, default=56)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    for round_number in range(args.rounds):
+        for runtime in args.runtime or ["eager"]:
+            for name, workers in (("sequential", 1), ("pair", 2)):
+                print(f"round {round_number} {runtime} {name}: "
+                      f"{rate(args.model, runtime, workers, args.images, args.batch_size):.2f} img/s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
