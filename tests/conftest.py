@@ -14,6 +14,9 @@ import pytest
 # One runtime export cache for the test session, set before Ray starts so its workers inherit it: the
 # tiny model is exported to ONNX once (~12 s), then every runtime test hits the cache.
 os.environ.setdefault("SEGBENCH_CACHE", tempfile.mkdtemp(prefix="segbench-test-cache-"))
+# The machine-speed probe (~2 s a cell) is off for the suite's hundreds of tiny cells; its own tests
+# turn it on where they need it.
+os.environ.setdefault("SEGBENCH_SPEED_PROBE", "0")
 
 ADE_SAMPLES = Path(os.environ.get("SEGBENCH_ADE_SAMPLES",
                                   Path(__file__).resolve().parents[2] / "shared" / "data" / "ade20k-samples"))

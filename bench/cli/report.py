@@ -117,15 +117,18 @@ def history(
 
 @app.command()
 def compare(
-    baseline: Annotated[list[Path], typer.Argument(help="Baseline records (files or folders)")],
+    baseline: Annotated[list[Path], typer.Argument(
+        help="Baseline records (files or folders), or a baselines root with one folder per machine")],
     candidate: Annotated[Path, typer.Option("--candidate", "-c", help="Candidate records (file or folder)")],
     threshold: Annotated[float, typer.Option(help="Relative change that counts (0.05 = 5%)")] = 0.05,
     alpha: Annotated[float, typer.Option(help="Family-wise significance level (Holm over all cells)")] = 0.05,
-    require_same_machine: Annotated[bool, typer.Option(help="Refuse (exit 2) when machines differ")] = False,
+    across_machines: Annotated[bool, typer.Option(
+        help="Compare records from different machines, each repeat divided by its own machine-speed probe")] = False,
 ) -> None:
-    """Compare a candidate run with a baseline; exit 1 on a regression."""
+    """Compare a candidate run with a baseline; exit 1 on a regression. Records from different machines
+    are refused unless --across-machines."""
     check_gate(threshold, alpha)
-    raise typer.Exit(judge(list(baseline), candidate, threshold, alpha, require_same_machine))
+    raise typer.Exit(judge(list(baseline), candidate, threshold, alpha, across_machines))
 
 
 def check_gate(threshold: float, alpha: float) -> None:
@@ -133,41 +136,75 @@ def check_gate(threshold: float, alpha: float) -> None:
         raise ConfigError("threshold and alpha must be between 0 and 1")
 
 
-def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float,
-          require_same_machine: bool = False) -> int:
+def machine_baseline(root: Path, candidate: Path, across_machines: bool) -> Path:
+    """The folder of the candidate's machine under a baselines root (bench.results.baselines)."""
+    from bench.results import baselines
+    from bench.results.store import ResultStore
+
+    known = baselines.machines(root)
+    prints = {r.environment.get("fingerprint") for r in ResultStore([candidate]).iter_latest()}
+    if len(prints) == 1 and (fingerprint := prints.pop()) in known:
+        return baselines.folder(root, fingerprint)
+    listed = "; ".join(baselines.describe(m) for m in known.values())
+    if across_machines and len(known) == 1:
+        return baselines.folder(root, next(iter(known)))
+    raise ConfigError(f"{root} has no baseline for the candidate's machine; it has: {listed}. Record one there "
+                      "(nox -s nightly does), or name one machine's folder with --across-machines")
+
+
+def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float, across_machines: bool = False) -> int:
     """Print the comparison table; 1 when a cell regressed or failed, else 0."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    from bench.results import baselines
+    from bench.results.compare import NotNormalisable, detectable_summary
     from bench.results.compare import compare as run_compare
 
     for path in [*baseline, candidate]:
         if not Path(path).exists():
             raise ConfigError(f"{path}: no such file or folder")
-    result = run_compare(baseline, [candidate], threshold, alpha)
+    baseline = [machine_baseline(Path(p), candidate, across_machines) if baselines.is_root(Path(p)) else Path(p)
+                for p in baseline]
+    try:
+        result = run_compare(baseline, [candidate], threshold, alpha, normalise=across_machines)
+    except NotNormalisable as err:
+        raise ConfigError(str(err)) from None
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     if not result.cells:
         raise ConfigError("no records found to compare")
     if all(c.verdict in ("missing", "new") for c in result.cells):
         raise ConfigError("the baseline and the candidate have no cell in common: nothing was compared")
-    if result.machine_mismatch:
-        message = (f"machines differ: baseline {sorted(map(str, result.baseline_machines))}, candidate "
-                   f"{sorted(map(str, result.candidate_machines))}")
-        if require_same_machine:
-            raise ConfigError(message)
-        console.print(f"[bold yellow]warning:[/] {message}; ratios mix hardware and code changes")
-    table = Table("cell", "verdict", "baseline img/s", "candidate img/s", "ratio", "95% CI", "p", "p (Holm)",
-                  "samples", "note",
-                  title=f"compare (threshold {threshold:.0%}, alpha {alpha} family-wise; img/s are geometric means)")
+    if result.machine_mismatch and not across_machines:
+        raise ConfigError(f"machines differ: baseline {sorted(map(str, result.baseline_machines))}, candidate "
+                          f"{sorted(map(str, result.candidate_machines))}; ratios would mix hardware and code. "
+                          "Compare with this machine's baseline, or pass --across-machines to normalise by each "
+                          "record's machine-speed probe")
+    unit = "img/s × probe s" if across_machines else "img/s"
+    title = (f"compare (threshold {threshold:.0%}, alpha {alpha} family-wise; {unit} are geometric means"
+             + ("; across machines: each repeat times its own b0-forward probe" if across_machines else "") + ")")
+    columns = ["cell", "verdict", f"baseline {unit}", f"candidate {unit}", "ratio", "95% CI", "p", "p (Holm)",
+               "detectable", "samples", "note"]
+    if across_machines:
+        columns.insert(4, "probe ratio")
+    table = Table(*columns, title=title)
     for c in result.cells:
         style = {"regression": "red", "failed": "red", "improvement": "green"}.get(c.verdict, "")
-        table.add_row(escape(c.label), f"[{style}]{c.verdict}[/]" if style else c.verdict,
-                      fmt(c.baseline, 3), fmt(c.candidate, 3), fmt(c.ratio, 3),
-                      f"{c.ci[0]:.3f}–{c.ci[1]:.3f}" if c.ci else "-",
-                      f"{c.p_value:.3g}" if c.p_value is not None else "-",
-                      f"{c.p_adjusted:.3g}" if c.p_adjusted is not None else "-", c.samples, escape(c.note))
+        row = [escape(c.label), f"[{style}]{c.verdict}[/]" if style else c.verdict,
+               fmt(c.baseline, 3), fmt(c.candidate, 3), fmt(c.ratio, 3),
+               f"{c.ci[0]:.3f}–{c.ci[1]:.3f}" if c.ci else "-",
+               f"{c.p_value:.3g}" if c.p_value is not None else "-",
+               f"{c.p_adjusted:.3g}" if c.p_adjusted is not None else "-",
+               f"{c.detectable:.0%}" if c.detectable is not None else "-", c.samples, escape(c.note)]
+        if across_machines:
+            row.insert(4, fmt(c.probe_ratio, 3))
+        table.add_row(*row)
     console.print(table)
+    if result.caveats:
+        console.print(escape(result.caveats))
     bad = result.regressions
     console.print(f"{len(bad)} regression(s) in {len(result.cells)} cells" if bad else "no regression")
+    if line := detectable_summary(result, threshold):
+        console.print(escape(line))
     return 1 if bad else 0

@@ -14,6 +14,7 @@ from rich.table import Table
 from bench.cli import app, isolate_local_ray
 from bench.config import ConfigError
 from bench.report.format import fmt
+from bench.results import baselines
 from bench.results.store import ResultStore
 from bench.results.summary import cell_summary
 from bench.sweep.executor import SweepInterrupted, host_info, run_sweep
@@ -144,7 +145,8 @@ def sweep(
 
 @app.command()
 def ab(
-    baseline: Annotated[str, typer.Argument(help="A commit, or a folder of records (the commit that wrote them)")],
+    baseline: Annotated[str, typer.Argument(
+        help="A commit, a folder of records (the commit that wrote them), or a baselines root (this machine's)")],
     file: Annotated[Path | None, typer.Argument(help="Sweep TOML file (or use --preset)")] = None,
     preset: Annotated[str | None, typer.Option(help="quick | nightly | full")] = None,
     repeats: Annotated[int | None, typer.Option(help="Rounds per side (default: the sweep's repeats)")] = None,
@@ -154,8 +156,8 @@ def ab(
 ) -> None:
     """Run a sweep on a baseline commit and on this tree in alternating rounds, then compare the two
     (exit 1 on a regression): the baseline is re-measured side by side, not read from another day."""
-    from bench.cli.report import check_gate, judge
-    from bench.sweep.interleave import SideStopped, baseline_commit, run_interleaved
+    from bench.cli.report import check_gate
+    from bench.sweep.interleave import baseline_commit
 
     if (file is None) == (preset is None):
         raise ConfigError("give a sweep file or --preset, not both or neither")
@@ -164,18 +166,37 @@ def ab(
     if rounds < 1:
         raise ConfigError(f"repeats must be at least 1 (got {rounds})")
     check_gate(threshold, alpha)
-    commit = baseline_commit(baseline)
+    commit = baseline_commit(str(this_machines_baseline(Path(baseline))) if baselines.is_root(Path(baseline))
+                             else baseline)
     isolate_local_ray(spec.strategies, None, spec.weights, spec.source)
+    sweep_args = ["--preset", preset] if preset else [str(file.resolve())]
+    raise typer.Exit(run_ab(sweep_args, rounds, commit, results, threshold, alpha))
+
+
+def this_machines_baseline(root: Path) -> Path:
+    """This machine's folder under a baselines root; refused (exit 2) where it has none."""
+    from bench.results.environment import environment
+
+    fingerprint = environment()["fingerprint"]
+    if not baselines.has_records(baselines.folder(root, fingerprint)):
+        raise ConfigError(f"{root} has no baseline for this machine ({fingerprint}); `segbench nightly` records one")
+    return baselines.folder(root, fingerprint)
+
+
+def run_ab(sweep_args: list[str], rounds: int, commit: str, results: Path, threshold: float, alpha: float) -> int:
+    """The interleaved rounds, then the comparison; the exit code (1 on a regression)."""
+    from bench.cli.report import judge
+    from bench.sweep.interleave import SideStopped, run_interleaved
+
     started = time.monotonic()
 
     def on_round(k: int, side: str) -> None:
         print(f"[{time.monotonic() - started:7.1f}s] round {k + 1}/{rounds}: {side}", file=sys.stderr, flush=True)
 
-    sweep_args = ["--preset", preset] if preset else [str(file.resolve())]
     try:
         sides = run_interleaved(sweep_args, rounds, commit, results, on_round)
     except SideStopped as stop:
         print(f"segbench ab: {stop}; the finished rounds are kept", file=sys.stderr)
-        raise typer.Exit(stop.exit_code) from None
+        return stop.exit_code
     print(f"baseline {commit[:12]}: {sides.baseline}; candidate (this tree): {sides.candidate}")
-    raise typer.Exit(judge([sides.baseline], sides.candidate, threshold, alpha))
+    return judge([sides.baseline], sides.candidate, threshold, alpha)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import strategies
 from bench.config import ConfigError, RunSpec
-from bench.measure import runtime_parity
+from bench.measure import runtime_parity, speed_probe
 from bench.measure.faults import Fault, recovery
 from bench.measure.metrics import BatchEvent, summarise
 from bench.measure.samplers import ResourceSampler
@@ -66,8 +66,10 @@ def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_inter
         local = local_cluster_info()
         strategy_cls.plan(spec, local.cpus, local.gpus)  # refuse impossible cells before starting Ray
 
+    # Before Ray starts and before the cell: the probe and the cell then see the same host state.
+    probe = speed_probe.measure() if speed_probe.enabled() else None
     record = RunRecord.begin(
-        spec.to_dict(), spec.cell_id, environment(), sweep=sweep, repeat=repeat,
+        spec.to_dict(), spec.cell_id, environment(), sweep=sweep, repeat=repeat, machine_probe=probe,
         weights={"kind": weights_kind(spec.weights), "name": spec.weights, "seed": spec.seed,
                  "hub_id": model_size(spec.model).hub_id},
         source=source.describe(), sample_interval_s=sample_interval)

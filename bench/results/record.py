@@ -8,7 +8,8 @@ JSON objects, described where they are made:
 - `plan` — bench.measure.budget.WorkerPlan; `cluster` — bench.platform.ray_session.ClusterInfo;
 - `metrics` — bench.measure.metrics.summarise; `batches` — its BatchEvents;
 - `samples`, `utilisation` — bench.measure.samplers; `faults` — bench.measure.faults.recovery;
-- `environment` — bench.results.environment.
+- `environment` — bench.results.environment; `machine_probe` — bench.measure.speed_probe (absent
+  where the probe was off).
 
 Schema history (bump SCHEMA_VERSION and add a line, as pyperf does, when a field changes meaning):
 - 1 (2026-11): the first schema. Every committed baseline and golden record is at version 1.
@@ -40,6 +41,7 @@ class RunRecord:
     # Where it belongs: a sweep's name and repeat index (absent for a single `segbench run`).
     sweep: str | None = None
     repeat: int | None = None
+    machine_probe: dict | None = None  # the host's speed, measured just before the cell
     # What was asked for, set before the cell starts.
     weights: dict | None = None
     source: dict | None = None

@@ -16,10 +16,11 @@ stays on disk beside the newer one.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.config import ConfigError
@@ -43,6 +44,17 @@ class Sides:
     baseline: Path
     candidate: Path
     commit: str
+
+
+@dataclass
+class Side:
+    """One side of an interleaved job: the tree whose CLI runs it, where its records go, and its
+    environment (a test plants a slowdown in one side's)."""
+
+    name: str
+    tree: Path
+    folder: Path
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def baseline_commit(ref: str) -> str:
@@ -78,16 +90,21 @@ def run_interleaved(sweep_args: list[str], repeats: int, commit: str, results: P
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = (results / "ab" / f"{stamp}-{commit[:8]}").resolve()
     sides = Sides(out / "baseline", out / "candidate", commit)
-    trees = {"baseline": (worktree(commit, results), sides.baseline), "candidate": (REPO, sides.candidate)}
+    run_rounds(sweep_args, repeats, [Side("baseline", worktree(commit, results), sides.baseline),
+                                     Side("candidate", REPO, sides.candidate)], on_round)
+    return sides
+
+
+def run_rounds(sweep_args: list[str], repeats: int, sides: list[Side],
+               on_round: Callable[[int, str], None] | None = None) -> None:
+    """`repeats` rounds of every side, the order reversed every other round (A B, B A, A B, …)."""
     for k in range(repeats):
-        order = ("baseline", "candidate") if k % 2 == 0 else ("candidate", "baseline")
-        for side in order:
-            tree, folder = trees[side]
+        for side in sides if k % 2 == 0 else sides[::-1]:
             if on_round:
-                on_round(k, side)
+                on_round(k, side.name)
             # Exit code 1 (a failed cell) is recorded in the records and judged by compare; carry on.
             code = subprocess.run([sys.executable, "-m", "bench", "sweep", *sweep_args, "--repeats", str(k + 1),
-                                   "--results", str(folder), "--quiet"], cwd=tree).returncode
+                                   "--results", str(side.folder), "--quiet"], cwd=side.tree,
+                                  env={**os.environ, **side.env} if side.env else None).returncode
             if code not in (0, 1):
-                raise SideStopped(side, k + 1, code)
-    return sides
+                raise SideStopped(side.name, k + 1, code)

@@ -7,12 +7,16 @@ busy-waiting on one core (`calibrated:40ms:spin`: the process shows 100% of a CP
 around it — decode, preprocess, postprocess, Ray transport, the runner — is the real code, so on
 small images the time per image is the calibrated cost plus a few milliseconds.
 
+`SEGBENCH_CALIBRATED_SLOWDOWN=1.2` makes every calibrated cost 1.2× longer in that process and its
+children, without changing the cell (its id, its maps): a planted regression, for testing the gate.
+
 The map it returns is a deterministic function of the pixels (a quantised 4×4 mean brightness), so
 every strategy's maps can still be checked against the sequential reference.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -60,6 +64,7 @@ def build(model: str):
     if calibration is None:
         raise ValueError(f"not a calibrated model: {model!r} (expected e.g. calibrated:40ms, calibrated:40ms:spin "
                          "or calibrated:40ms:first=500ms)")
+    slowdown = float(os.environ.get("SEGBENCH_CALIBRATED_SLOWDOWN", "1"))
 
     class CalibratedSegmenter(torch.nn.Module):
         name = model
@@ -67,7 +72,7 @@ def build(model: str):
 
         def forward(self, pixel_values: torch.Tensor):
             extra_ms, self.first = (calibration.first_ms if self.first else 0.0), False
-            spend((calibration.ms_per_image * pixel_values.shape[0] + extra_ms) / 1000, calibration.spin)
+            spend(slowdown * (calibration.ms_per_image * pixel_values.shape[0] + extra_ms) / 1000, calibration.spin)
             brightness = torch.nn.functional.avg_pool2d(pixel_values.mean(1, keepdim=True), 4)
             labels = torch.arange(LABELS, device=pixel_values.device, dtype=pixel_values.dtype)
             # argmax over labels = the label nearest to the scaled brightness: input-dependent, exact

@@ -36,6 +36,20 @@ def test_sequential_cell_writes_a_complete_record(tmp_path):
     assert not list(path.parent.glob(".*.tmp"))  # no temporary left behind
 
 
+def test_each_record_carries_the_machine_speed_probe_taken_before_its_cell(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("SEGBENCH_SPEED_PROBE", "1")  # the suite turns it off elsewhere
+    threads = torch.get_num_threads()
+    record, _ = run_cell(tiny(), tmp_path, write=False)
+    probe = record.machine_probe
+    assert probe["version"] == 1 and probe["threads"] >= 1
+    assert min(probe["matmul_s"], probe["matmul_1thread_s"], probe["b0_forward_s"]) > 0  # figures, never judged here
+    assert torch.get_num_threads() == threads  # the probe leaves the process's thread count as it found it
+    monkeypatch.setenv("SEGBENCH_SPEED_PROBE", "0")
+    assert run_cell(tiny(), tmp_path, write=False)[0].machine_probe is None
+
+
 def test_same_inputs_same_digests_across_runs(tmp_path):
     first, _ = run_cell(tiny(batch_size=3), tmp_path, write=False)
     second, _ = run_cell(tiny(batch_size=5), tmp_path, write=False)

@@ -93,13 +93,13 @@ def test_compare_reports_an_improvement(tmp_path, capsys):
     assert code == 0 and "improvement" in out
 
 
-def test_compare_reports_machine_mismatch(tmp_path, capsys):
+def test_compare_refuses_another_machines_records_unless_asked(tmp_path, capsys):
     other = _scaled_copy(tmp_path, 1.0, fingerprint="another-machine")
-    code, out = _compare(capsys, "-c", str(other))
-    assert code == 0 and "machines differ" in out
-    with pytest.raises(SystemExit) as exit_info:
-        main(["compare", str(GOLDEN), "-c", str(other), "--require-same-machine"])
-    assert exit_info.value.code == 2 and "machines differ" in capsys.readouterr().err
+    for extra, message in (([], "machines differ"), (["--across-machines"], "no machine-speed probe")):
+        # Asked, every record needs a probe: the golden records predate probes.
+        with pytest.raises(SystemExit) as exit_info:
+            main(["compare", str(GOLDEN), "-c", str(other), *extra])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 SCRIPT, IMG = "<script>alert(1)</script>", "<img src=x onerror=alert(1)>"

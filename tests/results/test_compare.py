@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from bench.measure.stats import holm, log_ratio_test
-from bench.results.compare import compare_cell, decide
+from bench.results.compare import compare, compare_cell, decide, detectable_summary, minimum_detectable
 from bench.results.record import RunRecord
+from bench.results.store import write_atomic
 
 # Steady img/s of the ray_data a1 cell, 5 repeats each, from two nightly sweeps of an unchanged tree
 # on the 2-core AMD EPYC VM (2026-11-23): the uncorrected Mann–Whitney gate called this a regression.
@@ -66,3 +69,63 @@ def test_improvements_mirror_regressions_and_few_samples_use_the_threshold_alone
     compared = compare_cell(_records("x", [3.0, 3.0]), _records("x", [2.0, 2.0]))
     decide([compared], 0.10, 0.05)
     assert compared.verdict == "regression" and compared.p_value is None and "threshold only" in compared.note
+
+
+def test_the_minimum_detectable_slowdown_follows_the_noise_and_the_repeats():
+    rng = np.random.default_rng(0)
+    quiet, noisy = (np.exp(rng.normal(0, cv, 5)) for cv in (0.03, 0.10))
+    assert minimum_detectable(quiet, quiet * 1.01, 0.05) < minimum_detectable(noisy, noisy * 1.01, 0.05)
+    many = np.exp(rng.normal(0, 0.10, 20))
+    assert minimum_detectable(many, many, 0.05) < minimum_detectable(noisy, noisy, 0.05)
+    # Stricter alpha (more cells in the family) needs a larger effect; fewer than 2 samples: undefined.
+    assert minimum_detectable(noisy, noisy, 0.05 / 9) > minimum_detectable(noisy, noisy, 0.05)
+    assert minimum_detectable(noisy[:1], noisy, 0.05) is None
+
+
+def test_a_slowdown_the_size_of_the_detectable_one_is_mostly_caught():
+    """The power claim checked by simulation: at the detectable size, most planted slowdowns are flagged."""
+    rng = np.random.default_rng(1)
+    caught, trials = 0, 200
+    for _ in range(trials):
+        base = np.exp(rng.normal(0, 0.08, 5))
+        size = minimum_detectable(base, np.exp(rng.normal(0, 0.08, 5)), 0.05)
+        cand = np.exp(rng.normal(np.log(1 - size), 0.08, 5))
+        cell = compare_cell(_records("x", list(base)), _records("x", list(cand)))
+        decide([cell], 0.01, 0.05)
+        caught += cell.verdict == "regression"
+    assert caught / trials > 0.6  # 80% nominal: the size is estimated from the same noisy samples
+
+
+def _write(folder: Path, cell: str, values: list[float], fingerprint: str, probe_s: float | None) -> Path:
+    for i, v in enumerate(values):
+        record = RunRecord.begin({"strategy": cell, "model": "b0", "device": "cpu", "batch_size": 2, "actors": 1},
+                                 cell, {"fingerprint": fingerprint, "cpu_logical": 2, "packages": {"torch": "2.13"}},
+                                 repeat=i, status="ok", metrics={"throughput_steady": v, "valid": True},
+                                 machine_probe={"b0_forward_s": probe_s} if probe_s else None)
+        write_atomic(folder / "runs" / cell / f"r{i}.json", record.to_dict())
+    return folder
+
+
+def test_across_machines_divides_each_side_by_its_probe(tmp_path):
+    """A machine 1.5× faster on the probe and on the cell: normalised ratio 1; a real 20% slowdown on top
+    of the faster machine still shows."""
+    slow = [2.00, 2.06, 1.96, 2.02, 1.98]
+    base = _write(tmp_path / "a", "actors", slow, "machine-a", 0.30)
+    same = _write(tmp_path / "b", "actors", [v * 1.5 for v in slow], "machine-b", 0.20)
+    slower = _write(tmp_path / "c", "actors", [v * 1.5 * 0.8 for v in slow], "machine-b", 0.20)
+    raw = compare([base], [same], 0.10)
+    assert raw.cells[0].verdict == "improvement"  # what a gate without the probe says
+    (cell,) = compare([base], [same], 0.10, normalise=True).cells
+    assert cell.verdict == "unchanged" and cell.ratio == pytest.approx(1.0) and cell.probe_ratio == pytest.approx(1.5)
+    result = compare([base], [slower], 0.10, normalise=True)
+    assert result.cells[0].verdict == "regression" and result.cells[0].ratio == pytest.approx(0.8)
+    assert "cannot remove" in result.caveats and "cores 2 vs 2" in result.caveats
+
+
+def test_the_summary_line_says_what_an_unchanged_verdict_rules_out(tmp_path):
+    base = _write(tmp_path / "a", "actors", [2.0, 2.1, 1.9, 2.05, 1.95], "m", None)
+    cand = _write(tmp_path / "b", "actors", [2.02, 1.98, 2.1, 1.9, 2.0], "m", None)
+    result = compare([base], [cand], 0.05)
+    line = detectable_summary(result, 0.05)
+    assert result.cells[0].verdict == "unchanged" and result.cells[0].detectable is not None
+    assert f"{max(result.cells[0].detectable, 0.05):.0%}" in line and "actors" in line

@@ -28,9 +28,14 @@ def _baseline(folder: Path, commits: list[str], dirty: bool = False) -> Path:
     return folder
 
 
-def test_the_baseline_commit_comes_from_the_committed_records():
-    folder = ROOT / "results" / "baselines" / "nightly"
-    (commit,) = {json.loads(p.read_text())["environment"]["git"]["commit"] for p in folder.rglob("r*_*.json")}
+@pytest.mark.parametrize("machine", sorted(p.name for p in (ROOT / "results" / "baselines" / "nightly").iterdir()
+                                             if (p / "machine.json").is_file()))
+def test_each_machines_committed_baseline_names_one_commit(machine):
+    folder = ROOT / "results" / "baselines" / "nightly" / machine
+    records = [json.loads(p.read_text()) for p in folder.rglob("r*_*.json")]
+    assert {r["environment"]["fingerprint"] for r in records} == {machine}  # the folder is its machine's
+    assert json.loads((folder / "machine.json").read_text())["fingerprint"] == machine
+    (commit,) = {r["environment"]["git"]["commit"] for r in records}
     if subprocess.run(["git", "cat-file", "-e", commit], cwd=ROOT).returncode != 0:
         pytest.skip(f"this clone lacks the baseline commit {commit[:12]} (shallow)")
     assert interleave.baseline_commit(str(folder)) == commit

@@ -1,0 +1,89 @@
+"""`segbench nightly`: the regression gate for the machine it runs on (what `nox -s nightly` calls).
+
+Baselines live per machine (bench.results.baselines). On a machine without one, the job records one
+and passes: the first night on a new runner sets its reference instead of failing on the hardware.
+On a machine with one, it re-measures that baseline's commit beside this tree in alternating rounds
+(`segbench ab`; drift within the job falls on both sides), or, with `--no-interleave`, compares a
+fresh run with the stored records (half the time, but exposed to drift between sessions).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bench.cli import app, isolate_local_ray
+from bench.config import ConfigError
+from bench.results import baselines
+from bench.results.environment import environment
+from bench.sweep.executor import sweep_folder
+from bench.sweep.spec import SweepSpec
+
+
+@app.command()
+def nightly(
+    file: Annotated[Path | None, typer.Argument(help="Sweep TOML file (default: --preset nightly)")] = None,
+    preset: Annotated[str, typer.Option(help="The preset, when no file is given")] = "nightly",
+    baselines_root: Annotated[Path, typer.Option("--baselines", help="One folder per machine under it")] = Path(
+        "results/baselines/nightly"),
+    results: Annotated[Path, typer.Option(help="Results folder for this run's records")] = Path("results"),
+    interleave: Annotated[bool, typer.Option(
+        help="Re-measure the baseline commit in alternating rounds (else: compare with the stored records)")] = True,
+    threshold: Annotated[float, typer.Option(help="Relative change that counts (0.10 = 10%)")] = 0.10,
+    alpha: Annotated[float, typer.Option(help="Family-wise significance level (Holm over all cells)")] = 0.05,
+) -> None:
+    """Gate this tree against this machine's baseline; record that baseline first where there is none."""
+    from bench.cli.report import check_gate, judge
+    from bench.cli.sweep import run_ab, run_with_progress
+    from bench.sweep.interleave import baseline_commit
+
+    check_gate(threshold, alpha)
+    spec = SweepSpec.from_toml(file) if file else SweepSpec.preset(preset)
+    sweep_args = [str(file.resolve())] if file else ["--preset", preset]
+    env = environment()
+    machine = baselines.machine_description(env)
+    here = baselines.folder(baselines_root, env["fingerprint"])
+    isolate_local_ray(spec.strategies, None, spec.weights, spec.source)
+    if not baselines.has_records(here):
+        raise typer.Exit(record_baseline(spec, here, env, baselines_root))
+    print(f"segbench nightly: this machine is {baselines.describe(machine)}; its baseline: {here}")
+    if interleave:
+        rounds = spec.repeats
+        raise typer.Exit(run_ab(sweep_args, rounds, baseline_commit(str(here)), results, threshold, alpha))
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    candidate = results / "nightly" / stamp
+    code = run_with_progress(spec, candidate, force=False, ray_address=None, quiet=True)
+    if code not in (0, 1):
+        raise typer.Exit(code)
+    raise typer.Exit(judge([here], candidate, threshold, alpha))
+
+
+def record_baseline(spec: SweepSpec, here: Path, env: dict, root: Path) -> int:
+    """Run the sweep into a scratch folder beside the baselines and move it into place only when every
+    cell finished: a half-recorded baseline never becomes the reference."""
+    from bench.cli.sweep import run_with_progress
+
+    if here.exists() and any(here.iterdir()) and not baselines.has_records(here):
+        raise ConfigError(f"{here} exists but holds no records; move it aside")
+    scratch = root / f".recording-{env['fingerprint']}-{os.getpid()}"
+    code = run_with_progress(spec, scratch, force=False, ray_address=None, quiet=True)
+    if code != 0:
+        print(f"segbench nightly: the baseline run for this machine did not finish cleanly (exit {code}); its "
+              f"records are in {scratch}, and no baseline was written")
+        return code
+    here.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(sweep_folder(scratch, spec), here)
+    shutil.rmtree(scratch, ignore_errors=True)
+    baselines.write_machine(here, env)
+    git = env.get("git") or {}
+    commit = (git.get("commit") or "an unknown commit")[:12]
+    warning = ("; the tree had uncommitted changes, so no commit reproduces it and A/B nights will refuse it: "
+               "record it again from a clean checkout") if git.get("dirty") else ""
+    print(f"segbench nightly: no baseline for this machine, {baselines.describe(baselines.machine_description(env))}"
+          f": recorded one from {commit} in {here} (commit that folder to gate later nights here){warning}")
+    return 0

@@ -1,0 +1,64 @@
+"""Committed baselines, one folder per machine, as asv and pytest-benchmark keep theirs.
+
+    results/baselines/nightly/            a baselines root
+        <fingerprint>/machine.json        what the fingerprint stands for (CPU, cores, memory, GPUs, versions)
+        <fingerprint>/plan.json, runs/…   that machine's records
+
+The fingerprint (bench.results.environment.machine_fingerprint) is the hardware class: CPU model,
+logical cores, memory in GiB and GPU names. A gate picks the folder of the machine it runs on and
+never judges one machine's figures against another's unless asked (`compare --across-machines`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.results.store import write_atomic
+
+MACHINE_FILE = "machine.json"
+
+
+def machine_description(env: dict) -> dict:
+    """The fingerprint's parts, and what else was true of the machine when its baseline was recorded."""
+    return {"fingerprint": env.get("fingerprint"), "cpu_model": env.get("cpu_model"),
+            "cpu_logical": env.get("cpu_logical"), "cpu_physical": env.get("cpu_physical"),
+            "memory_gib": round((env.get("memory_bytes") or 0) / 2**30), "gpus": env.get("gpus") or [],
+            "gpu_driver": env.get("gpu_driver"), "platform": env.get("platform"), "python": env.get("python"),
+            "packages": env.get("packages") or {}}
+
+
+def describe(machine: dict) -> str:
+    """One line: `a047c78eaf86 (Intel(R) Xeon(R) Processor, 2 cores, 24 GiB, no GPU)`."""
+    gpus = ", ".join(g.get("name", "?") if isinstance(g, dict) else str(g) for g in machine.get("gpus") or [])
+    return (f"{machine.get('fingerprint')} ({machine.get('cpu_model')}, {machine.get('cpu_logical')} cores, "
+            f"{machine.get('memory_gib')} GiB, {gpus or 'no GPU'})")
+
+
+def is_root(path: Path) -> bool:
+    """A baselines root holds machine folders (and no records of its own)."""
+    return path.is_dir() and any((child / MACHINE_FILE).is_file() for child in path.iterdir() if child.is_dir())
+
+
+def machines(root: Path) -> dict[str, dict]:
+    """fingerprint → machine description, for every machine folder under `root`."""
+    if not root.is_dir():
+        return {}
+    found = {}
+    for child in sorted(root.iterdir()):
+        if (child / MACHINE_FILE).is_file():
+            found[child.name] = json.loads((child / MACHINE_FILE).read_text())
+    return found
+
+
+def folder(root: Path, fingerprint: str) -> Path:
+    return root / fingerprint
+
+
+def has_records(path: Path) -> bool:
+    return (path / "runs").is_dir() and any((path / "runs").rglob("*.json"))
+
+
+def write_machine(path: Path, env: dict) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return write_atomic(path / MACHINE_FILE, machine_description(env))
