@@ -70,4 +70,6 @@ def _git() -> dict:
         return out.stdout.strip() if out.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    return {"commit": commit, "dirty": bool(git("status", "--porcelain")) if commit else None}
+    # Dirty: tracked files changed. Untracked ones (records being written, a baseline not yet committed)
+    # do not change the code that runs.
+    return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None}
