@@ -10,6 +10,7 @@ fresh run with the stored records (half the time, but exposed to drift between s
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -34,6 +35,8 @@ def nightly(
     results: Annotated[Path, typer.Option(help="Results folder for this run's records")] = Path("results"),
     interleave: Annotated[bool, typer.Option(
         help="Re-measure the baseline commit in alternating rounds (else: compare with the stored records)")] = True,
+    require_baseline: Annotated[bool, typer.Option(
+        help="Fail (exit 2) where this machine has no baseline, instead of recording one and passing")] = False,
     threshold: Annotated[float, typer.Option(help="Relative change that counts (0.10 = 10%)")] = 0.10,
     alpha: Annotated[float, typer.Option(help="Family-wise significance level (Holm over all cells)")] = 0.05,
 ) -> None:
@@ -47,10 +50,13 @@ def nightly(
     sweep_args = [str(file.resolve())] if file else ["--preset", preset]
     env = environment()
     machine = baselines.machine_description(env)
-    here = baselines.folder(baselines_root, env["fingerprint"])
+    here = baselines.lookup(baselines_root, env["fingerprint"])
+    if here is None and require_baseline:
+        raise ConfigError(f"{baselines_root} has no baseline for this machine, {baselines.describe(machine)}")
     isolate_local_ray(spec.strategies, None, spec.weights, spec.source)
-    if not baselines.has_records(here):
-        raise typer.Exit(record_baseline(spec, here, env, baselines_root))
+    if here is None:
+        raise typer.Exit(record_baseline(spec, baselines.folder(baselines_root, env["fingerprint"]), env,
+                                         baselines_root))
     print(f"segbench nightly: this machine is {baselines.describe(machine)}; its baseline: {here}")
     if interleave:
         rounds = spec.repeats
@@ -64,26 +70,37 @@ def nightly(
 
 
 def record_baseline(spec: SweepSpec, here: Path, env: dict, root: Path) -> int:
-    """Run the sweep into a scratch folder beside the baselines and move it into place only when every
-    cell finished: a half-recorded baseline never becomes the reference."""
+    """Run the sweep into a scratch folder beside the baselines and move it into place, machine.json
+    included, only when every cell finished with records: a half-recorded baseline never becomes the
+    reference. One recording per machine at a time (a lock); a stopped one resumes."""
     from bench.cli.sweep import run_with_progress
+    from bench.results.store import ResultStore
 
-    if here.exists() and any(here.iterdir()) and not baselines.has_records(here):
-        raise ConfigError(f"{here} exists but holds no records; move it aside")
-    scratch = root / f".recording-{env['fingerprint']}-{os.getpid()}"
-    code = run_with_progress(spec, scratch, force=False, ray_address=None, quiet=True)
-    if code != 0:
-        print(f"segbench nightly: the baseline run for this machine did not finish cleanly (exit {code}); its "
-              f"records are in {scratch}, and no baseline was written")
-        return code
-    here.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(sweep_folder(scratch, spec), here)
-    shutil.rmtree(scratch, ignore_errors=True)
-    baselines.write_machine(here, env)
+    if here.exists():
+        raise ConfigError(f"{here} exists but is not a complete baseline (machine.json and records); move it aside")
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = root / f".recording-{env['fingerprint']}"
+    with open(root / f".recording-{env['fingerprint']}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another job is recording this machine's baseline in {scratch}") from None
+        code = run_with_progress(spec, scratch, force=False, ray_address=None, quiet=True)
+        recorded = sweep_folder(scratch, spec)
+        if code != 0 or not baselines.has_records(recorded):
+            print(f"segbench nightly: the baseline run for this machine did not finish cleanly (exit {code}); its "
+                  f"records are in {scratch} (the next night resumes them), and no baseline was written")
+            return code or 1
+        baselines.write_machine(recorded, env)
+        os.replace(recorded, here)
+        shutil.rmtree(scratch, ignore_errors=True)
+    invalid = sorted({r.cell_id for r in ResultStore([here]).iter_latest() if not (r.metrics or {}).get("valid")})
     git = env.get("git") or {}
     commit = (git.get("commit") or "an unknown commit")[:12]
     warning = ("; the tree had uncommitted changes, so no commit reproduces it and A/B nights will refuse it: "
                "record it again from a clean checkout") if git.get("dirty") else ""
+    if invalid:
+        warning += f"; {len(invalid)} cell(s) too short to rank will never gate: {', '.join(invalid)}"
     print(f"segbench nightly: no baseline for this machine, {baselines.describe(baselines.machine_description(env))}"
           f": recorded one from {commit} in {here} (commit that folder to gate later nights here){warning}")
     return 0

@@ -124,6 +124,7 @@ def compare(
     alpha: Annotated[float, typer.Option(help="Family-wise significance level (Holm over all cells)")] = 0.05,
     across_machines: Annotated[bool, typer.Option(
         help="Compare records from different machines, each repeat divided by its own machine-speed probe")] = False,
+    require_same_machine: Annotated[bool, typer.Option(hidden=True, help="No effect: now the default")] = False,
 ) -> None:
     """Compare a candidate run with a baseline; exit 1 on a regression. Records from different machines
     are refused unless --across-machines."""
@@ -143,17 +144,26 @@ def machine_baseline(root: Path, candidate: Path, across_machines: bool) -> Path
 
     known = baselines.machines(root)
     prints = {r.environment.get("fingerprint") for r in ResultStore([candidate]).iter_latest()}
-    if len(prints) == 1 and (fingerprint := prints.pop()) in known:
-        return baselines.folder(root, fingerprint)
-    listed = "; ".join(baselines.describe(m) for m in known.values())
+    if not prints:
+        raise ConfigError(f"{candidate}: no records to compare")
+    if len(prints) > 1:
+        raise ConfigError(f"{candidate} holds records from {len(prints)} machines; compare one machine's at a time")
+    fingerprint = prints.pop()
+    if found := baselines.lookup(root, fingerprint):
+        return found
+    listed = "; ".join(baselines.describe(m) for m in known.values()) or "none"
     if across_machines and len(known) == 1:
-        return baselines.folder(root, next(iter(known)))
-    raise ConfigError(f"{root} has no baseline for the candidate's machine; it has: {listed}. Record one there "
-                      "(nox -s nightly does), or name one machine's folder with --across-machines")
+        chosen = baselines.folder(root, next(iter(known)))
+        print(f"segbench compare: no baseline for {fingerprint}; across machines with {chosen}", file=sys.stderr)
+        return chosen
+    raise ConfigError(f"{root} has no baseline for the candidate's machine ({fingerprint}); it has: {listed}. "
+                      "Record one there (nox -s nightly does), or name one machine's folder with --across-machines")
 
 
-def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float, across_machines: bool = False) -> int:
-    """Print the comparison table; 1 when a cell regressed or failed, else 0."""
+def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float, across_machines: bool = False,
+          same_host: bool = False) -> int:
+    """Print the comparison table; 1 when a cell regressed or failed, else 0. `same_host`: both sides were
+    measured here in one job (an A/B), whatever fingerprint each side's code computed."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -176,7 +186,7 @@ def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float,
         raise ConfigError("no records found to compare")
     if all(c.verdict in ("missing", "new") for c in result.cells):
         raise ConfigError("the baseline and the candidate have no cell in common: nothing was compared")
-    if result.machine_mismatch and not across_machines:
+    if result.machine_mismatch and not across_machines and not same_host:
         raise ConfigError(f"machines differ: baseline {sorted(map(str, result.baseline_machines))}, candidate "
                           f"{sorted(map(str, result.candidate_machines))}; ratios would mix hardware and code. "
                           "Compare with this machine's baseline, or pass --across-machines to normalise by each "
@@ -187,7 +197,7 @@ def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float,
     columns = ["cell", "verdict", f"baseline {unit}", f"candidate {unit}", "ratio", "95% CI", "p", "p (Holm)",
                "detectable", "samples", "note"]
     if across_machines:
-        columns.insert(4, "probe ratio")
+        columns.insert(4, "machine speed c/b")
     table = Table(*columns, title=title)
     for c in result.cells:
         style = {"regression": "red", "failed": "red", "improvement": "green"}.get(c.verdict, "")
@@ -205,6 +215,6 @@ def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float,
         console.print(escape(result.caveats))
     bad = result.regressions
     console.print(f"{len(bad)} regression(s) in {len(result.cells)} cells" if bad else "no regression")
-    if line := detectable_summary(result, threshold):
+    if line := detectable_summary(result):
         console.print(escape(line))
     return 1 if bad else 0

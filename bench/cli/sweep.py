@@ -178,9 +178,9 @@ def this_machines_baseline(root: Path) -> Path:
     from bench.results.environment import environment
 
     fingerprint = environment()["fingerprint"]
-    if not baselines.has_records(baselines.folder(root, fingerprint)):
-        raise ConfigError(f"{root} has no baseline for this machine ({fingerprint}); `segbench nightly` records one")
-    return baselines.folder(root, fingerprint)
+    if found := baselines.lookup(root, fingerprint):
+        return found
+    raise ConfigError(f"{root} has no baseline for this machine ({fingerprint}); `segbench nightly` records one")
 
 
 def run_ab(sweep_args: list[str], rounds: int, commit: str, results: Path, threshold: float, alpha: float) -> int:
@@ -199,4 +199,4 @@ def run_ab(sweep_args: list[str], rounds: int, commit: str, results: Path, thres
         print(f"segbench ab: {stop}; the finished rounds are kept", file=sys.stderr)
         return stop.exit_code
     print(f"baseline {commit[:12]}: {sides.baseline}; candidate (this tree): {sides.candidate}")
-    return judge([sides.baseline], sides.candidate, threshold, alpha)
+    return judge([sides.baseline], sides.candidate, threshold, alpha, same_host=True)

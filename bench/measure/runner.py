@@ -66,8 +66,8 @@ def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_inter
         local = local_cluster_info()
         strategy_cls.plan(spec, local.cpus, local.gpus)  # refuse impossible cells before starting Ray
 
-    # Before Ray starts and before the cell: the probe and the cell then see the same host state.
-    probe = speed_probe.measure() if speed_probe.enabled() else None
+    # In the cell's process, before its strategy starts (and before Ray, outside a sweep).
+    probe = speed_probe.safe_measure()
     record = RunRecord.begin(
         spec.to_dict(), spec.cell_id, environment(), sweep=sweep, repeat=repeat, machine_probe=probe,
         weights={"kind": weights_kind(spec.weights), "name": spec.weights, "seed": spec.seed,

@@ -36,7 +36,7 @@ def measure(repeats: int = REPEATS) -> dict:
     from bench.workload.models import build_model
 
     threads_before = torch.get_num_threads()
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0))  # the cores this process may use, not the host's count
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(0)
     a, b = (torch.rand(MATMUL_N, MATMUL_N, generator=generator) for _ in range(2))
@@ -66,21 +66,36 @@ def _median(work: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def caveats(base: list[dict], cand: list[dict]) -> str:
-    """What dividing by the probe cannot remove, for two sets of records' environments and probes."""
-    def one(environments: list[dict], key: str) -> str:
-        values = sorted({str(e.get(key)) for e in environments})
-        return "/".join(values)
+def safe_measure() -> dict | None:
+    """The probe for a record: None when turned off; its error, one line, when it failed (the cell runs)."""
+    if not enabled():
+        return None
+    try:
+        return measure()
+    except Exception as err:  # a probe must never cost the cell
+        return {"version": VERSION, "error": f"{type(err).__name__}: {err}"}
 
-    parts = [f"cores {one(base, 'cpu_logical')} vs {one(cand, 'cpu_logical')} (a probe with every core does "
-             "not show how a strategy's workers share them)",
+
+def caveats(base: list[dict], cand: list[dict]) -> str:
+    """What dividing by the probe cannot remove, for two sets of records' environments."""
+    from bench.results.baselines import gpu_names
+
+    def one(values: list) -> str:
+        return "/".join(sorted({str(v) for v in values}))
+
+    def side(environments: list[dict], key: str) -> str:
+        return one([e.get(key) for e in environments])
+
+    parts = [f"cores {side(base, 'cpu_logical')} vs {side(cand, 'cpu_logical')} (a probe with every core does not "
+             "show how a strategy's workers share them)",
              "memory bandwidth and caches beyond what one b0 forward touches",
-             f"GPUs {one(base, 'gpus')} vs {one(cand, 'gpus')} (the probe runs on the CPU)"]
-    versions = [f"{name} {one([e.get('packages') or {} for e in base], name)} vs "
-                f"{one([e.get('packages') or {} for e in cand], name)}"
-                for name in ("torch", "transformers", "ray")
-                if one([e.get("packages") or {} for e in base], name) != one([e.get("packages") or {} for e in cand],
-                                                                              name)]
+             f"GPUs {one([gpu_names(e.get('gpus')) for e in base])} vs {one([gpu_names(e.get('gpus')) for e in cand])} "
+             "(the probe runs on the CPU; with a remote cluster it measures the driver's host)"]
+    versions = []
+    for name in ("torch", "transformers", "ray"):
+        b, c = (one([(e.get("packages") or {}).get(name) for e in envs]) for envs in (base, cand))
+        if b != c:
+            versions.append(f"{name} {b} vs {c}")
     if versions:
         parts.append("versions differ: " + ", ".join(versions))
     return "normalisation cannot remove: " + "; ".join(parts)

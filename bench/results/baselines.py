@@ -28,11 +28,15 @@ def machine_description(env: dict) -> dict:
             "packages": env.get("packages") or {}}
 
 
+def gpu_names(gpus: list | None) -> str:
+    return ", ".join(g.get("name", "?") if isinstance(g, dict) else str(g) for g in gpus or []) or "no GPU"
+
+
 def describe(machine: dict) -> str:
     """One line: `a047c78eaf86 (Intel(R) Xeon(R) Processor, 2 cores, 24 GiB, no GPU)`."""
-    gpus = ", ".join(g.get("name", "?") if isinstance(g, dict) else str(g) for g in machine.get("gpus") or [])
+    gpus = gpu_names(machine.get("gpus"))
     return (f"{machine.get('fingerprint')} ({machine.get('cpu_model')}, {machine.get('cpu_logical')} cores, "
-            f"{machine.get('memory_gib')} GiB, {gpus or 'no GPU'})")
+            f"{machine.get('memory_gib')} GiB, {gpus})")
 
 
 def is_root(path: Path) -> bool:
@@ -41,12 +45,12 @@ def is_root(path: Path) -> bool:
 
 
 def machines(root: Path) -> dict[str, dict]:
-    """fingerprint → machine description, for every machine folder under `root`."""
+    """fingerprint → machine description, for every complete machine folder under `root`."""
     if not root.is_dir():
         return {}
     found = {}
     for child in sorted(root.iterdir()):
-        if (child / MACHINE_FILE).is_file():
+        if lookup(root, child.name):
             found[child.name] = json.loads((child / MACHINE_FILE).read_text())
     return found
 
@@ -57,6 +61,12 @@ def folder(root: Path, fingerprint: str) -> Path:
 
 def has_records(path: Path) -> bool:
     return (path / "runs").is_dir() and any((path / "runs").rglob("*.json"))
+
+
+def lookup(root: Path, fingerprint: str) -> Path | None:
+    """The machine's baseline folder, if it is complete: its machine.json and records."""
+    path = folder(root, fingerprint)
+    return path if (path / MACHINE_FILE).is_file() and has_records(path) else None
 
 
 def write_machine(path: Path, env: dict) -> Path:

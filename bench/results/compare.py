@@ -15,15 +15,21 @@ A cell regresses when the ratio is below 1 − threshold *and* the adjusted p is
 improvements mirror that. Too few samples for a test: the threshold alone decides, and the table says so.
 Invalid cells (too short a steady state) on either side are reported as such and never gate.
 
-Each tested cell also gets its minimum detectable slowdown: the smallest true slowdown its samples
-would flag with 80% power at the cell's first Holm step (alpha / tested cells), from Welch's standard
-error: δ = (t(1 − α/2m) + t(0.8)) · SE on log throughput. "Unchanged" then means "no slowdown larger
-than max(threshold, detectable) could have been missed", and the gate prints it.
+Each tested cell also gets its minimum detectable slowdown: the smallest true slowdown that would be
+flagged about 4 times in 5. A cell is flagged when its ratio is below 1 − threshold *and* its Holm
+p is below alpha, so both bounds enter: δ = max(t(1 − α/2m) · SE, −ln(1 − threshold)) + t(0.8) · SE on
+log throughput, SE from Welch, m the tested cells (Holm's first step: a slowdown in one cell alone). The
+spread is estimated from the same few repeats, so the figure is an estimate too. "Unchanged" then means
+"no slowdown larger than this would likely have passed", and the gate prints it.
 
-Across machines (`normalise=True`) each repeat's throughput is first multiplied by its own record's
-machine-speed probe (bench.measure.speed_probe: seconds of a fixed b0 forward), so the samples are in
-images per probe-forward; the rest is the same test. What a probe cannot remove is listed by
-`speed_probe.caveats`.
+Across machines (`normalise=True`) each side is put on its machine's scale: the median of every probe
+on that side (bench.measure.speed_probe: seconds of a fixed b0 forward, one per record, all cells
+pooled). Machine speed is one figure per side; a single probe is noisy (CV ~15% within one sweep here,
+as noisy as a cell's throughput), so dividing each repeat by its own probe added noise to as many cells
+as it removed it from, and the pooled median is used instead. The normalised ratio is the raw ratio
+times P_candidate / P_baseline; the uncertainty of each median (1.2533 · sd(log probe) / √n) is added
+to the Welch variance of the test, its interval and its detectable slowdown. What a probe cannot
+remove is listed by `speed_probe.caveats`.
 """
 
 from __future__ import annotations
@@ -61,7 +67,6 @@ class Comparison:
     cells: list[CellComparison]
     baseline_machines: set[str] = field(default_factory=set)
     candidate_machines: set[str] = field(default_factory=set)
-    normalised: bool = False
     caveats: str = ""
 
     @property
@@ -83,40 +88,88 @@ class NotNormalisable(ValueError):
 
 
 def _ok(records: list[RunRecord]) -> list[RunRecord]:
-    return [r for r in records if r.ok and r.metrics.get("throughput_steady")]
+    return [r for r in records if r.ok and (r.metrics or {}).get("throughput_steady")]
 
 
 def probe_seconds(record: RunRecord) -> float:
     probe = record.machine_probe or {}
     if not probe.get("b0_forward_s"):
-        raise NotNormalisable(f"{record.cell_id} (repeat {record.repeat_index}) has no machine-speed probe: it was "
-                              "recorded before probes or with SEGBENCH_SPEED_PROBE=0, so it cannot be compared "
-                              "across machines")
+        why = f"its probe failed ({probe['error']})" if probe.get("error") else (
+            "it was recorded before probes or with SEGBENCH_SPEED_PROBE=0")
+        raise NotNormalisable(f"{record.cell_id} (repeat {record.repeat_index}) has no machine-speed probe: {why}, "
+                              "so it cannot be compared across machines")
+    if probe.get("version") not in (None, speed_probe.VERSION):
+        raise NotNormalisable(f"{record.cell_id} has a version {probe['version']} probe; this segbench's is "
+                              f"version {speed_probe.VERSION}, and probes of different versions measure different work")
     return probe["b0_forward_s"]
 
 
-def samples(records: list[RunRecord], normalise: bool = False) -> np.ndarray:
-    """Each ok repeat's steady throughput; normalised: times its own probe's b0 forward seconds."""
-    return np.array([r.metrics["throughput_steady"] * (probe_seconds(r) if normalise else 1.0) for r in _ok(records)])
+def samples(records: list[RunRecord]) -> np.ndarray:
+    """Each ok repeat's steady throughput."""
+    return np.array([r.metrics["throughput_steady"] for r in _ok(records)])
+
+
+@dataclass
+class MachineScale:
+    """One side's machine speed: the log of its median probe seconds and the variance of that estimate."""
+
+    log_seconds: float = 0.0
+    variance: float = 0.0
+    probes: int = 0
+
+
+def machine_scale(records: list[RunRecord]) -> MachineScale:
+    logs = np.log([probe_seconds(r) for r in _ok(records)])
+    if len(logs) == 0:
+        raise NotNormalisable("no finished record to take a machine-speed probe from")
+    variance = (1.2533 * np.std(logs, ddof=1)) ** 2 / len(logs) if len(logs) > 1 else 0.0
+    return MachineScale(float(np.median(logs)), float(variance), len(logs))
 
 
 POWER = 0.8
 
 
-def minimum_detectable(base: np.ndarray, cand: np.ndarray, alpha: float, power: float = POWER) -> float | None:
-    """The smallest slowdown (a fraction) a two-sided Welch test at `alpha` finds with `power`, given
-    these samples' spread; None with fewer than 2 samples a side."""
+def minimum_detectable(base: np.ndarray, cand: np.ndarray, alpha: float, threshold: float = 0.0,
+                       power: float = POWER, extra_variance: float = 0.0) -> float | None:
+    """The smallest slowdown (a fraction) flagged with probability `power` by a gate that needs both a
+    two-sided Welch test at `alpha` and a ratio below 1 − `threshold`, given these samples' spread (plus
+    `extra_variance` on the log ratio: the machine scales' across machines); None with fewer than 2
+    samples a side."""
     from scipy import stats
 
     if len(base) < 2 or len(cand) < 2:
         return None
-    vb, vc = np.var(np.log(base), ddof=1) / len(base), np.var(np.log(cand), ddof=1) / len(cand)
-    se = float(np.sqrt(vb + vc))
+    se, df = _welch(np.log(base), np.log(cand), extra_variance)
+    floor = -np.log(1 - threshold)
     if se == 0:
-        return 0.0
-    df = (vb + vc) ** 2 / (vb**2 / (len(base) - 1) + vc**2 / (len(cand) - 1))
-    delta = (stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * se
+        return float(1 - np.exp(-floor))
+    delta = max(stats.t.ppf(1 - alpha / 2, df) * se, floor) + stats.t.ppf(power, df) * se
     return float(1 - np.exp(-delta))
+
+
+def _welch(lb: np.ndarray, lc: np.ndarray, extra_variance: float = 0.0) -> tuple[float, float]:
+    """Standard error of the difference of means and Welch–Satterthwaite degrees of freedom."""
+    vb, vc = np.var(lb, ddof=1) / len(lb), np.var(lc, ddof=1) / len(lc)
+    se = float(np.sqrt(vb + vc + extra_variance))
+    if vb + vc == 0:
+        return se, float(len(lb) + len(lc) - 2)
+    return se, float((vb + vc) ** 2 / (vb**2 / (len(lb) - 1) + vc**2 / (len(lc) - 1)))
+
+
+def shifted_log_ratio_test(base: np.ndarray, cand: np.ndarray, shift: float,
+                           extra_variance: float) -> tuple[float, tuple[float, float], float]:
+    """`log_ratio_test` with the log ratio moved by `shift` (a known scale between the sides) whose
+    estimate has `extra_variance`: ratio, 95% interval, two-sided p."""
+    from scipy import stats
+
+    lb, lc = np.log(base), np.log(cand)
+    diff = float(lc.mean() - lb.mean() + shift)
+    se, df = _welch(lb, lc, extra_variance)
+    if se == 0:
+        return float(np.exp(diff)), (float(np.exp(diff)),) * 2, 1.0 if diff == 0 else 0.0
+    half = stats.t.ppf(0.975, df) * se
+    p = float(2 * stats.t.sf(abs(diff) / se, df))
+    return float(np.exp(diff)), (float(np.exp(diff - half)), float(np.exp(diff + half))), p
 
 
 def _invalid(records: list[RunRecord]) -> str | None:
@@ -128,8 +181,10 @@ def _invalid(records: list[RunRecord]) -> str | None:
 MIN_SAMPLES_FOR_TEST = 3
 
 
-def compare_cell(base: list[RunRecord], cand: list[RunRecord], normalise: bool = False) -> CellComparison:
-    """A cell's comparison; the verdict of a tested cell waits for the Holm adjustment (`decide`)."""
+def compare_cell(base: list[RunRecord], cand: list[RunRecord],
+                 scales: tuple[MachineScale, MachineScale] | None = None) -> CellComparison:
+    """A cell's comparison; the verdict of a tested cell waits for the Holm adjustment (`decide`).
+    `scales`: across machines, (baseline's, candidate's) machine scale."""
     label = _label((cand or base)[0])
     cell_id = (cand or base)[0].cell_id
     if not base:
@@ -138,20 +193,26 @@ def compare_cell(base: list[RunRecord], cand: list[RunRecord], normalise: bool =
         return CellComparison(cell_id, label, "missing", note="not in the candidate")
     if not any(r.ok for r in cand):
         return CellComparison(cell_id, label, "failed", note=cand[-1].error or cand[-1].status)
-    b, c = samples(base, normalise), samples(cand, normalise)
+    b, c = samples(base), samples(cand)
     kind = f"{len(b)}/{len(c)} repeats"
     for side, records in (("baseline", base), ("candidate", cand)):
         if reason := _invalid(records):
             return CellComparison(cell_id, label, "invalid", samples=kind, note=f"{side} invalid: {reason}")
     if len(b) == 0 or len(c) == 0:
         return CellComparison(cell_id, label, "failed" if len(c) == 0 else "new", samples=kind, note="no samples")
-    geo_b, geo_c = float(np.exp(np.log(b).mean())), float(np.exp(np.log(c).mean()))
+    base_scale, cand_scale = scales or (MachineScale(), MachineScale())
+    # Normalised figures are images per probe-forward: img/s × the side's median probe seconds.
+    geo_b = float(np.exp(np.log(b).mean() + base_scale.log_seconds))
+    geo_c = float(np.exp(np.log(c).mean() + cand_scale.log_seconds))
     cell = CellComparison(cell_id, label, "unchanged", geo_b, geo_c, geo_c / geo_b, samples=kind)
-    if normalise:  # a probe in seconds: the machine's speed is its inverse
-        speed = lambda records: np.exp(-np.log([probe_seconds(r) for r in _ok(records)]).mean())  # noqa: E731
-        cell.probe_ratio = float(speed(cand) / speed(base))
+    if scales:  # a probe in seconds: the machine's speed is its inverse
+        cell.probe_ratio = float(np.exp(base_scale.log_seconds - cand_scale.log_seconds))
     if len(b) >= MIN_SAMPLES_FOR_TEST and len(c) >= MIN_SAMPLES_FOR_TEST:
-        _, cell.ci, cell.p_value = log_ratio_test(b, c)  # its ratio is the same geometric-mean ratio
+        if scales:
+            _, cell.ci, cell.p_value = shifted_log_ratio_test(b, c, cand_scale.log_seconds - base_scale.log_seconds,
+                                                              base_scale.variance + cand_scale.variance)
+        else:
+            _, cell.ci, cell.p_value = log_ratio_test(b, c)  # its ratio is the same geometric-mean ratio
     else:
         cell.note = "too few samples for a test: threshold only"
     return cell
@@ -177,29 +238,37 @@ def decide(cells: list[CellComparison], threshold: float, alpha: float,
 
 def compare(baseline: list[Path], candidate: list[Path], threshold: float = 0.05, alpha: float = 0.05,
             normalise: bool = False) -> Comparison:
-    """Match cells by id and judge each. `normalise`: across machines, by each record's probe (raises
-    NotNormalisable where a record has none)."""
+    """Match cells by id and judge each. `normalise`: across machines, each side on its machine's scale
+    (raises NotNormalisable where a record has no probe)."""
     base, cand = ResultStore(baseline).latest(), ResultStore(candidate).latest()
+    scales = None
+    if normalise:
+        scales = tuple(machine_scale([r for rs in side.values() for r in rs]) for side in (base, cand))
     ids = sorted(set(base) | set(cand))
-    cells = [compare_cell(base.get(cell_id, []), cand.get(cell_id, []), normalise) for cell_id in ids]
+    cells = [compare_cell(base.get(cell_id, []), cand.get(cell_id, []), scales) for cell_id in ids]
     tested = [c for c in cells if c.p_value is not None]
-    detectable = {c.cell_id: minimum_detectable(samples(base[c.cell_id], normalise),
-                                                samples(cand[c.cell_id], normalise), alpha / max(len(tested), 1))
+    extra = sum(s.variance for s in scales) if scales else 0.0
+    detectable = {c.cell_id: minimum_detectable(samples(base[c.cell_id]), samples(cand[c.cell_id]),
+                                                alpha / max(len(tested), 1), threshold, extra_variance=extra)
                   for c in tested}
     decide(cells, threshold, alpha, detectable)
     machines = lambda cells: {r.environment.get("fingerprint") for rs in cells.values() for r in rs}  # noqa: E731
     environments = lambda cells: [r.environment for rs in cells.values() for r in rs]  # noqa: E731
-    caveats = speed_probe.caveats(environments(base), environments(cand)) if normalise else ""
-    return Comparison(cells, machines(base), machines(cand), normalise, caveats)
+    caveats = ""
+    if scales:
+        caveats = (f"machine scales: median b0-forward probe {np.exp(scales[0].log_seconds) * 1000:.0f} ms "
+                   f"({scales[0].probes} probes) vs {np.exp(scales[1].log_seconds) * 1000:.0f} ms "
+                   f"({scales[1].probes}); " + speed_probe.caveats(environments(base), environments(cand)))
+    return Comparison(cells, machines(base), machines(cand), caveats)
 
 
-def detectable_summary(result: Comparison, threshold: float) -> str | None:
+def detectable_summary(result: Comparison) -> str | None:
     """One line: what an unchanged verdict rules out, over the tested cells."""
-    found = [(max(c.detectable, threshold), c.label) for c in result.cells if c.detectable is not None]
+    found = [(c.detectable, c.label) for c in result.cells if c.detectable is not None]
     if not found:
         return None
     worst, label = max(found)
     median = float(np.median([d for d, _ in found]))
-    return (f"minimum detectable slowdown per cell (80% power, Holm's first step; never below the {threshold:.0%} "
-            f"threshold): median {median:.0%}, worst {worst:.0%} ({label}); a slowdown that large is flagged at "
-            "least 4 times in 5")
+    compared = sum(c.ratio is not None for c in result.cells)
+    return (f"minimum detectable slowdown over the {len(found)} tested of {compared} compared cells (flagged about "
+            f"4 times in 5; estimated from their repeats): median {median:.0%}, worst {worst:.0%} ({label})")

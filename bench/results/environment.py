@@ -40,6 +40,8 @@ def environment() -> dict:
     except ImportError:
         pass
     env["fingerprint"] = machine_fingerprint(env)
+    if slowdown := os.environ.get("SEGBENCH_CALIBRATED_SLOWDOWN"):  # a planted regression leaves a trace
+        env["calibrated_slowdown"] = slowdown
     return env
 
 
@@ -70,6 +72,7 @@ def _git() -> dict:
         return out.stdout.strip() if out.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    # Dirty: tracked files changed. Untracked ones (records being written, a baseline not yet committed)
-    # do not change the code that runs.
-    return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None}
+    # Dirty: anything changed or added outside results/ (records being written there, or a baseline not
+    # yet committed, do not change the code that runs; a new, unadded module does).
+    dirty = git("status", "--porcelain", "--", ".", ":(exclude)results")
+    return {"commit": commit, "dirty": bool(dirty) if commit else None}

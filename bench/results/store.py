@@ -86,9 +86,13 @@ class ResultStore:
 
     def paths(self) -> list[Path]:
         found = []
-        for p in self.roots:
-            found.extend(sorted(p.rglob("*.json")) if p.is_dir() else [p] if p.is_file() else [])
-        return [p for p in found if not p.name.startswith(".")]  # hidden: temporary files of a write
+        for root in self.roots:
+            if root.is_dir():  # hidden: temporary files of a write, a baseline still being recorded
+                found.extend(p for p in sorted(root.rglob("*.json"))
+                             if not any(part.startswith(".") for part in p.relative_to(root).parts))
+            elif root.is_file():
+                found.append(root)
+        return found
 
     def records(self) -> list[tuple[Path, RunRecord]]:
         """Every record with its path; other JSON files beside them (plans, exports) are passed over."""

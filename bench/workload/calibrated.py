@@ -56,6 +56,17 @@ def spend(seconds: float, spin: bool) -> None:
         pass
 
 
+def planted_slowdown() -> float:
+    text = os.environ.get("SEGBENCH_CALIBRATED_SLOWDOWN", "1")
+    try:
+        factor = float(text)
+    except ValueError:
+        factor = 0.0
+    if not factor > 0:
+        raise ValueError(f"SEGBENCH_CALIBRATED_SLOWDOWN must be a positive factor (got {text!r})")
+    return factor
+
+
 def build(model: str):
     """The stand-in module: `module(pixel_values=...).logits` as SegFormer's, at a quarter resolution."""
     import torch
@@ -64,7 +75,7 @@ def build(model: str):
     if calibration is None:
         raise ValueError(f"not a calibrated model: {model!r} (expected e.g. calibrated:40ms, calibrated:40ms:spin "
                          "or calibrated:40ms:first=500ms)")
-    slowdown = float(os.environ.get("SEGBENCH_CALIBRATED_SLOWDOWN", "1"))
+    slowdown = planted_slowdown()
 
     class CalibratedSegmenter(torch.nn.Module):
         name = model

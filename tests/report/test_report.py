@@ -102,6 +102,26 @@ def test_compare_refuses_another_machines_records_unless_asked(tmp_path, capsys)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_compare_across_machines_prints_normalised_ratios_and_what_they_cannot_remove(tmp_path, capsys):
+    """A fixture pair from two machines: the candidate's is 1.5× faster on its probe and on every cell."""
+    def with_probe(folder: Path, probe_s: float, fingerprint: str, cores: int) -> Path:
+        for path in folder.rglob("r*_*.json"):
+            record = json.loads(path.read_text())
+            record["machine_probe"] = {"version": 1, "b0_forward_s": probe_s}
+            record["environment"].update(fingerprint=fingerprint, cpu_logical=cores)
+            path.write_text(json.dumps(record))
+        return folder
+
+    base = with_probe(_scaled_copy(tmp_path / "a", 1.0), 0.30, "machine-a", 2)
+    cand = with_probe(_scaled_copy(tmp_path / "b", 1.5), 0.20, "machine-b", 16)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(base), "-c", str(cand), "--across-machines"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and "no regression" in out and "improvement" not in out
+    assert "probe ratio" in out and "1.500" in out and "1.000" in out  # the machines differ, the code does not
+    assert "normalisation cannot remove" in out and "cores 2 vs 16" in out
+
+
 SCRIPT, IMG = "<script>alert(1)</script>", "<img src=x onerror=alert(1)>"
 
 

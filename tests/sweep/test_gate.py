@@ -61,6 +61,12 @@ def test_a_machine_without_a_baseline_records_one_and_passes(tmp_path, capsys):
     assert code == 0 and "no regression" in out and "minimum detectable slowdown" in out
 
 
+def test_require_baseline_fails_before_any_work_where_the_machine_has_none(tmp_path, capsys):
+    root = tmp_path / "baselines"
+    code, _ = _nightly(capsys, str(_sweep(tmp_path, repeats=1)), "--baselines", str(root), "--require-baseline")
+    assert code == 2 and "no baseline for this machine" in capsys.readouterr().err and not root.exists()
+
+
 @pytest.mark.slow
 def test_a_planted_20_percent_slowdown_is_caught_in_an_ab_run(tmp_path, capsys):
     """Three sides in alternating rounds on this machine: the baseline, the same code, and the same code

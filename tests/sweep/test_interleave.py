@@ -28,10 +28,17 @@ def _baseline(folder: Path, commits: list[str], dirty: bool = False) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("machine", sorted(p.name for p in (ROOT / "results" / "baselines" / "nightly").iterdir()
-                                             if (p / "machine.json").is_file()))
+BASELINES = ROOT / "results" / "baselines" / "nightly"
+COMMITTED = sorted(p.parent.name for p in BASELINES.glob("*/machine.json"))
+
+
+def test_the_repository_commits_baselines_per_machine():
+    assert COMMITTED and not list(BASELINES.glob("runs"))  # no records outside a machine's folder
+
+
+@pytest.mark.parametrize("machine", COMMITTED)
 def test_each_machines_committed_baseline_names_one_commit(machine):
-    folder = ROOT / "results" / "baselines" / "nightly" / machine
+    folder = BASELINES / machine
     records = [json.loads(p.read_text()) for p in folder.rglob("r*_*.json")]
     assert {r["environment"]["fingerprint"] for r in records} == {machine}  # the folder is its machine's
     assert json.loads((folder / "machine.json").read_text())["fingerprint"] == machine
