@@ -53,6 +53,8 @@ def nightly(
     here = baselines.lookup(baselines_root, env["fingerprint"])
     if here is None and require_baseline:
         raise ConfigError(f"{baselines_root} has no baseline for this machine, {baselines.describe(machine)}")
+    if here is not None:
+        check_same_cells(spec, here)
     isolate_local_ray(spec.strategies, None, spec.weights, spec.source)
     if here is None:
         raise typer.Exit(record_baseline(spec, baselines.folder(baselines_root, env["fingerprint"]), env,
@@ -67,6 +69,19 @@ def nightly(
     if code not in (0, 1):
         raise typer.Exit(code)
     raise typer.Exit(judge([here], candidate, threshold, alpha))
+
+
+def check_same_cells(spec: SweepSpec, here: Path) -> None:
+    """Refuse, before any work, a baseline that shares no cell with this sweep: the sweep changed since
+    it was recorded (a cell's id covers its whole spec), and every cell would be "missing" or "new"."""
+    from bench.results.store import ResultStore
+    from bench.sweep.executor import host_info
+
+    cells, _ = spec.expand(host_info())
+    recorded = {r.cell_id for r in ResultStore([here]).iter_latest()}
+    if recorded and not recorded & {c.cell_id for c in cells}:
+        raise ConfigError(f"{here} shares no cell with this sweep: it changed since the baseline was recorded. "
+                          f"Move that folder aside and run again to record a new one")
 
 
 def record_baseline(spec: SweepSpec, here: Path, env: dict, root: Path) -> int:
