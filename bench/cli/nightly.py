@@ -95,7 +95,8 @@ def record_baseline(spec: SweepSpec, here: Path, env: dict, root: Path) -> int:
         raise ConfigError(f"{here} exists but is not a complete baseline (machine.json and records); move it aside")
     root.mkdir(parents=True, exist_ok=True)
     scratch = root / f".recording-{env['fingerprint']}"
-    with open(root / f".recording-{env['fingerprint']}.lock", "w") as lock:
+    lock_path = root / f".recording-{env['fingerprint']}.lock"
+    with open(lock_path, "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -109,6 +110,7 @@ def record_baseline(spec: SweepSpec, here: Path, env: dict, root: Path) -> int:
         baselines.write_machine(recorded, env)
         os.replace(recorded, here)
         shutil.rmtree(scratch, ignore_errors=True)
+        lock_path.unlink()
     invalid = sorted({r.cell_id for r in ResultStore([here]).iter_latest() if not (r.metrics or {}).get("valid")})
     git = env.get("git") or {}
     commit = (git.get("commit") or "an unknown commit")[:12]

@@ -118,7 +118,7 @@ def test_compare_across_machines_prints_normalised_ratios_and_what_they_cannot_r
         main(["compare", str(base), "-c", str(cand), "--across-machines"])
     out = capsys.readouterr().out
     assert exit_info.value.code == 0 and "no regression" in out and "improvement" not in out
-    assert "probe ratio" in out and "1.500" in out and "1.000" in out  # the machines differ, the code does not
+    assert "machine speed c/b" in out and "1.500" in out and "1.000" in out  # the machines differ, the code does not
     assert "normalisation cannot remove" in out and "cores 2 vs 16" in out
 
 

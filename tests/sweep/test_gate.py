@@ -68,8 +68,10 @@ def test_a_machine_without_a_baseline_records_one_and_passes(tmp_path, capsys):
 
 def test_require_baseline_fails_before_any_work_where_the_machine_has_none(tmp_path, capsys):
     root = tmp_path / "baselines"
-    code, _ = _nightly(capsys, str(_sweep(tmp_path, repeats=1)), "--baselines", str(root), "--require-baseline")
-    assert code == 2 and "no baseline for this machine" in capsys.readouterr().err and not root.exists()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["nightly", str(_sweep(tmp_path, repeats=1)), "--baselines", str(root), "--require-baseline"])
+    assert exit_info.value.code == 2 and "no baseline for this machine" in capsys.readouterr().err
+    assert not root.exists()
 
 
 @pytest.mark.slow
