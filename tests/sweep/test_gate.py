@@ -62,8 +62,9 @@ def test_a_machine_without_a_baseline_records_one_and_passes(tmp_path, capsys):
 
     # A changed sweep shares no cell with the recorded baseline: refused before any work.
     sweep.write_text(SWEEP.format(repeats=3).replace("images = 16", "images = 20"))
-    code, _ = _nightly(capsys, str(sweep), "--baselines", str(root), "--results", str(tmp_path / "res"))
-    assert code == 2 and "shares no cell with this sweep" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["nightly", str(sweep), "--baselines", str(root), "--results", str(tmp_path / "res")])
+    assert exit_info.value.code == 2 and "shares no cell with this sweep" in capsys.readouterr().err
 
 
 def test_require_baseline_fails_before_any_work_where_the_machine_has_none(tmp_path, capsys):
