@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.cli import app, isolate_local_ray
+from bench.cli.progress import image_columns
 from bench.config import ConfigError
 from bench.report.format import fmt
 from bench.results import baselines
@@ -65,18 +66,10 @@ def run_with_progress(spec: SweepSpec, results: Path, *, force: bool, ray_addres
 
 
 def _run_live(spec, results, force, ray_address):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), transient=True) as bar:
-        cells = bar.add_task("cells", total=None)
+    with Progress(TextColumn("{task.description}"), *image_columns(), TimeElapsedColumn(), transient=True) as bar:
+        cells = bar.add_task("cells", total=None, unit=None)
         images = bar.add_task("images", total=None)
 
         def on_cell(number: int, total: int, name: str) -> None:
