@@ -54,6 +54,7 @@ class RunSpec:
     max_in_flight: int = 2  # batches queued per actor (the bounded actor strategies)
     actors_max: int | None = None  # ray_data: autoscale the actor pool from `actors` up to this
     ray_data_split: bool = False  # ray_data: decode + preprocess as their own CPU stage
+    prefetch_mb: float = 16.0  # inputs read before the clock starts; the rest streams (bounded driver memory)
     input_mode: str = "driver"  # driver: read on the driver, sent as task arguments; cluster: read by the workers
     ray_address: str | None = None  # None: a private local Ray instance
     timeout_s: float = 1800.0
@@ -98,6 +99,8 @@ class RunSpec:
             fail(f"threads must be at least 1 (got {self.threads})")
         if not 0 < self.image_scale <= 4:
             fail(f"image-scale must be in (0, 4] (got {self.image_scale})")
+        if self.prefetch_mb < 0:
+            fail(f"prefetch-mb must be 0 or more (got {self.prefetch_mb})")
         if self.timeout_s <= 0:
             fail(f"timeout must be positive (got {self.timeout_s})")
         for name in ("cpus_per_worker", "gpus_per_worker"):

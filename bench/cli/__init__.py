@@ -1,11 +1,12 @@
 """The `segbench` command: one module per command group, registered on `app` here. Configuration
-errors print one line and exit with code 2."""
+errors, and a record whose side file is missing or changed, print one line and exit with code 2."""
 
 import sys
 
 import typer
 
 from bench.config import ConfigError
+from bench.results.tables import SideFileError
 from bench.workload.images import SourceUnavailable
 from bench.workload.models import WeightsUnavailable
 
@@ -36,7 +37,7 @@ def isolate_local_ray(names: list[str], ray_address: str | None, weights: str, s
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv)  # standalone: typer reports its own usage errors with exit code 2
-    except (ConfigError, SourceUnavailable, WeightsUnavailable) as err:
+    except (ConfigError, SourceUnavailable, WeightsUnavailable, SideFileError) as err:
         print(f"segbench: error: {err}", file=sys.stderr)
         sys.exit(USAGE_ERROR)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +15,7 @@ from rich.markup import escape
 
 import strategies
 from bench.cli import app, isolate_local_ray
+from bench.cli.progress import LineProgress, image_columns
 from bench.config import ConfigError, RunSpec
 from bench.measure.runner import Progress
 from bench.report.format import fmt
@@ -49,6 +49,8 @@ def run(
     input_mode: Annotated[str, typer.Option("--input", help="driver: read here, ship to workers; cluster: workers "
                                                      "read (ray_data)")] = "driver",
     ray_address: Annotated[str | None, typer.Option(help="auto, host:port or ray://… (default: local)")] = None,
+    prefetch_mb: Annotated[float, typer.Option(help="MiB of inputs read before the clock starts; the rest "
+                                                    "streams")] = 16.0,
     timeout: Annotated[float, typer.Option(help="Hard limit for the cell, seconds")] = 1800.0,
     keep_masks: Annotated[bool, typer.Option(help="Keep the maps, not only their digests")] = False,
     inject: Annotated[str | None, typer.Option(
@@ -67,7 +69,7 @@ def run(
                    gpus_per_worker=gpus_per_worker, threads=threads, postprocess=postprocess, runtime=runtime,
                    model_transfer=model_transfer, max_in_flight=max_in_flight, actors_max=actors_max,
                    ray_data_split=ray_data_split, pipeline=pipeline, input_mode=input_mode, ray_address=ray_address,
-                   timeout_s=timeout, keep_masks=keep_masks, inject=inject, label=label)
+                   prefetch_mb=prefetch_mb, timeout_s=timeout, keep_masks=keep_masks, inject=inject, label=label)
     from bench.measure.runner import run_cell
 
     isolate_local_ray([spec.strategy], ray_address, weights, source)
@@ -131,22 +133,16 @@ def export_model_cmd(
 
 @contextlib.contextmanager
 def image_progress(quiet: bool = False, every_s: float = 10.0) -> Iterator[Progress]:
-    """Yield a callback (done, total) that shows progress of one cell's images."""
-    if quiet or not sys.stderr.isatty():
-        last = [0.0]
-
-        def log(done: int, total: int | None) -> None:
-            now = time.monotonic()
-            if not quiet and (now - last[0] >= every_s or done == total):
-                last[0] = now
-                print(f"images {done}/{total if total is not None else '?'}", file=sys.stderr, flush=True)
-
-        yield log
+    """Yield a callback (done, total) that shows progress of one cell's images: count, rate and ETA."""
+    if quiet:
+        yield lambda done, total: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
+    if not sys.stderr.isatty():
+        yield LineProgress(every_s)
+        return
     from rich.progress import Progress as Bar
 
-    with Bar("images", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True) as bar:
+    with Bar("images", *image_columns(), transient=True) as bar:
         task = bar.add_task("images", total=None)
 
         def update(done: int, total: int | None) -> None:

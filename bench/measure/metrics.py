@@ -17,9 +17,13 @@ One definition per metric (the README repeats them, one line each):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
 
 from bench.measure.stats import distribution
+from bench.results import tables
 from bench.workload.predictor import STAGES
 
 MIN_STEADY_BATCHES = 5
@@ -40,33 +44,43 @@ class BatchEvent:
     stages: dict[str, float]
 
 
-def steady_from(events: list[BatchEvent], warmup_batches: int) -> float | None:
+def events_frame(events: list[BatchEvent] | pd.DataFrame) -> pd.DataFrame:
+    """Batch events as columns (the batches table's, bench.results.tables): a run's events are read
+    back from its side file as a frame; tests pass hand-made BatchEvents."""
+    if isinstance(events, pd.DataFrame):
+        return events
+    return pd.DataFrame([tables.batch_row(asdict(e)) for e in events], columns=tables.BATCHES.names)
+
+
+def steady_from(events: pd.DataFrame, warmup_batches: int) -> float | None:
     """Driver-clock instant the steady window opens: when the last worker's warm-up result arrived
     (0.0, the run start, with no warm-up). None when some worker never finished its warm-up."""
     if warmup_batches == 0:
         return 0.0
-    done: dict[str, list[float]] = {}
-    for e in events:
-        done.setdefault(e.worker, []).append(e.completed)
-    if not done or any(len(times) < warmup_batches for times in done.values()):
+    if events.empty:
         return None
-    return max(sorted(times)[warmup_batches - 1] for times in done.values())
+    by_worker = events.groupby("worker")["completed"]
+    if (by_worker.size() < warmup_batches).any():
+        return None
+    return float(by_worker.apply(lambda done: np.sort(done.to_numpy())[warmup_batches - 1]).max())
 
 
-def summarise(events: list[BatchEvent], warmup_batches: int, run_s: float, start_s: float,
+def summarise(events: list[BatchEvent] | pd.DataFrame, warmup_batches: int, run_s: float, start_s: float,
               min_steady_batches: int = MIN_STEADY_BATCHES, min_steady_s: float = MIN_STEADY_S,
               latency_defined: bool = True) -> dict:
     """Metrics of one run. `latency_defined=False` (a strategy that cannot pair a result with its
-    submission) leaves latency and waiting out rather than report numbers paired with the wrong batch."""
-    ordered = sorted(events, key=lambda e: e.completed)
-    total = sum(e.images for e in ordered)
+    submission) leaves latency and waiting out rather than report numbers paired with the wrong batch.
+    Columnar throughout: a million-image run's events are a few numeric columns, not a million objects."""
+    ordered = events_frame(events).sort_values("completed", kind="stable")
+    total = int(ordered["images"].sum())
     opens = steady_from(ordered, warmup_batches)
-    steady = [e for e in ordered if opens is not None and e.completed > opens]
-    window = steady[-1].completed - opens if steady else 0.0
-    steady_images = sum(e.images for e in steady)
-    per_worker = {w: sum(e.worker == w for e in steady) for w in {e.worker for e in ordered}}
+    steady = ordered[ordered["completed"] > opens] if opens is not None else ordered.iloc[0:0]
+    window = float(steady["completed"].iloc[-1]) - opens if not steady.empty else 0.0
+    steady_images = int(steady["images"].sum())
+    counts = steady["worker"].value_counts()
+    per_worker = {str(w): int(counts.get(w, 0)) for w in ordered["worker"].unique()}
     reasons = []
-    if not steady:
+    if steady.empty:
         reasons.append(f"no batch completed after every worker's {warmup_batches} warm-up batch(es)")
     else:
         short = {w: n for w, n in sorted(per_worker.items()) if n < min_steady_batches}
@@ -77,12 +91,12 @@ def summarise(events: list[BatchEvent], warmup_batches: int, run_s: float, start
             reasons.append(f"steady window {window:.2f} s is shorter than {min_steady_s:g} s")
 
     # `read`: workers that read their own inputs (--input cluster); absent otherwise
-    names = ("read", *STAGES) if any("read" in e.stages for e in steady) else STAGES
-    stage_totals = {s: sum(e.stages.get(s, 0.0) for e in steady) for s in names}
-    per_image_ms = {s: 1000 * v / steady_images if steady_images else None for s, v in stage_totals.items()}
-    service = [e.ended - e.started for e in steady]
-    latency = [e.completed - e.submitted for e in steady] if latency_defined else []
-    waiting = sum(lat - srv for lat, srv in zip(latency, service, strict=False))
+    names = ("read", *STAGES) if steady["stage.read"].notna().any() else STAGES
+    per_image_ms = {s: 1000 * float(steady[f"stage.{s}"].fillna(0.0).sum()) / steady_images if steady_images
+                    else None for s in names}
+    service = (steady["ended"] - steady["started"]).to_numpy(dtype=float)
+    latency = (steady["completed"] - steady["submitted"]).to_numpy(dtype=float) if latency_defined else np.empty(0)
+    waiting = float((latency - service).sum()) if latency_defined else 0.0
     per_image_ms["waiting"] = 1000 * waiting / steady_images if steady_images and latency_defined else None
     lat = distribution(latency)
     return {
@@ -107,5 +121,5 @@ def summarise(events: list[BatchEvent], warmup_batches: int, run_s: float, start
         "service_s": distribution(service),
         "stage_ms_per_image": per_image_ms,
         "workers_used": len(per_worker),
-        "nodes_used": len({e.node for e in ordered}),
+        "nodes_used": int(ordered["node"].nunique()),
     }

@@ -1,6 +1,10 @@
 """One cell end to end: plan resources, start the strategy (cold costs), run the measured window under
 the samplers, check every input came back exactly once, and write one record atomically.
 
+Results stream to the record's side tables as they arrive (bench.results.tables): the driver holds the
+prefetched inputs (up to the spec's budget), the batches in flight, and one row group per table, so its
+memory does not grow with the image count; metrics and the exactly-once check read the tables' columns.
+
 The runner, never the strategy, owns the clock. Times of a batch: `submitted` and `completed` are read
 on the driver; `started`/`ended` come from the worker (wall clock, so they compare across processes).
 What each metric means is written once, in `bench.measure.metrics`.
@@ -17,21 +21,27 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 import strategies
 from bench.config import ConfigError, RunSpec
-from bench.measure import runtime_parity, speed_probe
+from bench.measure import exactly_once, runtime_parity, speed_probe
 from bench.measure.faults import Fault, recovery
 from bench.measure.metrics import BatchEvent, summarise
 from bench.measure.samplers import ResourceSampler
 from bench.platform.host import check_device
 from bench.platform.ray_session import ClusterInfo, local_cluster_info, ray_session
+from bench.results import tables
 from bench.results.environment import environment
 from bench.results.record import RunRecord
 from bench.results.store import run_path, write_record
+from bench.results.tables import RunTables
 from bench.workload import runtimes
 from bench.workload.images import SourceUnavailable, batched, key_batches, open_source
 from bench.workload.models import WeightsUnavailable, check_weights, model_size, weights_kind
@@ -74,11 +84,14 @@ def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_inter
                  "hub_id": model_size(spec.model).hub_id},
         source=source.describe(), sample_interval_s=sample_interval)
     path = None if not write else record_path or run_path(results_dir, spec.cell_id)
+    # The side tables go beside the record; an unwritten record keeps them in a folder removed at exit.
+    side = RunTables(path or tables.scratch_path(spec.cell_id))
+    record.folder = side.record_path.parent
     session = ray_session(spec.ray_address) if strategy_cls.uses_ray else contextlib.nullcontext(local)
     try:
         with session as cluster, _watchdog(spec.timeout_s) as expired:
             try:
-                _measure(spec, source, strategy_cls, cluster, record, sample_interval, progress)
+                _measure(spec, source, strategy_cls, cluster, record, sample_interval, progress, side)
             except KeyboardInterrupt:
                 if not expired.is_set():
                     raise
@@ -88,15 +101,27 @@ def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_inter
         record.status, record.error = "timeout", str(err)
     except KeyboardInterrupt:
         record.status, record.error = "interrupted", "interrupted by the user"
+        _commit_tables(side, record)  # what came back before the stop
         if path:
             write_record(path, record)
         raise
     except REFUSALS:
+        side.discard()
         raise
     except Exception as err:
         record.status, record.error = "failed", f"{type(err).__name__}: {err}"
         record.traceback = traceback.format_exc()
+    _commit_tables(side, record)  # a cell that failed part way keeps the rows it got, named by its record
     return record, write_record(path, record) if path else None
+
+
+def _commit_tables(side: RunTables, record: RunRecord) -> None:
+    """Put the side tables in place for the record; if that fails, the record still goes out, saying why."""
+    try:
+        record.tables = side.commit()
+    except Exception as err:
+        record.status = "failed" if record.status == "ok" else record.status
+        record.error = "; ".join(filter(None, [record.error, f"side tables not written: {type(err).__name__}: {err}"]))
 
 
 @contextlib.contextmanager
@@ -117,32 +142,36 @@ def _watchdog(timeout_s: float):
         timer.cancel()
 
 
-def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord, sample_interval, progress) -> None:
+def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord, sample_interval, progress,
+             side: RunTables) -> None:
     plan = strategy_cls.plan(spec, cluster.cpus, cluster.gpus)
     predictor = PredictorSpec(spec.model, spec.weights, spec.seed, spec.device, plan.threads, spec.postprocess,
                               spec.keep_masks, spec.runtime, spec.batch_size)
     record.plan = asdict(plan)
     record.cluster = cluster.to_dict()
+    budget = int(spec.prefetch_mb * 2**20)
     if spec.input_mode == "cluster":  # workers read the source: the driver lists keys, never holds bytes
-        batches, prefetched = enumerate(key_batches(source, spec.batch_size)), 0
-    else:
-        batches, prefetched = prefetch(enumerate(batched(iter(source), spec.batch_size)))  # before any clock
+        batches, prefetched = enumerate(key_batches(source, spec.batch_size)), Prefetched(0, 0)
+    else:  # before any clock
+        batches, prefetched = prefetch(enumerate(batched(iter(source), spec.batch_size)), budget)
     strategy = strategy_cls(spec, predictor, plan)
     clock = time.perf_counter()
     info = strategy.start()
     start_s = time.perf_counter() - clock
 
     expected = len(source) if hasattr(source, "__len__") else None
-    events: list[BatchEvent] = []
-    submitted: dict[int, float] = {}
-    seen: dict[str, int] = {}
-    outputs, bad = [], []
+    # Nothing here grows with the images: results go to the side tables as they arrive.
+    submitted: dict[int, float] = {}  # batches in flight (bounded by the strategy)
+    in_flight_peak = 0
+    bad, bad_count, ok_count, batch_count, first_completed = [], 0, 0, 0, None
     runtime_cold = []  # per worker (per task for tasks: each builds its own)
     run_start = time.time()
     cpu_start = time.process_time()
 
     def on_submit(index: int) -> None:
+        nonlocal in_flight_peak
         submitted[index] = time.time() - run_start
+        in_flight_peak = max(in_flight_peak, len(submitted))
 
     fault = Fault.parse(spec.inject) if spec.inject else None
     faults = []
@@ -150,11 +179,14 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
     try:
         with ResourceSampler(sample_interval, include_ray=strategy_cls.uses_ray) as sampler:
             for result in strategy.run(batches, on_submit):
-                events.append(_event(result, submitted, run_start))
+                event = _event(result, submitted, run_start)
+                side.batches.append(tables.batch_row(event))
+                batch_count += 1
+                first_completed = first_completed if first_completed is not None else event["completed"]
                 if result.runtime_cold:
                     runtime_cold.append({"worker": result.worker, "pid": result.pid, "node": result.node,
                                          "first_batch_s": result.end - result.start, **result.runtime_cold})
-                if fault and len(events) == fault.at_batch:
+                if fault and batch_count == fault.at_batch:
                     if fault.kind == "kill-driver":
                         os.kill(os.getpid(), signal.SIGKILL)
                     injected_at = time.time() - run_start
@@ -162,12 +194,15 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
                     hit.update(asdict(fault), t=injected_at)
                     faults.append(hit)
                 for image in result.images:
-                    seen[image.image_id] = seen.get(image.image_id, 0) + 1
                     if image.ok:
-                        outputs.append({"id": image.image_id, "width": image.width, "height": image.height,
-                                        "digest": image.digest, "histogram": image.histogram})
+                        ok_count += 1
+                        side.outputs.append(tables.output_row(image.image_id, True, image.width, image.height,
+                                                              image.digest, image.histogram))
                     else:
-                        bad.append({"id": image.image_id, "reason": image.error})
+                        bad_count += 1
+                        side.outputs.append(tables.output_row(image.image_id, False, reason=image.error))
+                        if len(bad) < BAD_INLINE:
+                            bad.append({"id": image.image_id, "reason": image.error})
                 done += result.num_images
                 if progress:
                     progress(done, expected)
@@ -177,50 +212,80 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
     finally:
         strategy.stop()
 
-    duplicates = sorted(i for i, n in seen.items() if n > 1)
-    record_events = [asdict(e) for e in events]
+    record.tables = side.commit([asdict(s) for s in sampler.samples])
+    events = tables.read_table(record, "batches").to_pandas()
     record.cold = {"ray_init_s": cluster.init_s, "strategy_start_s": start_s, "model_load_s": info.model_load_s,
                    "worker_pids": dict(zip(info.workers, info.pids, strict=False)),
-                   "time_to_first_batch_s": min((e.completed for e in events), default=None)}
+                   "time_to_first_batch_s": first_completed}
     if runtime_cold:
         record.cold["runtime"] = runtime_cold
     record.metrics = summarise(events, spec.warmup_batches, run_s, start_s, spec.min_steady_batches,
                                spec.min_steady_s, strategy.latency_defined)
-    record.batches = record_events
     record.run_start_wall = run_start
-    record.samples = [asdict(s) for s in sampler.samples]
     record.utilisation = sampler.summary()
-    record.outputs = outputs
     record.bad_images = bad
     record.skipped_files = record.source.get("skipped", [])
-    record.faults = [{**f, **recovery(record_events, f["t"], f["worker"])} for f in faults]
-    # Peak resident memory of this (driver) process over its life: bounded when inputs and outputs stream.
+    if faults:
+        batch_rows = record.rows("batches")
+        record.faults = [{**f, **recovery(batch_rows, f["t"], f["worker"])} for f in faults]
+    else:
+        record.faults = []
+    # Peak resident memory of this (driver) process over its life: flat in the image count when inputs
+    # stream and results go to the side tables; what may grow is bounded and recorded below.
     record.driver_peak_rss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    record.memory_bounds = {"prefetch_budget_bytes": budget, "prefetched_bytes": prefetched.bytes,
+                            "prefetched_images": prefetched.images, "in_flight_batches_peak": in_flight_peak,
+                            "table_row_group_rows": tables.ROW_GROUP_ROWS}
     # Driver CPU in the window (harness, strategy and, for Ray Data, its streaming executor): on a small
     # machine every driver CPU-second is taken from the workers.
     record.driver_cpu_s = driver_cpu_s
-    record.counts = {"inputs_expected": expected, "inputs_seen": len(seen), "ok": len(outputs), "bad": len(bad),
-                     "duplicates": len(duplicates)}
-    record.inputs_prefetched = prefetched
-    if duplicates or (expected is not None and len(seen) != expected):
-        record.error = (f"exactly-once check failed: {len(seen)} of {expected} inputs came back, "
-                        f"{len(duplicates)} more than once")
-    if spec.runtime != runtimes.EAGER and outputs and not record.error:
+    verdict = exactly_once.check(lambda: (b.column(0) for b in record.iter_table("outputs", ["id"])), expected)
+    record.counts = {"inputs_expected": expected, "inputs_seen": verdict["inputs_seen"], "ok": ok_count,
+                     "bad": bad_count, "duplicates": verdict["duplicates"]}
+    if verdict["duplicate_examples"]:
+        record.counts["duplicate_examples"] = verdict["duplicate_examples"]
+    record.inputs_prefetched = prefetched.images
+    if not verdict["exactly_once"]:
+        record.error = (f"exactly-once check failed: {verdict['inputs_seen']} of {expected} inputs came back, "
+                        f"{verdict['duplicates']} more than once")
+    if spec.runtime != runtimes.EAGER and ok_count and not record.error:
         # After the window, on the driver (with --input cluster too: a few inputs, outside the window): the
         # first readable inputs through eager and through this runtime.
-        digests = {o["id"]: o["digest"] for o in outputs}
-        probe = list(itertools.islice((i for i in source if i.image_id in digests), spec.runtime_parity_images))
+        probe, digests = _first_readable(source, record, spec.runtime_parity_images)
         record.runtime_parity = runtime_parity.check(predictor, probe, digests)
         record.error = runtime_parity.failure(record.runtime_parity)
 
 
-PREFETCH_BYTES = 256 * 2**20
+def _first_readable(source, record: RunRecord, count: int, chunk: int = 64) -> tuple[list, dict[str, str]]:
+    """The first `count` inputs of the source that came back readable, with their digests, looked up
+    in the outputs table a chunk of source ids at a time (one column pass each; the first usually does)."""
+    chosen, digests = [], {}
+    images = iter(source)
+    while len(chosen) < count:
+        candidates = list(itertools.islice(images, chunk))
+        if not candidates:
+            break
+        wanted = pa.array([i.image_id for i in candidates])
+        for batch in record.iter_table("outputs", ["id", "ok", "digest"]):
+            keep = pc.and_(pc.is_in(batch.column("id"), value_set=wanted), batch.column("ok"))
+            found = batch.filter(keep)
+            digests.update(zip(found.column("id").to_pylist(), found.column("digest").to_pylist(), strict=True))
+        chosen += [i for i in candidates if i.image_id in digests][:count - len(chosen)]
+    return chosen, {i.image_id: digests[i.image_id] for i in chosen}
 
 
-def prefetch(batches, budget: int = PREFETCH_BYTES):
+BAD_INLINE = 100  # bad images named in the record itself; all of them are rows of the outputs table
+
+
+class Prefetched(NamedTuple):
+    images: int
+    bytes: int
+
+
+def prefetch(batches, budget: int) -> tuple[Iterator, Prefetched]:
     """Read (or generate) encoded batches before the clock starts, up to `budget` bytes, so producing
     inputs stays out of the measured window; past the budget the rest streams, keeping driver memory
-    bounded. Returns (iterator over every batch, images prefetched)."""
+    bounded. Returns (iterator over every batch, what was prefetched)."""
     ready, size, images = [], 0, 0
     for item in batches:
         ready.append(item)
@@ -228,10 +293,11 @@ def prefetch(batches, budget: int = PREFETCH_BYTES):
         size += sum(len(image.data) for image in item[1])
         if size >= budget:
             break
-    return itertools.chain(ready, batches), images
+    return itertools.chain(ready, batches), Prefetched(images, size)
 
 
-def _event(result: BatchResult, submitted: dict[int, float], run_start: float) -> BatchEvent:
-    return BatchEvent(result.batch_index, result.worker, result.pid, result.node, result.num_images,
-                      submitted.get(result.batch_index), result.start - run_start, result.end - run_start,
-                      time.time() - run_start, result.stages)
+def _event(result: BatchResult, submitted: dict[int, float], run_start: float) -> dict:
+    """The batch's event (bench.measure.metrics.BatchEvent's fields); its submission leaves `submitted`."""
+    return asdict(BatchEvent(result.batch_index, result.worker, result.pid, result.node, result.num_images,
+                             submitted.pop(result.batch_index, None), result.start - run_start,
+                             result.end - run_start, time.time() - run_start, result.stages))

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def distribution(values: list[float]) -> dict:
+def distribution(values: list[float] | np.ndarray) -> dict:
     """count, mean, stdev, min, p50/p90/p95/p99, max; None fields when there are no values."""
-    if not values:
+    if len(values) == 0:
         return {"count": 0, "mean": None, "stdev": None, "min": None, "p50": None, "p90": None, "p95": None,
                 "p99": None, "max": None}
     arr = np.asarray(values, dtype=float)

@@ -123,7 +123,7 @@ def latency_distributions(records, summary, repeats):
     names = [n for n in names if chosen[n].metrics.get("latency_defined", True)]
     if not names:
         return None
-    data = [[b["completed"] - b["submitted"] for b in chosen[n].batches] for n in names]
+    data = [[b["completed"] - b["submitted"] for b in chosen[n].rows("batches")] for n in names]
     boxes = ax.boxplot(data, tick_labels=names, whis=(5, 95), patch_artist=True)
     for box, name in zip(boxes["boxes"], names, strict=True):
         box.set_facecolor(colour(name))
@@ -181,10 +181,10 @@ def utilisation_over_time(records, summary, repeats):
     chosen = _best_records(records, summary)
     if not chosen:
         return None
-    has_gpu = any(s.get("gpus") for r in chosen.values() for s in r.samples or [])
+    has_gpu = any(s.get("gpus") for r in chosen.values() for s in r.rows("samples"))
     fig, axes = plt.subplots(2 if has_gpu else 1, 1, figsize=(8, 6 if has_gpu else 4), squeeze=False)
     for name, record in sorted(chosen.items()):
-        samples = record.samples or []
+        samples = record.rows("samples")
         t = [s["t"] for s in samples]
         axes[0][0].plot(t, [s["tree_cpu_percent"] for s in samples], label=f"{name} (process tree)",
                         color=colour(name))
@@ -207,7 +207,7 @@ def timelines(records, summary, repeats):
     names = sorted(chosen)
     fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.5), squeeze=False, sharey=False)
     for ax, name in zip(axes[0], names, strict=True):
-        batches = chosen[name].batches
+        batches = chosen[name].rows("batches")
         workers = sorted({b["worker"] for b in batches})
         for row, worker in enumerate(workers):
             spans = [(b["started"], b["ended"] - b["started"]) for b in batches if b["worker"] == worker]

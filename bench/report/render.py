@@ -130,7 +130,7 @@ def export(records: list[RunRecord], summary: pd.DataFrame, out: Path) -> list[P
     for pid, record in enumerate(records):
         name = f"{record.cell_id} r{record.repeat_index}"
         events.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": name}})
-        for b in record.batches or []:
+        for b in record.rows("batches"):
             events.append({"ph": "X", "name": f"batch {b['index']}", "pid": pid, "tid": b["worker"],
                            "ts": b["started"] * 1e6, "dur": max(0.0, b["ended"] - b["started"]) * 1e6,
                            "args": {"images": b["images"], **{k: round(v, 4) for k, v in b["stages"].items()}}})

@@ -1,8 +1,15 @@
 """Parity: did every cell compute the same segmentation maps as the reference cell on the same inputs?
 
-Records keep a digest and a class histogram per image, not the maps. Equal digests mean equal maps.
-Where digests differ, the histograms bound the difference from below: every pixel that changes class
-moves one count between two classes, so at least half the L1 distance of the two histograms differs.
+Records keep a digest and a class histogram per image (the outputs table), not the maps. Equal digests
+mean equal maps. Where digests differ, the histograms bound the difference from below: every pixel that
+changes class moves one count between two classes, so at least half the L1 distance of the two
+histograms differs.
+
+Column-wise, for tables of a million rows: each side is projected to (hash of id, hash of digest) of
+its readable images, 16 bytes an image, and the two are matched by sorted intersection; only the
+images whose digests differ are read again, for their histograms (at most `BOUND_IMAGES` of them: the
+worst bound is then the worst among those, still a lower bound). Two ids whose 64-bit hashes collide
+(about n²/2⁶⁵ of a chance) would be paired wrongly.
 
 The likely cause is named from what the records say about how each cell ran: torch's thread count or
 the device changes the order of float reductions, which can flip an argmax where two classes are
@@ -12,8 +19,15 @@ nearly tied. A difference that neither explains is an error: that cell computed 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
 
 from bench.results.record import RunRecord
+from bench.results.tables import hash_ids
+
+BOUND_IMAGES = 10_000  # differing images whose histograms are read for the pixel bound
 
 
 def runtime(record: RunRecord) -> str:
@@ -25,7 +39,7 @@ def reference_cells(records: list[RunRecord], named: str | None = None) -> dict[
     """(model, runtime) → its reference record: the named cell, else sequential at that model and runtime
     (smallest cell id, lowest repeat first, so every cell of a model and runtime is compared with the same
     one). How a runtime compares with eager is each cell's own probe (bench.measure.runtime_parity)."""
-    ok = sorted((r for r in records if r.ok and r.outputs), key=lambda r: (r.cell_id, r.repeat_index))
+    ok = sorted((r for r in records if r.ok and _has_maps(r)), key=lambda r: (r.cell_id, r.repeat_index))
     if named:
         chosen = next((r for r in ok if r.cell_id == named), None)
         if chosen is None:
@@ -43,7 +57,7 @@ def parity(records: list[RunRecord], named: str | None = None) -> list[dict]:
     reference itself, or a cell whose runtime has none, against its model's eager reference."""
     refs = reference_cells(records, named)
     firsts: dict[str, RunRecord] = {}
-    for r in sorted((r for r in records if r.ok and r.outputs), key=lambda r: r.repeat_index):
+    for r in sorted((r for r in records if r.ok and _has_maps(r)), key=lambda r: r.repeat_index):
         firsts.setdefault(r.cell_id, r)
     rows = []
     for cell_id, record in sorted(firsts.items()):
@@ -57,11 +71,16 @@ def parity(records: list[RunRecord], named: str | None = None) -> list[dict]:
     return rows
 
 
+def _has_maps(record: RunRecord) -> bool:
+    return record.row_count("outputs") > 0
+
+
 def compare_outputs(record: RunRecord, ref: RunRecord) -> dict:
-    theirs = {o["id"]: o for o in ref.outputs or []}
-    common = [o for o in record.outputs or [] if o["id"] in theirs]
-    differing = [(o, theirs[o["id"]]) for o in common if o["digest"] != theirs[o["id"]]["digest"]]
-    worst = max((_pixel_bound(a, b) for a, b in differing), default=0.0)
+    ids, digests = _projection(record)
+    ref_ids, ref_digests = _projection(ref)
+    common, mine, theirs = np.intersect1d(ids, ref_ids, return_indices=True)
+    differing = common[digests[mine] != ref_digests[theirs]]
+    worst = _worst_bound(record, ref, differing[:BOUND_IMAGES])
     threads, ref_threads = (record.plan or {}).get("threads"), (ref.plan or {}).get("threads")
     device, ref_device = record.spec.get("device"), ref.spec.get("device")
     causes = []
@@ -71,21 +90,48 @@ def compare_outputs(record: RunRecord, ref: RunRecord) -> dict:
         causes.append(f"device {device} vs {ref_device}")
     if runtime(record) != runtime(ref):
         causes.append(f"runtime {runtime(record)} vs {runtime(ref)}")
-    explained = not differing or bool(causes)
-    return {"cell_id": record.cell_id, "reference": ref.cell_id, "images": len(common),
-            "equal": len(common) - len(differing), "equal_share": (len(common) - len(differing)) / len(common)
-            if common else None, "differing": len(differing), "min_pixels_differing_share": worst,
+    images, unequal = int(common.size), int(differing.size)
+    explained = not unequal or bool(causes)
+    return {"cell_id": record.cell_id, "reference": ref.cell_id, "images": images,
+            "equal": images - unequal, "equal_share": (images - unequal) / images if images else None,
+            "differing": unequal, "min_pixels_differing_share": worst,
             "threads": threads, "reference_threads": ref_threads,
-            "cause": ("; ".join(causes) + ": float reduction order") if differing and causes else
-            (None if not differing else "unexplained: same threads and device"),
+            "cause": ("; ".join(causes) + ": float reduction order") if unequal and causes else
+            (None if not unequal else "unexplained: same threads and device"),
             "error": not explained}
 
 
-def _pixel_bound(a: dict, b: dict) -> float:
+def _projection(record: RunRecord) -> tuple[np.ndarray, np.ndarray]:
+    """(id hashes, digest hashes) of the record's readable images, one column chunk at a time."""
+    ids, digests = [np.empty(0, np.uint64)], [np.empty(0, np.uint64)]
+    for batch in record.iter_table("outputs", ["id", "ok", "digest"]):
+        readable = batch.filter(batch.column("ok"))
+        ids.append(hash_ids(readable.column("id")))
+        digests.append(hash_ids(readable.column("digest")))
+    return np.concatenate(ids), np.concatenate(digests)
+
+
+def _maps(record: RunRecord, wanted: np.ndarray) -> Iterator[tuple[int, dict]]:
+    """(id hash, row) of the readable images whose id hash is wanted: a pass over the table's columns."""
+    for batch in record.iter_table("outputs", ["id", "ok", "width", "height", "histogram"]):
+        hashes = hash_ids(batch.column("id"))
+        hit = np.isin(hashes, wanted) & batch.column("ok").to_numpy(zero_copy_only=False)
+        if hit.any():
+            yield from zip(hashes[hit].tolist(), batch.filter(pa.array(hit)).to_pylist(), strict=True)
+
+
+def _worst_bound(record: RunRecord, ref: RunRecord, differing: np.ndarray) -> float:
+    if not differing.size:
+        return 0.0
+    theirs = {h: dict(row["histogram"] or []) for h, row in _maps(ref, differing)}
+    return max((_pixel_bound(dict(row["histogram"] or []), theirs[h], row["width"], row["height"])
+                for h, row in _maps(record, differing) if h in theirs), default=0.0)
+
+
+def _pixel_bound(ha: dict, hb: dict, width: int, height: int) -> float:
     """Lower bound on the share of pixels whose class differs, from the two class histograms."""
-    ha, hb = a.get("histogram") or {}, b.get("histogram") or {}
     l1 = sum(abs(float(ha.get(k, 0)) - float(hb.get(k, 0))) for k in set(ha) | set(hb))
-    pixels = float(a.get("width") or 0) * float(a.get("height") or 0)
+    pixels = float(width or 0) * float(height or 0)
     return l1 / 2 / pixels if pixels else 0.0
 
 

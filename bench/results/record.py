@@ -9,20 +9,33 @@ JSON objects, described where they are made:
 - `metrics` — bench.measure.metrics.summarise; `batches` — its BatchEvents;
 - `samples`, `utilisation` — bench.measure.samplers; `faults` — bench.measure.faults.recovery;
 - `environment` — bench.results.environment; `machine_probe` — bench.measure.speed_probe (absent
-  where the probe was off).
+  where the probe was off);
+- `tables` — the side files beside the record (bench.results.tables): per-image `outputs`, per-batch
+  `batches` and utilisation `samples`, each with its file name, rows, bytes and sha256; read them with
+  `record.iter_table` (chunks, chosen columns) or `record.rows` (small tables). Records written before
+  the side files keep `outputs`, `batches` and `samples` inline and read through the same calls;
+- `memory_bounds` — what the driver held that grows with the work, each bounded: the prefetch budget
+  and what it took, the most batches in flight, the writers' row-group size.
 
 Schema history (bump SCHEMA_VERSION and add a line, as pyperf does, when a field changes meaning):
 - 1 (2026-11): the first schema. Every committed baseline and golden record is at version 1.
+- 2 (2026-11): outputs, batch events and samples move to side files (`tables`); `bad_images` keeps at
+  most the first `BAD_INLINE` (all of them are rows of the outputs table). Version 1 still reads.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+SCHEMA_VERSION = 2
 KIND = "segbench.run"
 
 
@@ -68,6 +81,11 @@ class RunRecord:
     # Why it failed, in detail.
     traceback: str | None = None
     stderr_tail: str | None = None
+    tables: dict | None = None  # side files: name → {file, rows, bytes, sha256}
+    memory_bounds: dict | None = None
+    # Where the record was read from or written to (its side files lie there); not part of the record.
+    schema_version: int = SCHEMA_VERSION  # what it was written as: an older record writes back unchanged
+    folder: Path | None = field(default=None, repr=False, compare=False, metadata={"stored": False})
 
     @classmethod
     def begin(cls, spec: dict, cell_id: str, environment: dict, **fields: Any) -> RunRecord:
@@ -83,22 +101,39 @@ class RunRecord:
     def repeat_index(self) -> int:
         return self.repeat or 0
 
+    def iter_table(self, name: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """A side table (outputs, batches, samples) in row chunks of the chosen columns."""
+        from bench.results import tables
+
+        return tables.iter_table(self, name, columns)
+
+    def rows(self, name: str) -> list[dict]:
+        """A side table whole, as dicts: for batches and samples (outputs: `iter_table`)."""
+        from bench.results import tables
+
+        return tables.rows(self, name)
+
+    def row_count(self, name: str) -> int:
+        from bench.results import tables
+
+        return tables.row_count(self, name)
+
     def to_dict(self) -> dict:
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {"kind": KIND, "schema_version": SCHEMA_VERSION,
-                **{k: v for k, v in fields.items() if v is not None}}
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("stored", True)}
+        return {"kind": KIND, **{k: v for k, v in fields.items() if v is not None}}
 
     @classmethod
     def from_dict(cls, data: dict, origin: str = "record") -> RunRecord:
         if not isinstance(data, dict) or data.get("kind") != KIND:
             raise NotARecord(f"{origin} is not a segbench run record")
         data = migrate(data, origin)
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls) if f.metadata.get("stored", True)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def migrate(data: dict, origin: str = "record") -> dict:
-    """Bring an older record to the current schema (none needed yet: version 1 is the first)."""
+    """Bring an older record to the current schema. Version 1 needs nothing: its inline outputs,
+    batches and samples are read where they are (bench.results.tables)."""
     version = data.get("schema_version", 0)
     if version > SCHEMA_VERSION:
         raise NotARecord(f"{origin} has schema {version}, newer than this segbench reads ({SCHEMA_VERSION})")

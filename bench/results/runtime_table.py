@@ -63,7 +63,7 @@ def runtime_rows(records: list[RunRecord], summary: pd.DataFrame) -> list[dict]:
 def _first_batches(record: RunRecord) -> list[float]:
     """Each worker's first batch service time (seconds): what a runtime's first call costs beyond steady."""
     first: dict[str, dict] = {}
-    for b in record.batches or []:
+    for b in record.rows("batches"):
         if b.get("started") is not None and (b["worker"] not in first or b["started"] < first[b["worker"]]["started"]):
             first[b["worker"]] = b
     return [b["ended"] - b["started"] for b in first.values() if b.get("ended") is not None]

@@ -1,5 +1,6 @@
 """ResultStore: where records live, how they are written (atomically, never overwritten) and read back
-(newest per cell and repeat, or as a pandas DataFrame). JSON only: reading never executes anything.
+(newest per cell and repeat, or as a pandas DataFrame). JSON and Parquet only: reading never executes
+anything. A record's side tables (bench.results.tables) lie beside it and are read only when asked for.
 
 Layout: a single run writes `<results>/runs/<UTC time>_<cell id>.json`; a sweep writes
 `<results>/sweeps/<name>/runs/<cell id>/r<repeat>_<UTC time>.json` beside its `plan.json`.
@@ -69,12 +70,17 @@ def repeat_path(sweep_folder: Path, cell_id: str, repeat: int) -> Path:
 
 
 def write_record(path: Path, record: RunRecord) -> Path:
-    return write_atomic(path, record.to_dict())
+    """The record, atomically; its side tables (bench.results.tables) must already be in place beside it."""
+    written = write_atomic(path, record.to_dict())
+    record.folder = path.parent
+    return written
 
 
 def read_record(path: Path) -> RunRecord:
     """One record; a ValueError (NotARecord for other JSON or a schema this version cannot read)."""
-    return RunRecord.from_dict(json.loads(Path(path).read_text()), str(path))
+    record = RunRecord.from_dict(json.loads(Path(path).read_text()), str(path))
+    record.folder = Path(path).parent
+    return record
 
 
 class ResultStore:

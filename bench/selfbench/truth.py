@@ -78,7 +78,7 @@ def record_vs_driver(spec: RunSpec) -> Agreement:
     record, _ = run_cell(spec, write=False, progress=stamp)
     if not record.ok:
         return Agreement(spec.strategy, None, None, RECORD_TOLERANCE, f"{record.status}: {record.error}")
-    workers = [b["worker"] for b in record.batches]
+    workers = [b["worker"] for b in record.rows("batches")]
     independent = driver_clock_rate(stamps, done, workers, spec.warmup_batches)
     m = record.metrics
     detail = f"{m['steady_images']} steady images over {m['steady_window_s']:.2f} s"

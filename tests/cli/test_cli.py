@@ -14,6 +14,7 @@ from bench.cli import main
     (["--source", "/no/such/folder"], "does not exist"),
     (["--device", "cuda"], "no CUDA device"),
     (["--weights", "/no/such/ckpt"], "no config.json"),
+    (["--prefetch-mb", "-1"], "prefetch-mb must be 0 or more"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, args, message):
     if "cuda" in args:
@@ -41,3 +42,30 @@ def test_models_command_lists_every_size(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert all(size in out for size in ("b0", "b1", "b2", "b3", "b4", "b5", "tiny"))
+
+
+def test_a_long_cells_progress_line_gives_rate_and_eta(monkeypatch):
+    import io
+
+    from bench.cli import progress
+
+    clock = iter([0.0, 10.0, 12.0, 20.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    out = io.StringIO()
+    line = progress.LineProgress(every_s=10.0, stream=out)
+    for done in (0, 5_000, 6_000, 10_000):  # at 0 s, 10 s, 12 s (too soon: no line), 20 s
+        line(done, 100_000)
+    assert out.getvalue().splitlines() == ["images 5000/100000 · 500 img/s · ETA 3m10s",
+                                           "images 10000/100000 · 500 img/s · ETA 3m00s"]
+
+
+def test_a_side_file_gone_from_beside_its_record_is_one_line_and_exit_2(tmp_path, capsys):
+    from bench.config import RunSpec
+    from bench.measure.runner import run_cell
+
+    _, path = run_cell(RunSpec(model="tiny", batch_size=4, images=4, image_scale=0.15), tmp_path)
+    next(path.parent.glob("*.batches.parquet")).unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(tmp_path), "--out", str(tmp_path / "report"), "--examples", "0"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "batches.parquet is missing" in err and len(err.splitlines()) == 1

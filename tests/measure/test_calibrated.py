@@ -82,7 +82,7 @@ def test_latency_is_service_plus_waiting(ray_local):
     service = 4 * MS / 1000
     assert m["service_s"]["p50"] == pytest.approx(service, rel=BAND)
     assert m["latency_p50_s"] == pytest.approx(2 * service, rel=BAND)
-    steady = [b for b in record.batches if b["completed"] > m["steady_from_s"]]
+    steady = [b for b in record.rows("batches") if b["completed"] > m["steady_from_s"]]
     waiting = sum(b["completed"] - b["submitted"] - (b["ended"] - b["started"]) for b in steady)
     assert 1000 * waiting / m["steady_images"] == pytest.approx(m["stage_ms_per_image"]["waiting"])
 
@@ -91,9 +91,9 @@ def test_utilisation_of_a_spinning_worker(ray_local):
     """The sequential worker spins one core: its process shows ~100% of a CPU, and every sample of
     system CPU is real (the first one was 0.0 when psutil was primed on another thread)."""
     record = cell("sequential", model=f"calibrated:{MS}ms:spin", images=48)
-    busy = [s["tree_cpu_percent"] for s in record.samples[:-1]]  # the last sample may be a sliver
+    busy = [s["tree_cpu_percent"] for s in record.rows("samples")[:-1]]  # the last sample may be a sliver
     assert statistics.median(busy) == pytest.approx(100, rel=BAND)
-    assert record.samples[0]["system_cpu_percent"] > 25  # one of two cores busy: about 50
+    assert record.rows("samples")[0]["system_cpu_percent"] > 25  # one of two cores busy: about 50
 
 
 def test_speedup_ratio_across_strategies(ray_local):

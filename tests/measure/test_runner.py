@@ -27,13 +27,17 @@ def test_sequential_cell_writes_a_complete_record(tmp_path):
     assert m["latency_s"]["p50"] <= m["latency_s"]["p99"]
     assert set(m["stage_ms_per_image"]) == {"decode", "preprocess", "forward", "postprocess", "waiting"}
     assert on_disk["cold"]["model_load_s"][0] > 0 and on_disk["cold"]["time_to_first_batch_s"] > 0
-    assert len(on_disk["outputs"]) == 10 and all(len(o["digest"]) == 32 for o in on_disk["outputs"])
+    assert not {"outputs", "batches", "samples"} & set(on_disk)  # they are the side tables
+    outputs = record.rows("outputs")
+    assert len(outputs) == on_disk["tables"]["outputs"]["rows"] == 10 and all(len(o["digest"]) == 32 for o in outputs)
+    assert on_disk["tables"]["batches"]["rows"] == 3 and on_disk["tables"]["samples"]["rows"] >= 1
+    assert on_disk["counts"] == {"inputs_expected": 10, "inputs_seen": 10, "ok": 10, "bad": 0, "duplicates": 0}
     env = on_disk["environment"]
     assert env["packages"]["torch"] and env["cpu_logical"] >= 1 and env["fingerprint"]
     assert on_disk["weights"] == {"kind": "random", "name": "random", "seed": 0, "hub_id": None}
-    assert on_disk["utilisation"]["tree_rss_bytes"]["peak"] > 0 and on_disk["samples"]
+    assert on_disk["utilisation"]["tree_rss_bytes"]["peak"] > 0 and record.rows("samples")
     assert on_disk["plan"]["threads"] >= 1
-    assert not list(path.parent.glob(".*.tmp"))  # no temporary left behind
+    assert not list(path.parent.glob(".*"))  # no temporary or partial table left behind
 
 
 def test_each_record_carries_the_machine_speed_probe_taken_before_its_cell(tmp_path, monkeypatch):
@@ -53,7 +57,7 @@ def test_each_record_carries_the_machine_speed_probe_taken_before_its_cell(tmp_p
 def test_same_inputs_same_digests_across_runs(tmp_path):
     first, _ = run_cell(tiny(batch_size=3), tmp_path, write=False)
     second, _ = run_cell(tiny(batch_size=5), tmp_path, write=False)
-    digests = lambda r: {o["id"]: o["digest"] for o in r.outputs}  # noqa: E731
+    digests = lambda r: {o["id"]: o["digest"] for o in r.rows("outputs")}  # noqa: E731
     assert digests(first) == digests(second)
 
 
@@ -66,12 +70,14 @@ def test_bad_images_are_recorded_and_good_ones_processed(tmp_path, mixed_folder)
     for name, words in BAD_FILES.items():
         assert words in bad[name]
     assert record.counts["ok"] == GOOD_IN_MIXED
-    assert {o["id"] for o in record.outputs} >= {"cmyk.jpg", "deep16.png", "one_pixel.png", "sub/rgba.png", "anim.gif",
-                                                 "scan.tif", "UPPER.PNG", "sub/no_extension", "link.jpg"}
+    readable = {o["id"] for o in record.rows("outputs") if o["ok"]}
+    assert readable >= {"cmyk.jpg", "deep16.png", "one_pixel.png", "sub/rgba.png", "anim.gif", "scan.tif", "UPPER.PNG",
+                        "sub/no_extension", "link.jpg"}
+    assert {o["id"]: o["reason"] for o in record.rows("outputs") if not o["ok"]} == bad  # every bad one, in the table
     skipped = {s["path"]: s["reason"] for s in record.skipped_files}
     assert set(skipped) == set(SKIPPED_FILES) and all(w in skipped[p] for p, w in SKIPPED_FILES.items())
     assert record.counts["inputs_seen"] == record.counts["ok"] + record.counts["bad"]
-    one = next(o for o in record.outputs if o["id"] == "one_pixel.png")
+    one = next(o for o in record.rows("outputs") if o["id"] == "one_pixel.png")
     assert (one["width"], one["height"]) == (1, 1) and sum(one["histogram"].values()) == 1
 
 
@@ -79,6 +85,23 @@ def test_huge_image_is_processed(tmp_path, huge_image):
     spec = RunSpec(strategy="sequential", model="tiny", batch_size=1, images=None, source=str(huge_image),
                    warmup_batches=0)
     record, _ = run_cell(spec, tmp_path, write=False)
-    (out,) = record.outputs
+    (out,) = record.rows("outputs")
     assert (out["width"], out["height"]) == (6000, 4000)
     assert sum(out["histogram"].values()) == 24_000_000
+
+
+def test_inputs_past_the_prefetch_budget_stream_and_the_bounds_are_recorded(tmp_path):
+    record, _ = run_cell(tiny(images=12, prefetch_mb=0.001), tmp_path, write=False)  # ~1 KB: the first batch
+    assert record.status == "ok", record.error
+    bounds = record.memory_bounds
+    assert bounds["prefetch_budget_bytes"] == 1048 and bounds["prefetched_images"] == 4 < 12
+    assert bounds["prefetched_bytes"] > 0 and bounds["in_flight_batches_peak"] == 1
+    assert record.counts["inputs_seen"] == 12 and record.row_count("outputs") == 12
+
+
+def test_a_cell_cut_short_keeps_the_rows_it_got_in_its_tables(tmp_path):
+    record, path = run_cell(tiny(images=5000, batch_size=1, timeout_s=4, prefetch_mb=0.01), tmp_path)
+    assert record.status == "timeout"
+    got = record.row_count("outputs")
+    assert 0 < got < 5000 and len({o["id"] for o in record.rows("outputs")}) == got
+    assert not list(path.parent.glob(".*"))

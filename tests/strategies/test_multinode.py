@@ -66,13 +66,13 @@ def test_node_kill_mid_run_moves_the_actor_and_processes_every_image_once(three_
         assert record.counts == {"inputs_expected": 96, "inputs_seen": 96, "ok": 96, "bad": 0, "duplicates": 0}
         (fault,) = record.faults
         assert fault["kind"] == "kill-node" and fault["worker"] == "actor-0" and fault["recovered"]
-        before = {b["node"] for b in record.batches if b["worker"] == "actor-0" and b["started"] <= fault["t"]}
+        before = {b["node"] for b in record.rows("batches") if b["worker"] == "actor-0" and b["started"] <= fault["t"]}
         dead_at = fault["t"] + fault["node_dead_s"]
-        after = {b["node"] for b in record.batches if b["worker"] == "actor-0" and b["started"] > dead_at}
+        after = {b["node"] for b in record.rows("batches") if b["worker"] == "actor-0" and b["started"] > dead_at}
         assert before <= {fault["node"]} and after and fault["node"] not in after  # actor-0 may not have run yet
         # The driver kept taking results while the node's death was being confirmed: that wait is the
         # harness's, and must not show up in the recovery time or the dip.
-        assert any(fault["t"] < b["completed"] < dead_at for b in record.batches if b["worker"] == "actor-1")
+        assert any(fault["t"] < b["completed"] < dead_at for b in record.rows("batches") if b["worker"] == "actor-1")
         ray.init(address=cluster.address, log_to_driver=False)
         assert not any(n["Alive"] for n in ray.nodes() if n["NodeID"] == fault["node"])
     finally:

@@ -56,7 +56,8 @@ def spec(strategy: str, folder, **kw) -> RunSpec:
 
 
 def outputs(record) -> tuple[dict, dict]:
-    return ({o["id"]: o["digest"] for o in record.outputs}, {b["id"]: b["reason"] for b in record.bad_images})
+    rows = record.rows("outputs")
+    return {o["id"]: o["digest"] for o in rows if o["ok"]}, {o["id"]: o["reason"] for o in rows if not o["ok"]}
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +78,9 @@ def test_strategy_matches_sequential(variant, inputs, reference, ray_local):
     listed = [s["path"] for s in record.skipped_files]  # nothing read twice, nothing lost
     assert record.counts["inputs_seen"] == record.counts["ok"] + record.counts["bad"] == len(digests) + len(bad)
     assert set(listed).isdisjoint(digests) and set(listed).isdisjoint(bad) and len(listed) == len(SKIPPED_FILES)
-    assert all(b["pid"] > 0 and b["node"] for b in record.batches)
+    assert all(b["pid"] > 0 and b["node"] for b in record.rows("batches"))
     if variant.startswith("tasks"):
-        assert all("model_load" in b["stages"] for b in record.batches)
+        assert all("model_load" in b["stages"] for b in record.rows("batches"))
     plan = record.plan
     assert plan["workers"] * plan["threads"] <= record.cluster["cpus"]
     assert record.driver_cpu_s > 0
@@ -100,7 +101,7 @@ def test_actor_kill_mid_run_still_processes_every_image_once(ray_local):
     assert fault["kind"] == "kill-actor" and fault["worker"] == "actor-0"
     assert fault["recovered"] and fault["recovery_s"] > 0
     first_pid = record.cold["worker_pids"]["actor-0"]
-    after = {b["pid"] for b in record.batches if b["worker"] == "actor-0" and b["started"] > fault["t"]}
+    after = {b["pid"] for b in record.rows("batches") if b["worker"] == "actor-0" and b["started"] > fault["t"]}
     assert after and first_pid not in after  # a new process: the actor really restarted
 
 
@@ -118,7 +119,7 @@ def test_two_node_cluster_runs_batches_on_both_nodes():
         record, _ = run_cell(cell, write=False)
         assert record.status == "ok", record.error
         assert record.cluster["nodes"] == 2
-        assert len({b["node"] for b in record.batches}) == 2
+        assert len({b["node"] for b in record.rows("batches")}) == 2
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -222,7 +223,7 @@ def test_hf_dataset_read_by_ray_data_in_the_cluster_matches_the_driver_read(tmp_
                                 input_mode=mode), write=False)[0]
                for strategy, mode in (("sequential", "driver"), ("ray_data", "cluster"))]
     assert [r.status for r in records] == ["ok", "ok"], [r.error for r in records]
-    assert outputs(records[0]) == outputs(records[1]) and len(records[1].outputs) == 5
+    assert outputs(records[0]) == outputs(records[1]) and len(records[1].rows("outputs")) == 5
 
 
 class _ThreadsWorker:

@@ -89,7 +89,7 @@ _CELL_HONOURED = {  # [cell] key → (value, strategies the cell needs to run it
     "pipeline": (True, ["sequential"]), "model_transfer": ("reload", ["tasks"]), "max_in_flight": (3, ["actors"]),
     "actors_max": (2, ["ray_data"]), "ray_data_split": (True, ["ray_data"]), "input_mode": ("cluster", ["actors"]),
     "keep_masks": (True, ["sequential"]), "inject": ("kill-actor@batch=2", ["actors"]),
-    "runtime_parity_images": (3, ["sequential"]),
+    "runtime_parity_images": (3, ["sequential"]), "prefetch_mb": (8.0, ["sequential"]),
 }
 _CELL_REFUSED = {
     **{key: "swept by the top-level lists" for key in ("strategy", "model", "batch_size", "actors", "device",
@@ -192,7 +192,7 @@ def test_sweep_runs_cells_in_processes_and_resumes(tmp_path):
     assert (first.ran, first.failed, first.resumed) == (2, 0, 0)
     paths = list((first.folder / "runs").rglob("*.json"))
     assert len(paths) == 2
-    pids = {read_record(p).batches[0]["pid"] for p in paths}
+    pids = {read_record(p).rows("batches")[0]["pid"] for p in paths}
     assert os.getpid() not in pids and len(pids) == 2  # each cell ran in a process of its own
     second = run_sweep(spec, tmp_path)
     assert (second.ran, second.resumed) == (0, 2)
@@ -216,6 +216,9 @@ def test_crashed_and_timed_out_cells_are_recorded_and_the_sweep_goes_on(tmp_path
     assert set(by_status) == {"failed", "timeout", "ok"}
     assert "SIGKILL" in by_status["failed"].error
     assert "timeout" in by_status["timeout"].error
+    # The killed cell's streamed tables went with it; the others' are in place and named by their records.
+    assert not list((outcomes[0].folder / "runs").rglob(".*.partial"))
+    assert by_status["ok"].row_count("outputs") == by_status["ok"].counts["ok"] > 0
 
 
 def test_killed_sweep_leaves_only_readable_records(tmp_path):

@@ -1,0 +1,41 @@
+"""The exactly-once check — every input came back once: none twice, none missing — read from the
+outputs table's id column, without a Python set of every id.
+
+Pass 1 hashes each chunk of ids to 64 bits (pandas' `hash_array`: SipHash with a fixed key, the same in
+every process) and sorts them: 8 bytes per image. Equal neighbours are candidates: a true duplicate, or
+two ids whose hashes collide (about n²/2⁶⁵ of a chance: 3e-8 at a million). Pass 2 reads the ids again
+and counts exactly those whose hash is a candidate, so the verdict is exact.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import pyarrow as pa
+
+from bench.results.tables import hash_ids
+
+EXAMPLES = 10  # duplicate ids named in the record
+
+
+def check(id_chunks: Callable[[], Iterable[pa.Array]], expected: int | None) -> dict:
+    """`id_chunks()` yields the ids in chunks (called twice when there are candidates). Returns the
+    counts the record keeps: ids returned, distinct ids seen, ids returned more than once (and the first
+    of them), and whether the expected count came back exactly once."""
+    hashes = [hash_ids(chunk) for chunk in id_chunks()]
+    ordered = np.sort(np.concatenate(hashes)) if hashes else np.empty(0, dtype=np.uint64)
+    del hashes
+    candidates = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    exact: Counter[str] = Counter()
+    if candidates.size:
+        for chunk in id_chunks():
+            values = chunk.to_numpy(zero_copy_only=False)
+            exact.update(values[np.isin(hash_ids(values), candidates)].tolist())
+    repeated = sorted(i for i, n in exact.items() if n > 1)
+    returned = int(ordered.size)
+    seen = returned - sum(n - 1 for n in exact.values())
+    return {"returned": returned, "inputs_seen": seen, "duplicates": len(repeated),
+            "duplicate_examples": repeated[:EXAMPLES],
+            "exactly_once": not repeated and (expected is None or seen == expected)}

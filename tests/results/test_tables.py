@@ -1,0 +1,133 @@
+"""Side tables: outputs and batch events streamed to Parquet beside the record, the exactly-once check
+and parity read column-wise, and records written before the tables still read through the same calls."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from bench.measure import exactly_once
+from bench.results import tables
+from bench.results.parity import compare_outputs
+from bench.results.record import RunRecord
+from bench.results.store import ResultStore, read_record, write_record
+
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden" / "runs"
+
+
+def _record_with_outputs(folder: Path, name: str, outputs: list[tuple], threads: int = 1,
+                         row_group_rows: int = 3) -> RunRecord:
+    """A written record whose outputs table holds (id, digest, histogram) rows, streamed in row groups."""
+    path = folder / f"{name}.json"
+    side = tables.RunTables(path)
+    side.outputs.row_group_rows = row_group_rows
+    for image_id, digest, histogram in outputs:
+        if digest is None:
+            side.outputs.append(tables.output_row(image_id, False, reason="not an image"))
+        else:
+            side.outputs.append(tables.output_row(image_id, True, 10, 10, digest, histogram))
+    side.batches.append(tables.batch_row({"index": 0, "worker": "w", "pid": 1, "node": "n", "images": len(outputs),
+                                          "submitted": 0.0, "started": 0.1, "ended": 0.2, "completed": 0.3,
+                                          "stages": {"forward": 0.05}}))
+    record = RunRecord.begin({"strategy": "sequential", "model": "tiny", "device": "cpu"}, name, {}, status="ok",
+                             plan={"threads": threads})
+    record.tables = side.commit([{"t": 0.5, "tree_cpu_percent": 100.0, "gpus": []}])
+    write_record(path, record)
+    return read_record(path)
+
+
+def test_tables_are_streamed_in_row_groups_and_named_by_the_record(tmp_path):
+    rows = [(f"img-{i}", f"d{i}", {1: 60, 2: 40}) for i in range(7)] + [("broken.jpg", None, None)]
+    record = _record_with_outputs(tmp_path, "r0", rows)
+    info = record.tables["outputs"]
+    parquet = pq.ParquetFile(tmp_path / info["file"])
+    assert info["rows"] == parquet.metadata.num_rows == 8 and parquet.metadata.num_row_groups == 3
+    assert info == tables.describe(tmp_path / info["file"], 8, 3)  # the sha256 is of the file written
+    assert not list(tmp_path.glob(".*"))  # no partial left behind
+    data = json.loads((tmp_path / "r0.json").read_text())
+    assert not {"outputs", "batches", "samples"} & set(data) and set(data["tables"]) == {"outputs", "batches",
+                                                                                            "samples"}
+    outputs = record.rows("outputs")
+    assert outputs[0]["histogram"] == {1: 60, 2: 40} and outputs[-1] == {**outputs[-1], "ok": False,
+                                                                          "reason": "not an image"}
+    assert record.rows("batches")[0]["stages"] == {"forward": 0.05}
+    assert record.rows("samples") == [{"t": 0.5, "tree_cpu_percent": 100.0, "gpus": []}]
+    chunks = list(record.iter_table("outputs", ["id"]))
+    assert sum(len(c) for c in chunks) == 8 and all(c.schema.names == ["id"] for c in chunks)
+
+
+def test_a_missing_or_replaced_side_file_is_one_clear_error(tmp_path):
+    record = _record_with_outputs(tmp_path, "r0", [("a", "d", {1: 100})])
+    path = tmp_path / record.tables["outputs"]["file"]
+    path.write_bytes(path.read_bytes() + b"x")
+    with pytest.raises(tables.SideFileError, match=r"not the \d+ its record names"):
+        record.rows("outputs")
+    path.unlink()
+    with pytest.raises(tables.SideFileError, match="is missing"):
+        list(record.iter_table("outputs"))
+
+
+def test_a_run_that_never_writes_its_record_leaves_only_hidden_partials_that_the_store_ignores(tmp_path):
+    side = tables.RunTables(tmp_path / "r0.json")
+    side.outputs.append(tables.output_row("a", True, 1, 1, "d", {0: 1}))
+    side.outputs.flush()
+    assert [p.name for p in tmp_path.iterdir()] != [] and all(p.name.startswith(".") for p in tmp_path.iterdir())
+    assert ResultStore([tmp_path]).records() == []
+    side.discard()
+    tables.discard_partial(tmp_path / "r0.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_records_with_inline_outputs_read_through_the_same_calls():
+    path = next(GOLDEN.rglob("r0_*.json"))
+    record, data = read_record(path), json.loads(path.read_text())
+    assert record.schema_version == 1 and record.tables is None
+    assert [o["id"] for o in record.rows("outputs")] == [o["id"] for o in data["outputs"]]
+    first = record.rows("outputs")[0]
+    assert first["histogram"] == {int(k): v for k, v in data["outputs"][0]["histogram"].items()}
+    assert record.rows("batches")[0]["stages"] == data["batches"][0]["stages"]
+    assert record.row_count("outputs") == len(data["outputs"]) + len(data["bad_images"])
+    assert record.to_dict() == data  # it writes back as the version it is
+
+
+def _chunks(ids: list[str], size: int = 3):
+    import pyarrow as pa
+
+    return lambda: (pa.array(ids[i:i + size]) for i in range(0, len(ids), size))
+
+
+def test_exactly_once_counts_duplicates_and_misses_from_id_chunks():
+    ids = [f"img-{i}" for i in range(10)]
+    assert exactly_once.check(_chunks(ids), 10)["exactly_once"]
+    missing = exactly_once.check(_chunks(ids[:-1]), 10)
+    assert not missing["exactly_once"] and missing["inputs_seen"] == 9 and missing["duplicates"] == 0
+    twice = exactly_once.check(_chunks([*ids, "img-3", "img-3", "img-7"]), 10)
+    assert not twice["exactly_once"] and twice["inputs_seen"] == 10 and twice["returned"] == 13
+    assert twice["duplicate_examples"] == ["img-3", "img-7"] and twice["duplicates"] == 2
+
+
+def test_exactly_once_is_exact_when_every_hash_collides(monkeypatch):
+    """The hashes only pick candidates: a collision between distinct ids is not a duplicate."""
+    monkeypatch.setattr(exactly_once, "hash_ids", lambda values: np.zeros(len(values), dtype=np.uint64))
+    ids = [f"img-{i}" for i in range(10)]
+    assert exactly_once.check(_chunks(ids), 10) == {"returned": 10, "inputs_seen": 10, "duplicates": 0,
+                                                     "duplicate_examples": [], "exactly_once": True}
+    assert exactly_once.check(_chunks([*ids, "img-0"]), 10)["duplicate_examples"] == ["img-0"]
+
+
+def test_parity_reads_the_tables_column_wise_and_bounds_the_differing_pixels(tmp_path):
+    ids = [f"img-{i}" for i in range(20)]
+    reference = _record_with_outputs(tmp_path, "ref", [(i, f"d-{i}", {1: 50, 2: 50}) for i in ids])
+    # Same maps but one (30 pixels moved from class 1 to 3) and in another order; one bad image extra.
+    changed = [(i, f"d-{i}" if i != "img-4" else "other", {1: 50, 2: 50} if i != "img-4" else {1: 20, 2: 50, 3: 30})
+               for i in reversed(ids)] + [("broken", None, None)]
+    same_threads = _record_with_outputs(tmp_path, "cell", changed)
+    row = compare_outputs(same_threads, reference)
+    assert (row["images"], row["equal"], row["differing"]) == (20, 19, 1)
+    assert row["min_pixels_differing_share"] == pytest.approx(30 / 100) and row["error"]
+    other_threads = _record_with_outputs(tmp_path, "cell2", changed, threads=2)
+    assert compare_outputs(other_threads, reference)["cause"] == "torch threads 2 vs 1: float reduction order"
