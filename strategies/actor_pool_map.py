@@ -9,7 +9,7 @@ as in the tutorial, so it has one batch at a time and idles for a round trip bet
 Use it to measure what the tutorial pattern costs; prefer `actor_pool` for large inputs.
 
 The input is pulled at the first result the runner asks for, inside the measured window: past the
-runner's prefetch budget (bench.measure.runner.PREFETCH_BYTES) reading the source then runs on the
+runner's prefetch budget (`RunSpec.prefetch_mb`) reading the source then runs on the
 driver while the first batches are already running, which delays their completion. That is part of
 what the pattern costs. A batch counts as submitted when the pool hands it to an actor (the pool
 calls the function then), so latency is measured from the same point as for the other actor
@@ -36,3 +36,6 @@ class ActorPoolMapStrategy(ActorStrategy):
             return actor.predict.remote(*item)
 
         yield from ActorPool(self.actors).map_unordered(hand_over, batches)
+
+    def unbounded_input(self) -> str | None:
+        return "ActorPool.map_unordered submits every batch before its first result: the driver holds them all"

@@ -85,6 +85,10 @@ class Strategy(ABC):
         """What the framework under the strategy reports of the finished run (Ray Data: per operator)."""
         return None
 
+    def unbounded_input(self) -> str | None:
+        """Why this strategy holds the whole input at once (its driver memory grows with the images), or None."""
+        return None
+
     def stop(self) -> None:  # noqa: B027 - optional hook; most strategies hold nothing to release
         """Release workers."""
 

@@ -197,6 +197,11 @@ class RayDataStrategy(Strategy):
         return rows.map_batches(_hf_rows, batch_size=spec.batch_size, num_cpus=TASK_CPUS,
                                 fn_kwargs={"column": source.image_column})
 
+    def unbounded_input(self) -> str | None:
+        if self.spec.input_mode == "driver":
+            return "--input driver puts every batch in the object store before the dataset starts (use --input cluster)"
+        return None
+
     def run(self, batches: Iterator[IndexedBatch], on_submit: Callable[[int], None]) -> Iterator[BatchResult]:
         import pyarrow as pa
         import ray

@@ -38,6 +38,8 @@ class LineProgress:
         now = time.monotonic()
         if self._last is None:
             self._last = (now, done)
+            if done == total:
+                print(f"images {done}/{total}", file=self.stream, flush=True)
             return
         since, before = self._last
         if now - since < self.every_s and done != total:

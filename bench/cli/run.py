@@ -186,6 +186,14 @@ def print_run_summary(record: RunRecord, path: Path | None, console: Console | N
                       f"{fmt(util['tree_rss_bytes']['peak'], 0, 1 / 2**20, ' MiB')}")
         console.print(f"  driver: CPU {fmt(record.driver_cpu_s, unit=' s')} in the window, peak RSS "
                       f"{fmt(record.driver_peak_rss_bytes, 0, 1 / 2**20, ' MiB')}")
+        bounds = record.memory_bounds or {}
+        streamed = m["images"] - bounds.get("prefetched_images", m["images"])
+        if spec.get("input_mode") != "cluster" and streamed > 0:
+            console.print(f"  inputs: {streamed} of {m['images']} read inside the window (past the "
+                          f"{fmt(bounds['prefetch_budget_bytes'], 0, 1 / 2**20, ' MiB')} prefetch budget: "
+                          "raise --prefetch-mb to keep reading out of the figure)")
+        if bounds.get("unbounded_input"):
+            console.print(f"  driver memory grows with the images: {escape(bounds['unbounded_input'])}")
         if "object_store_used_bytes" in util:
             budget = (record.strategy_stats or {}).get("object_store_budget_bytes")
             console.print(f"  object store: peak {fmt(util['object_store_used_bytes']['peak'], 1, 1 / 2**20, ' MiB')}"

@@ -2,9 +2,10 @@
 outputs table's id column, without a Python set of every id.
 
 Pass 1 hashes each chunk of ids to 64 bits (pandas' `hash_array`: SipHash with a fixed key, the same in
-every process) and sorts them: 8 bytes per image. Equal neighbours are candidates: a true duplicate, or
-two ids whose hashes collide (about n²/2⁶⁵ of a chance: 3e-8 at a million). Pass 2 reads the ids again
-and counts exactly those whose hash is a candidate, so the verdict is exact.
+every process) and sorts them: 8 bytes per image, for at most `PARTITION_ROWS` images at a time (a larger
+table takes a pass per share of the hash range). Equal neighbours are candidates: a true duplicate, or
+two ids whose hashes collide (about n²/2⁶⁵ of a chance: 3e-8 at a million). A last pass reads the ids
+again and counts exactly those whose hash is a candidate, so the verdict is exact.
 """
 
 from __future__ import annotations
@@ -15,26 +16,28 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pyarrow as pa
 
-from bench.results.tables import hash_ids
+from bench.results.tables import hash_ids, partitions
 
 EXAMPLES = 10  # duplicate ids named in the record
 
 
-def check(id_chunks: Callable[[], Iterable[pa.Array]], expected: int | None) -> dict:
-    """`id_chunks()` yields the ids in chunks (called twice when there are candidates). Returns the
-    counts the record keeps: ids returned, distinct ids seen, ids returned more than once (and the first
-    of them), and whether the expected count came back exactly once."""
-    hashes = [hash_ids(chunk) for chunk in id_chunks()]
-    ordered = np.sort(np.concatenate(hashes)) if hashes else np.empty(0, dtype=np.uint64)
-    del hashes
-    candidates = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+def check(id_chunks: Callable[[], Iterable[pa.Array]], expected: int | None, rows: int = 0) -> dict:
+    """`id_chunks()` yields the ids in chunks (called once per pass); `rows`, the table's row count,
+    decides the passes. Returns the counts the record keeps: ids returned, distinct ids seen, ids returned
+    more than once (and the first of them), and whether the expected count came back exactly once."""
+    parts, returned, found = partitions(rows), 0, [np.empty(0, dtype=np.uint64)]
+    for part in range(parts):
+        share = [h[h % parts == part] for h in map(hash_ids, id_chunks())]
+        ordered = np.sort(np.concatenate(share)) if share else np.empty(0, dtype=np.uint64)
+        returned += int(ordered.size)
+        found.append(np.unique(ordered[1:][ordered[1:] == ordered[:-1]]))
+    candidates = np.concatenate(found)
     exact: Counter[str] = Counter()
     if candidates.size:
         for chunk in id_chunks():
             values = chunk.to_numpy(zero_copy_only=False)
             exact.update(values[np.isin(hash_ids(values), candidates)].tolist())
     repeated = sorted(i for i, n in exact.items() if n > 1)
-    returned = int(ordered.size)
     seen = returned - sum(n - 1 for n in exact.values())
     return {"returned": returned, "inputs_seen": seen, "duplicates": len(repeated),
             "duplicate_examples": repeated[:EXAMPLES],

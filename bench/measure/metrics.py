@@ -95,8 +95,10 @@ def summarise(events: list[BatchEvent] | pd.DataFrame, warmup_batches: int, run_
     per_image_ms = {s: 1000 * float(steady[f"stage.{s}"].fillna(0.0).sum()) / steady_images if steady_images
                     else None for s in names}
     service = (steady["ended"] - steady["started"]).to_numpy(dtype=float)
-    latency = (steady["completed"] - steady["submitted"]).to_numpy(dtype=float) if latency_defined else np.empty(0)
-    waiting = float((latency - service).sum()) if latency_defined else 0.0
+    # A result whose submission is unknown (a batch index seen twice) has no latency; it is not a NaN.
+    paired = steady[steady["submitted"].notna()] if latency_defined else steady.iloc[0:0]
+    latency = (paired["completed"] - paired["submitted"]).to_numpy(dtype=float)
+    waiting = float((latency - (paired["ended"] - paired["started"]).to_numpy(dtype=float)).sum())
     per_image_ms["waiting"] = 1000 * waiting / steady_images if steady_images and latency_defined else None
     lat = distribution(latency)
     return {

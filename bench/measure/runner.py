@@ -183,7 +183,7 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
                 side.batches.append(tables.batch_row(event))
                 batch_count += 1
                 first_completed = first_completed if first_completed is not None else event["completed"]
-                if result.runtime_cold:
+                if result.runtime_cold and len(runtime_cold) < RUNTIME_COLD_INLINE:
                     runtime_cold.append({"worker": result.worker, "pid": result.pid, "node": result.node,
                                          "first_batch_s": result.end - result.start, **result.runtime_cold})
                 if fault and batch_count == fault.at_batch:
@@ -236,10 +236,14 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
     record.memory_bounds = {"prefetch_budget_bytes": budget, "prefetched_bytes": prefetched.bytes,
                             "prefetched_images": prefetched.images, "in_flight_batches_peak": in_flight_peak,
                             "table_row_group_rows": tables.ROW_GROUP_ROWS}
+    unbounded = strategy.unbounded_input()
+    if unbounded:  # the strategy's own pattern holds the whole input, whatever the runner bounds
+        record.memory_bounds["unbounded_input"] = unbounded
     # Driver CPU in the window (harness, strategy and, for Ray Data, its streaming executor): on a small
     # machine every driver CPU-second is taken from the workers.
     record.driver_cpu_s = driver_cpu_s
-    verdict = exactly_once.check(lambda: (b.column(0) for b in record.iter_table("outputs", ["id"])), expected)
+    verdict = exactly_once.check(lambda: (b.column(0) for b in record.iter_table("outputs", ["id"])), expected,
+                                 record.row_count("outputs"))
     record.counts = {"inputs_expected": expected, "inputs_seen": verdict["inputs_seen"], "ok": ok_count,
                      "bad": bad_count, "duplicates": verdict["duplicates"]}
     if verdict["duplicate_examples"]:
@@ -258,7 +262,8 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
 
 def _first_readable(source, record: RunRecord, count: int, chunk: int = 64) -> tuple[list, dict[str, str]]:
     """The first `count` inputs of the source that came back readable, with their digests, looked up
-    in the outputs table a chunk of source ids at a time (one column pass each; the first usually does)."""
+    in the outputs table a chunk of source ids at a time (one column pass each; the first usually does,
+    and the chunk doubles each time, so a source whose first inputs are bad costs a few passes)."""
     chosen, digests = [], {}
     images = iter(source)
     while len(chosen) < count:
@@ -271,10 +276,12 @@ def _first_readable(source, record: RunRecord, count: int, chunk: int = 64) -> t
             found = batch.filter(keep)
             digests.update(zip(found.column("id").to_pylist(), found.column("digest").to_pylist(), strict=True))
         chosen += [i for i in candidates if i.image_id in digests][:count - len(chosen)]
+        chunk *= 2
     return chosen, {i.image_id: digests[i.image_id] for i in chosen}
 
 
 BAD_INLINE = 100  # bad images named in the record itself; all of them are rows of the outputs table
+RUNTIME_COLD_INLINE = 64  # workers' runtime cold costs kept (tasks build a runtime per task: one per batch)
 
 
 class Prefetched(NamedTuple):

@@ -123,7 +123,10 @@ def latency_distributions(records, summary, repeats):
     names = [n for n in names if chosen[n].metrics.get("latency_defined", True)]
     if not names:
         return None
-    data = [[b["completed"] - b["submitted"] for b in chosen[n].rows("batches")] for n in names]
+    data = []
+    for n in names:
+        batches = chosen[n].frame("batches", ["submitted", "completed"]).dropna()  # unpaired: no latency
+        data.append((batches["completed"] - batches["submitted"]).to_numpy())
     boxes = ax.boxplot(data, tick_labels=names, whis=(5, 95), patch_artist=True)
     for box, name in zip(boxes["boxes"], names, strict=True):
         box.set_facecolor(colour(name))
@@ -200,6 +203,9 @@ def utilisation_over_time(records, summary, repeats):
     return fig
 
 
+TIMELINE_BATCHES = 2000
+
+
 def timelines(records, summary, repeats):
     chosen = _best_records(records, summary)
     if not chosen:
@@ -207,10 +213,12 @@ def timelines(records, summary, repeats):
     names = sorted(chosen)
     fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.5), squeeze=False, sharey=False)
     for ax, name in zip(axes[0], names, strict=True):
-        batches = chosen[name].rows("batches")
-        workers = sorted({b["worker"] for b in batches})
+        every = chosen[name].frame("batches", ["worker", "started", "ended"])
+        batches = every.nsmallest(TIMELINE_BATCHES, "started")  # a bar a batch: more would not be seen
+        workers = sorted(batches["worker"].unique())
         for row, worker in enumerate(workers):
-            spans = [(b["started"], b["ended"] - b["started"]) for b in batches if b["worker"] == worker]
+            mine = batches[batches["worker"] == worker]
+            spans = list(zip(mine["started"], mine["ended"] - mine["started"], strict=True))
             ax.broken_barh(spans, (row - 0.4, 0.8), facecolors=colour(name), edgecolors="white")
         # Ray Data's operators: each one's span, from its first task's start to its last task's end
         operators = _operator_spans(chosen[name])
@@ -219,7 +227,8 @@ def timelines(records, summary, repeats):
         ax.set_yticks(range(len(workers) + len(operators)), workers + [label for label, _, _ in operators], fontsize=7)
         ax.set_xlabel("seconds since run start")
         ax.set_ylabel("worker / operator")
-        ax.set_title(name, fontsize=9)
+        shown = f" (first {len(batches):,} of {len(every):,} batches)" if len(batches) < len(every) else ""
+        ax.set_title(name + shown, fontsize=9)
     fig.suptitle("Which worker ran which batch when (gaps: idle)")
     fig.tight_layout()
     return fig

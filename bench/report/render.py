@@ -53,11 +53,12 @@ def build_report(paths: list[Path], out: Path, examples: int = 3, parity_referen
     summary = cell_summary(repeats)
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out, parity_reference=parity_reference)
-    figures = {name: fn(records, summary, repeats) for name, fn in P.PLOTS.items()}
     shown, report.examples_absent = _examples(records, examples)
+    makers = dict(P.PLOTS)
     if shown:
-        figures["example_predictions"] = P.example_predictions(shown, _labels())
-    for name, fig in figures.items():
+        makers["example_predictions"] = lambda *_: P.example_predictions(shown, _labels())
+    for name, make in makers.items():  # one figure alive at a time: a timeline of many batches is large
+        fig = make(records, summary, repeats)
         if fig is None:
             continue
         fig.savefig(out / f"{name}.png", dpi=110, bbox_inches="tight")
@@ -65,9 +66,10 @@ def build_report(paths: list[Path], out: Path, examples: int = 3, parity_referen
         P.plt.close(fig)
         report.plots[name] = out / f"{name}.png"
     report.exports = export(records, summary, out)
-    skipped = _skipped(paths)
-    report.html = write_atomic(out / "report.html", render_html(records, repeats, summary, skipped, report))
-    report.markdown = write_atomic(out / "report.md", render_markdown(records, repeats, summary, skipped, report))
+    # Computed once for both renderings: parity reads every record's outputs table.
+    tables = _tables(records, repeats, summary, _skipped(paths), report.parity_reference)
+    report.html = write_atomic(out / "report.html", render_html(tables, report))
+    report.markdown = write_atomic(out / "report.md", render_markdown(tables, report))
     return report
 
 
@@ -268,13 +270,10 @@ def _tables(records: list[RunRecord], frame: pd.DataFrame, summary: pd.DataFrame
     }
 
 
-def render_html(records: list[RunRecord], frame: pd.DataFrame, summary: pd.DataFrame, skipped: list[dict],
-                report: Report) -> str:
+def render_html(tables: dict, report: Report) -> str:
     figures = [(name, base64.b64encode(path.read_bytes()).decode()) for name, path in report.plots.items()]
-    return TEMPLATES.get_template("report.html.j2").render(
-        **_tables(records, frame, summary, skipped, report.parity_reference), figures=figures,
-        runtime_note=RUNTIME_NOTE,
-        examples_absent=report.examples_absent)
+    return TEMPLATES.get_template("report.html.j2").render(**tables, figures=figures, runtime_note=RUNTIME_NOTE,
+                                                           examples_absent=report.examples_absent)
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]#+!|<>~])")  # what can start markup, a link or a cell
@@ -290,9 +289,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
         "| " + " | ".join(md(v) for v in row) + " |" for row in rows]
 
 
-def render_markdown(records: list[RunRecord], frame: pd.DataFrame, summary: pd.DataFrame, skipped: list[dict],
-                    report: Report) -> str:
-    t = _tables(records, frame, summary, skipped, report.parity_reference)
+def render_markdown(t: dict, report: Report) -> str:
     env = t["env"]
     lines = ["# segbench report", "", "## Environment", "",
              md(f"{env['cpu_model']}, {env['cpu_logical']} logical CPUs, GPUs: {env['gpus']}, commit "

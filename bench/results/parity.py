@@ -6,10 +6,11 @@ changes class moves one count between two classes, so at least half the L1 dista
 histograms differs.
 
 Column-wise, for tables of a million rows: each side is projected to (hash of id, hash of digest) of
-its readable images, 16 bytes an image, and the two are matched by sorted intersection; only the
-images whose digests differ are read again, for their histograms (at most `BOUND_IMAGES` of them: the
-worst bound is then the worst among those, still a lower bound). Two ids whose 64-bit hashes collide
-(about n²/2⁶⁵ of a chance) would be paired wrongly.
+its readable images, 16 bytes an image, and the two are matched by sorted intersection, one share of
+the hash range per pass (`PARTITION_ROWS` images at most); only the images whose digests differ are
+read again, for their histograms (at most `BOUND_IMAGES` of them: the worst bound is then the worst
+among those, still a lower bound). Two ids whose 64-bit hashes collide (about n²/2⁶⁵ of a chance)
+would be paired wrongly.
 
 The likely cause is named from what the records say about how each cell ran: torch's thread count or
 the device changes the order of float reductions, which can flip an argmax where two classes are
@@ -25,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from bench.results.record import RunRecord
-from bench.results.tables import hash_ids
+from bench.results.tables import hash_ids, partitions
 
 BOUND_IMAGES = 10_000  # differing images whose histograms are read for the pixel bound
 
@@ -72,15 +73,23 @@ def parity(records: list[RunRecord], named: str | None = None) -> list[dict]:
 
 
 def _has_maps(record: RunRecord) -> bool:
-    return record.row_count("outputs") > 0
+    """At least one readable image (the outputs table also holds the bad ones)."""
+    counted = (record.counts or {}).get("ok")
+    return counted > 0 if counted is not None else any(o.get("digest") for o in record.outputs or [])
 
 
 def compare_outputs(record: RunRecord, ref: RunRecord) -> dict:
-    ids, digests = _projection(record)
-    ref_ids, ref_digests = _projection(ref)
-    common, mine, theirs = np.intersect1d(ids, ref_ids, return_indices=True)
-    differing = common[digests[mine] != ref_digests[theirs]]
-    worst = _worst_bound(record, ref, differing[:BOUND_IMAGES])
+    parts = partitions(max(record.row_count("outputs"), ref.row_count("outputs")))
+    images = unequal = 0
+    bounded: list[np.ndarray] = [np.empty(0, np.uint64)]
+    for part in range(parts):
+        ids, digests = _projection(record, part, parts)
+        ref_ids, ref_digests = _projection(ref, part, parts)
+        common, mine, theirs = np.intersect1d(ids, ref_ids, return_indices=True)
+        differing = common[digests[mine] != ref_digests[theirs]]
+        images, unequal = images + int(common.size), unequal + int(differing.size)
+        bounded.append(differing[:max(0, BOUND_IMAGES - sum(map(len, bounded)))])
+    worst = _worst_bound(record, ref, np.concatenate(bounded))
     threads, ref_threads = (record.plan or {}).get("threads"), (ref.plan or {}).get("threads")
     device, ref_device = record.spec.get("device"), ref.spec.get("device")
     causes = []
@@ -90,7 +99,6 @@ def compare_outputs(record: RunRecord, ref: RunRecord) -> dict:
         causes.append(f"device {device} vs {ref_device}")
     if runtime(record) != runtime(ref):
         causes.append(f"runtime {runtime(record)} vs {runtime(ref)}")
-    images, unequal = int(common.size), int(differing.size)
     explained = not unequal or bool(causes)
     return {"cell_id": record.cell_id, "reference": ref.cell_id, "images": images,
             "equal": images - unequal, "equal_share": (images - unequal) / images if images else None,
@@ -101,13 +109,15 @@ def compare_outputs(record: RunRecord, ref: RunRecord) -> dict:
             "error": not explained}
 
 
-def _projection(record: RunRecord) -> tuple[np.ndarray, np.ndarray]:
-    """(id hashes, digest hashes) of the record's readable images, one column chunk at a time."""
+def _projection(record: RunRecord, part: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
+    """(id hashes, digest hashes) of the record's readable images whose id hash is in this pass's share."""
     ids, digests = [np.empty(0, np.uint64)], [np.empty(0, np.uint64)]
     for batch in record.iter_table("outputs", ["id", "ok", "digest"]):
         readable = batch.filter(batch.column("ok"))
-        ids.append(hash_ids(readable.column("id")))
-        digests.append(hash_ids(readable.column("digest")))
+        hashes = hash_ids(readable.column("id"))
+        mine = hashes % parts == part
+        ids.append(hashes[mine])
+        digests.append(hash_ids(readable.column("digest"))[mine])
     return np.concatenate(ids), np.concatenate(digests)
 
 

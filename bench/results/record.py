@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
 
 SCHEMA_VERSION = 2
@@ -106,6 +107,12 @@ class RunRecord:
         from bench.results import tables
 
         return tables.iter_table(self, name, columns)
+
+    def frame(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """A side table's chosen columns as a DataFrame (batches, samples: one row per batch or sample)."""
+        from bench.results import tables
+
+        return tables.read_table(self, name, columns).to_pandas()
 
     def rows(self, name: str) -> list[dict]:
         """A side table whole, as dicts: for batches and samples (outputs: `iter_table`)."""

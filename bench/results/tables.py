@@ -35,7 +35,10 @@ if TYPE_CHECKING:
     from bench.results.record import RunRecord
 
 ROW_GROUP_ROWS = 4096  # rows a writer buffers before it flushes a row group: its memory bound
-READ_ROWS = 65536  # rows per chunk a reader holds
+READ_ROWS = 8192  # rows per chunk a reader holds
+# Rows whose hashes a whole-table pass (exactly-once, parity) holds at once; a larger table is read in
+# several passes, each taking the ids whose hash falls in its share.
+PARTITION_ROWS = 100_000
 
 STAGE_COLUMNS = ("read", "decode", "preprocess", "forward", "postprocess", "model_load")
 
@@ -78,11 +81,13 @@ def partial_path(record_path: Path, name: str) -> Path:
     return record_path.with_name(f".{record_path.stem}.{name}.parquet.partial")
 
 
-def discard_partial(record_path: Path) -> None:
-    """Remove the hidden partial tables of a run that never wrote its record (a cell that died)."""
+def discard_unrecorded(record_path: Path) -> None:
+    """Remove the tables of a run that never wrote its record (a cell that died), partial or finished:
+    no record will name them, and at a million images they are large."""
     for name in NAMES:
-        with contextlib.suppress(FileNotFoundError):
-            partial_path(record_path, name).unlink()
+        for path in (partial_path(record_path, name), table_path(record_path, name)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 class TableWriter:
@@ -90,21 +95,17 @@ class TableWriter:
     file; `commit` renames it into place and describes it for the record.
 
     A cell's timeout arrives as an exception between any two bytecodes, so each step leaves a state the
-    next call can finish from: a row is one list append, and `commit` may be called again after it was
-    cut short."""
+    next call can finish from: a row is one list append, `commit` may be called again after it was cut
+    short, and the row count the record gets is read from the file's own footer, never from a counter
+    an interrupt could leave behind (a flush cut short loses its rows; the count then says so)."""
 
     def __init__(self, record_path: Path, name: str, schema: pa.Schema, row_group_rows: int = ROW_GROUP_ROWS):
         self.final, self.partial = table_path(record_path, name), partial_path(record_path, name)
         self.partial.parent.mkdir(parents=True, exist_ok=True)
         self.schema, self.row_group_rows = schema, row_group_rows
-        self.written = 0
         self._pending: list[tuple] = []
         self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self.partial, schema, compression="zstd")
         self._description: dict | None = None
-
-    @property
-    def rows(self) -> int:
-        return self.written + len(self._pending)
 
     def append(self, row: dict) -> None:
         self._pending.append(tuple(row.get(field) for field in self.schema.names))
@@ -118,7 +119,6 @@ class TableWriter:
         columns = [pa.array(values, type=field.type) for values, field in zip(zip(*rows, strict=True), self.schema,
                                                                              strict=True)]
         self._writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
-        self.written += len(rows)
 
     def commit(self) -> dict:
         """Close, fsync and rename into place; later calls return the same description."""
@@ -130,7 +130,7 @@ class TableWriter:
             if self.partial.exists():
                 _fsync(self.partial)
                 os.replace(self.partial, self.final)
-            self._description = describe(self.final, self.rows, self.row_group_rows)
+            self._description = describe(self.final, self.row_group_rows)
         return self._description
 
     def discard(self) -> None:
@@ -148,15 +148,20 @@ class RunTables:
         self.record_path = record_path
         self.outputs = TableWriter(record_path, "outputs", OUTPUTS)
         self.batches = TableWriter(record_path, "batches", BATCHES)
-        self._committed: dict | None = None
+        self._samples: list[dict] | None = None
+        self._committed: dict = {}
 
     def commit(self, samples: list[dict] | None = None) -> dict:
-        """Put every table in place and describe them for the record (once; later calls return that)."""
-        if self._committed is None:
-            self._committed = {"outputs": self.outputs.commit(), "batches": self.batches.commit()}
-            if samples:
-                self._committed["samples"] = write_table(self.record_path, "samples", samples)
-        return self._committed
+        """Put every table in place and describe them for the record. Each table is done once; a call cut
+        short (a timeout) is finished by the next, which also writes the samples the first was given."""
+        if samples is not None:
+            self._samples = samples
+        for name, writer in (("outputs", self.outputs), ("batches", self.batches)):
+            if name not in self._committed:
+                self._committed[name] = writer.commit()
+        if self._samples and "samples" not in self._committed:
+            self._committed["samples"] = write_table(self.record_path, "samples", self._samples)
+        return dict(self._committed)
 
     def discard(self) -> None:
         self.outputs.discard()
@@ -176,11 +181,12 @@ def write_table(record_path: Path, name: str, rows: list[dict]) -> dict:
     pq.write_table(pa.Table.from_pylist(rows), partial, compression="zstd")
     _fsync(partial)
     os.replace(partial, final)
-    return describe(final, len(rows))
+    return describe(final)
 
 
-def describe(path: Path, rows: int, row_group_rows: int | None = None) -> dict:
+def describe(path: Path, row_group_rows: int | None = None) -> dict:
     """What the record says of a side file: enough to find it and to tell that it is the one written."""
+    rows = pq.read_metadata(path).num_rows
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -223,6 +229,10 @@ def hash_ids(values: pa.Array | pa.ChunkedArray | np.ndarray) -> np.ndarray:
     return pd.util.hash_array(np.asarray(values, dtype=object))
 
 
+def partitions(rows: int) -> int:
+    return max(1, -(-rows // PARTITION_ROWS))
+
+
 def row_count(record: RunRecord, name: str) -> int:
     info = (record.tables or {}).get(name)
     if info:
@@ -236,7 +246,10 @@ def iter_table(record: RunRecord, name: str, columns: list[str] | None = None,
     million-row table holds at once."""
     path = located(record, name)
     if path is not None:
-        yield from pq.ParquetFile(path).iter_batches(batch_size=rows, columns=columns)
+        # Row group by row group, unbuffered: pre-buffering reads ahead whole column chunks, and with them
+        # a reader's memory grew with the table (47 MB for 200,000 rows against 17 MB unbuffered).
+        yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=rows, columns=columns)
+        pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed pages otherwise
         return
     inline = _inline(record, name)
     if inline:

@@ -167,7 +167,7 @@ def write_failure(path: Path, spec, extra: dict, status: str, reason: str, stder
     """The record of a cell that died, hung or was stopped before it could write its own."""
     record = RunRecord.begin(spec.to_dict(), spec.cell_id, environment(), status=status, error=reason,
                              stderr_tail=stderr_tail, **extra)
-    tables.discard_partial(path)  # what the dead cell had streamed: no record will name it
+    tables.discard_unrecorded(path)  # what the dead cell had streamed: no record will name it
     write_record(path, record)
     return record
 

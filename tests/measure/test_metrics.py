@@ -58,3 +58,11 @@ def test_latency_not_defined_leaves_latency_out():
     events = [_event(i, 2, float(i), float(i + 1)) for i in range(3)]
     m = summarise(events, 1, 3.0, 0.0, latency_defined=False)
     assert m["latency_p95_s"] is None and m["stage_ms_per_image"]["waiting"] is None and not m["latency_defined"]
+
+
+def test_a_result_whose_submission_is_unknown_has_no_latency_rather_than_a_nan():
+    events = [_event(i, 2, float(i), float(i + 1)) for i in range(4)]
+    events[2].submitted = None  # a batch index seen twice: its submission time went with the first
+    m = summarise(events, 1, 4.0, 0.0)
+    assert m["latency_s"]["count"] == 2 and m["latency_p95_s"] == pytest.approx(1.0)
+    assert m["stage_ms_per_image"]["waiting"] == pytest.approx(0.0)

@@ -46,7 +46,7 @@ def test_tables_are_streamed_in_row_groups_and_named_by_the_record(tmp_path):
     info = record.tables["outputs"]
     parquet = pq.ParquetFile(tmp_path / info["file"])
     assert info["rows"] == parquet.metadata.num_rows == 8 and parquet.metadata.num_row_groups == 3
-    assert info == tables.describe(tmp_path / info["file"], 8, 3)  # the sha256 is of the file written
+    assert info == tables.describe(tmp_path / info["file"], 3)  # rows and sha256 are the file's own
     assert not list(tmp_path.glob(".*"))  # no partial left behind
     data = json.loads((tmp_path / "r0.json").read_text())
     assert not {"outputs", "batches", "samples"} & set(data) and set(data["tables"]) == {"outputs", "batches",
@@ -78,7 +78,11 @@ def test_a_run_that_never_writes_its_record_leaves_only_hidden_partials_that_the
     assert [p.name for p in tmp_path.iterdir()] != [] and all(p.name.startswith(".") for p in tmp_path.iterdir())
     assert ResultStore([tmp_path]).records() == []
     side.discard()
-    tables.discard_partial(tmp_path / "r0.json")
+    assert list(tmp_path.iterdir()) == []
+    # Finished tables whose record never came (the cell died after committing them) are removed too.
+    tables.RunTables(tmp_path / "r1.json").commit([{"t": 0.5}])
+    assert len(list(tmp_path.glob("r1.*.parquet"))) == 3
+    tables.discard_unrecorded(tmp_path / "r1.json")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -100,12 +104,19 @@ def _chunks(ids: list[str], size: int = 3):
     return lambda: (pa.array(ids[i:i + size]) for i in range(0, len(ids), size))
 
 
-def test_exactly_once_counts_duplicates_and_misses_from_id_chunks():
+@pytest.fixture(params=[250_000, 4], ids=["one pass", "passes of 4 rows"])
+def partition_rows(request, monkeypatch):
+    """Whole-table passes as they run, and split into several shares of the hash range."""
+    monkeypatch.setattr(tables, "PARTITION_ROWS", request.param)
+    return request.param
+
+
+def test_exactly_once_counts_duplicates_and_misses_from_id_chunks(partition_rows):
     ids = [f"img-{i}" for i in range(10)]
-    assert exactly_once.check(_chunks(ids), 10)["exactly_once"]
-    missing = exactly_once.check(_chunks(ids[:-1]), 10)
+    assert exactly_once.check(_chunks(ids), 10, 10)["exactly_once"]
+    missing = exactly_once.check(_chunks(ids[:-1]), 10, 9)
     assert not missing["exactly_once"] and missing["inputs_seen"] == 9 and missing["duplicates"] == 0
-    twice = exactly_once.check(_chunks([*ids, "img-3", "img-3", "img-7"]), 10)
+    twice = exactly_once.check(_chunks([*ids, "img-3", "img-3", "img-7"]), 10, 13)
     assert not twice["exactly_once"] and twice["inputs_seen"] == 10 and twice["returned"] == 13
     assert twice["duplicate_examples"] == ["img-3", "img-7"] and twice["duplicates"] == 2
 
@@ -119,7 +130,7 @@ def test_exactly_once_is_exact_when_every_hash_collides(monkeypatch):
     assert exactly_once.check(_chunks([*ids, "img-0"]), 10)["duplicate_examples"] == ["img-0"]
 
 
-def test_parity_reads_the_tables_column_wise_and_bounds_the_differing_pixels(tmp_path):
+def test_parity_reads_the_tables_column_wise_and_bounds_the_differing_pixels(tmp_path, partition_rows):
     ids = [f"img-{i}" for i in range(20)]
     reference = _record_with_outputs(tmp_path, "ref", [(i, f"d-{i}", {1: 50, 2: 50}) for i in ids])
     # Same maps but one (30 pixels moved from class 1 to 3) and in another order; one bad image extra.
