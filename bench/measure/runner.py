@@ -245,7 +245,7 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
     verdict = exactly_once.check(lambda: (b.column(0) for b in record.iter_table("outputs", ["id"])), expected,
                                  record.row_count("outputs"))
     record.counts = {"inputs_expected": expected, "inputs_seen": verdict["inputs_seen"], "ok": ok_count,
-                     "bad": bad_count, "duplicates": verdict["duplicates"]}
+                     "bad": bad_count, "duplicates": verdict["duplicates"], "exactly_once": verdict["exactly_once"]}
     if verdict["duplicate_examples"]:
         record.counts["duplicate_examples"] = verdict["duplicate_examples"]
     record.inputs_prefetched = prefetched.images

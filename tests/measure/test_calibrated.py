@@ -54,7 +54,7 @@ def test_steady_throughput_of_one_worker(strategy, ray_local):
 
 @pytest.mark.parametrize("strategy", [s for s in strategies.names() if strategies.get(s).scales_with_workers])
 def test_steady_throughput_of_two_workers(strategy, ray_local):
-    m = cell(strategy, actors=2, images=64).metrics
+    m = cell(strategy, actors=2, images=96).metrics
     assert m["throughput_steady"] == pytest.approx(2 * PER_WORKER, rel=BAND)
     assert m["workers_used"] == 2
 
@@ -99,7 +99,7 @@ def test_utilisation_of_a_spinning_worker(ray_local):
 def test_speedup_ratio_across_strategies(ray_local):
     """The ratio of two cells' figures (the cells of the tests above, run once) against its closed form."""
     sequential = cell("sequential").metrics["throughput_steady"]
-    actors = cell("actors", actors=2, images=64).metrics["throughput_steady"]
+    actors = cell("actors", actors=2, images=96).metrics["throughput_steady"]
     assert actors / sequential == pytest.approx(2.0, rel=BAND)
 
 

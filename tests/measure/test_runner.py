@@ -31,7 +31,8 @@ def test_sequential_cell_writes_a_complete_record(tmp_path):
     outputs = record.rows("outputs")
     assert len(outputs) == on_disk["tables"]["outputs"]["rows"] == 10 and all(len(o["digest"]) == 32 for o in outputs)
     assert on_disk["tables"]["batches"]["rows"] == 3 and on_disk["tables"]["samples"]["rows"] >= 1
-    assert on_disk["counts"] == {"inputs_expected": 10, "inputs_seen": 10, "ok": 10, "bad": 0, "duplicates": 0}
+    assert on_disk["counts"] == {"inputs_expected": 10, "inputs_seen": 10, "ok": 10, "bad": 0, "duplicates": 0,
+                                 "exactly_once": True}
     env = on_disk["environment"]
     assert env["packages"]["torch"] and env["cpu_logical"] >= 1 and env["fingerprint"]
     assert on_disk["weights"] == {"kind": "random", "name": "random", "seed": 0, "hub_id": None}
