@@ -65,7 +65,6 @@ BATCHES = pa.schema([
     *((f"stage.{name}", pa.float64()) for name in STAGE_COLUMNS),
 ])
 
-STREAMED = {"outputs": OUTPUTS, "batches": BATCHES}
 NAMES = ("outputs", "batches", "samples")
 
 
