@@ -211,9 +211,12 @@ def located(record: RunRecord, name: str) -> Path | None:
     info = (record.tables or {}).get(name)
     if not info:
         return None
+    name_given = str(info.get("file"))
+    if Path(name_given).name != name_given or name_given.startswith("."):  # a record is data: only its own folder
+        raise SideFileError(f"record {record.cell_id} names {name_given!r}: a side file is a plain name beside it")
     if record.folder is None:
-        raise SideFileError(f"record {record.cell_id} names {info['file']} but was not read from a folder")
-    path = Path(record.folder) / info["file"]
+        raise SideFileError(f"record {record.cell_id} names {name_given} but was not read from a folder")
+    path = Path(record.folder) / name_given
     if not path.is_file():
         raise SideFileError(f"{path} is missing: record {record.cell_id} names it beside itself")
     if path.stat().st_size != info["bytes"]:

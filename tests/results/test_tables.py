@@ -69,6 +69,10 @@ def test_a_missing_or_replaced_side_file_is_one_clear_error(tmp_path):
     path.unlink()
     with pytest.raises(tables.SideFileError, match="is missing"):
         list(record.iter_table("outputs"))
+    for elsewhere in ("../r0.outputs.parquet", "/etc/passwd", ".hidden.parquet"):  # a record is data
+        record.tables["outputs"]["file"] = elsewhere
+        with pytest.raises(tables.SideFileError, match="a plain name beside it"):
+            record.rows("outputs")
 
 
 def test_a_run_that_never_writes_its_record_leaves_only_hidden_partials_that_the_store_ignores(tmp_path):

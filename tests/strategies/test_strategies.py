@@ -96,7 +96,8 @@ def test_actor_kill_mid_run_still_processes_every_image_once(ray_local):
                    inject="kill-actor@batch=3,target=0")
     record, _ = run_cell(cell, write=False)
     assert record.status == "ok", record.error
-    assert record.counts == {"inputs_expected": 24, "inputs_seen": 24, "ok": 24, "bad": 0, "duplicates": 0}
+    assert record.counts == {"inputs_expected": 24, "inputs_seen": 24, "ok": 24, "bad": 0, "duplicates": 0,
+                             "exactly_once": True}
     (fault,) = record.faults
     assert fault["kind"] == "kill-actor" and fault["worker"] == "actor-0"
     assert fault["recovered"] and fault["recovery_s"] > 0
