@@ -12,7 +12,7 @@ JSON objects, described where they are made:
   where the probe was off);
 - `tables` — the side files beside the record (bench.results.tables): per-image `outputs`, per-batch
   `batches` and utilisation `samples`, each with its file name, rows, bytes and sha256; read them with
-  `record.iter_table` (chunks, chosen columns) or `record.rows` (small tables). Records written before
+  `record.iter_table` (chunks, chosen columns), `record.frame` or `record.rows` (small tables). Records written before
   the side files keep `outputs`, `batches` and `samples` inline and read through the same calls;
 - `memory_bounds` — what the driver held that grows with the work, each bounded: the prefetch budget
   and what it took, the most batches in flight, the writers' row-group size.
