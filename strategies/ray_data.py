@@ -44,6 +44,7 @@ def _result_columns(result: BatchResult, call: str, load_s: float) -> dict[str, 
         "width": np.array([r.width for r in images]), "height": np.array([r.height for r in images]),
         "digest": np.array([r.digest or "" for r in images], dtype=object),
         "histogram": np.array([json.dumps(r.histogram) for r in images], dtype=object),
+        "forward_images": np.array([r.forward_images for r in images]),
         "error": np.array([r.error or "" for r in images], dtype=object),
         "call": np.array([call] * n, dtype=object), "call_size": np.full(n, n),
         "worker": np.array([result.worker] * n, dtype=object), "pid": np.full(n, result.pid),
@@ -239,7 +240,8 @@ class RayDataStrategy(Strategy):
             self._info.pids.append(int(first["pid"]))
             self._info.model_load_s.append(float(first["load_s"]))
         images = [ImageResult(r["id"], int(r["width"]), int(r["height"]), r["digest"] or None,
-                              {int(k): v for k, v in json.loads(r["histogram"]).items()}, r["error"] or None)
+                              {int(k): v for k, v in json.loads(r["histogram"]).items()}, r["error"] or None,
+                              forward_images=int(r["forward_images"]))
                   for r in rows]
         return BatchResult(images, json.loads(first["stages"]), float(first["start"]), float(first["end"]),
                            int(first["pid"]), first["node"], first["worker"], index,

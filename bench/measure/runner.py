@@ -197,7 +197,8 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
                     if image.ok:
                         ok_count += 1
                         side.outputs.append(tables.output_row(image.image_id, True, image.width, image.height,
-                                                              image.digest, image.histogram))
+                                                              image.digest, image.histogram,
+                                                              forward_images=image.forward_images or None))
                     else:
                         bad_count += 1
                         side.outputs.append(tables.output_row(image.image_id, False, reason=image.error))

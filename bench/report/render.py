@@ -227,10 +227,16 @@ def _parity(records: list[RunRecord], reference: str | None) -> tuple[list[list[
              "different thread count changes the order of float reductions, so an image whose top two classes "
              "nearly tie can flip a few pixels; that is rounding, not a different computation."
              for (threads, ref), cells in thread_groups(rows).items() if threads != ref]
+    reshaped = [r["cell_id"] for r in rows if r["differing_forward_size"]]
+    if reshaped:
+        lines.append(f"Cells that computed some differing images in a forward pass of another size than the "
+                     f"reference's: {', '.join(reshaped)}. CPU kernels are chosen by the batch shape (another batch "
+                     "size, a partial batch, Ray Data regrouping rows between stages), so near-tie pixels can round "
+                     "the other way; that is rounding, not a different computation.")
     errors = sum(r["error"] for r in rows)
     if errors:
-        lines.append(f"{errors} cell(s) differ from the reference with the same threads and device: they computed "
-                     "something else (ERROR rows).")
+        lines.append(f"{errors} cell(s) differ from the reference with the same threads, device, runtime and "
+                     "forward size: they computed something else (ERROR rows).")
     return table, lines
 
 

@@ -5,16 +5,20 @@ mean equal maps. Where digests differ, the histograms bound the difference from 
 changes class moves one count between two classes, so at least half the L1 distance of the two
 histograms differs.
 
-Column-wise, for tables of a million rows: each side is projected to (hash of id, hash of digest) of
-its readable images, 16 bytes an image, and the two are matched by sorted intersection, one share of
-the hash range per pass (`PARTITION_ROWS` images at most); only the images whose digests differ are
-read again, for their histograms (at most `BOUND_IMAGES` of them: the worst bound is then the worst
-among those, still a lower bound). Two ids whose 64-bit hashes collide (about n²/2⁶⁵ of a chance)
-would be paired wrongly.
+Column-wise, for tables of a million rows: each side is projected to (hash of id, hash of digest,
+forward size) of its readable images, 24 bytes an image, and the two are matched by sorted
+intersection, one share of the hash range per pass (`PARTITION_ROWS` images at most); only the
+images whose digests differ are read again, for their histograms (at most `BOUND_IMAGES` of them:
+the worst bound is then the worst among those, still a lower bound). Two ids whose 64-bit hashes
+collide (about n²/2⁶⁵ of a chance) would be paired wrongly.
 
-The likely cause is named from what the records say about how each cell ran: torch's thread count or
-the device changes the order of float reductions, which can flip an argmax where two classes are
-nearly tied. A difference that neither explains is an error: that cell computed something else.
+The likely cause is named from what the records say about how each cell and each image ran: torch's
+thread count, the device or the runtime changes the order of float reductions, and so does the size of
+the forward pass that computed an image (the CPU kernels are chosen by the batch shape: the same image
+in a forward of 2 and of 3 images gets logits a rounding apart). Either can flip an argmax where two
+classes are nearly tied. Forward sizes differ with the batch size, at a partial batch, and where Ray
+Data regroups rows between stages. A difference that none of these explains is an error: that cell
+computed something else.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from bench.results.record import RunRecord
 from bench.results.tables import hash_ids, partitions
@@ -80,14 +85,21 @@ def _has_maps(record: RunRecord) -> bool:
 
 def compare_outputs(record: RunRecord, ref: RunRecord) -> dict:
     parts = partitions(max(record.row_count("outputs"), ref.row_count("outputs")))
-    images = unequal = 0
+    images = unequal = other_shape = 0
+    shape_example: tuple[int, int] | None = None
     bounded: list[np.ndarray] = [np.empty(0, np.uint64)]
     for part in range(parts):
-        ids, digests = _projection(record, part, parts)
-        ref_ids, ref_digests = _projection(ref, part, parts)
+        ids, digests, forwards = _projection(record, part, parts)
+        ref_ids, ref_digests, ref_forwards = _projection(ref, part, parts)
         common, mine, theirs = np.intersect1d(ids, ref_ids, return_indices=True)
-        differing = common[digests[mine] != ref_digests[theirs]]
+        differs = digests[mine] != ref_digests[theirs]
+        differing = common[differs]
+        shapes = forwards[mine][differs], ref_forwards[theirs][differs]
+        reshaped = shapes[0] != shapes[1]
+        if reshaped.any() and shape_example is None:
+            shape_example = int(shapes[0][reshaped][0]), int(shapes[1][reshaped][0])
         images, unequal = images + int(common.size), unequal + int(differing.size)
+        other_shape += int(reshaped.sum())
         bounded.append(differing[:max(0, BOUND_IMAGES - sum(map(len, bounded)))])
     worst = _worst_bound(record, ref, np.concatenate(bounded))
     threads, ref_threads = (record.plan or {}).get("threads"), (ref.plan or {}).get("threads")
@@ -99,26 +111,37 @@ def compare_outputs(record: RunRecord, ref: RunRecord) -> dict:
         causes.append(f"device {device} vs {ref_device}")
     if runtime(record) != runtime(ref):
         causes.append(f"runtime {runtime(record)} vs {runtime(ref)}")
-    explained = not unequal or bool(causes)
+    unexplained = 0 if causes else unequal - other_shape
+    if shape_example is not None:
+        causes.append(f"{other_shape} computed in a forward of another size ({shape_example[0]} vs "
+                      f"{shape_example[1]} images)")
+    cause = None
+    if unequal:
+        cause = "; ".join(causes) + ": float reduction order" if causes else ""
+        if unexplained:
+            cause += ("; " if cause else "") + (f"unexplained: {unexplained} differ with the same threads, device, "
+                                                "runtime and forward size")
     return {"cell_id": record.cell_id, "reference": ref.cell_id, "images": images,
             "equal": images - unequal, "equal_share": (images - unequal) / images if images else None,
-            "differing": unequal, "min_pixels_differing_share": worst,
-            "threads": threads, "reference_threads": ref_threads,
-            "cause": ("; ".join(causes) + ": float reduction order") if unequal and causes else
-            (None if not unequal else "unexplained: same threads and device"),
-            "error": not explained}
+            "differing": unequal, "differing_forward_size": other_shape, "min_pixels_differing_share": worst,
+            "threads": threads, "reference_threads": ref_threads, "cause": cause, "error": unexplained > 0}
 
 
-def _projection(record: RunRecord, part: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
-    """(id hashes, digest hashes) of the record's readable images whose id hash is in this pass's share."""
-    ids, digests = [np.empty(0, np.uint64)], [np.empty(0, np.uint64)]
-    for batch in record.iter_table("outputs", ["id", "ok", "digest"]):
+def _projection(record: RunRecord, part: int, parts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(id hashes, digest hashes, forward sizes) of the record's readable images whose id hash is in this
+    pass's share. A record from before forward sizes were kept is taken to have run its batch size."""
+    batch_size = record.spec.get("batch_size")  # data: anything but a count is no size
+    unrecorded = batch_size if isinstance(batch_size, int) and not isinstance(batch_size, bool) else 0
+    ids, digests, forwards = [np.empty(0, np.uint64)], [np.empty(0, np.uint64)], [np.empty(0, np.int64)]
+    for batch in record.iter_table("outputs", ["id", "ok", "digest", "forward_images"]):
         readable = batch.filter(batch.column("ok"))
         hashes = hash_ids(readable.column("id"))
         mine = hashes % parts == part
         ids.append(hashes[mine])
         digests.append(hash_ids(readable.column("digest"))[mine])
-    return np.concatenate(ids), np.concatenate(digests)
+        forward = pc.fill_null(readable.column("forward_images"), unrecorded).to_numpy(zero_copy_only=False)
+        forwards.append(forward.astype(np.int64)[mine])
+    return np.concatenate(ids), np.concatenate(digests), np.concatenate(forwards)
 
 
 def _maps(record: RunRecord, wanted: np.ndarray) -> Iterator[tuple[int, dict]]:

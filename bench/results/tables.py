@@ -50,6 +50,7 @@ OUTPUTS = pa.schema([
     ("digest", pa.string()),  # of the segmentation map: equal digests, equal maps
     ("histogram", pa.map_(pa.int32(), pa.int64())),  # class → pixels
     ("reason", pa.string()),  # why a bad image could not be read
+    ("forward_images", pa.int32()),  # rows of the forward that computed the map (null: not recorded)
 ])
 
 BATCHES = pa.schema([
@@ -66,6 +67,7 @@ BATCHES = pa.schema([
 ])
 
 NAMES = ("outputs", "batches", "samples")
+SCHEMAS = {"outputs": OUTPUTS, "batches": BATCHES}  # samples: whatever the samplers recorded
 
 
 class SideFileError(FileNotFoundError):
@@ -250,7 +252,10 @@ def iter_table(record: RunRecord, name: str, columns: list[str] | None = None,
     if path is not None:
         # Row group by row group, unbuffered: pre-buffering reads ahead whole column chunks, and with them
         # a reader's memory grew with the table (47 MB for 200,000 rows against 17 MB unbuffered).
-        yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=rows, columns=columns)
+        file = pq.ParquetFile(path, pre_buffer=False)
+        present = _present(file.schema_arrow, columns)
+        for batch in file.iter_batches(batch_size=rows, columns=present):
+            yield _with_added_columns(batch, name, columns)
         pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed pages otherwise
         return
     inline = _inline(record, name)
@@ -263,9 +268,27 @@ def read_table(record: RunRecord, name: str, columns: list[str] | None = None) -
     """The whole table (for batches and samples; outputs are read with `iter_table`)."""
     path = located(record, name)
     if path is not None:
-        return pq.read_table(path, columns=columns)
+        return _with_added_columns(pq.read_table(path, columns=_present(pq.read_schema(path), columns)), name, columns)
     table = _inline_table(name, _inline(record, name) or [])
     return table.select(columns) if columns else table
+
+
+def _present(schema: pa.Schema, columns: list[str] | None) -> list[str] | None:
+    return None if columns is None else [c for c in columns if c in schema.names]
+
+
+def _with_added_columns(data: pa.RecordBatch | pa.Table, name: str, columns: list[str] | None):
+    """The columns asked for, in order; one added to the table's schema after the file was written
+    reads as nulls (a record stays readable by a later version)."""
+    if columns is None or data.schema.names == columns:
+        return data
+    schema = SCHEMAS.get(name, pa.schema([]))
+    missing = [c for c in columns if c not in data.schema.names and c not in schema.names]
+    if missing:
+        raise KeyError(f"the {name} table has no column {', '.join(missing)}")
+    arrays = [data.column(c) if c in data.schema.names else pa.nulls(data.num_rows, schema.field(c).type)
+              for c in columns]
+    return type(data).from_arrays(arrays, names=columns)
 
 
 def rows(record: RunRecord, name: str) -> list[dict]:
@@ -286,9 +309,9 @@ def batch_row(event: dict) -> dict:
 
 
 def output_row(image_id: str, ok: bool, width: int = 0, height: int = 0, digest: str | None = None,
-               histogram: dict | None = None, reason: str | None = None) -> dict:
+               histogram: dict | None = None, reason: str | None = None, forward_images: int | None = None) -> dict:
     return {"id": image_id, "ok": ok, "width": width, "height": height, "digest": digest,
-            "histogram": list((histogram or {}).items()), "reason": reason}
+            "histogram": list((histogram or {}).items()), "reason": reason, "forward_images": forward_images}
 
 
 def _nest_stages(row: dict) -> dict:

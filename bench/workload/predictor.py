@@ -69,6 +69,7 @@ class ImageResult:
     histogram: dict[int, int] = field(default_factory=dict)
     error: str | None = None
     mask: np.ndarray | None = None
+    forward_images: int = 0  # rows of the forward pass that computed the map (its rounding depends on them)
 
     @property
     def ok(self) -> bool:
@@ -234,8 +235,10 @@ class Predictor:
         stages["forward"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
+        forward_rows = self.runtime.forward_rows(len(prepared.slots))
         for k, slot in enumerate(prepared.slots):
             result = results[slot]
+            result.forward_images = forward_rows
             with torch.inference_mode():
                 seg = upsample_argmax(logits[k], (result.height, result.width), self.spec.postprocess)
             seg = seg.to(torch.uint8).cpu().numpy()

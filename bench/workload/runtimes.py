@@ -104,10 +104,16 @@ class Runtime:
     """A model made ready to run: `forward(pixels)` → logits (torch, on the predictor's device)."""
 
     name = EAGER
+    pads = False  # whether a partial batch is padded to the compiled batch shape
 
     def __init__(self, model, device: torch.device, threads: int | None, batch_size: int | None, side: int) -> None:
         self.model, self.device, self.threads, self.batch_size, self.side = model, device, threads, batch_size, side
         self.cold: dict = {}
+
+    def forward_rows(self, images: int) -> int:
+        """Rows of the forward pass that computes `images` images: the kernels (oneDNN's among them) are
+        chosen by the batch shape, so an image's logits round differently in a forward of another size."""
+        return max(images, self.batch_size or 0) if self.pads else images
 
     def forward(self, pixels: np.ndarray) -> torch.Tensor:
         import torch
@@ -121,6 +127,7 @@ class Runtime:
 
 class Compiled(Runtime):
     name = "compile"
+    pads = True
 
     def __init__(self, *args) -> None:
         import torch
@@ -183,6 +190,7 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
 
 class OpenVino(Runtime):
     name = "openvino"
+    pads = True
 
     def __init__(self, *args) -> None:
         import openvino as ov

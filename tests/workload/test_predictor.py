@@ -9,6 +9,7 @@ import itertools
 import pytest
 import torch
 
+from bench.workload import runtimes
 from bench.workload.images import EncodedImage, SyntheticSource
 from bench.workload.models import reference_image_processor
 from bench.workload.predictor import Predictor, PredictorSpec, class_histogram, decode, map_digest
@@ -62,6 +63,21 @@ def test_result_carries_stage_timings_digest_and_histogram():
     for image in result.images:
         assert image.histogram == class_histogram(image.mask)
         assert sum(image.histogram.values()) == image.width * image.height
+
+
+def test_each_map_records_the_size_of_the_forward_that_computed_it():
+    """The CPU kernels are chosen by the batch shape, so parity needs each image's forward size: the
+    readable images of its batch, or the compiled shape a partial batch is padded to."""
+    odd = synthetic_odd_sizes()
+    batch = [odd[0], EncodedImage("broken.jpg", b"not an image"), odd[1]]
+    result = Predictor(PredictorSpec("tiny")).predict(batch)
+    assert [r.forward_images for r in result.images] == [2, 0, 2]
+    eager = runtimes.Runtime(None, torch.device("cpu"), 1, 4, 64)
+    assert (eager.forward_rows(3), eager.forward_rows(5)) == (3, 5)
+    padded = runtimes.OpenVino.__new__(runtimes.OpenVino)  # its padding, without an OpenVINO compile
+    runtimes.Runtime.__init__(padded, None, torch.device("cpu"), 1, 4, 64)
+    assert (padded.forward_rows(3), padded.forward_rows(5)) == (4, 5)
+    assert runtimes.Compiled.pads and not runtimes.OnnxRuntime.pads  # ONNX Runtime runs a dynamic batch
 
 
 def test_approx_mode_is_labelled_and_close():
