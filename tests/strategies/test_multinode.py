@@ -8,7 +8,7 @@ import pytest
 from bench.config import RunSpec
 from bench.measure.runner import run_cell
 from bench.workload.images import SyntheticSource
-from tests.strategies.test_strategies import outputs, spec
+from tests.strategies.test_strategies import _file, assert_same_maps, outputs, spec
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,8 @@ def test_cluster_input_is_read_on_several_nodes_once_with_the_reference_maps(str
     assert record.metrics["nodes_used"] >= 2
     assert record.counts == {"inputs_expected": 12, "inputs_seen": 12, "ok": 12, "bad": 0, "duplicates": 0,
                              "exactly_once": True}
-    assert outputs(record) == outputs(reference)
+    assert_same_maps(record, outputs(reference), _file(tmp_path))  # Ray Data may regroup: see there
+    assert outputs(record)[1] == {}
     assert record.inputs_prefetched == 0  # the driver held no image bytes
 
 
