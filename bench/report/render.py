@@ -227,7 +227,7 @@ def _parity(records: list[RunRecord], reference: str | None) -> tuple[list[list[
              "different thread count changes the order of float reductions, so an image whose top two classes "
              "nearly tie can flip a few pixels; that is rounding, not a different computation."
              for (threads, ref), cells in thread_groups(rows).items() if threads != ref]
-    reshaped = [r["cell_id"] for r in rows if r["differing_forward_size"]]
+    reshaped = [r["cell_id"] for r in rows if r["differing_forward_size"] and not r["error"]]
     if reshaped:
         lines.append(f"Cells that computed some differing images in a forward pass of another size than the "
                      f"reference's: {', '.join(reshaped)}. CPU kernels are chosen by the batch shape (another batch "

@@ -280,9 +280,11 @@ def _present(schema: pa.Schema, columns: list[str] | None) -> list[str] | None:
 def _with_added_columns(data: pa.RecordBatch | pa.Table, name: str, columns: list[str] | None):
     """The columns asked for, in order; one added to the table's schema after the file was written
     reads as nulls (a record stays readable by a later version)."""
-    if columns is None or data.schema.names == columns:
-        return data
     schema = SCHEMAS.get(name, pa.schema([]))
+    if columns is None:  # the whole table: the file's columns, then those added since
+        columns = [*data.schema.names, *(c for c in schema.names if c not in data.schema.names)]
+    if data.schema.names == columns:
+        return data
     missing = [c for c in columns if c not in data.schema.names and c not in schema.names]
     if missing:
         raise KeyError(f"the {name} table has no column {', '.join(missing)}")

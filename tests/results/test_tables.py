@@ -21,8 +21,8 @@ GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden" / "runs"
 
 def _record_with_outputs(folder: Path, name: str, outputs: list[tuple], threads: int = 1,
                          row_group_rows: int = 3, forward: dict[str, int] | None = None) -> RunRecord:
-    """A written record whose outputs table holds (id, digest, histogram) rows, streamed in row groups;
-    every image computed in a forward of 2 images unless `forward` says otherwise."""
+    """A written record whose outputs table holds (id, digest, histogram) rows of 100×100 images,
+    streamed in row groups; every image computed in a forward of 2 unless `forward` says otherwise."""
     path = folder / f"{name}.json"
     side = tables.RunTables(path)
     side.outputs.row_group_rows = row_group_rows
@@ -30,7 +30,7 @@ def _record_with_outputs(folder: Path, name: str, outputs: list[tuple], threads:
         if digest is None:
             side.outputs.append(tables.output_row(image_id, False, reason="not an image"))
         else:
-            side.outputs.append(tables.output_row(image_id, True, 10, 10, digest, histogram,
+            side.outputs.append(tables.output_row(image_id, True, 100, 100, digest, histogram,
                                                   forward_images=(forward or {}).get(image_id, 2)))
     side.batches.append(tables.batch_row({"index": 0, "worker": "w", "pid": 1, "node": "n", "images": len(outputs),
                                           "submitted": 0.0, "started": 0.1, "ended": 0.2, "completed": 0.3,
@@ -138,16 +138,25 @@ def test_exactly_once_is_exact_when_every_hash_collides(monkeypatch):
 
 def test_parity_reads_the_tables_column_wise_and_bounds_the_differing_pixels(tmp_path, partition_rows):
     ids = [f"img-{i}" for i in range(20)]
-    reference = _record_with_outputs(tmp_path, "ref", [(i, f"d-{i}", {1: 50, 2: 50}) for i in ids])
-    # Same maps but one (30 pixels moved from class 1 to 3) and in another order; one bad image extra.
-    changed = [(i, f"d-{i}" if i != "img-4" else "other", {1: 50, 2: 50} if i != "img-4" else {1: 20, 2: 50, 3: 30})
-               for i in reversed(ids)] + [("broken", None, None)]
-    same_threads = _record_with_outputs(tmp_path, "cell", changed)
+    half = {1: 5000, 2: 5000}
+    reference = _record_with_outputs(tmp_path, "ref", [(i, f"d-{i}", half) for i in ids])
+
+    def changed(moved: int) -> list[tuple]:
+        """Same maps but img-4 (`moved` pixels from class 1 to 3), in another order; one bad image extra."""
+        return [(i, f"d-{i}" if i != "img-4" else "other", half if i != "img-4" else {1: 5000 - moved, 2: 5000,
+                                                                                       3: moved})
+                for i in reversed(ids)] + [("broken", None, None)]
+
+    same_threads = _record_with_outputs(tmp_path, "cell", changed(3))
     row = compare_outputs(same_threads, reference)
     assert (row["images"], row["equal"], row["differing"]) == (20, 19, 1)
-    assert row["min_pixels_differing_share"] == pytest.approx(30 / 100) and row["error"]
-    other_threads = _record_with_outputs(tmp_path, "cell2", changed, threads=2)
-    assert compare_outputs(other_threads, reference)["cause"] == "torch threads 2 vs 1: float reduction order"
+    assert row["min_pixels_differing_share"] == pytest.approx(3 / 10_000) and row["error"]
+    other_threads = _record_with_outputs(tmp_path, "cell2", changed(3), threads=2)
+    row = compare_outputs(other_threads, reference)
+    assert row["cause"] == "torch threads 2 vs 1: float reduction order" and not row["error"]
+    # More pixels than rounding flips: no rounding cause explains it.
+    row = compare_outputs(_record_with_outputs(tmp_path, "cell3", changed(300), threads=2), reference)
+    assert row["error"] and row["cause"].startswith("unexplained: at least 3.00% of one image's pixels differ")
 
 
 def test_parity_explains_a_map_computed_in_a_forward_of_another_size(tmp_path, partition_rows):
@@ -178,6 +187,7 @@ def test_a_table_written_before_a_column_was_added_reads_it_as_nulls(tmp_path):
     record.tables["outputs"] = tables.describe(path, 1)
     (chunk,) = record.iter_table("outputs", ["id", "forward_images"])
     assert chunk.to_pylist() == [{"id": "a", "forward_images": None}]
+    assert record.rows("outputs")[0]["forward_images"] is None  # the whole table has it too
     frame = record.frame("outputs", ["forward_images", "ok"])
     assert list(frame.columns) == ["forward_images", "ok"] and frame["forward_images"].isna().all()
     with pytest.raises(KeyError, match="no column nonsense"):
