@@ -46,7 +46,8 @@ def test_cluster_input_is_read_on_several_nodes_once_with_the_reference_maps(str
     assert record.metrics["nodes_used"] >= 2
     assert record.counts == {"inputs_expected": 12, "inputs_seen": 12, "ok": 12, "bad": 0, "duplicates": 0,
                              "exactly_once": True}
-    assert_same_maps(record, outputs(reference), _file(tmp_path))  # Ray Data may regroup: see there
+    regrouped = assert_same_maps(record, outputs(reference), _file(tmp_path))  # Ray Data may regroup: see there
+    assert not regrouped or strategy == "ray_data"
     assert outputs(record)[1] == {}
     assert record.inputs_prefetched == 0  # the driver held no image bytes
 
