@@ -116,24 +116,31 @@ def compare_outputs(record: RunRecord, ref: RunRecord) -> dict:
         causes.append(f"device {device} vs {ref_device}")
     if runtime(record) != runtime(ref):
         causes.append(f"runtime {runtime(record)} vs {runtime(ref)}")
-    unexplained = 0 if causes else unequal - other_shape
-    if shape_example is not None:
-        causes.append(f"{other_shape} computed in a forward of another size ({shape_example[0]} vs "
-                      f"{shape_example[1]} images)")
-    cause = None
-    if unequal and worst > ROUNDING_PIXEL_SHARE:
-        unexplained = unequal  # more than any rounding flips
-        cause = (f"unexplained: at least {worst:.2%} of one image's pixels differ, more than float rounding "
-                 f"flips ({ROUNDING_PIXEL_SHARE:.1%})")
-    elif unequal:
-        cause = "; ".join(causes) + ": float reduction order" if causes else ""
-        if unexplained:
-            cause += ("; " if cause else "") + (f"unexplained: {unexplained} differ with the same threads, device, "
-                                                "runtime and forward size")
+    shape = (f"{other_shape} computed in a forward of another size ({shape_example[0]} vs {shape_example[1]} "
+             "images)") if shape_example else None
+    cause, unexplained = _cause(unequal, worst, causes, shape, unequal - other_shape)
     return {"cell_id": record.cell_id, "reference": ref.cell_id, "images": images,
             "equal": images - unequal, "equal_share": (images - unequal) / images if images else None,
             "differing": unequal, "differing_forward_size": other_shape, "min_pixels_differing_share": worst,
             "threads": threads, "reference_threads": ref_threads, "cause": cause, "error": unexplained > 0}
+
+
+def _cause(unequal: int, worst: float, cell_causes: list[str], shape: str | None,
+           same_shape: int) -> tuple[str | None, int]:
+    """(what explains the differing maps, how many no cause explains). A cause of the whole cell (threads,
+    device, runtime) covers every image; a forward of another size only those it concerns; none covers
+    more than rounding flips."""
+    if not unequal:
+        return None, 0
+    if worst > ROUNDING_PIXEL_SHARE:
+        return (f"unexplained: at least {worst:.2%} of one image's pixels differ, more than float rounding flips "
+                f"({ROUNDING_PIXEL_SHARE:.1%})"), unequal
+    unexplained = 0 if cell_causes else same_shape
+    explained = [*cell_causes, *([shape] if shape else [])]
+    parts = ["; ".join(explained) + ": float reduction order"] if explained else []
+    if unexplained:
+        parts.append(f"unexplained: {unexplained} differ with the same threads, device, runtime and forward size")
+    return "; ".join(parts), unexplained
 
 
 def _projection(record: RunRecord, part: int, parts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
