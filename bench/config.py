@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,11 +18,15 @@ from bench.workload.runtimes import EAGER, RUNTIMES
 DEVICES = ("cpu", "cuda")
 MODEL_TRANSFERS = ("object_store", "reload")
 INPUT_MODES = ("driver", "cluster")
+STOPS = ("images", "rules")  # a fixed job over the source once; or cycle it until the stopping rules hold
+MAX_SECONDS = 7 * 86400.0  # no duration a cell is given may exceed a week (a bound, not a size)
 
 
 # Settings that change where or how a cell is watched, not what is measured.
-_NOT_MEASURED = frozenset({"label", "timeout_s", "keep_masks", "ray_address", "min_steady_batches",
-                           "min_steady_s", "runtime_parity_images"})
+_NOT_MEASURED = frozenset({"label", "timeout_s", "keep_masks", "ray_address", "runtime_parity_images"})
+# The stopping rules decide how long a cell measures when it runs to them (stop = "rules"); for a fixed job
+# they only judge the result, so they stay out of its id (ids of records made before the rules existed hold).
+_RULES = frozenset({"min_steady_batches", "min_steady_s", "target_rel_ci", "max_s"})
 
 
 class ConfigError(ValueError):
@@ -39,9 +44,14 @@ class RunSpec:
     seed: int = 0
     device: str = "cpu"
     weights: str = "random"  # random | hub | PATH (save_pretrained folder)
-    warmup_batches: int = 1
-    min_steady_batches: int = 5  # validity: steady batches needed from every worker (bench.measure.metrics)
-    min_steady_s: float = 5.0  # validity: shortest steady window
+    warmup_batches: int = 1  # a floor: warm-up lasts until the service time settles (bench.measure.steady)
+    # The stopping rules (bench.measure.steady.Rules): with stop = "rules" the cell cycles its `images`
+    # until they hold or `max_s` has passed; with stop = "images" they judge the validity of a fixed job.
+    stop: str = "images"
+    min_steady_batches: int = 5  # steady batches needed from every worker
+    min_steady_s: float = 5.0  # shortest steady window
+    target_rel_ci: float | None = None  # widest relative half-width of the steady throughput's 95% interval
+    max_s: float = 300.0  # stop = "rules": the run ends here, rules met or not (the record says which were not)
     actors: int = 1  # workers for the Ray strategies (tasks: concurrent tasks)
     cpus_per_worker: float | None = None  # None: the CPUs available split evenly among workers
     gpus_per_worker: float | None = None  # None: 1 on cuda (fractions share a GPU), 0 on cpu
@@ -101,8 +111,24 @@ class RunSpec:
             fail(f"image-scale must be in (0, 4] (got {self.image_scale})")
         if self.prefetch_mb < 0:
             fail(f"prefetch-mb must be 0 or more (got {self.prefetch_mb})")
-        if self.timeout_s <= 0:
-            fail(f"timeout must be positive (got {self.timeout_s})")
+        for name, low in (("timeout_s", 0.0), ("min_steady_s", None), ("max_s", 0.0), ("image_scale", 0.0),
+                          ("prefetch_mb", None)):
+            value = getattr(self, name)
+            if not math.isfinite(value) or (low is not None and value <= low) or value < 0 or value > MAX_SECONDS:
+                fail(f"{name.replace('_', '-')} must be a finite number of at most {MAX_SECONDS:g}"
+                     f"{' above 0' if low is not None else ', 0 or more'} (got {value})")
+        if self.stop not in STOPS:
+            fail(f"unknown stop {self.stop!r}; choose from {', '.join(STOPS)}")
+        if self.min_steady_batches < 1:
+            fail(f"min-steady-batches must be at least 1 (got {self.min_steady_batches})")
+        if self.target_rel_ci is not None and not (math.isfinite(self.target_rel_ci) and 0 < self.target_rel_ci < 1):
+            fail(f"target-rel-ci must be a fraction between 0 and 1, e.g. 0.03 (got {self.target_rel_ci})")
+        if self.stop == "rules":
+            if self.max_s <= self.min_steady_s:
+                fail(f"max-s ({self.max_s:g}) must exceed min-steady-s ({self.min_steady_s:g})")
+            if self.timeout_s <= self.max_s:
+                fail(f"timeout ({self.timeout_s:g} s) must exceed max-s ({self.max_s:g} s): the run stops at max-s "
+                     "and still needs its start and its checks")
         for name in ("cpus_per_worker", "gpus_per_worker"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -138,8 +164,8 @@ class RunSpec:
         Only settings that differ from their defaults enter the hash, so adding a new setting (with a
         default) later keeps the ids of committed baselines valid."""
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        fields = {k: v for k, v in self.to_dict().items()
-                  if k not in _NOT_MEASURED and v != defaults[k]}
+        ignored = _NOT_MEASURED if self.stop == "rules" else _NOT_MEASURED | _RULES
+        fields = {k: v for k, v in self.to_dict().items() if k not in ignored and v != defaults[k]}
         digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
         runtime = "" if self.runtime == EAGER else f"-{self.runtime}"
         return f"{self.strategy}-{self.model}{runtime}-{self.device}-bs{self.batch_size}-a{self.actors}-{digest}"

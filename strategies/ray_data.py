@@ -31,7 +31,16 @@ import numpy as np
 
 from bench.config import RunSpec
 from bench.measure.budget import Needs
-from bench.workload.images import EncodedImage, FolderSource, SyntheticSource, hf_image_bytes, open_source
+from bench.measure.feed import Feed
+from bench.workload.images import (
+    EncodedImage,
+    FolderSource,
+    SyntheticSource,
+    batched,
+    hf_image_bytes,
+    open_source,
+    pass_id,
+)
 from bench.workload.predictor import BatchResult, ImageResult, Predictor, PredictorSpec, PreparedBatch, prepare
 from strategies.base import IndexedBatch, StartInfo, Strategy
 
@@ -148,7 +157,14 @@ class RayDataStrategy(Strategy):
         self._info = StartInfo()  # actors start inside the execution: filled in as their results arrive
         return self._info
 
-    def _dataset(self, refs):
+    def _key_source(self, refs):
+        """Where workers read a cycled source's keys (`--input cluster`); None when the driver sent bytes."""
+        if refs is not None:
+            return None
+        source = open_source(self.spec.source, self.spec.images, self.spec.seed, self.spec.image_scale)
+        return source.portable() if isinstance(source, FolderSource) else source
+
+    def _dataset(self, refs, cycled: bool = False):
         import ray
 
         spec, plan = self.spec, self.plan
@@ -158,7 +174,14 @@ class RayDataStrategy(Strategy):
             compute = ray.data.ActorPoolStrategy(size=spec.actors)
         model_args = {"compute": compute, "batch_size": spec.batch_size, "num_cpus": plan.cpus,
                       "num_gpus": plan.gpus or None, "fn_constructor_args": (self.predictor,)}
-        ds = ray.data.from_arrow_refs(refs) if refs is not None else self._cluster_input()
+        if cycled:
+            ds = ray.data.read_datasource(_cycled_passes(refs, self._key_source(refs), spec.batch_size),
+                                          num_cpus=TASK_CPUS)
+            if refs is None:
+                ds = ds.map_batches(_load_keys, batch_size=spec.batch_size, num_cpus=TASK_CPUS,
+                                    fn_kwargs={"source": self._key_source(refs)})
+        else:
+            ds = ray.data.from_arrow_refs(refs) if refs is not None else self._cluster_input()
         if spec.ray_data_split:
             ds = ds.map_batches(_prepare_stage, batch_size=spec.batch_size, num_cpus=TASK_CPUS,
                                 fn_kwargs={"side": self.predictor.native_size})
@@ -207,21 +230,34 @@ class RayDataStrategy(Strategy):
         import pyarrow as pa
         import ray
 
+        # Under the stopping rules Ray Data cycles the source itself (_CycledPasses) and stops when the
+        # runner's feed is stopped: the driver then leaves the iterator, which ends the execution.
+        cycled = isinstance(batches, Feed) and batches.cycle
         refs = None
         if self.spec.input_mode == "driver":
             refs = []
-            for _, batch in batches:  # no on_submit: a call mixes rows of several batches (see above)
-                refs.append(ray.put(pa.table({"id": [b.image_id for b in batch], "data": [b.data for b in batch]})))
+            # no on_submit: a call mixes rows of several batches (see above)
+            for item in batches.one_pass() if cycled else (batch for _, batch in batches):
+                refs.append(ray.put(pa.table({"id": [b.image_id for b in item], "data": [b.data for b in item]})))
         calls: dict[str, list] = {}
         index = 0
-        self._ds = self._dataset(refs)
-        for block in self._ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
-            for row in range(len(block["id"])):
-                call = block["call"][row]
-                calls.setdefault(call, []).append(row_of(block, row))
-                if len(calls[call]) == block["call_size"][row]:
-                    yield self._batch_result(calls.pop(call), index)
-                    index += 1
+        self.images_fed = 0
+        self._ds = self._dataset(refs, cycled)
+        blocks = iter(self._ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0))
+        try:
+            for block in blocks:
+                for row in range(len(block["id"])):
+                    call = block["call"][row]
+                    calls.setdefault(call, []).append(row_of(block, row))
+                    if len(calls[call]) == block["call_size"][row]:
+                        result = self._batch_result(calls.pop(call), index)
+                        self.images_fed += len(result.images)
+                        yield result
+                        index += 1
+                if cycled and batches.stopped and not calls:
+                    break
+        finally:
+            blocks.close()
 
     def stats(self) -> dict | None:
         """Ray Data's own statistics of the execution: per operator, and the driver's iterator."""
@@ -246,6 +282,51 @@ class RayDataStrategy(Strategy):
         return BatchResult(images, json.loads(first["stages"]), float(first["start"]), float(first["end"]),
                            int(first["pid"]), first["node"], first["worker"], index,
                            json.loads(first["runtime_cold"]) if first["runtime_cold"] else None)
+
+
+def _cycled_passes(refs, source, batch_size: int):
+    """Ray Data's input under the stopping rules: a datasource of one read task that yields the source's
+    batches pass after pass (ids named by pass, bench.workload.images.pass_id), lazily: Ray Data's
+    backpressure holds it a few blocks ahead of the model stage, and it ends when the driver stops
+    reading. With `--input driver` it re-reads one pass's blocks from the object store (put once); with
+    `--input cluster` it yields keys, and a map stage reads them where the work runs."""
+    from ray.data.block import BlockMetadata
+    from ray.data.datasource import Datasource, ReadTask
+
+    class Passes(Datasource):
+        def estimate_inmemory_data_size(self) -> None:
+            return None
+
+        def get_read_tasks(self, parallelism: int, per_task_row_limit=None, data_context=None) -> list:
+            return [ReadTask(lambda: _passes(refs, source, batch_size), BlockMetadata(None, None, None))]
+
+    return Passes()
+
+
+def _passes(refs, source, batch_size: int):
+    import itertools
+
+    import pyarrow as pa
+    import ray
+
+    for number in itertools.count():
+        if refs is not None:
+            for ref in refs:
+                table = ray.get(ref)
+                ids = [pass_id(i, number) for i in table.column("id").to_pylist()]
+                yield table.set_column(0, "id", pa.array(ids, pa.string()))
+        else:
+            for keys in batched(source.keys(), batch_size):
+                yield pa.table({"key": pa.array([str(k) for k in keys]), "pass": pa.array([number] * len(keys))})
+
+
+def _load_keys(batch: dict[str, np.ndarray], source) -> dict[str, np.ndarray]:
+    """Cluster-side reading of a cycled source's keys (a synthetic index, a relative path, a row number)."""
+    keys = [int(k) if not isinstance(source, FolderSource) else str(k) for k in batch["key"]]
+    images = [source.load(k) for k in keys]
+    return {"id": np.array([pass_id(i.image_id, int(p)) for i, p in zip(images, batch["pass"], strict=True)],
+                           dtype=object),
+            "data": np.array([i.data for i in images], dtype=object)}
 
 
 def object_store_budget() -> float | None:

@@ -43,4 +43,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # The commands register themselves on `app` and `bench_app` when imported.
-from bench.cli import nightly, report, run, selfbench, sweep  # noqa: E402,F401
+from bench.cli import decide, nightly, report, run, selfbench, sweep  # noqa: E402,F401

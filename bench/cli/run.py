@@ -33,7 +33,15 @@ def run(
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     weights: Annotated[str, typer.Option(help="random | hub | PATH to a save_pretrained folder")] = "random",
     seed: Annotated[int, typer.Option()] = 0,
-    warmup_batches: Annotated[int, typer.Option()] = 1,
+    warmup_batches: Annotated[int, typer.Option(help="Warm-up floor per worker (it lasts until service times "
+                                                     "settle)")] = 1,
+    stop: Annotated[str, typer.Option(help="images: the source once (a fixed job); rules: cycle the source "
+                                           "until the stopping rules hold")] = "images",
+    min_steady_s: Annotated[float, typer.Option(help="Rule: shortest steady window, seconds")] = 5.0,
+    min_steady_batches: Annotated[int, typer.Option(help="Rule: steady batches from every worker")] = 5,
+    target_rel_ci: Annotated[float | None, typer.Option(help="Rule: widest relative half-width of the 95% "
+                                                             "interval, e.g. 0.03")] = None,
+    max_s: Annotated[float, typer.Option(help="--stop rules: end the run here, rules met or not")] = 300.0,
     actors: Annotated[int, typer.Option(help="Workers of the Ray strategies")] = 1,
     cpus_per_worker: Annotated[float | None, typer.Option()] = None,
     gpus_per_worker: Annotated[float | None, typer.Option()] = None,
@@ -65,7 +73,9 @@ def run(
         images = 64
     spec = RunSpec(strategy=strategy, model=model, batch_size=batch_size, images=images, source=source,
                    image_scale=image_scale, seed=seed, device=device, weights=weights,
-                   warmup_batches=warmup_batches, actors=actors, cpus_per_worker=cpus_per_worker,
+                   warmup_batches=warmup_batches, stop=stop, min_steady_s=min_steady_s,
+                   min_steady_batches=min_steady_batches, target_rel_ci=target_rel_ci, max_s=max_s, actors=actors,
+                   cpus_per_worker=cpus_per_worker,
                    gpus_per_worker=gpus_per_worker, threads=threads, postprocess=postprocess, runtime=runtime,
                    model_transfer=model_transfer, max_in_flight=max_in_flight, actors_max=actors_max,
                    ray_data_split=ray_data_split, pipeline=pipeline, input_mode=input_mode, ray_address=ray_address,
@@ -163,9 +173,12 @@ def print_run_summary(record: RunRecord, path: Path | None, console: Console | N
         loads = cold["model_load_s"]
         console.print(escape(f"  {spec['strategy']} · {spec['model']} · batch {spec['batch_size']} · "
                              f"{spec['device']} · {plan['workers']} worker(s) × {plan['threads']} thread(s)"))
-        console.print(f"  throughput: steady {fmt(m['throughput_steady'])} img/s, end-to-end "
-                      f"{fmt(m['throughput_end_to_end'])} img/s ({m['images']} images, {m['batches']} batches, "
-                      f"{m['warmup_batches']} warm-up)")
+        interval = f" ±{m['throughput_rel_ci']:.1%}" if m.get("throughput_rel_ci") is not None else ""
+        console.print(f"  throughput: steady {fmt(m['throughput_steady'])} img/s{interval} (95%, batch means) over "
+                      f"{fmt(m['steady_window_s'], 1, unit=' s')}, end-to-end {fmt(m['throughput_end_to_end'])} img/s "
+                      f"({m['images']} images, {m['batches']} batches, {m['warmup_batches']} warm-up)")
+        if m.get("stopped_because"):
+            console.print(f"  stopped: {escape(m['stopped_because'])}")
         if not m.get("valid"):
             reasons = "; ".join(m.get("invalid_reasons") or ["recorded before validity was checked"])
             console.print(f"  [yellow]invalid cell[/yellow] (not ranked or compared): {escape(reasons)}")
@@ -188,7 +201,7 @@ def print_run_summary(record: RunRecord, path: Path | None, console: Console | N
                       f"{fmt(record.driver_peak_rss_bytes, 0, 1 / 2**20, ' MiB')}")
         bounds = record.memory_bounds or {}
         streamed = m["images"] - bounds.get("prefetched_images", m["images"])
-        if spec.get("input_mode") != "cluster" and streamed > 0:
+        if spec.get("input_mode") != "cluster" and streamed > 0 and spec.get("stop", "images") == "images":
             console.print(f"  inputs: {streamed} of {m['images']} read inside the window (past the "
                           f"{fmt(bounds['prefetch_budget_bytes'], 0, 1 / 2**20, ' MiB')} prefetch budget: "
                           "raise --prefetch-mb to keep reading out of the figure)")

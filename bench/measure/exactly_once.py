@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from bench.results.tables import hash_ids, partitions
+from bench.workload.images import split_pass
 
 EXAMPLES = 10  # duplicate ids named in the record
 
@@ -42,3 +43,27 @@ def check(id_chunks: Callable[[], Iterable[pa.Array]], expected: int | None, row
     return {"returned": returned, "inputs_seen": seen, "duplicates": len(repeated),
             "duplicate_examples": repeated[:EXAMPLES],
             "exactly_once": not repeated and (expected is None or seen == expected)}
+
+
+def passes_agree(chunks: Iterable[pa.RecordBatch]) -> dict:
+    """A cycled run's inputs (ids `<id>#<pass>`, bench.workload.images.pass_id): every image must give
+    the same map on every pass that ran it at the same forward size (Ray Data regroups rows, and a
+    forward of another size may round differently: bench.results.parity says so across cells). One
+    digest per (image, forward size) is held: the sample set's size, not the run's."""
+    first: dict[tuple[str, int | None], str] = {}
+    passes, mismatched, count = 0, [], 0
+    for chunk in chunks:
+        ids, oks = chunk.column("id").to_pylist(), chunk.column("ok").to_pylist()
+        digests, sizes = chunk.column("digest").to_pylist(), chunk.column("forward_images").to_pylist()
+        for image_id, ok, digest, size in zip(ids, oks, digests, sizes, strict=True):
+            base, number = split_pass(image_id)
+            passes = max(passes, (number or 0) + 1)
+            if not ok:
+                continue
+            seen = first.setdefault((base, size), digest)
+            if seen != digest:
+                count += 1
+                if len(mismatched) < EXAMPLES:
+                    mismatched.append(base)
+    return {"passes": passes, "images": len({base for base, _ in first}), "pass_mismatches": count,
+            "pass_mismatch_examples": mismatched}

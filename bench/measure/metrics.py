@@ -2,27 +2,30 @@
 
 One definition per metric (the README repeats them, one line each):
 
-- **steady throughput** is read on the driver's clock. Each worker's first `warmup_batches` batches
-  carry its one-off costs (lazy initialisation, kernel compilation, an actor still starting). The
-  steady window opens at the instant the *last* worker's warm-up result reached the driver and closes
-  at the last completion; steady throughput = images of the batches completed inside it ÷ its length.
-  Worker clocks are never used for it: a worker's `started` is only for stage breakdowns and Gantt bars.
+- **steady throughput** is read on the driver's clock. Each worker's first batches carry its one-off
+  costs (lazy initialisation, kernel compilation, an actor still starting): its warm-up lasts until its
+  service time has settled (bench.measure.steady: MSER, `warmup_batches` as a floor). The steady
+  window opens at the instant the *last* worker's warm-up result reached the driver and closes at the
+  last completion; steady throughput = images of the batches completed inside it ÷ its length, with a
+  95% interval from batch means. Worker clocks only decide where warm-up ends (service times) and
+  serve stage breakdowns and Gantt bars.
 - **latency** of a batch = `completed − submitted` on the driver: the worker's service
   (`ended − started`, from when the worker began its own work on the batch) plus waiting (queueing,
   transfer, delivery).
 - **validity**, as MLPerf does it: a cell is valid with at least `min_steady_batches` steady batches
-  from every worker and a steady window of at least `min_steady_s`. An invalid cell keeps its figures
-  and says why, and is left out of "best strategy", compare and scaling plots.
+  from every worker, a steady window of at least `min_steady_s` and, when a target is set, an interval
+  no wider than `target_rel_ci` (the stopping rules, bench.measure.steady.Rules). An invalid cell keeps
+  its figures and says why, and is left out of "best strategy", compare and scaling plots.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import pandas as pd
 
 from bench.measure.stats import distribution
+from bench.measure.steady import Rules, SteadyState, steady_state
 from bench.results import tables
 from bench.workload.predictor import STAGES
 
@@ -52,43 +55,28 @@ def events_frame(events: list[BatchEvent] | pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([tables.batch_row(asdict(e)) for e in events], columns=tables.BATCHES.names)
 
 
-def steady_from(events: pd.DataFrame, warmup_batches: int) -> float | None:
-    """Driver-clock instant the steady window opens: when the last worker's warm-up result arrived
-    (0.0, the run start, with no warm-up). None when some worker never finished its warm-up."""
-    if warmup_batches == 0:
-        return 0.0
-    if events.empty:
-        return None
-    by_worker = events.groupby("worker")["completed"]
-    if (by_worker.size() < warmup_batches).any():
-        return None
-    return float(by_worker.apply(lambda done: np.sort(done.to_numpy())[warmup_batches - 1]).max())
+def steady_window(events: pd.DataFrame, warmup_batches: int, cuts: dict[str, int] | None = None) -> SteadyState:
+    """The run's steady window (bench.measure.steady) from its batch events."""
+    return steady_state(events["worker"].to_numpy(), events["completed"].to_numpy(dtype=float),
+                        (events["ended"] - events["started"]).to_numpy(dtype=float),
+                        events["images"].to_numpy(dtype=float), warmup_batches, cuts)
 
 
 def summarise(events: list[BatchEvent] | pd.DataFrame, warmup_batches: int, run_s: float, start_s: float,
               min_steady_batches: int = MIN_STEADY_BATCHES, min_steady_s: float = MIN_STEADY_S,
-              latency_defined: bool = True) -> dict:
-    """Metrics of one run. `latency_defined=False` (a strategy that cannot pair a result with its
-    submission) leaves latency and waiting out rather than report numbers paired with the wrong batch.
+              latency_defined: bool = True, target_rel_ci: float | None = None,
+              warmup_cuts: dict[str, int] | None = None) -> dict:
+    """Metrics of one run. `warmup_cuts`: the warm-up per worker that the stopping rules were met with
+    (a run that stopped on its rules is judged with the cut that stopped it, not a later one).
+    `latency_defined=False` (a strategy that cannot pair a result with its submission) leaves latency
+    and waiting out rather than report numbers paired with the wrong batch.
     Columnar throughout: a million-image run's events are a few numeric columns, not a million objects."""
-    ordered = events_frame(events).sort_values("completed", kind="stable")
+    ordered = events_frame(events).sort_values("completed", kind="stable").reset_index(drop=True)
     total = int(ordered["images"].sum())
-    opens = steady_from(ordered, warmup_batches)
-    steady = ordered[ordered["completed"] > opens] if opens is not None else ordered.iloc[0:0]
-    window = float(steady["completed"].iloc[-1]) - opens if not steady.empty else 0.0
-    steady_images = int(steady["images"].sum())
-    counts = steady["worker"].value_counts()
-    per_worker = {str(w): int(counts.get(w, 0)) for w in ordered["worker"].unique()}
-    reasons = []
-    if steady.empty:
-        reasons.append(f"no batch completed after every worker's {warmup_batches} warm-up batch(es)")
-    else:
-        short = {w: n for w, n in sorted(per_worker.items()) if n < min_steady_batches}
-        if short:
-            reasons.append(f"fewer than {min_steady_batches} steady batches from "
-                           + ", ".join(f"{w} ({n})" for w, n in short.items()))
-        if window < min_steady_s:
-            reasons.append(f"steady window {window:.2f} s is shorter than {min_steady_s:g} s")
+    state = steady_window(ordered, warmup_batches, warmup_cuts)
+    steady = ordered[state.mask] if state.opens is not None else ordered.iloc[0:0]
+    window, steady_images, per_worker = state.window_s, state.images, state.batches_per_worker
+    reasons = Rules(min_steady_s, min_steady_batches, target_rel_ci).unmet(state, warmup_batches)
 
     # `read`: workers that read their own inputs (--input cluster); absent otherwise
     names = ("read", *STAGES) if steady["stage.read"].notna().any() else STAGES
@@ -107,11 +95,13 @@ def summarise(events: list[BatchEvent] | pd.DataFrame, warmup_batches: int, run_
         "warmup_batches": len(ordered) - len(steady),
         "valid": not reasons,
         "invalid_reasons": reasons,
-        "steady_from_s": opens,
+        "steady_from_s": state.opens,
+        "warmup_batches_per_worker": state.warmup_per_worker,
+        "throughput_rel_ci": state.rel_half_width,  # relative half-width of the 95% interval (batch means)
         "steady_images": steady_images,
         "steady_batches_per_worker": per_worker,
         "steady_window_s": window,
-        "throughput_steady": steady_images / window if window > 0 else None,
+        "throughput_steady": state.throughput,
         "throughput_run": total / run_s if run_s > 0 else None,
         "throughput_end_to_end": total / (run_s + start_s) if run_s + start_s > 0 else None,
         "run_s": run_s,

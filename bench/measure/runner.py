@@ -21,10 +21,9 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,8 +32,10 @@ import strategies
 from bench.config import ConfigError, RunSpec
 from bench.measure import exactly_once, runtime_parity, speed_probe
 from bench.measure.faults import Fault, recovery
+from bench.measure.feed import Feed
 from bench.measure.metrics import BatchEvent, summarise
 from bench.measure.samplers import ResourceSampler
+from bench.measure.steady import Rules, Watch
 from bench.platform.host import check_device
 from bench.platform.ray_session import ClusterInfo, local_cluster_info, ray_session
 from bench.results import tables
@@ -43,7 +44,7 @@ from bench.results.record import RunRecord
 from bench.results.store import run_path, write_record
 from bench.results.tables import RunTables
 from bench.workload import runtimes
-from bench.workload.images import SourceUnavailable, batched, key_batches, open_source
+from bench.workload.images import SourceUnavailable, open_source
 from bench.workload.models import WeightsUnavailable, check_weights, model_size, weights_kind
 from bench.workload.predictor import BatchResult, PredictorSpec
 
@@ -150,16 +151,18 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
     record.plan = asdict(plan)
     record.cluster = cluster.to_dict()
     budget = int(spec.prefetch_mb * 2**20)
-    if spec.input_mode == "cluster":  # workers read the source: the driver lists keys, never holds bytes
-        batches, prefetched = enumerate(key_batches(source, spec.batch_size)), Prefetched(0, 0)
-    else:  # before any clock
-        batches, prefetched = prefetch(enumerate(batched(iter(source), spec.batch_size)), budget)
+    cycle = spec.stop == "rules"
+    feed = Feed(source, spec.batch_size, cycle=cycle, cluster=spec.input_mode == "cluster", budget=budget)
+    prefetched = feed.prefetched
+    rules = Rules(spec.min_steady_s, spec.min_steady_batches, spec.target_rel_ci)
+    watch = Watch(rules, spec.warmup_batches)
+    stopped_because = None if cycle else "fixed job: every input of the source once"
     strategy = strategy_cls(spec, predictor, plan)
     clock = time.perf_counter()
     info = strategy.start()
     start_s = time.perf_counter() - clock
 
-    expected = len(source) if hasattr(source, "__len__") else None
+    expected = len(source) if hasattr(source, "__len__") and not cycle else None
     # Nothing here grows with the images: results go to the side tables as they arrive.
     submitted: dict[int, float] = {}  # batches in flight (bounded by the strategy)
     in_flight_peak = 0
@@ -178,9 +181,19 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
     done = 0
     try:
         with ResourceSampler(sample_interval, include_ray=strategy_cls.uses_ray) as sampler:
-            for result in strategy.run(batches, on_submit):
+            for result in strategy.run(feed, on_submit):
                 event = _event(result, submitted, run_start)
                 side.batches.append(tables.batch_row(event))
+                if cycle and not feed.stopped:
+                    watch.add(event["worker"], event["completed"], event["ended"] - event["started"], event["images"])
+                    unmet = watch.unmet(event["completed"])
+                    if unmet == []:
+                        stopped_because = RULES_MET
+                        feed.stop()
+                    elif event["completed"] >= spec.max_s:
+                        unmet = unmet or watch.unmet(float("inf"))
+                        stopped_because = f"max-s ({spec.max_s:g} s) reached with rules unmet: {'; '.join(unmet)}"
+                        feed.stop()
                 batch_count += 1
                 first_completed = first_completed if first_completed is not None else event["completed"]
                 if result.runtime_cold and len(runtime_cold) < RUNTIME_COLD_INLINE:
@@ -221,7 +234,9 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
     if runtime_cold:
         record.cold["runtime"] = runtime_cold
     record.metrics = summarise(events, spec.warmup_batches, run_s, start_s, spec.min_steady_batches,
-                               spec.min_steady_s, strategy.latency_defined)
+                               spec.min_steady_s, strategy.latency_defined, spec.target_rel_ci,
+                               watch.cuts if stopped_because == RULES_MET else None)
+    record.metrics["stopped_because"] = stopped_because or "the input ended before the rules were met"
     record.run_start_wall = run_start
     record.utilisation = sampler.summary()
     record.bad_images = bad
@@ -243,6 +258,8 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
     # Driver CPU in the window (harness, strategy and, for Ray Data, its streaming executor): on a small
     # machine every driver CPU-second is taken from the workers.
     record.driver_cpu_s = driver_cpu_s
+    if cycle:  # every (image, pass) handed out; Ray Data cycles on its own and reports what it read
+        expected = feed.images_fed if feed.images_fed else getattr(strategy, "images_fed", None)
     verdict = exactly_once.check(lambda: (b.column(0) for b in record.iter_table("outputs", ["id"])), expected,
                                  record.row_count("outputs"))
     record.counts = {"inputs_expected": expected, "inputs_seen": verdict["inputs_seen"], "ok": ok_count,
@@ -250,6 +267,12 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
     if verdict["duplicate_examples"]:
         record.counts["duplicate_examples"] = verdict["duplicate_examples"]
     record.inputs_prefetched = prefetched.images
+    if cycle:
+        agree = exactly_once.passes_agree(record.iter_table("outputs", ["id", "ok", "digest", "forward_images"]))
+        record.counts.update(agree)
+        if agree["pass_mismatches"] and not record.error:
+            record.error = (f"{agree['pass_mismatches']} repeated input(s) gave another map on a later pass at the "
+                            f"same forward size, e.g. {agree['pass_mismatch_examples'][0]!r}")
     if not verdict["exactly_once"]:
         record.error = (f"exactly-once check failed: {verdict['inputs_seen']} of {expected} inputs came back, "
                         f"{verdict['duplicates']} more than once")
@@ -281,27 +304,9 @@ def _first_readable(source, record: RunRecord, count: int, chunk: int = 64) -> t
     return chosen, {i.image_id: digests[i.image_id] for i in chosen}
 
 
+RULES_MET = "every stopping rule held"
 BAD_INLINE = 100  # bad images named in the record itself; all of them are rows of the outputs table
 RUNTIME_COLD_INLINE = 64  # workers' runtime cold costs kept (tasks build a runtime per task: one per batch)
-
-
-class Prefetched(NamedTuple):
-    images: int
-    bytes: int
-
-
-def prefetch(batches, budget: int) -> tuple[Iterator, Prefetched]:
-    """Read (or generate) encoded batches before the clock starts, up to `budget` bytes, so producing
-    inputs stays out of the measured window; past the budget the rest streams, keeping driver memory
-    bounded. Returns (iterator over every batch, what was prefetched)."""
-    ready, size, images = [], 0, 0
-    for item in batches:
-        ready.append(item)
-        images += len(item[1])
-        size += sum(len(image.data) for image in item[1])
-        if size >= budget:
-            break
-    return itertools.chain(ready, batches), Prefetched(images, size)
 
 
 def _event(result: BatchResult, submitted: dict[int, float], run_start: float) -> dict:

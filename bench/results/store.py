@@ -76,6 +76,20 @@ def write_record(path: Path, record: RunRecord) -> Path:
     return written
 
 
+SIDE_JSON_LIMIT = 16 * 2**20  # a plan or a decision is kilobytes; a larger file is not one of ours
+
+
+def read_json_bounded(path: Path, limit: int = SIDE_JSON_LIMIT) -> dict:
+    """A plan or decision JSON beside records (data: bounded, and a dict or nothing)."""
+    try:
+        if Path(path).stat().st_size > limit:
+            raise ValueError(f"{path} is larger than {limit} bytes: not a segbench file")
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def read_record(path: Path) -> RunRecord:
     """One record; a ValueError (NotARecord for other JSON or a schema this version cannot read)."""
     record = RunRecord.from_dict(json.loads(Path(path).read_text()), str(path))

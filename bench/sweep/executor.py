@@ -86,11 +86,7 @@ def run_sweep(sweep: SweepSpec, results_dir: Path, *, force: bool = False, ray_a
     host = host_info()
     cells, skipped = sweep.expand(host)
     folder = sweep_folder(results_dir, sweep)
-    write_atomic(folder / "plan.json", {
-        "kind": "segbench.sweep_plan", "sweep": sweep.to_dict(), "host": host.__dict__,
-        "cells": [c.spec.to_dict() | {"cell_id": c.cell_id} for c in cells],
-        "skipped": [{"values": s.values, "reason": s.reason} for s in skipped],
-        "written_at": dt.datetime.now(dt.UTC).isoformat()})
+    write_plan(folder, sweep, host, cells, skipped)
     outcome = SweepOutcome(folder, skipped=skipped)
     rounds = schedule(cells, sweep.repeats)
     done = ResultStore([folder / "runs"])
@@ -98,7 +94,7 @@ def run_sweep(sweep: SweepSpec, results_dir: Path, *, force: bool = False, ray_a
     outcome.resumed = len(rounds) - len(todo)
     needs_ray = any(strategies.get(c.spec.strategy).uses_ray for c, _ in todo)
     # Handlers go in after Ray starts: ray.init installs its own SIGTERM handler (sys.exit(15)).
-    with _shared_ray(needs_ray, ray_address) as address, _signals_raise() as current:
+    with shared_ray(needs_ray, ray_address) as address, signals_raise() as current:
         for number, (cell, repeat) in enumerate(todo):
             if on_cell:
                 on_cell(number, len(todo), f"{cell.cell_id} r{repeat}")
@@ -110,6 +106,14 @@ def run_sweep(sweep: SweepSpec, results_dir: Path, *, force: bool = False, ray_a
         if on_cell:
             on_cell(len(todo), len(todo), "")
     return outcome
+
+
+def write_plan(folder: Path, sweep: SweepSpec, host: HostInfo, cells: list[Cell], skipped: list) -> None:
+    write_atomic(folder / "plan.json", {
+        "kind": "segbench.sweep_plan", "sweep": sweep.to_dict(), "host": host.__dict__,
+        "cells": [c.spec.to_dict() | {"cell_id": c.cell_id} for c in cells],
+        "skipped": [{"values": s.values, "reason": s.reason} for s in skipped],
+        "written_at": dt.datetime.now(dt.UTC).isoformat()})
 
 
 def run_isolated(spec, folder: Path, repeat: int, sweep: SweepSpec, current: dict,
@@ -199,7 +203,7 @@ def kill_tree(pid: int, grace_s: float = 5.0) -> None:
 
 
 @contextlib.contextmanager
-def _shared_ray(needed: bool, address: str | None):
+def shared_ray(needed: bool, address: str | None):
     """Yield the address cells should connect to: the given one, or a local instance started here."""
     if not needed or address:
         yield address
@@ -214,9 +218,9 @@ def _shared_ray(needed: bool, address: str | None):
 
 
 @contextlib.contextmanager
-def _signals_raise():
+def signals_raise():
     """SIGINT/SIGTERM: stop the running cell, record it as interrupted, and unwind (Ray shuts down in
-    the `finally` of `_shared_ray`); the caller exits 130/143."""
+    the `finally` of `shared_ray`); the caller exits 130/143."""
     current: dict = {"child": None}
 
     def handler(signum, _frame):

@@ -222,18 +222,37 @@ class KeyBatch:
 
     source: ImageSource
     keys: tuple
+    pass_number: int | None = None  # a cycled source's pass: ids are named by pass_id
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def load(self) -> list[EncodedImage]:
-        return [self.source.load(key) for key in self.keys]
+        images = [self.source.load(key) for key in self.keys]
+        if self.pass_number is None:
+            return images
+        return [EncodedImage(pass_id(i.image_id, self.pass_number), i.data) for i in images]
 
 
-def key_batches(source: ImageSource, batch_size: int) -> Iterator[KeyBatch]:
+def key_batches(source: ImageSource, batch_size: int, pass_number: int | None = None) -> Iterator[KeyBatch]:
     """The source in batches of keys, listed lazily: what the driver sends when workers read."""
     portable = source.portable() if isinstance(source, FolderSource) else source
-    return (KeyBatch(portable, tuple(keys)) for keys in batched(source.keys(), batch_size))
+    return (KeyBatch(portable, tuple(keys), pass_number) for keys in batched(source.keys(), batch_size))
+
+
+PASS_MARK = "#"
+
+
+def pass_id(image_id: str, number: int) -> str:
+    """A cycled input's id: the source's id and its pass (every pass, the first included, so a file whose
+    own name ends in `#1` never collides with another image's second pass)."""
+    return f"{image_id}{PASS_MARK}{number}"
+
+
+def split_pass(image_id: str) -> tuple[str, int | None]:
+    """(the source's id, the pass) of a cycled input's id; (id, None) for an id that is not cycled."""
+    base, mark, number = image_id.rpartition(PASS_MARK)
+    return (base, int(number)) if mark and number.isdigit() else (image_id, None)
 
 
 def batched(images: Iterator, batch_size: int) -> Iterator[list]:

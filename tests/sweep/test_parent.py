@@ -47,7 +47,7 @@ def short_grace(monkeypatch):
 @pytest.mark.parametrize("child", [flood, close_and_hang])
 def test_deadline_holds_whatever_the_child_does_with_the_pipe(child, short_grace, tmp_path):
     clock = time.monotonic()
-    with executor._signals_raise() as current:
+    with executor.signals_raise() as current:
         record = executor.run_isolated(SPEC, tmp_path, 0, SWEEP, current, on_images=lambda *_: None, target=child)
     assert record.status == "timeout" and "killed after 2 s" in record.error
     assert time.monotonic() - clock < 2.0 + 15  # the deadline, plus the kill's own grace
@@ -58,7 +58,7 @@ def test_sigterm_as_the_cell_finishes_keeps_its_ok_record(tmp_path):
     def signal_now(done, total):
         os.kill(os.getpid(), signal.SIGTERM)
 
-    with pytest.raises(executor.SweepInterrupted), executor._signals_raise() as current:
+    with pytest.raises(executor.SweepInterrupted), executor.signals_raise() as current:
         executor.run_isolated(SPEC.replace(timeout_s=30), tmp_path, 0, SWEEP, current, on_images=signal_now,
                               target=finish_ok)
     (path,) = (tmp_path / "runs").rglob("*.json")

@@ -1,0 +1,152 @@
+"""`segbench decide`: race a preset or sweep file to a decision within a time budget (bench.sweep.decide)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from bench.cli import app, isolate_local_ray
+from bench.config import ConfigError
+from bench.report.format import fmt
+from bench.sweep.spec import SweepSpec
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(s|m|h)?")
+MAX_BUDGET_S = 7 * 86400.0
+
+
+def parse_budget(text: str) -> float:
+    """'300', '300s', '5m', '1.5h' → seconds (finite, positive, at most a week)."""
+    match = _DURATION.fullmatch(text.strip())
+    if not match:
+        raise ConfigError(f"--budget {text!r}: give a duration such as 300s, 5m or 1h")
+    seconds = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
+    if not 0 < seconds <= MAX_BUDGET_S:
+        raise ConfigError(f"--budget {text!r} must be above 0 and at most a week")
+    return seconds
+
+
+@app.command()
+def decide(
+    file: Annotated[Path | None, typer.Argument(help="Sweep TOML file (or use --preset)")] = None,
+    preset: Annotated[str | None, typer.Option(help="quick | nightly | full | runtimes")] = None,
+    budget: Annotated[str, typer.Option(help="Time for the whole race: 300s, 5m, 1h")] = "5m",
+    margin: Annotated[float, typer.Option(help="Smallest speed-up that counts (0.05 = 5%)")] = 0.05,
+    alpha: Annotated[float, typer.Option(help="Chance of eliminating the fastest cell, over the whole race")] = 0.05,
+    results: Annotated[Path, typer.Option(help="Results folder (the decision goes under decisions/NAME/)")] = Path(
+        "results"),
+    ray_address: Annotated[str | None, typer.Option(help="Run Ray cells on this cluster")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what recommend --json prints, and the race")] = False,
+) -> None:
+    """Run every cell once under its stopping rules, then race the cells that could still be fastest."""
+    if (file is None) == (preset is None):
+        raise ConfigError("give a sweep file or --preset, not both or neither")
+    if not (0 <= margin < 1):
+        raise ConfigError(f"--margin must be a fraction in [0, 1) (got {margin})")
+    if not (0 < alpha < 0.5):
+        raise ConfigError(f"--alpha must be in (0, 0.5) (got {alpha})")
+    seconds = parse_budget(budget)
+    spec = SweepSpec.preset(preset) if preset else SweepSpec.from_toml(file)
+    isolate_local_ray(spec.strategies, ray_address, spec.weights, spec.source)
+    from bench.sweep.decide import run_decide
+
+    def on_cell(name: str) -> None:
+        print(f"decide: {name}", file=sys.stderr, flush=True)
+
+    decision = run_decide(spec, results, seconds, margin, alpha, ray_address=ray_address, on_cell=on_cell)
+    payload = decision_payload(decision.folder)
+    if as_json:
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        print_decision(payload, decision.folder)
+    typer.echo(f"records: {decision.folder}", err=as_json)
+
+
+def decision_payload(folder: Path) -> dict:
+    """`recommend --json`'s decisions for the decision's records, with the race (decision.json) beside them."""
+    from bench.results.decision import recommend
+    from bench.results.store import ResultStore, read_json_bounded
+    from bench.results.summary import cell_summary
+
+    frame = ResultStore([folder / "runs"]).frame()
+    race = read_json_bounded(folder / "decision.json")
+    return {"decisions": recommend(frame, cell_summary(frame)) if not frame.empty else [], **race}
+
+
+def verdict_line(payload: dict, names: dict[str, str]) -> str:
+    """The race's answer in one sentence."""
+    margin = payload["margin"]
+    if payload["outcome"] == "winner":
+        return f"{names[payload['winner']]} is the fastest, ahead of every other cell by more than {margin:.0%} (95%)"
+    tie = payload.get("tie")
+    if not tie:
+        return "no cell could be ranked"
+    low, high = tie["spread_ci"]
+    return (f"{_join([names[c] for c in tie['cells']])} are within {tie['spread']:.0%} of each other "
+            f"(95% interval of the spread {low:.0%} to {high:.0%}); {payload['stopped_because']}")
+
+
+def cell_names(folder: Path) -> dict[str, str]:
+    """Cell id → a short configuration name ("actors a2", "ray_data b4 a2 onnxruntime")."""
+    from bench.results.store import read_json_bounded
+
+    plan = read_json_bounded(folder / "plan.json")
+    out = {}
+    for cell in plan.get("cells", []):
+        runtime = "" if cell.get("runtime", "eager") == "eager" else f" {cell['runtime']}"
+        out[cell["cell_id"]] = f"{cell['strategy']} {cell['model']} bs{cell['batch_size']} a{cell['actors']}{runtime}"
+    return out
+
+
+def print_decision(payload: dict, folder: Path | None = None, console: Console | None = None) -> None:
+    console = console or Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    names = cell_names(folder) if folder else {}
+    names = {c["cell_id"]: names.get(c["cell_id"], c["cell_id"]) for c in payload["cells"]} | names
+    table = Table("cell", "repeats", "img/s (geo mean)", "vs leader [95%]", "out in round", "p (Holm)",
+                  title=f"decide: margin {payload['margin']:.0%}, budget {payload['budget_s']:.0f} s, spent "
+                        f"{payload['spent_s']:.0f} s")
+    leader = max((c for c in payload["cells"] if c["samples"]), default=None,
+                 key=lambda c: sum(map(_log, c["samples"])) / len(c["samples"]))
+    for cell in sorted(payload["cells"], key=lambda c: -_geo(c["samples"])):
+        ratio = _vs(cell, leader) if leader and cell is not leader else "-"
+        table.add_row(escape(names[cell["cell_id"]]), str(cell["repeats"]), fmt(_geo(cell["samples"]) or None),
+                      ratio, str(cell["eliminated_round"] or "-") if not cell["not_rankable"] else "not rankable",
+                      fmt(cell["p_adjusted"], 3))
+    console.print(table)
+    for cell in payload["cells"]:
+        if cell["not_rankable"]:
+            console.print(escape(f"  not rankable: {names[cell['cell_id']]}: {cell['not_rankable']}"))
+    console.print(escape(verdict_line(payload, names)))
+
+
+def _log(value: float) -> float:
+    import math
+
+    return math.log(value)
+
+
+def _geo(samples: list[float]) -> float:
+    import math
+
+    return math.exp(sum(map(math.log, samples)) / len(samples)) if samples else 0.0
+
+
+def _vs(cell: dict, leader: dict) -> str:
+    from bench.results import race
+
+    a, b = race.Racer(cell["cell_id"], cell["samples"]), race.Racer(leader["cell_id"], leader["samples"])
+    if not a.samples:
+        return "-"
+    ratio, low, high = race.ratio_interval(a, b, [a, b])
+    return f"{ratio:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
