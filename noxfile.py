@@ -26,9 +26,15 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def demo(session: nox.Session) -> None:
-    """The main job on the embedded default: the `quick` sweep (every strategy, b0, synthetic images)."""
-    session.run(PY, "-m", "bench", "sweep", "--preset", "quick", "--results", "results", *session.posargs)
-    session.log("records: results/sweeps/quick/runs/ (one JSON file per cell and repeat)")
+    """The main job on the embedded default: race the `quick` preset (every strategy, b0, synthetic images)
+    to a decision within 5 minutes, then render its report."""
+    from pathlib import Path
+
+    session.run(PY, "-m", "bench", "decide", "--preset", "quick", "--budget", "5m", "--results", "results",
+                *session.posargs)
+    decision = max((Path("results") / "decisions" / "quick").iterdir())  # folders are named by UTC time
+    session.run(PY, "-m", "bench", "report", str(decision), "--out", "results/reports/quick")
+    session.log(f"records: {decision}/runs/; report: results/reports/quick/report.html")
 
 
 @nox.session(default=False)

@@ -112,6 +112,12 @@ def _prepare_stage(batch: dict[str, np.ndarray], side: int) -> dict[str, np.ndar
     }
 
 
+# Ray Data's backpressure did not hold a read task that never ends: it drained the generator into 128 MiB
+# blocks (gigabytes read ahead, a quarter of a core, and bursty delivery on the 2-core VM), and a resource
+# limit on the object store deadlocked the pipeline. So the driver grants the reader credit: at most this
+# many batches beyond the last one it received.
+READ_AHEAD_BATCHES = 16
+
 # CPUs reserved for Ray Data's read and preprocess tasks (fractional, so they always find room beside
 # the actors; see bench.measure.budget).
 TASK_CPUS = 0.25
@@ -175,8 +181,10 @@ class RayDataStrategy(Strategy):
         model_args = {"compute": compute, "batch_size": spec.batch_size, "num_cpus": plan.cpus,
                       "num_gpus": plan.gpus or None, "fn_constructor_args": (self.predictor,)}
         if cycled:
-            ds = ray.data.read_datasource(_cycled_passes(refs, self._key_source(refs), spec.batch_size),
-                                          num_cpus=TASK_CPUS)
+            # One block a batch, as read: without override_num_blocks Ray Data splits each into 200 pieces.
+            ds = ray.data.read_datasource(_cycled_passes(refs, self._key_source(refs), spec.batch_size,
+                                                         self._credit),
+                                          num_cpus=TASK_CPUS, override_num_blocks=1)
             if refs is None:
                 ds = ds.map_batches(_load_keys, batch_size=spec.batch_size, num_cpus=TASK_CPUS,
                                     fn_kwargs={"source": self._key_source(refs)})
@@ -229,6 +237,7 @@ class RayDataStrategy(Strategy):
     def run(self, batches: Iterator[IndexedBatch], on_submit: Callable[[int], None]) -> Iterator[BatchResult]:
         import pyarrow as pa
         import ray
+        from ray.data import DataContext
 
         # Under the stopping rules Ray Data cycles the source itself (_CycledPasses) and stops when the
         # runner's feed is stopped: the driver then leaves the iterator, which ends the execution.
@@ -242,6 +251,14 @@ class RayDataStrategy(Strategy):
         calls: dict[str, list] = {}
         index = 0
         self.images_fed = 0
+        context = DataContext.get_current()
+        block_size = context.target_max_block_size
+        if cycled:
+            self._credit = ray.remote(_Credit).options(num_cpus=0).remote()
+            self._credit.grant.remote(READ_AHEAD_BATCHES)
+            # A read task's output is held until it fills a block of this size (128 MiB): with a paced reader
+            # that never happens. One row a block here; map_batches regroups rows into batches.
+            context.target_max_block_size = 1
         self._ds = self._dataset(refs, cycled)
         blocks = iter(self._ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0))
         try:
@@ -254,10 +271,15 @@ class RayDataStrategy(Strategy):
                         self.images_fed += len(result.images)
                         yield result
                         index += 1
-                if cycled and batches.stopped and not calls:
+                        if cycled:  # calls hold about a batch each: credit follows what came back
+                            self._credit.grant.remote(index + READ_AHEAD_BATCHES)
+                if cycled and batches.stopped:  # rows of a call cut across blocks are dropped, never counted
                     break
         finally:
             blocks.close()
+            context.target_max_block_size = block_size
+            if cycled:
+                ray.kill(self._credit)
 
     def stats(self) -> dict | None:
         """Ray Data's own statistics of the execution: per operator, and the driver's iterator."""
@@ -284,7 +306,30 @@ class RayDataStrategy(Strategy):
                            json.loads(first["runtime_cold"]) if first["runtime_cold"] else None)
 
 
-def _cycled_passes(refs, source, batch_size: int):
+class _Credit:
+    """How far the cycled reader may run: batches the driver allows (an async actor: the reader waits in it)."""
+
+    def __init__(self) -> None:
+        self.allowed = 0
+        self.changed = None
+
+    async def grant(self, allowed: int) -> None:
+        import asyncio
+
+        self.changed = self.changed or asyncio.Condition()
+        async with self.changed:
+            self.allowed = max(self.allowed, allowed)
+            self.changed.notify_all()
+
+    async def wait(self, batch: int) -> None:
+        import asyncio
+
+        self.changed = self.changed or asyncio.Condition()
+        async with self.changed:
+            await self.changed.wait_for(lambda: self.allowed > batch)
+
+
+def _cycled_passes(refs, source, batch_size: int, credit):
     """Ray Data's input under the stopping rules: a datasource of one read task that yields the source's
     batches pass after pass (ids named by pass, bench.workload.images.pass_id), lazily: Ray Data's
     backpressure holds it a few blocks ahead of the model stage, and it ends when the driver stops
@@ -298,9 +343,19 @@ def _cycled_passes(refs, source, batch_size: int):
             return None
 
         def get_read_tasks(self, parallelism: int, per_task_row_limit=None, data_context=None) -> list:
-            return [ReadTask(lambda: _passes(refs, source, batch_size), BlockMetadata(None, None, None))]
+            return [ReadTask(lambda: _paced(_passes(refs, source, batch_size), credit),
+                             BlockMetadata(None, None, None))]
 
     return Passes()
+
+
+def _paced(blocks, credit):
+    """The reader's blocks, each once the driver has granted it."""
+    import ray
+
+    for number, block in enumerate(blocks):
+        ray.get(credit.wait.remote(number))
+        yield block
 
 
 def _passes(refs, source, batch_size: int):

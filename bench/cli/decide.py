@@ -16,6 +16,7 @@ from rich.table import Table
 from bench.cli import app, isolate_local_ray
 from bench.config import ConfigError
 from bench.report.format import fmt
+from bench.results import race
 from bench.sweep.spec import SweepSpec
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(s|m|h)?")
@@ -80,19 +81,6 @@ def decision_payload(folder: Path) -> dict:
     return {"decisions": recommend(frame, cell_summary(frame)) if not frame.empty else [], **race}
 
 
-def verdict_line(payload: dict, names: dict[str, str]) -> str:
-    """The race's answer in one sentence."""
-    margin = payload["margin"]
-    if payload["outcome"] == "winner":
-        return f"{names[payload['winner']]} is the fastest, ahead of every other cell by more than {margin:.0%} (95%)"
-    tie = payload.get("tie")
-    if not tie:
-        return "no cell could be ranked"
-    low, high = tie["spread_ci"]
-    return (f"{_join([names[c] for c in tie['cells']])} are within {tie['spread']:.0%} of each other "
-            f"(95% interval of the spread {low:.0%} to {high:.0%}); {payload['stopped_because']}")
-
-
 def cell_names(folder: Path) -> dict[str, str]:
     """Cell id → a short configuration name ("actors a2", "ray_data b4 a2 onnxruntime")."""
     from bench.results.store import read_json_bounded
@@ -107,6 +95,12 @@ def cell_names(folder: Path) -> dict[str, str]:
 
 def print_decision(payload: dict, folder: Path | None = None, console: Console | None = None) -> None:
     console = console or Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    if folder:
+        from bench.cli.sweep import validity_line
+        from bench.results.store import ResultStore
+        from bench.results.summary import cell_summary
+
+        console.print(validity_line(cell_summary(ResultStore([folder / "runs"]).frame())), markup=False)
     names = cell_names(folder) if folder else {}
     names = {c["cell_id"]: names.get(c["cell_id"], c["cell_id"]) for c in payload["cells"]} | names
     table = Table("cell", "repeats", "img/s (geo mean)", "vs leader [95%]", "out in round", "p (Holm)",
@@ -123,7 +117,7 @@ def print_decision(payload: dict, folder: Path | None = None, console: Console |
     for cell in payload["cells"]:
         if cell["not_rankable"]:
             console.print(escape(f"  not rankable: {names[cell['cell_id']]}: {cell['not_rankable']}"))
-    console.print(escape(verdict_line(payload, names)))
+    console.print(escape(race.verdict(payload, names)))
 
 
 def _log(value: float) -> float:
@@ -139,8 +133,6 @@ def _geo(samples: list[float]) -> float:
 
 
 def _vs(cell: dict, leader: dict) -> str:
-    from bench.results import race
-
     a, b = race.Racer(cell["cell_id"], cell["samples"]), race.Racer(leader["cell_id"], leader["samples"])
     if not a.samples:
         return "-"
@@ -148,5 +140,3 @@ def _vs(cell: dict, leader: dict) -> str:
     return f"{ratio:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def _join(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 from bench.cli import app, isolate_local_ray
+from bench.cli.report import ALLOW_UNGATED_HELP
 from bench.config import ConfigError
 from bench.results import baselines
 from bench.results.environment import environment
@@ -39,8 +40,10 @@ def nightly(
         help="Fail (exit 2) where this machine has no baseline, instead of recording one and passing")] = False,
     threshold: Annotated[float, typer.Option(help="Relative change that counts (0.10 = 10%)")] = 0.10,
     alpha: Annotated[float, typer.Option(help="Family-wise significance level (Holm over all cells)")] = 0.05,
+    allow_ungated: Annotated[bool, typer.Option(help=ALLOW_UNGATED_HELP)] = False,
 ) -> None:
-    """Gate this tree against this machine's baseline; record that baseline first where there is none."""
+    """Gate this tree against this machine's baseline; record that baseline first where there is none.
+    Exit 1 on a regression, 3 when a baseline cell could not be gated (unless --allow-ungated)."""
     from bench.cli.report import check_gate, judge
     from bench.cli.sweep import run_ab, run_with_progress
     from bench.sweep.interleave import baseline_commit
@@ -62,13 +65,14 @@ def nightly(
     print(f"segbench nightly: this machine is {baselines.describe(machine)}; its baseline: {here}")
     if interleave:
         rounds = spec.repeats
-        raise typer.Exit(run_ab(sweep_args, rounds, baseline_commit(str(here)), results, threshold, alpha))
+        raise typer.Exit(run_ab(sweep_args, rounds, baseline_commit(str(here)), results, threshold, alpha,
+                                allow_ungated))
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     candidate = results / "nightly" / stamp
     code = run_with_progress(spec, candidate, force=False, ray_address=None, quiet=True)
     if code not in (0, 1):
         raise typer.Exit(code)
-    raise typer.Exit(judge([here], candidate, threshold, alpha))
+    raise typer.Exit(judge([here], candidate, threshold, alpha, allow_ungated=allow_ungated))
 
 
 def check_same_cells(spec: SweepSpec, here: Path) -> None:

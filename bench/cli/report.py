@@ -125,11 +125,19 @@ def compare(
     across_machines: Annotated[bool, typer.Option(
         help="Compare records from different machines, each repeat divided by its own machine-speed probe")] = False,
     require_same_machine: Annotated[bool, typer.Option(hidden=True, help="No effect: now the default")] = False,
+    allow_ungated: Annotated[bool, typer.Option(help=ALLOW_UNGATED_HELP)] = False,
 ) -> None:
-    """Compare a candidate run with a baseline; exit 1 on a regression. Records from different machines
-    are refused unless --across-machines."""
+    """Compare a candidate run with a baseline. Exit 0: every baseline cell gated, no regression; 1: a
+    regression (or a failed cell); 2: bad input; 3: a baseline cell could not be gated (invalid on a side,
+    or missing), unless --allow-ungated. Records from different machines are refused unless --across-machines."""
     check_gate(threshold, alpha)
-    raise typer.Exit(judge(list(baseline), candidate, threshold, alpha, across_machines))
+    raise typer.Exit(judge(list(baseline), candidate, threshold, alpha, across_machines,
+                           allow_ungated=allow_ungated))
+
+
+UNGATED_EXIT = 3  # beside 1 (a regression) and 2 (bad input): the gate could not test every baseline cell
+ALLOW_UNGATED_HELP = "Pass (exit 0) even when a baseline cell could not be gated (else exit 3)"
+_GATED = ("regression", "improvement", "unchanged")
 
 
 def check_gate(threshold: float, alpha: float) -> None:
@@ -161,9 +169,11 @@ def machine_baseline(root: Path, candidate: Path, across_machines: bool) -> Path
 
 
 def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float, across_machines: bool = False,
-          same_host: bool = False) -> int:
-    """Print the comparison table; 1 when a cell regressed or failed, else 0. `same_host`: both sides were
-    measured here in one job (an A/B), whatever fingerprint each side's code computed."""
+          same_host: bool = False, allow_ungated: bool = False) -> int:
+    """Print the comparison table and how many baseline cells it gated; 1 when a cell regressed or failed,
+    else UNGATED_EXIT when a baseline cell could not be gated (unless `allow_ungated`), else 0.
+    `same_host`: both sides were measured here in one job (an A/B), whatever fingerprint each side's code
+    computed."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -214,7 +224,20 @@ def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float,
     if result.caveats:
         console.print(escape(result.caveats))
     bad = result.regressions
-    console.print(f"{len(bad)} regression(s) in {len(result.cells)} cells" if bad else "no regression")
+    in_baseline = [c for c in result.cells if c.verdict != "new"]
+    gated = [c for c in in_baseline if c.verdict in _GATED or c.verdict == "failed"]
+    ungated = [c for c in in_baseline if c not in gated]
+    console.print(f"gated {len(gated)} of {len(in_baseline)} baseline cells"
+                  + (f"; not gated: {', '.join(escape(f'{c.label} ({c.verdict})') for c in ungated)}" if ungated
+                     else ""))
+    if bad:
+        console.print(f"{len(bad)} regression(s) in {len(gated)} gated cells")
+    elif gated:
+        console.print(f"no regression in {len(gated)} gated cells")
+    else:
+        console.print("nothing was gated: no verdict")
     if line := detectable_summary(result):
         console.print(escape(line))
-    return 1 if bad else 0
+    if bad:
+        return 1
+    return UNGATED_EXIT if ungated and not allow_ungated else 0

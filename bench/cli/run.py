@@ -164,7 +164,9 @@ def image_progress(quiet: bool = False, every_s: float = 10.0) -> Iterator[Progr
 def print_run_summary(record: RunRecord, path: Path | None, console: Console | None = None) -> None:
     console = console or Console(highlight=False)
     spec = record.spec
-    console.print(f"[bold]{escape(record.cell_id)}[/bold]  status: {record.status}")
+    validity = "" if not record.metrics else ("  valid" if record.metrics.get("valid") else
+                                               "  [yellow]INVALID: not ranked or compared[/yellow]")
+    console.print(f"[bold]{escape(record.cell_id)}[/bold]  status: {record.status}{validity}")
     if record.error:
         console.print(f"  error: {escape(record.error)}")
     m = record.metrics

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from bench.cli import app, isolate_local_ray
 from bench.cli.progress import image_columns
+from bench.cli.report import ALLOW_UNGATED_HELP
 from bench.config import ConfigError
 from bench.report.format import fmt
 from bench.results import baselines
@@ -82,9 +83,21 @@ def _run_live(spec, results, force, ray_address):
         return run_sweep(spec, results, force=force, ray_address=ray_address, on_cell=on_cell, on_images=on_images)
 
 
+def validity_line(summary) -> str:
+    """The first line of a run's summary: how many cells may be ranked, and which may not."""
+    if summary.empty:
+        return "no cell finished"
+    bad = summary[~summary["valid"].astype(bool)]
+    if bad.empty:
+        return f"all {len(summary)} cells valid"
+    return (f"{len(bad)} of {len(summary)} cells INVALID (not ranked, compared or plotted): "
+            + ", ".join(bad["cell_id"].astype(str)))
+
+
 def print_summary(folder: Path, spec: SweepSpec, console: Console) -> None:
     frame = ResultStore([folder / "runs"]).frame()
     summary = cell_summary(frame, spec.noise_cv)
+    console.print(validity_line(summary), markup=False)
     table = Table("strategy", "model", "runtime", "device", "batch", "actors", "status", "steady img/s", "cv",
                   "e2e img/s", "p95 batch s", "cpu % (tree)", "peak RSS MiB", title=f"sweep {spec.name!r}")
     order = ["model", "device", "runtime", "strategy", "batch_size", "actors"]
@@ -146,9 +159,11 @@ def ab(
     results: Annotated[Path, typer.Option(help="Results folder (records land under RESULTS/ab/)")] = Path("results"),
     threshold: Annotated[float, typer.Option(help="Relative change that counts (0.05 = 5%)")] = 0.05,
     alpha: Annotated[float, typer.Option(help="Family-wise significance level (Holm over all cells)")] = 0.05,
+    allow_ungated: Annotated[bool, typer.Option(help=ALLOW_UNGATED_HELP)] = False,
 ) -> None:
     """Run a sweep on a baseline commit and on this tree in alternating rounds, then compare the two
-    (exit 1 on a regression): the baseline is re-measured side by side, not read from another day."""
+    (exit 1 on a regression, 3 when a cell could not be gated): the baseline is re-measured side by side,
+    not read from another day."""
     from bench.cli.report import check_gate
     from bench.sweep.interleave import baseline_commit
 
@@ -163,7 +178,7 @@ def ab(
                              else baseline)
     isolate_local_ray(spec.strategies, None, spec.weights, spec.source)
     sweep_args = ["--preset", preset] if preset else [str(file.resolve())]
-    raise typer.Exit(run_ab(sweep_args, rounds, commit, results, threshold, alpha))
+    raise typer.Exit(run_ab(sweep_args, rounds, commit, results, threshold, alpha, allow_ungated))
 
 
 def this_machines_baseline(root: Path) -> Path:
@@ -176,7 +191,8 @@ def this_machines_baseline(root: Path) -> Path:
     raise ConfigError(f"{root} has no baseline for this machine ({fingerprint}); `segbench nightly` records one")
 
 
-def run_ab(sweep_args: list[str], rounds: int, commit: str, results: Path, threshold: float, alpha: float) -> int:
+def run_ab(sweep_args: list[str], rounds: int, commit: str, results: Path, threshold: float, alpha: float,
+           allow_ungated: bool = False) -> int:
     """The interleaved rounds, then the comparison; the exit code (1 on a regression)."""
     from bench.cli.report import judge
     from bench.sweep.interleave import SideStopped, run_interleaved
@@ -192,4 +208,4 @@ def run_ab(sweep_args: list[str], rounds: int, commit: str, results: Path, thres
         print(f"segbench ab: {stop}; the finished rounds are kept", file=sys.stderr)
         return stop.exit_code
     print(f"baseline {commit[:12]}: {sides.baseline}; candidate (this tree): {sides.candidate}")
-    return judge([sides.baseline], sides.candidate, threshold, alpha, same_host=True)
+    return judge([sides.baseline], sides.candidate, threshold, alpha, same_host=True, allow_ungated=allow_ungated)

@@ -68,6 +68,7 @@ def build_report(paths: list[Path], out: Path, examples: int = 3, parity_referen
     report.exports = export(records, summary, out)
     # Computed once for both renderings: parity reads every record's outputs table.
     tables = _tables(records, repeats, summary, _skipped(paths), report.parity_reference)
+    tables["race"] = _race(paths, records)
     report.html = write_atomic(out / "report.html", render_html(tables, report))
     report.markdown = write_atomic(out / "report.md", render_markdown(tables, report))
     return report
@@ -276,6 +277,30 @@ def _tables(records: list[RunRecord], frame: pd.DataFrame, summary: pd.DataFrame
     }
 
 
+def _race(paths: list[Path], records: list[RunRecord]) -> list[str]:
+    """The answer of each `segbench decide` folder among the inputs (its decision.json), as lines."""
+    from bench.results import race
+    from bench.results.store import read_json_bounded
+
+    names = {r.cell_id: f"{r.spec.get('strategy')} {r.spec.get('model')} bs{r.spec.get('batch_size')} "
+                        f"a{r.spec.get('actors')}" for r in records}
+    lines = []
+    for path in paths:
+        try:
+            decision = read_json_bounded(Path(path) / "decision.json") if Path(path).is_dir() else {}
+            if decision.get("kind") != "segbench.decision":
+                continue
+            cells = decision.get("cells") or []
+            out = ", ".join(f"{names.get(c.get('cell_id'), c.get('cell_id'))} in round {c['eliminated_round']}"
+                            for c in cells if isinstance(c, dict) and c.get("eliminated_round"))
+            lines.append(f"Race: {race.verdict(decision, names)}. Spent {fmt(decision.get('spent_s'), 0)} of "
+                         f"{fmt(decision.get('budget_s'), 0)} s over {len(decision.get('rounds') or [])} round(s); "
+                         f"eliminated: {out or 'none'}.")
+        except (ValueError, TypeError, KeyError, AttributeError) as err:  # a decision.json is data
+            lines.append(f"Race: {path}/decision.json is not readable ({type(err).__name__})")
+    return lines
+
+
 def render_html(tables: dict, report: Report) -> str:
     figures = [(name, base64.b64encode(path.read_bytes()).decode()) for name, path in report.plots.items()]
     return TEMPLATES.get_template("report.html.j2").render(**tables, figures=figures, runtime_note=RUNTIME_NOTE,
@@ -301,6 +326,7 @@ def render_markdown(t: dict, report: Report) -> str:
              md(f"{env['cpu_model']}, {env['cpu_logical']} logical CPUs, GPUs: {env['gpus']}, commit "
                 f"{env['commit']}, fingerprint {env['fingerprint']}"), "",
              "## Decision", ""]
+    lines += [md(line) for line in t["race"]] + ([""] if t["race"] else [])
     lines += _md_table(DECISION_HEADER, t["decisions"])
     if t["runtimes"]:
         lines += ["", "## Runtimes × strategies", "", md(RUNTIME_NOTE), ""]

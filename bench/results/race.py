@@ -4,22 +4,25 @@ says, after each round, which cells are out, whether the race is decided, and ho
 
 The model. Repeats of a cell vary by a factor (this VM's repeat CVs: 5–18%), so everything is on log
 throughput. A cell's variance is moderated (Smyth's limma, 2004): its own sample variance is pooled with
-the race's, s̃² = (d₀·s₀² + (n−1)·s²)/(d₀ + n − 1), where s₀² pools every cell's spread with a prior
-of `PRIOR_CV` worth `PRIOR_DF` degrees of freedom, and d₀ = min(the pooled degrees of freedom, `MAX_D0`).
-A cell measured once still has an honest spread, and a cell measured many times is judged on its own.
+the race's, s̃² = (d₀·s₀² + (n−1)·s²)/(d₀ + n − 1), where s₀² pools every cell's spread with a prior of
+`PRIOR_CV` worth `PRIOR_DF` degrees of freedom, and d₀ = min(the pooled degrees of freedom, `MAX_D0`). A
+cell measured once still has an honest spread, and a cell measured many times is judged on its own.
 
 Each round ("look") k:
 - **Elimination.** The leader is the cell with the highest mean log throughput. Every other racing cell
   is tested against it, one-sided Welch t on the moderated variances: H₀ "the leader is not faster than
   this cell by more than the margin". The p-values are Holm-adjusted over the cells still racing, at
-  α_k = α·6/(π²k²): the looks spend α between them (Σ α_k = α), so repeated looking does not inflate the
-  chance of eliminating the fastest cell. A rejected cell is out, and stays out.
+  α/K, K the most looks the budget allows (after the first round: one more per round of two cells), so
+  repeated looking does not inflate the chance of eliminating the fastest cell (Bonferroni over the
+  looks; α·6/(π²k²) was tried and spent too much on the first looks, where one repeat says little). A
+  rejected cell is out, and stays out.
 - **A sole winner** when every other cell is out: the leader beat each of them by more than the margin.
-- **A tie within the margin** when the cells still racing are all within the margin of the leader by
-  a two one-sided test at α_k (Pinpoint's SAME): more repeats would not change the answer that matters.
-- **Futile** when every cell still racing has a spread of its own (two repeats or more) and, for each, the repeats the budget still holds could neither
-  separate it from the leader by the margin nor show it within the margin, were the present estimates
-  true (a sequential trial's futility stop): spending the rest would not change the answer.
+- **A tie within the margin** when the cells still racing are all within the margin of the leader by a
+  two one-sided test at the same level (Pinpoint's SAME): more repeats would not change the answer that matters.
+- **Futile** when every cell still racing has a spread of its own (two repeats or more) and, for each,
+  the repeats the budget still holds could neither separate it from the leader by the margin nor show it
+  within the margin, even were the gap one standard error more favourable than estimated (a sequential
+  trial's futility stop): spending the rest would not change the answer.
 - Otherwise the race goes on, until the budget ends. A race that ends undecided names the cells still
   racing as the tie set, with their spread (the leader over the slowest of them, with its interval).
 """
@@ -35,7 +38,7 @@ from scipy import stats
 from bench.measure.stats import holm
 
 PRIOR_CV = 0.15  # before the race has spread of its own: mid-range of this VM's repeat CVs (5-18%)
-PRIOR_DF = 2.0
+PRIOR_DF = 4.0  # a prior worth four repeats: one repeat of each cell can already drop a clear loser
 MAX_D0 = 4.0  # the pooled spread never outweighs a cell's own by more than this many degrees of freedom
 
 
@@ -65,8 +68,9 @@ class Look:
     decided: str | None  # "winner" | "tie within margin" | "futile" | None (go on)
 
 
-def look_alpha(alpha: float, look: int) -> float:
-    return alpha * 6 / (math.pi ** 2 * look ** 2)
+def max_looks(rounds_after_first: float) -> int:
+    """The most looks a race can take: the first, then one per round of at least two cells."""
+    return 1 + max(0, int(rounds_after_first))
 
 
 def moderated(racers: list[Racer]) -> dict[str, tuple[float, float]]:
@@ -105,10 +109,10 @@ def leader(racers: list[Racer]) -> Racer | None:
     return max(measured, key=lambda r: r.logs.mean()) if measured else None
 
 
-def step(racers: list[Racer], look: int, alpha: float, margin: float, rounds_left: int | None = None) -> Look:
-    """Test the cells still racing after this round; mark the eliminated ones; say if the race is decided.
-    `rounds_left`: rounds the budget still holds (None: unbounded), for the futility rule."""
-    level = look_alpha(alpha, look)
+def step(racers: list[Racer], look: int, level: float, margin: float, rounds_left: int | None = None) -> Look:
+    """Test the cells still racing after this round at `level` (the race's α over its most looks); mark the
+    eliminated ones; say if the race is decided. `rounds_left`: rounds the budget still holds (None:
+    unbounded), for the futility rule."""
     best = leader(racers)
     others = [r for r in racers if r.racing and r.samples and r is not best]
     if best is None or not others:
@@ -138,22 +142,24 @@ def step(racers: list[Racer], look: int, alpha: float, margin: float, rounds_lef
     if all(equivalent):
         return Look(look, level, best.cell_id, eliminated, "tie within margin")
     known = all(len(r.samples) > 1 for r in [best, *remaining])  # futility needs each cell's own spread
-    if rounds_left is not None and known and not any(_reachable(best, other, spread, shift, alpha, look, rounds_left)
-                                           for other in remaining):
+    if rounds_left is not None and known and not any(_reachable(best, other, spread, shift, level, rounds_left)
+                                                     for other in remaining):
         return Look(look, level, best.cell_id, eliminated, "futile")
     return Look(look, level, best.cell_id, eliminated, None)
 
 
-def _reachable(best: Racer, other: Racer, spread: dict, shift: float, alpha: float, look: int, rounds: int) -> bool:
+def _reachable(best: Racer, other: Racer, spread: dict, shift: float, level: float, rounds: int) -> bool:
     """Could `rounds` more repeats of each separate the two by the margin, or show them within it, if the
     present estimates held (the futility rule: a race that cannot change its answer in the budget stops)."""
     if rounds <= 0:
         return False
-    diff, _, _ = _welch(best, other, spread)
+    diff, now, _ = _welch(best, other, spread)
     (vb, db), (vo, do) = spread[best.cell_id], spread[other.cell_id]
     se = math.sqrt(vb / (len(best.samples) + rounds) + vo / (len(other.samples) + rounds))
-    critical = float(stats.t.isf(look_alpha(alpha, look + rounds), db + do + 2 * rounds))
-    return (diff - shift) / se >= critical or (shift - abs(diff)) / se >= critical
+    critical = float(stats.t.isf(level, db + do + 2 * rounds))
+    # Optimistic by one standard error of today's estimate: a gap estimated from few repeats may be larger
+    # (or smaller) than it looks, and stopping for futility on an unlucky draw would throw the race away.
+    return (abs(diff) + now - shift) / se >= critical or (shift - max(0.0, abs(diff) - now)) / se >= critical
 
 
 def tie_spread(racers: list[Racer]) -> dict | None:
@@ -166,3 +172,20 @@ def tie_spread(racers: list[Racer]) -> dict | None:
     ratio, low, high = ratio_interval(best, slowest, [r for r in racers if r.samples])
     return {"cells": [best.cell_id, *sorted((r.cell_id for r in rest), key=lambda c: c)], "spread": ratio - 1,
             "spread_ci": [low - 1, high - 1]}
+
+
+def verdict(decision: dict, names: dict[str, str]) -> str:
+    """A decision.json's answer in one sentence; cells named by `names` (cell id → configuration)."""
+    name = lambda cell_id: names.get(cell_id, cell_id)  # noqa: E731
+    margin = decision.get("margin", 0.0)
+    if decision.get("outcome") == "winner" and decision.get("winner"):
+        return (f"{name(decision['winner'])} is the fastest, ahead of every other cell by more than {margin:.0%} "
+                "(95%)")
+    tie = decision.get("tie")
+    if not tie:
+        return "no cell could be ranked"
+    low, high = tie["spread_ci"]
+    cells = [name(c) for c in tie["cells"]]
+    joined = cells[0] if len(cells) == 1 else ", ".join(cells[:-1]) + " and " + cells[-1]
+    return (f"{joined} are within {tie['spread']:.0%} of each other (95% interval of the spread {low:.0%} to "
+            f"{high:.0%}); {decision.get('stopped_because', '')}")

@@ -33,7 +33,7 @@ def run_race(ms: dict[str, float], rng: np.random.Generator, budget: int, margin
         sigma = np.sqrt(np.log1p(cvs[r.cell_id] ** 2))
         r.samples.append(1000.0 / ms[r.cell_id] * float(np.exp(rng.normal(-sigma ** 2 / 2, sigma))))
 
-    spent, look = 0, 0
+    spent, look, level = 0, 0, alpha
     while True:
         todo = [r for r in racers if r.racing]
         if spent + len(todo) > budget and look:
@@ -42,8 +42,10 @@ def run_race(ms: dict[str, float], rng: np.random.Generator, budget: int, margin
             measure(r)
         spent += len(todo)
         look += 1
+        if look == 1:
+            level = alpha / race.max_looks((budget - spent) / 2)
         racing = sum(r.racing for r in racers)
-        result = race.step(racers, look, alpha, margin, (budget - spent) // max(1, racing))
+        result = race.step(racers, look, level, margin, (budget - spent) // max(1, racing))
         if result.decided == "winner":
             return Outcome("winner", [result.leader], spent)
         if result.decided:
@@ -59,7 +61,7 @@ def run_grid(ms: dict[str, float], rng: np.random.Generator, repeats: int = 5, m
     for r in racers:
         sigma = np.sqrt(np.log1p(cvs[r.cell_id] ** 2))
         r.samples = [1000.0 / ms[r.cell_id] * float(np.exp(rng.normal(-sigma ** 2 / 2, sigma))) for _ in range(repeats)]
-    result = race.step(racers, 1, alpha * race.math.pi ** 2 / 6, margin)  # look 1 at α itself
+    result = race.step(racers, 1, alpha, margin)  # one look, at α itself
     if result.decided == "winner":
         return Outcome("winner", [result.leader], repeats * len(ms))
     return Outcome("tie", [r.cell_id for r in racers if r.racing], repeats * len(ms))

@@ -72,7 +72,8 @@ def run_decide(sweep: SweepSpec, results_dir: Path, budget_s: float, margin: flo
     write_plan(folder, sweep, host, cells, skipped)
     decision = Decision(folder, budget_s, margin, alpha, [race.Racer(c.cell_id) for c in cells], skipped=skipped)
     by_id = {c.cell_id: c for c in cells}
-    round_costs: list[float] = []
+    round_costs: list[float] = []  # seconds per cell run, each round
+    level = alpha
     needs_ray = any(strategies.get(c.spec.strategy).uses_ray for c in cells)
     with shared_ray(needs_ray, ray_address) as address, signals_raise() as current:
         for number in range(1, 10_000):
@@ -102,9 +103,12 @@ def run_decide(sweep: SweepSpec, results_dir: Path, budget_s: float, margin: flo
             for racer in decision.racers:  # a cell that never measured cannot race
                 if racer.cell_id in decision.not_rankable and racer.racing:
                     racer.eliminated_at, racer.eliminated_by = number, "not rankable"
-            rounds_left = int((budget_s - (time.monotonic() - started)) // max(1e-9, _round_estimate(
-                round_costs, sum(r.racing for r in decision.racers))))
-            look = race.step(decision.racers, number, alpha, margin, max(0, rounds_left))
+            left = budget_s - (time.monotonic() - started)
+            if number == 1:  # the most looks the rest of the budget allows, at this round's cost per cell
+                level = alpha / race.max_looks(left / max(1e-9, _round_estimate(round_costs, 2)))
+            racing = sum(r.racing for r in decision.racers)
+            rounds_left = int(left // max(1e-9, _round_estimate(round_costs, racing)))
+            look = race.step(decision.racers, number, level, margin, max(0, rounds_left))
             decision.looks.append(look)
             if look.decided:
                 decision.stopped_because = {

@@ -9,8 +9,10 @@ A sweep file is TOML:
     actors = [1, 2]
     devices = ["cpu"]
     runtimes = ["eager"]  # optional: what executes the model (eager, compile, onnxruntime, openvino)
-    images = 16
+    images = 16       # with stop = "rules", the sample set each cell cycles
     repeats = 1
+    stop = "rules"    # run each cell until its stopping rules hold (or "images": the source once)
+    min_steady_s = 5.0
     [cell]            # any other RunSpec field, applied to every cell
     image_scale = 0.5
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -38,12 +41,16 @@ PRESETS = ("quick", "nightly", "full", "runtimes")
 _LIST_KEYS = {"strategies": str, "models": str, "batch_sizes": int, "actors": int, "devices": str, "runtimes": str}
 _NUMBER = (int, float)
 _SCALAR_KEYS = {"name": str, "label": str, "images": int, "repeats": int, "warmup_batches": int, "timeout_s": _NUMBER,
-                "sample_interval": _NUMBER, "noise_cv": _NUMBER, "source": str, "weights": str, "seed": int}
-_POSITIVE = {"images", "repeats", "timeout_s", "sample_interval", "noise_cv"}
+                "sample_interval": _NUMBER, "noise_cv": _NUMBER, "source": str, "weights": str, "seed": int,
+                "stop": str, "min_steady_s": _NUMBER, "min_steady_batches": int, "target_rel_ci": _NUMBER,
+                "max_s": _NUMBER}
+_POSITIVE = {"images", "repeats", "timeout_s", "sample_interval", "noise_cv", "max_s", "min_steady_batches"}
+SAMPLE_INTERVAL_S = (0.05, 60.0)  # modest: a sampler never busy-loops, nor sleeps through a cell
 _CELL_FIELDS = {f.name: f for f in dataclasses.fields(RunSpec)}
 _SWEPT = {"strategy", "model", "batch_size", "actors", "device", "runtime"}
 # RunSpec fields a sweep sets for all its cells from its top level (or, for the cluster, the command line).
-_SET_AT_TOP = {"images", "source", "weights", "seed", "warmup_batches", "timeout_s", "label"}
+_RULE_KEYS = ("stop", "min_steady_s", "min_steady_batches", "target_rel_ci", "max_s")
+_SET_AT_TOP = {"images", "source", "weights", "seed", "warmup_batches", "timeout_s", "label", *_RULE_KEYS}
 _NOT_IN_CELL = {
     **{key: "is swept by the top-level lists, not set per cell" for key in _SWEPT},
     **{key: f"is set at the top level of the sweep file (`{key} = …`), not in [cell]" for key in _SET_AT_TOP},
@@ -78,10 +85,16 @@ class SweepSpec:
     actors: list[int] = field(default_factory=lambda: [1])
     devices: list[str] = field(default_factory=lambda: ["cpu"])
     runtimes: list[str] = field(default_factory=lambda: ["eager"])
-    images: int = 32
+    images: int = 32  # stop = "rules": the sample set each cell cycles; "images": the fixed job
     repeats: int = 1
     warmup_batches: int = 1
     timeout_s: float = 900.0
+    # The stopping rules of every cell (bench.config.RunSpec, bench.measure.steady)
+    stop: str = "images"
+    min_steady_s: float = 5.0
+    min_steady_batches: int = 5
+    target_rel_ci: float | None = None
+    max_s: float = 300.0
     sample_interval: float = 0.5
     noise_cv: float = 0.10  # a cell whose throughput CV over repeats exceeds this is flagged noisy
     source: str = "synthetic"
@@ -130,8 +143,10 @@ class SweepSpec:
             elif key in _SCALAR_KEYS:
                 if not isinstance(value, _SCALAR_KEYS[key]) or isinstance(value, bool):
                     fail(key, f"{value!r} has the wrong type")
-                if key in _POSITIVE and value <= 0:
-                    fail(key, f"must be positive (got {value})")
+                if key in _POSITIVE and not (math.isfinite(value) and value > 0):
+                    fail(key, f"must be a positive finite number (got {value})")
+                if key == "sample_interval" and not SAMPLE_INTERVAL_S[0] <= value <= SAMPLE_INTERVAL_S[1]:
+                    fail(key, f"must be between {SAMPLE_INTERVAL_S[0]:g} and {SAMPLE_INTERVAL_S[1]:g} s (got {value})")
                 if key == "warmup_batches" and value < 0:
                     fail(key, f"must be 0 or more (got {value})")
                 if key == "name":
@@ -209,7 +224,8 @@ def expand(sweep: SweepSpec, host: HostInfo, origin: str = "sweep") -> tuple[lis
             values = {**values, "actors": 1}  # its one run, whatever the first actor count is
         try:
             spec = RunSpec(**values, images=sweep.images, source=sweep.source, weights=sweep.weights, seed=sweep.seed,
-                           warmup_batches=sweep.warmup_batches, timeout_s=sweep.timeout_s, label=sweep.label, **cell)
+                           warmup_batches=sweep.warmup_batches, timeout_s=sweep.timeout_s, label=sweep.label,
+                           **{key: getattr(sweep, key) for key in _RULE_KEYS}, **cell)
         except ConfigError as err:
             raise ConfigError(f"{origin}: {err}") from None
         reason = _skip_reason(spec, host)

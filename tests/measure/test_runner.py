@@ -101,7 +101,9 @@ def test_inputs_past_the_prefetch_budget_stream_and_the_bounds_are_recorded(tmp_
 
 
 def test_a_cell_cut_short_keeps_the_rows_it_got_in_its_tables(tmp_path):
-    record, path = run_cell(tiny(images=5000, batch_size=1, timeout_s=4, prefetch_mb=0.01), tmp_path)
+    # 5,000 calibrated sleeps of 5 ms (25 s or more on any host) against a 4 s timeout
+    record, path = run_cell(tiny(model="calibrated:5ms", images=5000, batch_size=1, timeout_s=4, prefetch_mb=0.01),
+                            tmp_path)
     assert record.status == "timeout"
     got = record.row_count("outputs")
     assert 0 < got < 5000 and len({o["id"] for o in record.rows("outputs")}) == got

@@ -1,6 +1,7 @@
-"""The nightly gate end to end on a calibrated workload (its cost is known: 30 ms of sleep per image):
-a machine without a baseline records one and passes; a planted 20% slowdown in an A/B run is caught,
-and the same run without it passes, printing what it could have seen."""
+"""The nightly gate end to end on a calibrated workload (its cost is known: 30 ms of sleep per image, run
+to its stopping rules, so every cell is valid on any host): a machine without a baseline records one
+and passes; a planted 20% slowdown in an A/B run is caught, and the same run without it passes, printing
+what it could have seen; a cell that cannot be gated fails the gate unless --allow-ungated."""
 
 from __future__ import annotations
 
@@ -24,9 +25,12 @@ images = 16
 repeats = {repeats}
 warmup_batches = 1
 sample_interval = 0.5
+stop = "rules"
+min_steady_s = 0.6
+max_s = 30
+timeout_s = 120
 [cell]
 image_scale = 0.1
-min_steady_s = 0.2
 """
 
 
@@ -58,10 +62,23 @@ def test_a_machine_without_a_baseline_records_one_and_passes(tmp_path, capsys):
     # says what it could have seen.
     code, out = _nightly(capsys, str(sweep), "--baselines", str(root), "--results", str(tmp_path / "res"),
                          "--no-interleave")
-    assert code == 0 and "no regression" in out and "minimum detectable slowdown" in out
+    assert code == 0 and "no regression in 1 gated cells" in out and "minimum detectable slowdown" in out
+    assert "gated 1 of 1 baseline cells" in out
+
+    # A candidate whose cell could not be gated (invalid) fails with the gate's own exit code, and
+    # passes only when told to; "no regression" is never said over nothing.
+    (candidate,) = (tmp_path / "res" / "nightly").iterdir()
+    for path in candidate.rglob("r*_*.json"):
+        record = json.loads(path.read_text())
+        record["metrics"]["valid"], record["metrics"]["invalid_reasons"] = False, ["steady window too short"]
+        path.write_text(json.dumps(record))
+    assert judge([here], candidate, 0.10, 0.05) == 3
+    out = capsys.readouterr().out
+    assert "gated 0 of 1 baseline cells" in out and "nothing was gated" in out and "no regression" not in out
+    assert judge([here], candidate, 0.10, 0.05, allow_ungated=True) == 0
 
     # A changed sweep shares no cell with the recorded baseline: refused before any work.
-    sweep.write_text(SWEEP.format(repeats=3).replace("images = 16", "images = 20"))
+    sweep.write_text(SWEEP.format(repeats=3).replace("min_steady_s = 0.6", "min_steady_s = 0.7"))
     with pytest.raises(SystemExit) as exit_info:
         main(["nightly", str(sweep), "--baselines", str(root), "--results", str(tmp_path / "res")])
     assert exit_info.value.code == 2 and "shares no cell with this sweep" in capsys.readouterr().err
