@@ -55,25 +55,27 @@ def events_frame(events: list[BatchEvent] | pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([tables.batch_row(asdict(e)) for e in events], columns=tables.BATCHES.names)
 
 
-def steady_window(events: pd.DataFrame, warmup_batches: int, cuts: dict[str, int] | None = None) -> SteadyState:
+def steady_window(events: pd.DataFrame, warmup_batches: int, cuts: dict[str, int] | None = None,
+                  closes: float | None = None) -> SteadyState:
     """The run's steady window (bench.measure.steady) from its batch events."""
     return steady_state(events["worker"].to_numpy(), events["completed"].to_numpy(dtype=float),
                         (events["ended"] - events["started"]).to_numpy(dtype=float),
-                        events["images"].to_numpy(dtype=float), warmup_batches, cuts)
+                        events["images"].to_numpy(dtype=float), warmup_batches, cuts, closes)
 
 
 def summarise(events: list[BatchEvent] | pd.DataFrame, warmup_batches: int, run_s: float, start_s: float,
               min_steady_batches: int = MIN_STEADY_BATCHES, min_steady_s: float = MIN_STEADY_S,
               latency_defined: bool = True, target_rel_ci: float | None = None,
-              warmup_cuts: dict[str, int] | None = None) -> dict:
-    """Metrics of one run. `warmup_cuts`: the warm-up per worker that the stopping rules were met with
-    (a run that stopped on its rules is judged with the cut that stopped it, not a later one).
+              warmup_cuts: dict[str, int] | None = None, stopped_at: float | None = None) -> dict:
+    """Metrics of one run. `warmup_cuts` and `stopped_at`: the warm-up per worker that the stopping rules
+    were met with, and when (a run that stopped on its rules is judged on the window that stopped it,
+    not a later cut, nor the drain of the batches in flight).
     `latency_defined=False` (a strategy that cannot pair a result with its submission) leaves latency
     and waiting out rather than report numbers paired with the wrong batch.
     Columnar throughout: a million-image run's events are a few numeric columns, not a million objects."""
     ordered = events_frame(events).sort_values("completed", kind="stable").reset_index(drop=True)
     total = int(ordered["images"].sum())
-    state = steady_window(ordered, warmup_batches, warmup_cuts)
+    state = steady_window(ordered, warmup_batches, warmup_cuts, stopped_at)
     steady = ordered[state.mask] if state.opens is not None else ordered.iloc[0:0]
     window, steady_images, per_worker = state.window_s, state.images, state.batches_per_worker
     reasons = Rules(min_steady_s, min_steady_batches, target_rel_ci).unmet(state, warmup_batches)
@@ -96,6 +98,7 @@ def summarise(events: list[BatchEvent] | pd.DataFrame, warmup_batches: int, run_
         "valid": not reasons,
         "invalid_reasons": reasons,
         "steady_from_s": state.opens,
+        "stopped_at_s": stopped_at,
         "warmup_batches_per_worker": state.warmup_per_worker,
         "throughput_rel_ci": state.rel_half_width,  # relative half-width of the 95% interval (batch means)
         "steady_images": steady_images,

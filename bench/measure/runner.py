@@ -157,6 +157,7 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
     rules = Rules(spec.min_steady_s, spec.min_steady_batches, spec.target_rel_ci)
     watch = Watch(rules, spec.warmup_batches)
     stopped_because = None if cycle else "fixed job: every input of the source once"
+    stopped_at = None
     strategy = strategy_cls(spec, predictor, plan)
     clock = time.perf_counter()
     info = strategy.start()
@@ -188,11 +189,12 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
                     watch.add(event["worker"], event["completed"], event["ended"] - event["started"], event["images"])
                     unmet = watch.unmet(event["completed"])
                     if unmet == []:
-                        stopped_because = RULES_MET
+                        stopped_because, stopped_at = RULES_MET, event["completed"]
                         feed.stop()
                     elif event["completed"] >= spec.max_s:
                         unmet = unmet or watch.unmet(float("inf"))
                         stopped_because = f"max-s ({spec.max_s:g} s) reached with rules unmet: {'; '.join(unmet)}"
+                        stopped_at = event["completed"]
                         feed.stop()
                 batch_count += 1
                 first_completed = first_completed if first_completed is not None else event["completed"]
@@ -235,7 +237,7 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
         record.cold["runtime"] = runtime_cold
     record.metrics = summarise(events, spec.warmup_batches, run_s, start_s, spec.min_steady_batches,
                                spec.min_steady_s, strategy.latency_defined, spec.target_rel_ci,
-                               watch.cuts if stopped_because == RULES_MET else None)
+                               watch.cuts if stopped_because == RULES_MET else None, stopped_at)
     record.metrics["stopped_because"] = stopped_because or "the input ended before the rules were met"
     record.run_start_wall = run_start
     record.utilisation = sampler.summary()

@@ -6,7 +6,7 @@ numpy over per-batch arrays; no torch, no Ray.
   (`ended − started`) has settled, by MSER (White 1997: the truncation point d in the first half that
   minimises the variance of the mean of what remains, Σ(x−x̄)²/(n−d)²). MSER's minimum wanders late in
   plain noise (on 60 settled batches it cut 25 or more one time in ten here, in simulation), so the cut
-  is the earliest d scoring within 25% of the minimum: a slow start of 7 batches is still cut at 7, and
+  is the earliest d scoring within 10% of the minimum: a slow start of 7 batches is still cut at 7, and
   settled batches lose none. MSER-5 (groups of 5) was tried: it cuts in steps of 5 (10 for that slow
   start) and over-truncated plain noise as often. `warmup_batches` is a floor. The window opens when the
   last worker's last warm-up batch reached the driver.
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-MSER_TOLERANCE = 1.25  # the earliest cut scoring within 25% of the best (MSER over-truncates in plain noise)
+MSER_TOLERANCE = 1.10  # the earliest cut scoring within 10% of the best (MSER over-truncates in plain noise)
 GROUPS_MIN, GROUPS_MAX = 5, 20  # batch means: groups of consecutive steady completions
 
 
@@ -63,9 +63,11 @@ class SteadyState:
 
 
 def steady_state(worker: np.ndarray, completed: np.ndarray, service: np.ndarray, images: np.ndarray,
-                 warmup_floor: int, cuts: dict[str, int] | None = None) -> SteadyState:
+                 warmup_floor: int, cuts: dict[str, int] | None = None, closes: float | None = None) -> SteadyState:
     """The steady window of one run's batches (arrays in any order; one row a batch). `cuts`: each
-    worker's warm-up batches as already decided (the check that stopped the run), instead of MSER's."""
+    worker's warm-up batches as already decided (the check that stopped the run), instead of MSER's.
+    `closes`: the instant the run was told to stop; what completes later is the pipeline draining (fewer
+    busy workers, a pool's last chunk), not steady state, and stays out of the window."""
     worker = np.asarray(worker, dtype=object)
     completed = np.asarray(completed, dtype=float)
     service = np.asarray(service, dtype=float)
@@ -85,6 +87,8 @@ def steady_state(worker: np.ndarray, completed: np.ndarray, service: np.ndarray,
         return SteadyState(None, warmup, {str(n): 0 for n in names})
     opens = max(last_warm)  # every worker's warm-up batches completed by then
     mask = completed > opens
+    if closes is not None:
+        mask &= completed <= closes
     per_worker = {str(n): int(mask[worker == n].sum()) for n in names}
     if not mask.any():
         return SteadyState(opens, warmup, per_worker, mask=mask)

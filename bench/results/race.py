@@ -37,7 +37,7 @@ from scipy import stats
 
 from bench.measure.stats import holm
 
-PRIOR_CV = 0.15  # before the race has spread of its own: mid-range of this VM's repeat CVs (5-18%)
+PRIOR_CV = 0.10  # before the race has spread of its own: a typical repeat CV here (2-9% quiet, 18% noisy)
 PRIOR_DF = 4.0  # a prior worth four repeats: one repeat of each cell can already drop a clear loser
 MAX_D0 = 4.0  # the pooled spread never outweighs a cell's own by more than this many degrees of freedom
 

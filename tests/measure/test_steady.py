@@ -70,3 +70,12 @@ def test_the_watch_checks_at_most_every_interval_and_remembers_the_cut():
         watch.add("w", 0.1 * (k + 1), 0.1, 2)
     assert watch.unmet(2.0) == [] and watch.cuts == {"w": 1}
     assert watch.unmet(2.5) is None  # checked half a second ago
+
+
+def test_what_completes_after_the_stop_is_the_drain_not_the_window():
+    service = np.full(30, 0.1)
+    completed = np.cumsum(service)
+    completed[25:] += 2.0  # the last batches straggle in after the run was told to stop
+    state = steady_state(np.array(["w"] * 30, dtype=object), completed, service, np.full(30, 2), 1,
+                         closes=float(completed[24]))
+    assert state.throughput == pytest.approx(20.0) and int(state.mask.sum()) == 24
