@@ -111,8 +111,7 @@ class RunSpec:
             fail(f"image-scale must be in (0, 4] (got {self.image_scale})")
         if self.prefetch_mb < 0:
             fail(f"prefetch-mb must be 0 or more (got {self.prefetch_mb})")
-        for name, low in (("timeout_s", 0.0), ("min_steady_s", None), ("max_s", 0.0), ("image_scale", 0.0),
-                          ("prefetch_mb", None)):
+        for name, low in (("timeout_s", 0.0), ("min_steady_s", None), ("max_s", 0.0), ("prefetch_mb", None)):
             value = getattr(self, name)
             if not math.isfinite(value) or (low is not None and value <= low) or value < 0 or value > MAX_SECONDS:
                 fail(f"{name.replace('_', '-')} must be a finite number of at most {MAX_SECONDS:g}"

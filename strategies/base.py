@@ -85,6 +85,11 @@ class Strategy(ABC):
         """What the framework under the strategy reports of the finished run (Ray Data: per operator)."""
         return None
 
+    def read_ahead_images(self) -> int:
+        """Inputs a cycled run may have read but not returned when it stops (they are dropped, uncounted):
+        none where the runner's feed hands out every batch and each comes back."""
+        return 0
+
     def unbounded_input(self) -> str | None:
         """Why this strategy holds the whole input at once (its driver memory grows with the images), or None."""
         return None

@@ -115,7 +115,7 @@ def _prepare_stage(batch: dict[str, np.ndarray], side: int) -> dict[str, np.ndar
 # Ray Data's backpressure did not hold a read task that never ends: it drained the generator into 128 MiB
 # blocks (gigabytes read ahead, a quarter of a core, and bursty delivery on the 2-core VM), and a resource
 # limit on the object store deadlocked the pipeline. So the driver grants the reader credit: at most this
-# many batches beyond the last one it received.
+# many batches' rows beyond the rows it received.
 READ_AHEAD_BATCHES = 16
 
 # CPUs reserved for Ray Data's read and preprocess tasks (fractional, so they always find room beside
@@ -182,12 +182,12 @@ class RayDataStrategy(Strategy):
                       "num_gpus": plan.gpus or None, "fn_constructor_args": (self.predictor,)}
         if cycled:
             # One block a batch, as read: without override_num_blocks Ray Data splits each into 200 pieces.
-            ds = ray.data.read_datasource(_cycled_passes(refs, self._key_source(refs), spec.batch_size,
-                                                         self._credit),
+            keys = self._key_source(refs)
+            ds = ray.data.read_datasource(_cycled_passes(refs, keys, spec.batch_size, self._credit),
                                           num_cpus=TASK_CPUS, override_num_blocks=1)
             if refs is None:
                 ds = ds.map_batches(_load_keys, batch_size=spec.batch_size, num_cpus=TASK_CPUS,
-                                    fn_kwargs={"source": self._key_source(refs)})
+                                    fn_kwargs={"source": keys})
         else:
             ds = ray.data.from_arrow_refs(refs) if refs is not None else self._cluster_input()
         if spec.ray_data_split:
@@ -229,6 +229,10 @@ class RayDataStrategy(Strategy):
         return rows.map_batches(_hf_rows, batch_size=spec.batch_size, num_cpus=TASK_CPUS,
                                 fn_kwargs={"column": source.image_column})
 
+    def read_ahead_images(self) -> int:
+        """Inputs a cycled run may have read but not returned when it stops (dropped, never counted)."""
+        return READ_AHEAD_BATCHES * self.spec.batch_size
+
     def unbounded_input(self) -> str | None:
         if self.spec.input_mode == "driver":
             return "--input driver puts every batch in the object store before the dataset starts (use --input cluster)"
@@ -255,7 +259,7 @@ class RayDataStrategy(Strategy):
         block_size = context.target_max_block_size
         if cycled:
             self._credit = ray.remote(_Credit).options(num_cpus=0).remote()
-            self._credit.grant.remote(READ_AHEAD_BATCHES)
+            self._credit.grant.remote(self.read_ahead_images())
             # A read task's output is held until it fills a block of this size (128 MiB): with a paced reader
             # that never happens. One row a block here; map_batches regroups rows into batches.
             context.target_max_block_size = 1
@@ -271,8 +275,8 @@ class RayDataStrategy(Strategy):
                         self.images_fed += len(result.images)
                         yield result
                         index += 1
-                        if cycled:  # calls hold about a batch each: credit follows what came back
-                            self._credit.grant.remote(index + READ_AHEAD_BATCHES)
+                        if cycled:  # credit follows the rows that came back
+                            self._credit.grant.remote(self.images_fed + self.read_ahead_images())
                 if cycled and batches.stopped:  # rows of a call cut across blocks are dropped, never counted
                     break
         finally:
@@ -307,7 +311,7 @@ class RayDataStrategy(Strategy):
 
 
 class _Credit:
-    """How far the cycled reader may run: batches the driver allows (an async actor: the reader waits in it)."""
+    """How far the cycled reader may run: rows the driver allows (an async actor: the reader waits in it)."""
 
     def __init__(self) -> None:
         self.allowed = 0
@@ -321,12 +325,12 @@ class _Credit:
             self.allowed = max(self.allowed, allowed)
             self.changed.notify_all()
 
-    async def wait(self, batch: int) -> None:
+    async def wait(self, rows: int) -> None:
         import asyncio
 
         self.changed = self.changed or asyncio.Condition()
         async with self.changed:
-            await self.changed.wait_for(lambda: self.allowed > batch)
+            await self.changed.wait_for(lambda: self.allowed > rows)
 
 
 def _cycled_passes(refs, source, batch_size: int, credit):
@@ -350,11 +354,14 @@ def _cycled_passes(refs, source, batch_size: int, credit):
 
 
 def _paced(blocks, credit):
-    """The reader's blocks, each once the driver has granted it."""
+    """The reader's blocks, each once the driver has granted its rows (rows, not batches: Ray Data regroups
+    rows into calls, and a pass that ends in a short batch would make the two counts drift apart)."""
     import ray
 
-    for number, block in enumerate(blocks):
-        ray.get(credit.wait.remote(number))
+    rows = 0
+    for block in blocks:
+        ray.get(credit.wait.remote(rows))
+        rows += block.num_rows
         yield block
 
 
@@ -364,6 +371,8 @@ def _passes(refs, source, batch_size: int):
     import pyarrow as pa
     import ray
 
+    if (refs is not None and not refs) or (refs is None and next(iter(source.keys()), None) is None):
+        return  # an empty source: nothing to cycle
     for number in itertools.count():
         if refs is not None:
             for ref in refs:

@@ -107,9 +107,10 @@ def print_decision(payload: dict, folder: Path | None = None, console: Console |
                   title=f"decide: margin {payload['margin']:.0%}, budget {payload['budget_s']:.0f} s, spent "
                         f"{payload['spent_s']:.0f} s")
     leader = max((c for c in payload["cells"] if c["samples"]), default=None,
-                 key=lambda c: sum(map(_log, c["samples"])) / len(c["samples"]))
+                 key=lambda c: _geo(c["samples"]))
+    racers = [race.Racer(c["cell_id"], c["samples"]) for c in payload["cells"] if c["samples"]]
     for cell in sorted(payload["cells"], key=lambda c: -_geo(c["samples"])):
-        ratio = _vs(cell, leader) if leader and cell is not leader else "-"
+        ratio = _vs(cell, leader, racers) if leader and cell is not leader else "-"
         table.add_row(escape(names[cell["cell_id"]]), str(cell["repeats"]), fmt(_geo(cell["samples"]) or None),
                       ratio, str(cell["eliminated_round"] or "-") if not cell["not_rankable"] else "not rankable",
                       fmt(cell["p_adjusted"], 3))
@@ -120,23 +121,18 @@ def print_decision(payload: dict, folder: Path | None = None, console: Console |
     console.print(escape(race.verdict(payload, names)))
 
 
-def _log(value: float) -> float:
-    import math
-
-    return math.log(value)
-
-
 def _geo(samples: list[float]) -> float:
     import math
 
     return math.exp(sum(map(math.log, samples)) / len(samples)) if samples else 0.0
 
 
-def _vs(cell: dict, leader: dict) -> str:
+def _vs(cell: dict, leader: dict, racers: list[race.Racer]) -> str:
+    """The cell over the leader, with the interval the race itself uses (moderated over every cell)."""
     a, b = race.Racer(cell["cell_id"], cell["samples"]), race.Racer(leader["cell_id"], leader["samples"])
     if not a.samples:
         return "-"
-    ratio, low, high = race.ratio_interval(a, b, [a, b])
+    ratio, low, high = race.ratio_interval(a, b, racers)
     return f"{ratio:.3f} [{low:.3f}, {high:.3f}]"
 
 

@@ -45,19 +45,25 @@ def check(id_chunks: Callable[[], Iterable[pa.Array]], expected: int | None, row
             "exactly_once": not repeated and (expected is None or seen == expected)}
 
 
-def passes_agree(chunks: Iterable[pa.RecordBatch]) -> dict:
+def passes_agree(chunks: Iterable[pa.RecordBatch], per_pass: int | None = None, tail_images: int = 0) -> dict:
     """A cycled run's inputs (ids `<id>#<pass>`, bench.workload.images.pass_id): every image must give
     the same map on every pass that ran it at the same forward size (Ray Data regroups rows, and a
     forward of another size may round differently: bench.results.parity says so across cells). One
-    digest per (image, forward size) is held: the sample set's size, not the run's."""
+    digest per (image, forward size) is held: the sample set's size, not the run's.
+
+    With `per_pass` (the source's size), every pass but the last must have come back whole: a strategy
+    that reads ahead (`tail_images`: Ray Data's credit) may also leave the passes that read-ahead spans
+    short, since what was read but not returned when the run stopped is dropped."""
     first: dict[tuple[str, int | None], str] = {}
     passes, mismatched, count = 0, [], 0
+    rows: Counter[int] = Counter()
     for chunk in chunks:
         ids, oks = chunk.column("id").to_pylist(), chunk.column("ok").to_pylist()
         digests, sizes = chunk.column("digest").to_pylist(), chunk.column("forward_images").to_pylist()
         for image_id, ok, digest, size in zip(ids, oks, digests, sizes, strict=True):
             base, number = split_pass(image_id)
             passes = max(passes, (number or 0) + 1)
+            rows[number or 0] += 1
             if not ok:
                 continue
             seen = first.setdefault((base, size), digest)
@@ -65,5 +71,7 @@ def passes_agree(chunks: Iterable[pa.RecordBatch]) -> dict:
                 count += 1
                 if len(mismatched) < EXAMPLES:
                     mismatched.append(base)
+    spanned = -(-tail_images // per_pass) + 1 if per_pass else passes  # the last passes, possibly short
+    short = [p for p in range(max(0, passes - spanned)) if rows[p] != per_pass] if per_pass else []
     return {"passes": passes, "images": len({base for base, _ in first}), "pass_mismatches": count,
-            "pass_mismatch_examples": mismatched}
+            "pass_mismatch_examples": mismatched, "short_passes": short[:EXAMPLES]}

@@ -66,6 +66,8 @@ class Feed:
 
     def _passes(self) -> Iterator[list[EncodedImage] | KeyBatch]:
         for number in itertools.count() if self.cycle else [None]:
+            if number and not self.images_fed:
+                return  # an empty source: nothing to cycle
             if self._cluster:
                 yield from key_batches(self.source, self.batch_size, number)
                 continue

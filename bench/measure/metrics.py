@@ -66,7 +66,8 @@ def steady_window(events: pd.DataFrame, warmup_batches: int, cuts: dict[str, int
 def summarise(events: list[BatchEvent] | pd.DataFrame, warmup_batches: int, run_s: float, start_s: float,
               min_steady_batches: int = MIN_STEADY_BATCHES, min_steady_s: float = MIN_STEADY_S,
               latency_defined: bool = True, target_rel_ci: float | None = None,
-              warmup_cuts: dict[str, int] | None = None, stopped_at: float | None = None) -> dict:
+              warmup_cuts: dict[str, int] | None = None, stopped_at: float | None = None,
+              workers: int = 0) -> dict:
     """Metrics of one run. `warmup_cuts` and `stopped_at`: the warm-up per worker that the stopping rules
     were met with, and when (a run that stopped on its rules is judged on the window that stopped it,
     not a later cut, nor the drain of the batches in flight).
@@ -78,7 +79,7 @@ def summarise(events: list[BatchEvent] | pd.DataFrame, warmup_batches: int, run_
     state = steady_window(ordered, warmup_batches, warmup_cuts, stopped_at)
     steady = ordered[state.mask] if state.opens is not None else ordered.iloc[0:0]
     window, steady_images, per_worker = state.window_s, state.images, state.batches_per_worker
-    reasons = Rules(min_steady_s, min_steady_batches, target_rel_ci).unmet(state, warmup_batches)
+    reasons = Rules(min_steady_s, min_steady_batches, target_rel_ci, workers).unmet(state, warmup_batches)
 
     # `read`: workers that read their own inputs (--input cluster); absent otherwise
     names = ("read", *STAGES) if steady["stage.read"].notna().any() else STAGES
@@ -100,6 +101,7 @@ def summarise(events: list[BatchEvent] | pd.DataFrame, warmup_batches: int, run_
         "steady_from_s": state.opens,
         "stopped_at_s": stopped_at,
         "warmup_batches_per_worker": state.warmup_per_worker,
+        "warmup_rule": "mser-10%",  # bench.measure.steady; records before it cut a fixed warmup_batches
         "throughput_rel_ci": state.rel_half_width,  # relative half-width of the 95% interval (batch means)
         "steady_images": steady_images,
         "steady_batches_per_worker": per_worker,

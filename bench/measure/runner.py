@@ -44,7 +44,7 @@ from bench.results.record import RunRecord
 from bench.results.store import run_path, write_record
 from bench.results.tables import RunTables
 from bench.workload import runtimes
-from bench.workload.images import SourceUnavailable, open_source
+from bench.workload.images import EncodedImage, SourceUnavailable, open_source, pass_id
 from bench.workload.models import WeightsUnavailable, check_weights, model_size, weights_kind
 from bench.workload.predictor import BatchResult, PredictorSpec
 
@@ -154,7 +154,8 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
     cycle = spec.stop == "rules"
     feed = Feed(source, spec.batch_size, cycle=cycle, cluster=spec.input_mode == "cluster", budget=budget)
     prefetched = feed.prefetched
-    rules = Rules(spec.min_steady_s, spec.min_steady_batches, spec.target_rel_ci)
+    workers = spec.actors if strategy_cls.scales_with_workers else 1  # ray_data autoscaling: its minimum
+    rules = Rules(spec.min_steady_s, spec.min_steady_batches, spec.target_rel_ci, workers)
     watch = Watch(rules, spec.warmup_batches)
     stopped_because = None if cycle else "fixed job: every input of the source once"
     stopped_at = None
@@ -237,7 +238,7 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
         record.cold["runtime"] = runtime_cold
     record.metrics = summarise(events, spec.warmup_batches, run_s, start_s, spec.min_steady_batches,
                                spec.min_steady_s, strategy.latency_defined, spec.target_rel_ci,
-                               watch.cuts if stopped_because == RULES_MET else None, stopped_at)
+                               watch.cuts if stopped_because == RULES_MET else None, stopped_at, workers)
     record.metrics["stopped_because"] = stopped_because or "the input ended before the rules were met"
     record.run_start_wall = run_start
     record.utilisation = sampler.summary()
@@ -270,8 +271,12 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
         record.counts["duplicate_examples"] = verdict["duplicate_examples"]
     record.inputs_prefetched = prefetched.images
     if cycle:
-        agree = exactly_once.passes_agree(record.iter_table("outputs", ["id", "ok", "digest", "forward_images"]))
+        agree = exactly_once.passes_agree(record.iter_table("outputs", ["id", "ok", "digest", "forward_images"]),
+                                          len(source) if hasattr(source, "__len__") else None,
+                                          strategy.read_ahead_images())
         record.counts.update(agree)
+        if agree["short_passes"] and not record.error:
+            record.error = f"pass(es) {agree['short_passes']} did not come back whole: inputs were lost"
         if agree["pass_mismatches"] and not record.error:
             record.error = (f"{agree['pass_mismatches']} repeated input(s) gave another map on a later pass at the "
                             f"same forward size, e.g. {agree['pass_mismatch_examples'][0]!r}")
@@ -281,17 +286,19 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
     if spec.runtime != runtimes.EAGER and ok_count and not record.error:
         # After the window, on the driver (with --input cluster too: a few inputs, outside the window): the
         # first readable inputs through eager and through this runtime.
-        probe, digests = _first_readable(source, record, spec.runtime_parity_images)
+        probe, digests = _first_readable(source, record, spec.runtime_parity_images, cycle)
         record.runtime_parity = runtime_parity.check(predictor, probe, digests)
         record.error = runtime_parity.failure(record.runtime_parity)
 
 
-def _first_readable(source, record: RunRecord, count: int, chunk: int = 64) -> tuple[list, dict[str, str]]:
+def _first_readable(source, record: RunRecord, count: int, cycled: bool = False,
+                    chunk: int = 64) -> tuple[list, dict[str, str]]:
     """The first `count` inputs of the source that came back readable, with their digests, looked up
     in the outputs table a chunk of source ids at a time (one column pass each; the first usually does,
-    and the chunk doubles each time, so a source whose first inputs are bad costs a few passes)."""
+    and the chunk doubles each time, so a source whose first inputs are bad costs a few passes). A cycled
+    run's inputs are looked up as their first pass named them."""
     chosen, digests = [], {}
-    images = iter(source)
+    images = iter(source) if not cycled else (EncodedImage(pass_id(i.image_id, 0), i.data) for i in source)
     while len(chosen) < count:
         candidates = list(itertools.islice(images, chunk))
         if not candidates:

@@ -129,6 +129,7 @@ class Rules:
     min_steady_s: float
     min_steady_batches: int
     target_rel_ci: float | None = None
+    workers: int = 0  # workers the cell planned: each must have returned, or the cell ran short-handed
 
     def unmet(self, state: SteadyState, warmup_floor: int) -> list[str]:
         """What the run has not yet met, in words; empty when every rule holds."""
@@ -136,6 +137,8 @@ class Rules:
             return [f"no batch completed after every worker's {warmup_floor} warm-up batch(es) and the settling "
                     "of its service time"]
         reasons = []
+        if len(state.batches_per_worker) < self.workers:
+            reasons.append(f"{len(state.batches_per_worker)} of {self.workers} planned workers returned a batch")
         short = {w: n for w, n in sorted(state.batches_per_worker.items()) if n < self.min_steady_batches}
         if short:
             reasons.append(f"fewer than {self.min_steady_batches} steady batches from "

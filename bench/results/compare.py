@@ -198,8 +198,10 @@ def compare_cell(base: list[RunRecord], cand: list[RunRecord],
     for side, records in (("baseline", base), ("candidate", cand)):
         if reason := _invalid(records):
             return CellComparison(cell_id, label, "invalid", samples=kind, note=f"{side} invalid: {reason}")
-    if len(b) == 0 or len(c) == 0:
-        return CellComparison(cell_id, label, "failed" if len(c) == 0 else "new", samples=kind, note="no samples")
+    if len(c) == 0:
+        return CellComparison(cell_id, label, "failed", samples=kind, note="no samples")
+    if len(b) == 0:  # in the baseline, but nothing to gate against: never counted as gated
+        return CellComparison(cell_id, label, "invalid", samples=kind, note="baseline has no successful repeat")
     base_scale, cand_scale = scales or (MachineScale(), MachineScale())
     # Normalised figures are images per probe-forward: img/s × the side's median probe seconds.
     geo_b = float(np.exp(np.log(b).mean() + base_scale.log_seconds))

@@ -5,7 +5,7 @@ says, after each round, which cells are out, whether the race is decided, and ho
 The model. Repeats of a cell vary by a factor (this VM's repeat CVs: 5–18%), so everything is on log
 throughput. A cell's variance is moderated (Smyth's limma, 2004): its own sample variance is pooled with
 the race's, s̃² = (d₀·s₀² + (n−1)·s²)/(d₀ + n − 1), where s₀² pools every cell's spread with a prior of
-`PRIOR_CV` worth `PRIOR_DF` degrees of freedom, and d₀ = min(the pooled degrees of freedom, `MAX_D0`). A
+`PRIOR_CV` worth `PRIOR_DF` degrees of freedom, and d₀ = `PRIOR_DF`. A
 cell measured once still has an honest spread, and a cell measured many times is judged on its own.
 
 Each round ("look") k:
@@ -39,7 +39,6 @@ from bench.measure.stats import holm
 
 PRIOR_CV = 0.10  # before the race has spread of its own: a typical repeat CV here (2-9% quiet, 18% noisy)
 PRIOR_DF = 4.0  # a prior worth four repeats: one repeat of each cell can already drop a clear loser
-MAX_D0 = 4.0  # the pooled spread never outweighs a cell's own by more than this many degrees of freedom
 
 
 @dataclass
@@ -79,7 +78,7 @@ def moderated(racers: list[Racer]) -> dict[str, tuple[float, float]]:
     own = [(len(r.samples) - 1, float(np.var(r.logs, ddof=1))) for r in racers if len(r.samples) > 1]
     pooled_df = PRIOR_DF + sum(df for df, _ in own)
     pooled = (PRIOR_DF * prior + sum(df * var for df, var in own)) / pooled_df
-    d0 = min(pooled_df, MAX_D0)
+    d0 = PRIOR_DF  # the pooled spread weighs as much as the prior: it never drowns a cell's own
     out = {}
     for r in racers:
         n = len(r.samples)
@@ -178,6 +177,9 @@ def verdict(decision: dict, names: dict[str, str]) -> str:
     """A decision.json's answer in one sentence; cells named by `names` (cell id → configuration)."""
     name = lambda cell_id: names.get(cell_id, cell_id)  # noqa: E731
     margin = decision.get("margin", 0.0)
+    if decision.get("outcome") == "only":
+        only = [c.get("cell_id") for c in decision.get("cells") or [] if isinstance(c, dict) and c.get("samples")]
+        return f"{name(only[0]) if only else 'one cell'} is the only cell that could be ranked: nothing to race"
     if decision.get("outcome") == "winner" and decision.get("winner"):
         return (f"{name(decision['winner'])} is the fastest, ahead of every other cell by more than {margin:.0%} "
                 "(95%)")

@@ -87,6 +87,8 @@ def read_json_bounded(path: Path, limit: int = SIDE_JSON_LIMIT) -> dict:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         return {}
+    except (OSError, RecursionError, UnicodeDecodeError) as err:  # a folder by that name, deep nesting
+        raise ValueError(f"{path}: not readable as JSON ({type(err).__name__})") from None
     return data if isinstance(data, dict) else {}
 
 

@@ -33,17 +33,18 @@ def run_race(ms: dict[str, float], rng: np.random.Generator, budget: int, margin
         sigma = np.sqrt(np.log1p(cvs[r.cell_id] ** 2))
         r.samples.append(1000.0 / ms[r.cell_id] * float(np.exp(rng.normal(-sigma ** 2 / 2, sigma))))
 
-    spent, look, level = 0, 0, alpha
-    while True:
+    spent, look, level, looks = 0, 0, alpha, 1
+    while True:  # the loop of bench.sweep.decide, with repeats for seconds
         todo = [r for r in racers if r.racing]
-        if spent + len(todo) > budget and look:
+        if look and (spent + len(todo) > budget or look >= looks):
             break
         for r in todo:
             measure(r)
         spent += len(todo)
         look += 1
         if look == 1:
-            level = alpha / race.max_looks((budget - spent) / 2)
+            looks = race.max_looks((budget - spent) / 2)
+            level = alpha / looks
         racing = sum(r.racing for r in racers)
         result = race.step(racers, look, level, margin, (budget - spent) // max(1, racing))
         if result.decided == "winner":

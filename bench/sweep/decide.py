@@ -12,6 +12,7 @@ Ray instance shared by the decision, as a sweep's do (bench.sweep.executor).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ class Decision:
     looks: list[race.Look] = field(default_factory=list)
     spent_s: float = 0.0
     stopped_because: str = ""
-    outcome: str = ""  # winner | tie | none
+    outcome: str = ""  # winner | only (the one rankable cell) | tie | none
     repeats: dict[str, int] = field(default_factory=dict)  # runs of each cell, valid or not
     not_rankable: dict[str, str] = field(default_factory=dict)  # cell → why it could not race
     skipped: list = field(default_factory=list)
@@ -76,11 +77,18 @@ def run_decide(sweep: SweepSpec, results_dir: Path, budget_s: float, margin: flo
     level = alpha
     needs_ray = any(strategies.get(c.spec.strategy).uses_ray for c in cells)
     with shared_ray(needs_ray, ray_address) as address, signals_raise() as current:
-        for number in range(1, 10_000):
+        looks = 1  # the most looks α is split over, set after the first round
+        for number in itertools.count(1):
             todo = [r for r in decision.racers if r.racing and r.cell_id not in decision.not_rankable]
-            todo = todo[(number - 1) % len(todo):] + todo[:(number - 1) % len(todo)] if todo else todo
+            if not todo:
+                decision.stopped_because = "no cell could be ranked"
+                break
+            todo = todo[(number - 1) % len(todo):] + todo[:(number - 1) % len(todo)]
             spent = time.monotonic() - started
             estimate = _round_estimate(round_costs, len(todo))
+            if number > looks:  # later rounds may be cheaper than the first: α was split over `looks`
+                decision.stopped_because = f"budget: α was split over the {looks} rounds the budget first allowed"
+                break
             if number > 1 and spent + estimate > budget_s:
                 decision.stopped_because = (f"budget: {budget_s - spent:.0f} s left, a round of {len(todo)} cell(s) "
                                             f"takes about {estimate:.0f} s")
@@ -105,7 +113,8 @@ def run_decide(sweep: SweepSpec, results_dir: Path, budget_s: float, margin: flo
                     racer.eliminated_at, racer.eliminated_by = number, "not rankable"
             left = budget_s - (time.monotonic() - started)
             if number == 1:  # the most looks the rest of the budget allows, at this round's cost per cell
-                level = alpha / race.max_looks(left / max(1e-9, _round_estimate(round_costs, 2)))
+                looks = race.max_looks(left / max(1e-9, _round_estimate(round_costs, 2)))
+                level = alpha / looks
             racing = sum(r.racing for r in decision.racers)
             rounds_left = int(left // max(1e-9, _round_estimate(round_costs, racing)))
             look = race.step(decision.racers, number, level, margin, max(0, rounds_left))
@@ -118,7 +127,9 @@ def run_decide(sweep: SweepSpec, results_dir: Path, budget_s: float, margin: flo
                 break
     decision.spent_s = time.monotonic() - started
     racing = [r for r in decision.racers if r.racing]
-    decision.outcome = "winner" if len(racing) == 1 else ("tie" if racing else "none")
+    beaten = [r for r in decision.racers if r.eliminated_at and r.cell_id not in decision.not_rankable]
+    decision.outcome = ("winner" if len(racing) == 1 and beaten else "only" if len(racing) == 1
+                        else "tie" if racing else "none")
     write_atomic(folder / "decision.json", decision.to_dict())
     return decision
 

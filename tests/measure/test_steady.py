@@ -79,3 +79,14 @@ def test_what_completes_after_the_stop_is_the_drain_not_the_window():
     state = steady_state(np.array(["w"] * 30, dtype=object), completed, service, np.full(30, 2), 1,
                          closes=float(completed[24]))
     assert state.throughput == pytest.approx(20.0) and int(state.mask.sum()) == 24
+
+
+def test_the_interval_is_the_ratio_estimators_by_hand():
+    # 10 steady completions in 5 groups of 2 images each (1 image a batch); group durations 1,1,1,1,2 s
+    done = np.array([0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0])
+    state = steady_state(np.array(["w"] * 11, dtype=object), np.concatenate([[0.0], done]),
+                         np.full(11, 0.1), np.ones(11), 1, {"w": 1})
+    x, d = np.full(5, 2.0), np.array([1.0, 1.0, 1.0, 1.0, 2.0])
+    ratio = x.sum() / d.sum()
+    half = 2.7764451 * np.sqrt(((x - ratio * d) ** 2).sum() / (4 * 5 * d.mean() ** 2))  # t(0.975, 4)
+    assert state.throughput == pytest.approx(ratio) and state.rel_half_width == pytest.approx(half / ratio)

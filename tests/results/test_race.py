@@ -53,3 +53,14 @@ def test_a_clear_winner_is_found_in_simulation_every_time():
     raced, grid = result["race"], result["grid"]
     assert raced["wrong_sole_winner"] == 0.0 and raced["sole_winner"] >= 0.9  # 5-18% noise, 5 rounds at most
     assert raced["mean_repeats"] < 0.75 * grid["mean_repeats"]
+
+
+def test_a_gap_the_budget_can_resolve_is_not_futile():
+    cells = racers(a=[10.0, 10.4, 9.7], b=[9.0, 9.3, 8.8])  # ~11% apart, ~3% spread: more rounds would tell
+    assert race.step(cells, 2, 0.001, 0.05, rounds_left=20).decided is None
+    assert race.step(cells, 2, 0.001, 0.05, rounds_left=0).decided == "futile"
+
+
+def test_the_only_rankable_cell_is_not_called_a_winner():
+    decision = {"outcome": "only", "margin": 0.05, "cells": [{"cell_id": "x", "samples": [1.0]}]}
+    assert "only cell that could be ranked" in race.verdict(decision, {"x": "actors"})

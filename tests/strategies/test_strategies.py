@@ -325,3 +325,46 @@ def test_a_one_thread_worker_keeps_one_torch_thread_whatever_calls_it(ray_local)
     other.join()
     assert seen == [1]
     torch.set_num_threads(2)  # this process's own budget, as the rest of the session expects
+
+
+RULES = {"stop": "rules", "min_steady_s": 1.0, "min_steady_batches": 3, "max_s": 60.0, "timeout_s": 240.0}
+
+
+@pytest.fixture(scope="module")
+def fixed_reference():
+    """Sequential's maps of 10 synthetic images, once each (a fixed job), by source id."""
+    record, _ = run_cell(RunSpec(model="tiny", batch_size=4, images=10, image_scale=0.2), write=False)
+    digests, _, forward = outputs(record)
+    return digests, forward
+
+
+@pytest.mark.parametrize("variant, options", [
+    ("actor_pool_map", {"actors": 2}),  # map_unordered in chunks
+    ("ray_data", {"actors": 2}),  # the cycled datasource paced by credit; 10 images in batches of 4
+    ("ray_data", {"actors": 1, "input_mode": "cluster"}),
+    ("tasks", {"actors": 2}),
+], ids=["actor_pool_map", "ray_data", "ray_data-cluster", "tasks"])
+def test_a_cell_run_to_its_rules_cycles_its_inputs_and_keeps_their_maps(variant, options, fixed_reference, ray_local):
+    from bench.workload.images import split_pass
+
+    record, _ = run_cell(RunSpec(strategy=variant, model="tiny", batch_size=4, images=10, image_scale=0.2,
+                                 **RULES, **options), write=False)
+    assert record.status == "ok", record.error
+    m, counts = record.metrics, record.counts
+    assert m["valid"] and m["stopped_because"] == "every stopping rule held"  # it runs until they hold
+    assert counts["exactly_once"] and counts["passes"] >= 2 and counts["images"] == 10
+    assert counts["pass_mismatches"] == 0 and counts["short_passes"] == []
+    digests, _, forward = outputs(record)
+    ref_digests, ref_forward = fixed_reference
+    for image_id, digest in digests.items():
+        base, number = split_pass(image_id)
+        assert number is not None
+        if forward[image_id] == ref_forward[base]:
+            assert digest == ref_digests[base], image_id
+
+
+def test_a_non_eager_runtime_run_to_its_rules_checks_its_maps_against_eager():
+    record, _ = run_cell(RunSpec(model="tiny", batch_size=4, images=10, image_scale=0.2, runtime="onnxruntime",
+                                 runtime_parity_images=4, **RULES), write=False)
+    assert record.status == "ok", record.error
+    assert record.runtime_parity["images"] == 4 and record.runtime_parity["passed"]
