@@ -44,6 +44,7 @@ _SCALAR_KEYS = {"name": str, "label": str, "images": int, "repeats": int, "warmu
                 "sample_interval": _NUMBER, "noise_cv": _NUMBER, "source": str, "weights": str, "seed": int,
                 "stop": str, "min_steady_s": _NUMBER, "min_steady_batches": int, "target_rel_ci": _NUMBER,
                 "max_s": _NUMBER}
+_OPTIONAL = {"target_rel_ci"}
 _POSITIVE = {"images", "repeats", "timeout_s", "sample_interval", "noise_cv", "max_s", "min_steady_batches"}
 SAMPLE_INTERVAL_S = (0.05, 60.0)  # modest: a sampler never busy-loops, nor sleeps through a cell
 _CELL_FIELDS = {f.name: f for f in dataclasses.fields(RunSpec)}
@@ -141,6 +142,8 @@ class SweepSpec:
                     if _LIST_KEYS[key] is int and item < 1:
                         fail(key, f"{item} must be at least 1")
             elif key in _SCALAR_KEYS:
+                if value is None and key in _OPTIONAL:  # as to_dict() writes an unset one (TOML has no null)
+                    continue
                 if not isinstance(value, _SCALAR_KEYS[key]) or isinstance(value, bool):
                     fail(key, f"{value!r} has the wrong type")
                 if key in _POSITIVE and not (math.isfinite(value) and value > 0):

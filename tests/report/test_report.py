@@ -83,13 +83,15 @@ def test_compare_flags_a_20_percent_regression(tmp_path, capsys):
 
 
 def test_compare_passes_a_1_percent_change(tmp_path, capsys):
+    # The golden sweep has an invalid cell: it is shown, never gated, and fails the gate (exit 3) unless allowed.
     code, out = _compare(capsys, "-c", str(_scaled_copy(tmp_path, 0.99)))
-    assert code == 0 and "no regression" in out
-    assert "invalid" in out and "baseline invalid: fewer than 2 steady batches" in out  # shown, never gating
+    assert code == 3 and "baseline invalid: fewer than 2 steady batches" in out and "not gated:" in out
+    code, out = _compare(capsys, "-c", str(_scaled_copy(tmp_path / "again", 0.99)), "--allow-ungated")
+    assert code == 0 and "no regression in" in out
 
 
 def test_compare_reports_an_improvement(tmp_path, capsys):
-    code, out = _compare(capsys, "-c", str(_scaled_copy(tmp_path, 1.25)))
+    code, out = _compare(capsys, "-c", str(_scaled_copy(tmp_path, 1.25)), "--allow-ungated")
     assert code == 0 and "improvement" in out
 
 
@@ -115,7 +117,7 @@ def test_compare_across_machines_prints_normalised_ratios_and_what_they_cannot_r
     base = with_probe(_scaled_copy(tmp_path / "a", 1.0), 0.30, "machine-a", 2)
     cand = with_probe(_scaled_copy(tmp_path / "b", 1.5), 0.20, "machine-b", 16)
     with pytest.raises(SystemExit) as exit_info:
-        main(["compare", str(base), "-c", str(cand), "--across-machines"])
+        main(["compare", str(base), "-c", str(cand), "--across-machines", "--allow-ungated"])
     out = capsys.readouterr().out
     assert exit_info.value.code == 0 and "no regression" in out and "improvement" not in out
     assert "machine speed c/b" in out and "1.500" in out and "1.000" in out  # the machines differ, the code does not

@@ -66,7 +66,7 @@ def test_skip_rules_cuda_and_impossible_cells():
     ('batch_sizes = ["eight"]\n', "batch_sizes: 'eight' is not an integer"),
     ("models = []\n", "models: must be a non-empty list"),
     ("actors = [-1]\n", "actors: -1 must be at least 1"),
-    ("images = -5\n", "images: must be positive"),
+    ("images = -5\n", "images: must be a positive finite number"),
     ("repeats = 1.5\n", "repeats: 1.5 has the wrong type"),
     ('[cell]\nthreads = "two"\n', "cell.threads: 'two' has the wrong type"),
     ('[cell]\nunknown_thing = 1\n', "cell.unknown_thing: unknown setting"),
@@ -83,8 +83,7 @@ def test_bad_sweep_files_name_the_key_and_the_file(tmp_path, text, message):
 
 # Every key a sweep file can hold: what a valid value does (honoured) or the words of its refusal.
 _CELL_HONOURED = {  # [cell] key → (value, strategies the cell needs to run it)
-    "image_scale": (0.5, ["sequential"]), "min_steady_batches": (3, ["sequential"]),
-    "min_steady_s": (1.0, ["sequential"]), "cpus_per_worker": (0.5, ["actors"]),
+    "image_scale": (0.5, ["sequential"]), "cpus_per_worker": (0.5, ["actors"]),
     "gpus_per_worker": (0.0, ["actors"]), "threads": (1, ["sequential"]), "postprocess": ("approx", ["sequential"]),
     "pipeline": (True, ["sequential"]), "model_transfer": ("reload", ["tasks"]), "max_in_flight": (3, ["actors"]),
     "actors_max": (2, ["ray_data"]), "ray_data_split": (True, ["ray_data"]), "input_mode": ("cluster", ["actors"]),
@@ -95,13 +94,15 @@ _CELL_REFUSED = {
     **{key: "swept by the top-level lists" for key in ("strategy", "model", "batch_size", "actors", "device",
                                                        "runtime")},
     **{key: "set at the top level" for key in ("images", "source", "weights", "seed", "warmup_batches",
-                                                "timeout_s", "label")},
+                                                "timeout_s", "label", "stop", "min_steady_s", "min_steady_batches",
+                                                "target_rel_ci", "max_s")},
     "ray_address": "--ray-address",
 }
 _TOP_HONOURED = {"name": "n1", "label": "lab", "images": 7, "repeats": 3, "warmup_batches": 2, "timeout_s": 60,
                  "sample_interval": 0.25, "noise_cv": 0.2, "source": "synthetic", "seed": 5, "weights": "random",
                  "strategies": ["actors"], "models": ["tiny"], "batch_sizes": [3], "actors": [2], "devices": ["cpu"],
-                 "runtimes": ["eager"]}
+                 "runtimes": ["eager"], "stop": "rules", "min_steady_s": 2.0, "min_steady_batches": 3,
+                 "target_rel_ci": 0.05, "max_s": 40}
 _SPEC_FIELD = {"strategies": "strategy", "models": "model", "batch_sizes": "batch_size", "actors": "actors",
                "devices": "device", "runtimes": "runtime"}
 
