@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -122,9 +123,7 @@ def print_decision(payload: dict, folder: Path | None = None, console: Console |
 
 
 def _geo(samples: list[float]) -> float:
-    import math
-
-    return math.exp(sum(map(math.log, samples)) / len(samples)) if samples else 0.0
+    return statistics.geometric_mean(samples) if samples else 0.0
 
 
 def _vs(cell: dict, leader: dict, racers: list[race.Racer]) -> str:
