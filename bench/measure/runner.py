@@ -77,10 +77,8 @@ def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_inter
         local = local_cluster_info()
         strategy_cls.plan(spec, local.cpus, local.gpus)  # refuse impossible cells before starting Ray
 
-    # In the cell's process, before its strategy starts (and before Ray, outside a sweep).
-    probe = speed_probe.safe_measure()
     record = RunRecord.begin(
-        spec.to_dict(), spec.cell_id, environment(), sweep=sweep, repeat=repeat, machine_probe=probe,
+        spec.to_dict(), spec.cell_id, environment(), sweep=sweep, repeat=repeat,
         weights={"kind": weights_kind(spec.weights), "name": spec.weights, "seed": spec.seed,
                  "hub_id": model_size(spec.model).hub_id},
         source=source.describe(), sample_interval_s=sample_interval)
@@ -112,6 +110,8 @@ def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_inter
     except Exception as err:
         record.status, record.error = "failed", f"{type(err).__name__}: {err}"
         record.traceback = traceback.format_exc()
+    # After the cell and its Ray session, so that nothing the probe warms or loads is in the cell's figure.
+    record.machine_probe = speed_probe.safe_measure()
     _commit_tables(side, record)  # a cell that failed part way keeps the rows it got, named by its record
     return record, write_record(path, record) if path else None
 

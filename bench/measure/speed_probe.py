@@ -1,4 +1,7 @@
-"""A short machine-speed probe, taken in the cell's own process just before the cell.
+"""A short machine-speed probe, taken in the cell's own process just after the cell and its Ray session.
+
+After, not before: a probe run first built and ran a b0 forward in the cell's own process, which could
+warm what the cell then measured; after the cell it cannot touch the figure it puts on a scale.
 
 Every record carries one, so that two records from different machines can be put on one scale
 (`segbench compare --across-machines` divides each repeat's throughput by its own probe). It measures
