@@ -11,10 +11,9 @@ never judges one machine's figures against another's unless asked (`compare --ac
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from bench.results.store import write_atomic
+from bench.results.store import read_json_bounded, write_atomic
 
 MACHINE_FILE = "machine.json"
 
@@ -29,11 +28,14 @@ def machine_description(env: dict) -> dict:
 
 
 def gpu_names(gpus: list | None) -> str:
-    return ", ".join(g.get("name", "?") if isinstance(g, dict) else str(g) for g in gpus or []) or "no GPU"
+    listed = gpus if isinstance(gpus, list) else []  # a machine.json is data: anything else names no GPU
+    return ", ".join(str(g.get("name", "?")) if isinstance(g, dict) else str(g) for g in listed) or "no GPU"
 
 
 def describe(machine: dict) -> str:
     """One line: `a047c78eaf86 (Intel(R) Xeon(R) Processor, 2 cores, 24 GiB, no GPU)`."""
+    if machine.get("unreadable"):
+        return f"{machine.get('fingerprint')} ({MACHINE_FILE} unreadable: {machine['unreadable']})"
     gpus = gpu_names(machine.get("gpus"))
     return (f"{machine.get('fingerprint')} ({machine.get('cpu_model')}, {machine.get('cpu_logical')} cores, "
             f"{machine.get('memory_gib')} GiB, {gpus})")
@@ -45,13 +47,17 @@ def is_root(path: Path) -> bool:
 
 
 def machines(root: Path) -> dict[str, dict]:
-    """fingerprint → machine description, for every complete machine folder under `root`."""
+    """fingerprint → machine description, for every complete machine folder under `root` (one whose
+    machine.json cannot be read says why, under `unreadable`)."""
     if not root.is_dir():
         return {}
     found = {}
     for child in sorted(root.iterdir()):
         if lookup(root, child.name):
-            found[child.name] = json.loads((child / MACHINE_FILE).read_text())
+            try:
+                found[child.name] = read_json_bounded(child / MACHINE_FILE)
+            except ValueError as err:
+                found[child.name] = {"fingerprint": child.name, "unreadable": str(err)}
     return found
 
 

@@ -79,8 +79,8 @@ class Comparison:
 
 
 def _label(record: RunRecord) -> str:
-    s = record.spec
-    return f"{s['strategy']} {s['model']} {s['device']} bs{s['batch_size']} a{s['actors']}"
+    s = record.spec  # a record names its strategy; the rest may be absent from an old or foreign one
+    return f"{s['strategy']} {s.get('model')} {s.get('device')} bs{s.get('batch_size')} a{s.get('actors')}"
 
 
 class NotNormalisable(ValueError):
@@ -173,8 +173,8 @@ def shifted_log_ratio_test(base: np.ndarray, cand: np.ndarray, shift: float,
 
 
 def _invalid(records: list[RunRecord]) -> str | None:
-    reasons = {"; ".join(r.metrics.get("invalid_reasons") or ["recorded before validity was checked"])
-               for r in records if r.ok and not r.metrics.get("valid")}
+    reasons = {"; ".join((r.metrics or {}).get("invalid_reasons") or ["recorded before validity was checked"])
+               for r in records if r.ok and not (r.metrics or {}).get("valid")}
     return " | ".join(sorted(reasons)) or None
 
 

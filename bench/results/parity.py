@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bench.results.record import RunRecord
-from bench.results.tables import hash_ids, partitions
+from bench.results.tables import SideFileError, hash_ids, partitions
 
 BOUND_IMAGES = 10_000  # differing images whose histograms are read for the pixel bound
 # Float-rounding flips measured here stay below 1e-4 of an image's pixels (near ties are rare even with
@@ -78,8 +78,19 @@ def parity(records: list[RunRecord], named: str | None = None) -> list[dict]:
             ref = refs.get((model, "eager"))
         if ref is None or ref.cell_id == cell_id:
             continue
-        rows.append(compare_outputs(record, ref))
+        try:
+            rows.append(compare_outputs(record, ref))
+        except SideFileError as err:  # a table that is missing, altered or too large: this pair is not compared
+            rows.append(not_compared(record, ref, str(err)))
     return rows
+
+
+def not_compared(record: RunRecord, ref: RunRecord, why: str) -> dict:
+    """The row of a cell whose maps could not be compared with its reference's, and why."""
+    return {"cell_id": record.cell_id, "reference": ref.cell_id, "images": 0, "equal": 0, "equal_share": None,
+            "differing": 0, "differing_forward_size": 0, "min_pixels_differing_share": None,
+            "threads": (record.plan or {}).get("threads"), "reference_threads": (ref.plan or {}).get("threads"),
+            "cause": f"not compared: {why}", "error": False}
 
 
 def _has_maps(record: RunRecord) -> bool:

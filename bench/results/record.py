@@ -17,6 +17,10 @@ JSON objects, described where they are made:
 - `memory_bounds` — what the driver held that grows with the work, each bounded: the prefetch budget
   and what it took, the most batches in flight, the writers' row-group size.
 
+A record is data from anywhere (another machine, a CI artifact): `from_dict` checks the types of its
+fields and of what the code reads inside its sections (`SECTIONS`), and anything else is `NotARecord`,
+with the first thing wrong, which the store lists and skips.
+
 Schema history (bump SCHEMA_VERSION and add a line, as pyperf does, when a field changes meaning):
 - 1 (2026-11): the first schema. Every committed baseline and golden record is at version 1.
 - 2 (2026-11): outputs, batch events and samples move to side files (`tables`); `bad_images` keeps at
@@ -27,10 +31,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterator
+import functools
+import math
+import typing
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import strategies
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,7 +50,64 @@ KIND = "segbench.run"
 
 
 class NotARecord(ValueError):
-    """JSON that is not a segbench run record (a sweep plan, an export), or one too new to read."""
+    """JSON that is not a readable segbench run record: malformed, of the wrong shape, or too new."""
+
+
+class OtherKind(NotARecord):
+    """JSON of another kind beside records (a sweep plan, a decision, machine.json): passed over, not a fault."""
+
+
+def number(value: Any) -> bool:
+    """A finite number (JSON has no NaN; a bool is not a number)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def positive(value: Any) -> bool:
+    """A number above 0: what is divided by or taken the log of (a throughput, a probe's seconds)."""
+    return number(value) and value > 0
+
+
+def count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def scalar(value: Any) -> bool:
+    """Text, a number or a bool: a value pandas can group by (the report shows a mistyped one as text)."""
+    return isinstance(value, str | bool) or number(value)
+
+
+def known_strategy(value: Any) -> bool:
+    return isinstance(value, str) and value in strategies.names()
+
+
+EXPECTED = {number: "a finite number", positive: "a number above 0", count: "a whole number of at least 0",
+            scalar: "text or a number", known_strategy: "a strategy this segbench knows"}
+
+# Where the code reads inside a record's sections (the frame, summaries, compare, history, parity, the
+# report), what it needs there; whatever else a section holds is carried as it is. A type is checked with
+# isinstance, a function is a check, a dict describes keys ("*": every key), a one-item list every item.
+# A value may always be None or absent (records of older versions lack sections), except REQUIRED.
+Shape = type | Callable[[Any], bool] | dict | list
+SERIES: dict = {"mean": number, "p95": number, "peak": number}
+SECTIONS: dict[str, Shape] = {
+    "spec": {"strategy": known_strategy, "model": str, "device": str, "runtime": str,
+             "batch_size": scalar, "actors": scalar},
+    "environment": {"fingerprint": str, "git": {"commit": str}},
+    "metrics": {"throughput_steady": positive, "throughput_run": number, "throughput_end_to_end": number,
+                "latency_p50_s": number, "latency_p95_s": number, "latency_p99_s": number, "run_s": number,
+                "images": count, "valid": bool, "latency_defined": bool, "invalid_reasons": [str],
+                "stopped_because": str, "stage_ms_per_image": {"*": number}},
+    "utilisation": {"system_cpu_percent": SERIES, "tree_cpu_percent": SERIES, "tree_rss_bytes": SERIES,
+                    "gpu0": {"util_percent": SERIES}},
+    "plan": {"threads": count, "workers": count},
+    "counts": {"ok": count, "bad": count},
+    "machine_probe": {"b0_forward_s": positive, "error": str},
+    "cold": {"runtime": [dict]},
+    "runtime_parity": {"pixel_agreement": number, "max_logit_abs_diff": number, "images": count},
+    "strategy_stats": {"operators": [{"start": number, "end": number}]},
+    "tables": {"*": {"file": str, "rows": count, "bytes": count, "sha256": str}},
+}
+REQUIRED = ("cell_id", "spec", "environment", "started_at")
 
 
 @dataclass
@@ -55,7 +121,7 @@ class RunRecord:
     # Where it belongs: a sweep's name and repeat index (absent for a single `segbench run`).
     sweep: str | None = None
     repeat: int | None = None
-    machine_probe: dict | None = None  # the host's speed, measured just before the cell
+    machine_probe: dict | None = None  # the host's speed, measured just after the cell
     # What was asked for, set before the cell starts.
     weights: dict | None = None
     source: dict | None = None
@@ -130,18 +196,72 @@ class RunRecord:
         return {"kind": KIND, **{k: v for k, v in fields.items() if v is not None}}
 
     @classmethod
-    def from_dict(cls, data: dict, origin: str = "record") -> RunRecord:
+    def from_dict(cls, data: Any, origin: str = "record") -> RunRecord:
+        """The record a JSON object describes; NotARecord, with the first thing wrong, for anything else
+        (a record is data from anywhere: a bad one is skipped, never fatal)."""
         if not isinstance(data, dict) or data.get("kind") != KIND:
-            raise NotARecord(f"{origin} is not a segbench run record")
+            raise OtherKind(f"{origin} is not a segbench run record")
         data = migrate(data, origin)
-        known = {f.name for f in dataclasses.fields(cls) if f.metadata.get("stored", True)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        fields = _stored_shapes()
+        for name, shape in fields.items():
+            _check(data.get(name), shape, name, origin)
+        for name in REQUIRED:
+            if data.get(name) is None:
+                raise NotARecord(f"{origin} has no {name}")
+        if data["spec"].get("strategy") is None:  # every summary, plot and comparison groups by it
+            raise NotARecord(f"{origin} has no spec.strategy")
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+
+@functools.cache
+def _stored_shapes() -> dict[str, Shape]:
+    """Each stored field's shape: its entry in SECTIONS, else its annotation (int: a count, float: a
+    finite number, list[dict]: a list of objects)."""
+    hints = typing.get_type_hints(RunRecord)
+    shapes: dict[str, Shape] = {}
+    for f in dataclasses.fields(RunRecord):
+        if f.metadata.get("stored", True):
+            (kind,) = [a for a in typing.get_args(hints[f.name]) if a is not type(None)] or [hints[f.name]]
+            if typing.get_origin(kind) is list:
+                shapes[f.name] = SECTIONS.get(f.name, [typing.get_args(kind)[0]])
+            else:
+                shapes[f.name] = SECTIONS.get(f.name, {int: count, float: number}.get(kind, kind))
+    return shapes
+
+
+def _check(value: Any, shape: Shape, where: str, origin: str) -> None:
+    if value is None:
+        return
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            raise NotARecord(f"{origin}: {where} is {_kind(value)}, not an object")
+        for key, item in value.items():
+            inner = shape.get(key, shape.get("*"))
+            if inner is not None:
+                _check(item, inner, f"{where}.{key}", origin)
+    elif isinstance(shape, list):
+        if not isinstance(value, list):
+            raise NotARecord(f"{origin}: {where} is {_kind(value)}, not a list")
+        for i, item in enumerate(value):
+            _check(item, shape[0], f"{where}[{i}]", origin)
+    elif isinstance(shape, type):
+        if not isinstance(value, shape):
+            raise NotARecord(f"{origin}: {where} is {_kind(value)}, not {shape.__name__}")
+    elif not shape(value):
+        raise NotARecord(f"{origin}: {where} ({_kind(value)}) is not {EXPECTED[shape]}")
+
+
+def _kind(value: Any) -> str:
+    """A value's JSON type, never the value (a record's text is not echoed into messages)."""
+    return {dict: "an object", list: "a list", str: "text", bool: "a bool"}.get(type(value), "a number")
 
 
 def migrate(data: dict, origin: str = "record") -> dict:
     """Bring an older record to the current schema. Version 1 needs nothing: its inline outputs,
     batches and samples are read where they are (bench.results.tables)."""
     version = data.get("schema_version", 0)
+    if not count(version):
+        raise NotARecord(f"{origin}: schema_version is {_kind(version)}, not a version number")
     if version > SCHEMA_VERSION:
         raise NotARecord(f"{origin} has schema {version}, newer than this segbench reads ({SCHEMA_VERSION})")
     if version < 1:

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import json
+import math
 import os
+import stat
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
-from bench.results.record import RunRecord
+from bench.results.record import OtherKind, RunRecord
 
 
 def write_atomic(path: Path, data: dict | str) -> Path:
@@ -77,64 +81,135 @@ def write_record(path: Path, record: RunRecord) -> Path:
 
 
 SIDE_JSON_LIMIT = 16 * 2**20  # a plan or a decision is kilobytes; a larger file is not one of ours
+# A schema-2 record is a few KB; the largest schema-1 records (200,000 outputs inline) were 53 MB.
+RECORD_LIMIT = 64 * 2**20
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, refused (ValueError) when larger than `limit`: what is read from a results
+    folder, which may come from anywhere. Opened without following a symlink and without blocking, then
+    checked to be a regular file, so a FIFO, a device (a link to /dev/zero) or a folder named `x.json` is
+    refused rather than waited on, read forever or crashed on. FileNotFoundError when there is none."""
+    too_large = f"{path} is larger than {limit} bytes: not a segbench file"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as err:  # ELOOP: a symlink; EACCES; ENXIO: a socket
+        why = "a symbolic link, not followed" if err.errno == errno.ELOOP else err.strerror or type(err).__name__
+        raise ValueError(f"{path}: not readable ({why})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        os.close(fd)
+        raise ValueError(too_large if stat.S_ISREG(info.st_mode) else f"{path}: not a regular file")
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(limit + 1)  # a file that grew since fstat is still cut at the limit
+    if len(data) > limit:
+        raise ValueError(too_large)
+    return data
+
+
+def load_json(path: Path, limit: int) -> Any:
+    """JSON from a bounded regular file (`read_bounded`). Only JSON segbench writes: NaN, Infinity or a
+    number too large for a float is a ValueError, as are deep nesting and bytes that are not text."""
+    data = read_bounded(path, limit)
+    try:
+        return json.loads(data, parse_constant=_not_finite, parse_float=_finite_float)
+    except (ValueError, RecursionError) as err:  # RecursionError: nesting deeper than the parser goes
+        raise ValueError(f"{path}: not JSON as segbench writes it ({type(err).__name__}: {err})") from None
+
+
+def _not_finite(word: str) -> float:
+    raise ValueError(f"{word} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} does not fit a float")
+    return value
 
 
 def read_json_bounded(path: Path, limit: int = SIDE_JSON_LIMIT) -> dict:
-    """A plan or decision JSON beside records (data: bounded, and a dict or nothing)."""
+    """A plan, decision or machine JSON beside records (data: bounded, and a dict or nothing)."""
     try:
-        if Path(path).stat().st_size > limit:
-            raise ValueError(f"{path} is larger than {limit} bytes: not a segbench file")
-        data = json.loads(Path(path).read_text())
+        data = load_json(path, limit)
     except FileNotFoundError:
         return {}
-    except (OSError, RecursionError, UnicodeDecodeError) as err:  # a folder by that name, deep nesting
-        raise ValueError(f"{path}: not readable as JSON ({type(err).__name__})") from None
     return data if isinstance(data, dict) else {}
 
 
 def read_record(path: Path) -> RunRecord:
-    """One record; a ValueError (NotARecord for other JSON or a schema this version cannot read)."""
-    record = RunRecord.from_dict(json.loads(Path(path).read_text()), str(path))
+    """One record; a ValueError (NotARecord for other JSON, a malformed record or a schema this version
+    cannot read; ValueError for a file that is not bounded, regular JSON)."""
+    record = RunRecord.from_dict(load_json(path, RECORD_LIMIT), str(path))
     record.folder = Path(path).parent
     return record
 
 
 class ResultStore:
-    """Records under files and folders, read once: every record, the newest per (cell, repeat), a frame."""
+    """Records under files and folders, read once: every record, the newest per (cell, repeat), a frame.
+    A file that cannot be read as a record is skipped and listed with why (`skipped`), never fatal."""
 
     def __init__(self, paths: Iterable[Path]) -> None:
         self.roots = [Path(p) for p in paths]
-        self._records: list[tuple[Path, RunRecord]] | None = None
+        self._read: list[tuple[int, Path, RunRecord]] | None = None
+        self._skipped: list[tuple[Path, str]] = []
+
+    def listing(self) -> list[tuple[int, Path]]:
+        """(index of its root, path) of every JSON file under the roots; a file under two roots once."""
+        found, seen = [], set()
+        for index, root in enumerate(self.roots):
+            if root.is_dir():  # hidden: temporary files of a write, a baseline still being recorded
+                paths = [p for p in sorted(root.rglob("*.json"))
+                         if not any(part.startswith(".") for part in p.relative_to(root).parts)]
+            elif os.path.lexists(root):  # named on purpose: followed if a link, then read only if regular
+                paths = [root.resolve()]
+            else:
+                paths = []
+            for path in paths:
+                where = path.parent.resolve() / path.name  # a link is one file of its own (and not read)
+                if where not in seen:
+                    seen.add(where)
+                    found.append((index, path))
+        return found
 
     def paths(self) -> list[Path]:
-        found = []
-        for root in self.roots:
-            if root.is_dir():  # hidden: temporary files of a write, a baseline still being recorded
-                found.extend(p for p in sorted(root.rglob("*.json"))
-                             if not any(part.startswith(".") for part in p.relative_to(root).parts))
-            elif root.is_file():
-                found.append(root)
-        return found
+        return [path for _, path in self.listing()]
+
+    def _records(self) -> list[tuple[int, Path, RunRecord]]:
+        if self._read is None:
+            self._read = []
+            for index, path in self.listing():
+                try:
+                    self._read.append((index, path, read_record(path)))
+                except OtherKind:  # a plan, a decision, an export: not a record, and not a fault
+                    continue
+                except (ValueError, OSError) as err:  # a malformed record, or a file gone or unreadable
+                    self._skipped.append((path, str(err)))
+        return self._read
 
     def records(self) -> list[tuple[Path, RunRecord]]:
         """Every record with its path; other JSON files beside them (plans, exports) are passed over."""
-        if self._records is None:
-            self._records = []
-            for path in self.paths():
-                # NotARecord, invalid JSON and undecodable bytes are all ValueErrors: not records.
-                with contextlib.suppress(ValueError):
-                    self._records.append((path, read_record(path)))
-        return self._records
+        return [(path, record) for _, path, record in self._records()]
+
+    def skipped(self) -> list[tuple[Path, str]]:
+        """(path, why) of each JSON file that could not be read as a record: malformed, not a regular
+        file, too large, of a schema too new."""
+        self._records()
+        return list(self._skipped)
 
     def latest(self) -> dict[str, list[RunRecord]]:
-        """cell id → its records, the newest per repeat (a forced re-run leaves older ones beside it)."""
-        newest: dict[tuple[str, int], RunRecord] = {}
-        for _, record in self.records():
-            key = (record.cell_id, record.repeat_index)
+        """cell id → its records, the newest per repeat within each root (a forced re-run leaves older ones
+        beside it). Repeats from different roots are kept apart: `compare A1 A2 -c B` counts the repeats of
+        both baselines, and never lets A2's r0 silently replace A1's."""
+        newest: dict[tuple[str, int, int], RunRecord] = {}
+        for root, _, record in self._records():
+            key = (record.cell_id, root, record.repeat_index)
             if key not in newest or record.started_at > newest[key].started_at:
                 newest[key] = record
         cells: dict[str, list[RunRecord]] = defaultdict(list)
-        for (cell_id, _), record in sorted(newest.items()):
+        for (cell_id, _, _), record in sorted(newest.items(), key=lambda item: item[0]):
             cells[cell_id].append(record)
         return dict(cells)
 
@@ -157,7 +232,7 @@ class ResultStore:
 def _row(path: Path, record: RunRecord) -> dict:
     metrics = record.metrics or {}
     util = record.utilisation or {}
-    return {
+    head = {
         "path": str(path),
         "cell_id": record.cell_id,
         "status": record.status,
@@ -166,11 +241,15 @@ def _row(path: Path, record: RunRecord) -> dict:
         "repeat": record.repeat_index,
         "started_at": record.started_at,
         **{f"spec.{k}": v for k, v in record.spec.items()},
-        **{k: v for k, v in metrics.items() if not isinstance(v, (dict, list))},
+    }
+    tail = {
         "invalid_reason": "; ".join(metrics.get("invalid_reasons") or []) or None,
         "cpu_tree_mean": (util.get("tree_cpu_percent") or {}).get("mean"),
         "cpu_system_mean": (util.get("system_cpu_percent") or {}).get("mean"),
         "rss_tree_peak": (util.get("tree_rss_bytes") or {}).get("peak"),
-        "gpu_util_mean": (util.get("gpu0") or {}).get("util_percent", {}).get("mean"),
+        "gpu_util_mean": ((util.get("gpu0") or {}).get("util_percent") or {}).get("mean"),
         "fingerprint": record.environment.get("fingerprint"),
     }
+    # Headline metrics as columns; a metric named like another column (`cell_id`) never replaces it.
+    figures = {k: v for k, v in metrics.items() if not isinstance(v, dict | list) and k not in head and k not in tail}
+    return {**head, **figures, **tail}

@@ -7,28 +7,44 @@ Layout: `<stem>.outputs.parquet`, `<stem>.batches.parquet` and `<stem>.samples.p
 one row group per table. When the run ends each file is closed, fsynced and renamed to its final name,
 and only then is the record written, naming each file with its rows, bytes and sha256. A crash leaves
 hidden partial files (the store and a resumed sweep ignore hidden names, and a sweep removes those of a
-cell that died) or finished tables that no record names (the cell has no record, so it runs again).
+cell that died) or finished tables that no record names (the cell has no record, so it runs again). A
+writer holds an exclusive `flock` on its partial file until it is renamed, and the lock dies with the
+process, so the next tables written into a folder remove the partials that no live writer holds: those
+of a sweep parent or a cell killed with SIGKILL.
 
 Readers go through `iter_table` (row groups, chosen columns: bounded memory) or `read_table`/`rows` for
 the small tables. Records written before the side files (inline `outputs`, `batches`, `samples` lists in
 the JSON) read through the same calls.
+
+A record and its tables may come from anywhere, so nothing in the JSON sizes a read. Before a file is
+read it must be a regular file of the size the record names, with the sha256 the record names, and its
+Parquet footer must hold at most `MAX_TABLE_ROWS` rows, no more rows than bytes, and decode (by the
+footer) within the table's budget: `MAX_EXPANSION` times its size on disk, and `MAX_READ_BYTES` for a
+whole read. The budget holds while reading too: strings are read as dictionaries and counted decoded
+before they are expanded, so a file whose footer understates what it decodes to is stopped at the
+budget rather than read. A table that fails any of this is unusable: `SideFileError`, with why.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import hashlib
 import os
+import re
 import shutil
+import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
@@ -39,6 +55,17 @@ READ_ROWS = 8192  # rows per chunk a reader holds
 # Rows whose hashes a whole-table pass (exactly-once, parity) holds at once; a larger table is read in
 # several passes, each taking the ids whose hash falls in its share.
 PARTITION_ROWS = 100_000
+
+# What a side table may make a reader do (it comes with its record, from anywhere):
+MAX_TABLE_ROWS = 100_000_000  # a hundred times the million-image cells the tables are built for
+MAX_TABLE_BYTES = 8 * 2**30  # on disk; a million-image outputs table is ~60 MB, and all of it is hashed
+# Decoded over on disk: segbench's tables measured 6x (outputs), 9x (batches), 20x (a small samples
+# table); a bomb of repeated bytes is thousands.
+MAX_EXPANSION = 100
+MIN_DECODE_BUDGET = 64 * 2**20  # what any table may decode to, however small its file (footer included)
+# A whole read (`read_table`, `rows`) decodes at most this: the batches of a million-image cell at
+# batch size 1 are ~200 MB; the per-image outputs are read in chunks instead.
+MAX_READ_BYTES = 512 * 2**20
 
 STAGE_COLUMNS = ("read", "decode", "preprocess", "forward", "postprocess", "model_load")
 
@@ -71,7 +98,9 @@ SCHEMAS = {"outputs": OUTPUTS, "batches": BATCHES}  # samples: whatever the samp
 
 
 class SideFileError(FileNotFoundError):
-    """A side file a record names is not beside it (moved without it, deleted) or is not the one written."""
+    """A side file a record names is unusable: not beside it (moved without it, deleted), not the one
+    written (size, sha256), not readable Parquet, or larger than a reader may take. Callers treat the
+    table as missing, with this as the reason."""
 
 
 def table_path(record_path: Path, name: str) -> Path:
@@ -80,6 +109,48 @@ def table_path(record_path: Path, name: str) -> Path:
 
 def partial_path(record_path: Path, name: str) -> Path:
     return record_path.with_name(f".{record_path.stem}.{name}.parquet.partial")
+
+
+def claim(partial: Path) -> int:
+    """A new, empty `partial`, exclusively locked by this process (the lock goes when its fd is closed or
+    the process dies). It is created and locked under a temporary name, then renamed: a partial file
+    never exists unlocked while its writer lives, so `remove_stale_partials` cannot take a live one."""
+    fd, temporary = tempfile.mkstemp(prefix=".claim-", dir=partial.parent)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.replace(temporary, partial)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    return fd
+
+
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Remove the hidden partial tables in `folder` that no live writer holds (a killed sweep parent's or
+    cell's); return them. Called when tables are next written there; readers never read partials."""
+    removed = []
+    for path in sorted(folder.glob(".*.parquet.partial")):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # gone already, or a symlink: nothing a writer of ours made
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # a live writer holds it
+                continue
+            if os.path.samestat(os.fstat(fd), os.lstat(path)):  # still the file that was locked
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
 
 
 def discard_unrecorded(record_path: Path) -> None:
@@ -105,6 +176,7 @@ class TableWriter:
         self.partial.parent.mkdir(parents=True, exist_ok=True)
         self.schema, self.row_group_rows = schema, row_group_rows
         self._pending: list[tuple] = []
+        self._lock: int | None = claim(self.partial)  # held until the file is renamed or discarded
         self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self.partial, schema, compression="zstd")
         self._description: dict | None = None
 
@@ -131,6 +203,7 @@ class TableWriter:
             if self.partial.exists():
                 _fsync(self.partial)
                 os.replace(self.partial, self.final)
+            self._unlock()
             self._description = describe(self.final, self.row_group_rows)
         return self._description
 
@@ -140,6 +213,12 @@ class TableWriter:
             self._writer = None
         with contextlib.suppress(FileNotFoundError):
             self.partial.unlink()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
 
 class RunTables:
@@ -147,6 +226,8 @@ class RunTables:
 
     def __init__(self, record_path: Path) -> None:
         self.record_path = record_path
+        if record_path.parent.is_dir():
+            remove_stale_partials(record_path.parent)
         self.outputs = TableWriter(record_path, "outputs", OUTPUTS)
         self.batches = TableWriter(record_path, "batches", BATCHES)
         self._samples: list[dict] | None = None
@@ -179,23 +260,37 @@ def scratch_path(cell_id: str) -> Path:
 def write_table(record_path: Path, name: str, rows: list[dict]) -> dict:
     """A small table written whole (the utilisation samples), through the same partial-then-rename."""
     final, partial = table_path(record_path, name), partial_path(record_path, name)
-    pq.write_table(pa.Table.from_pylist(rows), partial, compression="zstd")
-    _fsync(partial)
-    os.replace(partial, final)
+    lock = claim(partial)
+    try:
+        pq.write_table(pa.Table.from_pylist(rows), partial, compression="zstd")
+        _fsync(partial)
+        os.replace(partial, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+        raise
+    finally:
+        os.close(lock)
     return describe(final)
 
 
 def describe(path: Path, row_group_rows: int | None = None) -> dict:
     """What the record says of a side file: enough to find it and to tell that it is the one written."""
     rows = pq.read_metadata(path).num_rows
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    out = {"file": path.name, "rows": rows, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+        digest = _sha256(handle)
+        _VERIFIED.add(_identity(os.fstat(handle.fileno()), digest))  # its reader need not hash it again
+    out = {"file": path.name, "rows": rows, "bytes": path.stat().st_size, "sha256": digest}
     if row_group_rows:
         out["row_group_rows"] = row_group_rows
     return out
+
+
+def _sha256(handle: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _fsync(path: Path) -> None:
@@ -219,11 +314,130 @@ def located(record: RunRecord, name: str) -> Path | None:
     if record.folder is None:
         raise SideFileError(f"record {record.cell_id} names {name_given} but was not read from a folder")
     path = Path(record.folder) / name_given
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise SideFileError(f"{path} is missing: record {record.cell_id} names it beside itself")
-    if path.stat().st_size != info["bytes"]:
-        raise SideFileError(f"{path} is {path.stat().st_size} bytes, not the {info['bytes']} its record names")
     return path
+
+
+@dataclass
+class Opened:
+    """A side table checked against its record and its own footer, open for reading."""
+
+    path: Path
+    file: pq.ParquetFile  # strings read as dictionaries, so that they are counted before they are expanded
+    schema: pa.Schema  # the columns as they read once expanded
+    rows: int  # from the footer
+    budget: int  # bytes one pass over the table may decode
+
+
+# Files already hashed, by identity (device, inode, size, times): parity reads a table many times.
+_VERIFIED: set[tuple] = set()
+
+
+def _identity(info: os.stat_result, sha256: str) -> tuple:
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, sha256
+
+
+@contextlib.contextmanager
+def opened(record: RunRecord, name: str, whole: bool = False) -> Iterator[Opened | None]:
+    """The record's side table, checked before anything of it is read (see the module's docstring), or
+    None when the record keeps the table inline or has none. `whole`: the budget of a whole read."""
+    path = located(record, name)
+    if path is None:
+        yield None
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:  # ELOOP: a symlink, not followed
+        raise SideFileError(f"{path} cannot be opened: {err.strerror or type(err).__name__}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO, a device, a folder
+        os.close(fd)
+        raise SideFileError(f"{path} is not a regular file")
+    with os.fdopen(fd, "rb") as handle:
+        yield _check(path, handle, record.tables[name], whole)
+
+
+def _check(path: Path, handle: BinaryIO, info: dict, whole: bool) -> Opened:
+    found = os.fstat(handle.fileno())
+    if found.st_size != info.get("bytes"):
+        raise SideFileError(f"{path} is {found.st_size} bytes, not the {info.get('bytes')} its record names")
+    if found.st_size > MAX_TABLE_BYTES:
+        raise SideFileError(f"{path} is {found.st_size} bytes, more than a side table may be ({MAX_TABLE_BYTES})")
+    expected = info.get("sha256")
+    if not isinstance(expected, str) or not re.fullmatch(r"[0-9a-f]{64}", expected):
+        raise SideFileError(f"{path}: its record names no sha256 for it")
+    if _identity(found, expected) not in _VERIFIED:
+        if _sha256(handle) != expected:
+            raise SideFileError(f"{path} does not have the sha256 its record names: not the file written")
+        _VERIFIED.add(_identity(found, expected))
+    handle.seek(0)
+    plain = _readable(path, lambda: pq.ParquetFile(handle))
+    strings = [column.path for column in plain.schema if column.physical_type == "BYTE_ARRAY"]
+    file = _readable(path, lambda: pq.ParquetFile(handle, metadata=plain.metadata, read_dictionary=strings,
+                                                  pre_buffer=False))
+    footer = plain.metadata
+    rows = footer.num_rows
+    if rows != info.get("rows"):
+        raise SideFileError(f"{path} holds {rows} rows, not the {info.get('rows')} its record names")
+    if rows > MAX_TABLE_ROWS or rows > found.st_size:  # every row segbench writes costs bytes on disk
+        raise SideFileError(f"{path} holds {rows} rows in {found.st_size} bytes: more than a side table may")
+    budget = max(MIN_DECODE_BUDGET, MAX_EXPANSION * found.st_size)
+    budget = min(budget, MAX_READ_BYTES) if whole else budget
+    decoded = _footer_bytes(footer)
+    if decoded > budget:
+        raise SideFileError(f"{path} decodes to {decoded} bytes by its footer, more than {budget} "
+                            f"({'a whole read' if whole else f'{MAX_EXPANSION} times its size'}): not read")
+    return Opened(path, file, plain.schema_arrow, rows, budget)
+
+
+def _footer_bytes(footer: pq.FileMetaData) -> int:
+    """What the footer says the table decodes to: each column chunk's uncompressed pages, or 8 bytes a
+    value where run-length encoding makes the values outnumber those bytes."""
+    total = 0
+    for g in range(footer.num_row_groups):
+        group = footer.row_group(g)
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            total += max(chunk.total_uncompressed_size, 8 * chunk.num_values)
+    return total
+
+
+def _batches(table: Opened, columns: list[str] | None, rows: int) -> Iterator[pa.RecordBatch]:
+    """The table's chunks with their strings expanded, each counted against the budget first."""
+    spent = 0
+    present = _present(table.schema, columns)
+    expanded = pa.schema([table.schema.field(c) for c in present]) if present is not None else table.schema
+    reader = _readable(table.path, lambda: table.file.iter_batches(batch_size=rows, columns=present))
+    while (batch := _readable(table.path, lambda: next(reader, None))) is not None:
+        spent += _readable(table.path, lambda: sum(_decoded_bytes(column) for column in batch.columns))
+        if spent > table.budget:
+            raise SideFileError(f"{table.path} decodes to more than {table.budget} bytes: not read further")
+        yield _readable(table.path, lambda: batch.cast(expanded))
+
+
+def _readable(path: Path, step: Callable[[], Any]) -> Any:
+    """`step()`; a Parquet file it cannot read is an unusable side table."""
+    try:
+        return step()
+    except (pa.ArrowException, OSError) as err:
+        raise SideFileError(f"{path} is not readable Parquet ({type(err).__name__}: {err})") from None
+
+
+def _decoded_bytes(array: pa.Array) -> int:
+    """Bytes `array` takes once its dictionaries are expanded: a string repeated a million times is
+    counted a million times here, while it was read once."""
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        values = array.dictionary
+        if not (pa.types.is_binary(values.type) or pa.types.is_string(values.type)
+                or pa.types.is_large_binary(values.type) or pa.types.is_large_string(values.type)):
+            return len(array) * (values.nbytes // max(1, len(values)) + 8)  # other values: their mean width
+        return int(pc.sum(pc.take(pc.binary_length(values), array.indices)).as_py() or 0) + 8 * len(array)
+    if pa.types.is_struct(kind):
+        return sum(_decoded_bytes(child) for child in array.flatten()) + len(array)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_map(kind):
+        return _decoded_bytes(array.values) + 8 * len(array)
+    return array.nbytes
 
 
 def hash_ids(values: pa.Array | pa.ChunkedArray | np.ndarray) -> np.ndarray:
@@ -238,9 +452,10 @@ def partitions(rows: int) -> int:
 
 
 def row_count(record: RunRecord, name: str) -> int:
-    info = (record.tables or {}).get(name)
-    if info:
-        return int(info["rows"])
+    """Rows of the table: its footer's count (never the JSON's), or the inline list's length."""
+    with opened(record, name) as table:
+        if table is not None:
+            return table.rows
     return len(_inline(record, name) or [])
 
 
@@ -248,29 +463,31 @@ def iter_table(record: RunRecord, name: str, columns: list[str] | None = None,
                rows: int = READ_ROWS) -> Iterator[pa.RecordBatch]:
     """The table in chunks of at most `rows` rows and only the columns asked for: what a reader of a
     million-row table holds at once."""
-    path = located(record, name)
-    if path is not None:
-        # Row group by row group, unbuffered: pre-buffering reads ahead whole column chunks, and with them
-        # a reader's memory grew with the table (47 MB for 200,000 rows against 17 MB unbuffered).
-        file = pq.ParquetFile(path, pre_buffer=False)
-        present = _present(file.schema_arrow, columns)
-        for batch in file.iter_batches(batch_size=rows, columns=present):
-            yield _with_added_columns(batch, name, columns)
-        pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed pages otherwise
-        return
+    with opened(record, name) as table:
+        if table is not None:
+            # Row group by row group, unbuffered: pre-buffering reads ahead whole column chunks, and with
+            # them a reader's memory grew with the table (47 MB for 200,000 rows against 17 MB unbuffered).
+            for batch in _batches(table, columns, rows):
+                yield _with_added_columns(batch, name, columns)
+            pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed pages otherwise
+            return
     inline = _inline(record, name)
     if inline:
-        table = _inline_table(name, inline)
-        yield from (table.select(columns) if columns else table).to_batches(max_chunksize=rows)
+        data = _inline_table(record, name, inline)
+        yield from (data.select(columns) if columns else data).to_batches(max_chunksize=rows)
 
 
 def read_table(record: RunRecord, name: str, columns: list[str] | None = None) -> pa.Table:
-    """The whole table (for batches and samples; outputs are read with `iter_table`)."""
-    path = located(record, name)
-    if path is not None:
-        return _with_added_columns(pq.read_table(path, columns=_present(pq.read_schema(path), columns)), name, columns)
-    table = _inline_table(name, _inline(record, name) or [])
-    return table.select(columns) if columns else table
+    """The whole table (for batches and samples; outputs are read with `iter_table`), within
+    `MAX_READ_BYTES` decoded."""
+    with opened(record, name, whole=True) as table:
+        if table is not None:
+            chunks = list(_batches(table, columns, READ_ROWS))
+            present = _present(table.schema, columns)
+            schema = pa.schema([table.schema.field(c) for c in present]) if present is not None else table.schema
+            return _with_added_columns(pa.Table.from_batches(chunks, schema=schema), name, columns)
+    data = _inline_table(record, name, _inline(record, name) or [])
+    return data.select(columns) if columns else data
 
 
 def _present(schema: pa.Schema, columns: list[str] | None) -> list[str] | None:
@@ -328,7 +545,16 @@ def _inline(record: RunRecord, name: str) -> list[dict] | None:
     return getattr(record, name, None) if name in ("batches", "samples") else None
 
 
-def _inline_table(name: str, items: Iterable[dict]) -> pa.Table:
+def _inline_table(record: RunRecord, name: str, items: Iterable[dict]) -> pa.Table:
+    """A table kept inline in an older record's JSON; one whose rows are not of its table is unusable."""
+    try:
+        return _inline_rows(name, items)
+    except (KeyError, TypeError, ValueError, AttributeError, pa.ArrowException) as err:
+        raise SideFileError(f"record {record.cell_id}: its inline {name} are malformed "
+                            f"({type(err).__name__})") from None
+
+
+def _inline_rows(name: str, items: Iterable[dict]) -> pa.Table:
     if name == "outputs":
         converted = [output_row(o["id"], o.get("ok", True), o.get("width") or 0, o.get("height") or 0,
                                 o.get("digest"), {int(k): int(v) for k, v in (o.get("histogram") or {}).items()},

@@ -23,7 +23,8 @@ def _head() -> str:
 
 def _baseline(folder: Path, commits: list[str], dirty: bool = False) -> Path:
     for i, commit in enumerate(commits):
-        record = RunRecord.begin({}, f"cell{i}", {"git": {"commit": commit, "dirty": dirty}}, status="ok")
+        record = RunRecord.begin({"strategy": "sequential"}, f"cell{i}", {"git": {"commit": commit, "dirty": dirty}},
+                                 status="ok")
         write_atomic(folder / f"r{i}.json", record.to_dict())
     return folder
 
