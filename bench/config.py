@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
+import numbers
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,72 @@ MODEL_TRANSFERS = ("object_store", "reload")
 INPUT_MODES = ("driver", "cluster")
 STOPS = ("images", "rules")  # a fixed job over the source once; or cycle it until the stopping rules hold
 MAX_SECONDS = 7 * 86400.0  # no duration a cell is given may exceed a week (a bound, not a size)
+MAX_IMAGE_SCALE = 4.0  # synthetic pixels grow with its square: 4× already makes each image 16× larger
+MAX_PREFETCH_MB = 2.0**20  # inputs held in the driver's memory before the clock starts: 1 TiB is more than any host
+MAX_PER_WORKER = 1024.0  # CPUs or GPUs a worker asks for: more than any one node has, so it could never be placed
+SAMPLE_INTERVAL_S = (0.05, 60.0)  # a utilisation sampler never busy-loops, nor sleeps through a cell
+TIMEOUT_EXIT = 124  # the exit code of a cell's process ended by its hard time limit (as timeout(1))
+MAX_BATCH = 4096  # images in one forward (or queued per actor): 12 GB of fp32 input at 512², past any device
+MAX_IMAGES = 10**9  # a cell's images: a thousand times the million-image cells the tables are built for
+MAX_WORKERS = 1024  # actors, tasks or threads: more than any cluster segbench plans for
+MAX_BATCHES = 10**6  # a warm-up floor or a steady-batch rule, in batches
+MAX_CALIBRATED_MS = 60_000.0  # a calibrated stand-in's cost per image and first call: a minute, beyond any real model
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The range a number setting must lie in: a finite real number (an integer where `integer`), never a
+    bool or a string, from `low` to `high` (each end included unless said otherwise); None only where
+    `optional` (the setting is then unset)."""
+
+    low: float
+    high: float
+    low_ok: bool = True
+    high_ok: bool = True
+    integer: bool = False
+    optional: bool = False
+
+    def problem(self, value: object) -> str | None:
+        """What is wrong with `value` (a phrase that follows the setting's name), or None."""
+        if value is None and self.optional:
+            return None
+        kind = numbers.Integral if self.integer else numbers.Real  # numpy's numbers too
+        if isinstance(value, bool) or not isinstance(value, kind):
+            return f"must be {'an integer' if self.integer else 'a number'}, not {value!r:.40}"
+        # An int compares exactly with the float bounds (10**400 too); nan fails every comparison.
+        low = value >= self.low if self.low_ok else value > self.low
+        high = value <= self.high if self.high_ok else value < self.high
+        if low and high:
+            return None
+        low_text, high_text = (str(self.low), str(self.high)) if self.integer else (f"{self.low:g}", f"{self.high:g}")
+        lower = f"{low_text} or more" if self.low_ok else f"above {low_text}"
+        upper = f"at most {high_text}" if self.high_ok else f"below {high_text}"
+        return f"must be {lower} and {upper} (got {value!r:.40})"
+
+
+# Every number setting of a cell. Each number field of RunSpec needs an entry (tests walk the fields): a
+# number outside its bounds, or of the wrong type, never reaches a run.
+BOUNDS = {
+    "image_scale": Bound(0.0, MAX_IMAGE_SCALE, low_ok=False),
+    "seed": Bound(0, sys.maxsize, integer=True),  # numpy and torch take seeds up to 64 bits
+    "min_steady_s": Bound(0.0, MAX_SECONDS),
+    "target_rel_ci": Bound(0.0, 1.0, low_ok=False, high_ok=False, optional=True),  # a fraction of the figure
+    "max_s": Bound(0.0, MAX_SECONDS, low_ok=False),
+    "cpus_per_worker": Bound(0.0, MAX_PER_WORKER, optional=True),
+    "gpus_per_worker": Bound(0.0, MAX_PER_WORKER, optional=True),
+    "prefetch_mb": Bound(0.0, MAX_PREFETCH_MB),
+    "timeout_s": Bound(0.0, MAX_SECONDS, low_ok=False),
+    "batch_size": Bound(1, MAX_BATCH, integer=True),
+    "images": Bound(1, MAX_IMAGES, integer=True, optional=True),
+    "actors": Bound(1, MAX_WORKERS, integer=True),
+    "actors_max": Bound(1, MAX_WORKERS, integer=True, optional=True),
+    "max_in_flight": Bound(1, MAX_BATCH, integer=True),
+    "threads": Bound(1, MAX_WORKERS, integer=True, optional=True),
+    "warmup_batches": Bound(0, MAX_BATCHES, integer=True),
+    "min_steady_batches": Bound(1, MAX_BATCHES, integer=True),
+    "runtime_parity_images": Bound(1, MAX_BATCH, integer=True),
+}
+SAMPLE_INTERVAL = Bound(*SAMPLE_INTERVAL_S)
 
 
 # Settings that change where or how a cell is watched, not what is measured.
@@ -82,6 +149,9 @@ class RunSpec:
             model_size(self.model)
         except ValueError as err:
             fail(str(err))
+        cost = calibrated.parse(self.model)
+        if cost and max(cost.ms_per_image, cost.first_ms) > MAX_CALIBRATED_MS:
+            fail(f"{self.model}: a calibrated cost must be at most {MAX_CALIBRATED_MS:g} ms")
         if self.device not in DEVICES:
             fail(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
         if self.postprocess not in POSTPROCESS_MODES:
@@ -90,48 +160,25 @@ class RunSpec:
             fail(f"unknown runtime {self.runtime!r}; choose from {', '.join(RUNTIMES)}")
         if self.runtime != EAGER and calibrated.is_calibrated(self.model):
             fail(f"{self.model} is a calibrated stand-in (sleep/spin in Python): only the eager runtime runs it")
-        if self.runtime_parity_images < 1:
-            fail(f"runtime-parity-images must be at least 1 (got {self.runtime_parity_images})")
+        for name, bound in BOUNDS.items():  # first: the checks below compare these as numbers
+            if problem := bound.problem(getattr(self, name)):
+                fail(f"{name.replace('_', '-')} {problem}")
         if self.input_mode not in INPUT_MODES:
             fail(f"unknown input mode {self.input_mode!r}; choose from {', '.join(INPUT_MODES)}")
         if self.model_transfer not in MODEL_TRANSFERS:
             fail(f"unknown model transfer {self.model_transfer!r}; choose from {', '.join(MODEL_TRANSFERS)}")
-        for name in ("batch_size", "actors", "max_in_flight"):
-            if int(getattr(self, name)) < 1:
-                fail(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.actors_max is not None and self.actors_max < self.actors:
             fail(f"actors-max ({self.actors_max}) must not be below actors ({self.actors})")
-        if self.images is not None and self.images < 1:
-            fail(f"images must be at least 1 (got {self.images})")
-        if self.warmup_batches < 0:
-            fail(f"warmup-batches must be 0 or more (got {self.warmup_batches})")
-        if self.threads is not None and self.threads < 1:
-            fail(f"threads must be at least 1 (got {self.threads})")
-        if not 0 < self.image_scale <= 4:
-            fail(f"image-scale must be in (0, 4] (got {self.image_scale})")
-        if self.prefetch_mb < 0:
-            fail(f"prefetch-mb must be 0 or more (got {self.prefetch_mb})")
-        for name, low in (("timeout_s", 0.0), ("min_steady_s", None), ("max_s", 0.0), ("prefetch_mb", None)):
-            value = getattr(self, name)
-            if not math.isfinite(value) or (low is not None and value <= low) or value < 0 or value > MAX_SECONDS:
-                fail(f"{name.replace('_', '-')} must be a finite number of at most {MAX_SECONDS:g}"
-                     f"{' above 0' if low is not None else ', 0 or more'} (got {value})")
         if self.stop not in STOPS:
             fail(f"unknown stop {self.stop!r}; choose from {', '.join(STOPS)}")
         if self.min_steady_batches < 1:
             fail(f"min-steady-batches must be at least 1 (got {self.min_steady_batches})")
-        if self.target_rel_ci is not None and not (math.isfinite(self.target_rel_ci) and 0 < self.target_rel_ci < 1):
-            fail(f"target-rel-ci must be a fraction between 0 and 1, e.g. 0.03 (got {self.target_rel_ci})")
         if self.stop == "rules":
             if self.max_s <= self.min_steady_s:
                 fail(f"max-s ({self.max_s:g}) must exceed min-steady-s ({self.min_steady_s:g})")
             if self.timeout_s <= self.max_s:
                 fail(f"timeout ({self.timeout_s:g} s) must exceed max-s ({self.max_s:g} s): the run stops at max-s "
                      "and still needs its start and its checks")
-        for name in ("cpus_per_worker", "gpus_per_worker"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                fail(f"{name.replace('_', '-')} must not be negative (got {value})")
         if self.source == "synthetic" and self.images is None:
             fail("the synthetic source needs an image count (--images N)")
         if self.source not in ("synthetic",) and not self.source.startswith("hf:"):

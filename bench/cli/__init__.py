@@ -2,6 +2,7 @@
 errors, and a record whose side file is missing or changed, print one line and exit with code 2."""
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -18,20 +19,37 @@ app.add_typer(bench_app, name="bench")
 USAGE_ERROR = 2
 
 
-def isolate_local_ray(names: list[str], ray_address: str | None, weights: str, source: str) -> None:
+ALLOW_OPEN_ENV = "SEGBENCH_ALLOW_OPEN_CLUSTER"  # also how an A/B job passes the flag to its sides' own CLIs
+AllowOpenCluster = Annotated[bool, typer.Option(
+    "--allow-open-cluster", envvar=ALLOW_OPEN_ENV,
+    help="Start a local Ray without token authentication on the host network (RAY_AUTH_MODE=disabled where no "
+         "private network namespace can be made): anyone who can reach this machine can then run code in it")]
+
+
+def isolate_local_ray(names: list[str], ray_address: str | None, weights: str, source: str,
+                      allow_open: bool = False) -> None:
     """Before a local Ray instance starts: keep it on loopback (see bench.platform.netns). Not for a given
-    cluster, nor when the run needs the internet (hub weights, HF datasets)."""
+    cluster, nor when the run needs the internet (hub weights, HF datasets). Where it stays on the host
+    network, Ray listens on every interface: refuse it without token authentication unless `allow_open`."""
     import strategies
-    from bench.platform.netns import private_network
+    from bench.platform.netns import local_auth_mode, loopback_only, private_network
 
-    uses_ray = any(strategies.get(name).uses_ray for name in names)
-    if uses_ray and not ray_address and weights != "hub" and not source.startswith("hf:"):
+    if ray_address or not any(strategies.get(name).uses_ray for name in names):
+        return
+    if weights == "hub" or source.startswith("hf:"):
+        reason = None if loopback_only() else "the run needs the internet: hub weights or an HF dataset"
+    else:
         reason = private_network()
-        if reason:
-            from bench.platform.netns import local_auth_mode
-
-            print(f"segbench: note: local Ray stays on the host network ({reason}); Ray authentication: "
-                  f"{local_auth_mode()}", file=sys.stderr)
+    if not reason:
+        return
+    mode = local_auth_mode()
+    if mode != "token" and not allow_open:
+        raise ConfigError(f"local Ray would listen on every interface of the host network ({reason}) with "
+                          f"authentication {mode!r}: anyone who can reach this machine could run code in it. "
+                          "Set RAY_AUTH_MODE=token (or leave it unset) or pass --allow-open-cluster")
+    open_note = " (OPEN: --allow-open-cluster)" if mode != "token" else ""
+    print(f"segbench: note: local Ray stays on the host network ({reason}); Ray authentication: {mode}{open_note}",
+          file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bench.cli import app, isolate_local_ray
+from bench.cli import AllowOpenCluster, app, isolate_local_ray
 from bench.config import ConfigError
 from bench.report.format import fmt
 from bench.results import race
@@ -46,6 +46,7 @@ def decide(
         "results"),
     ray_address: Annotated[str | None, typer.Option(help="Run Ray cells on this cluster")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print what recommend --json prints, and the race")] = False,
+    allow_open_cluster: AllowOpenCluster = False,
 ) -> None:
     """Run every cell once under its stopping rules, then race the cells that could still be fastest."""
     if (file is None) == (preset is None):
@@ -56,7 +57,7 @@ def decide(
         raise ConfigError(f"--alpha must be in (0, 0.5) (got {alpha})")
     seconds = parse_budget(budget)
     spec = SweepSpec.preset(preset) if preset else SweepSpec.from_toml(file)
-    isolate_local_ray(spec.strategies, ray_address, spec.weights, spec.source)
+    isolate_local_ray(spec.strategies, ray_address, spec.weights, spec.source, allow_open_cluster)
     from bench.sweep.decide import run_decide
 
     def on_cell(name: str) -> None:

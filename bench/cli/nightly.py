@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from bench.cli import app, isolate_local_ray
+from bench.cli import AllowOpenCluster, app, isolate_local_ray
 from bench.cli.report import ALLOW_UNGATED_HELP
 from bench.config import ConfigError
 from bench.results import baselines
@@ -41,6 +41,7 @@ def nightly(
     threshold: Annotated[float, typer.Option(help="Relative change that counts (0.10 = 10%)")] = 0.10,
     alpha: Annotated[float, typer.Option(help="Family-wise significance level (Holm over all cells)")] = 0.05,
     allow_ungated: Annotated[bool, typer.Option(help=ALLOW_UNGATED_HELP)] = False,
+    allow_open_cluster: AllowOpenCluster = False,
 ) -> None:
     """Gate this tree against this machine's baseline; record that baseline first where there is none.
     Exit 1 on a regression, 3 when a baseline cell could not be gated (unless --allow-ungated)."""
@@ -58,7 +59,7 @@ def nightly(
         raise ConfigError(f"{baselines_root} has no baseline for this machine, {baselines.describe(machine)}")
     if here is not None:
         check_same_cells(spec, here)
-    isolate_local_ray(spec.strategies, None, spec.weights, spec.source)
+    isolate_local_ray(spec.strategies, None, spec.weights, spec.source, allow_open_cluster)
     if here is None:
         raise typer.Exit(record_baseline(spec, baselines.folder(baselines_root, env["fingerprint"]), env,
                                          baselines_root))
@@ -66,13 +67,21 @@ def nightly(
     if interleave:
         rounds = spec.repeats
         raise typer.Exit(run_ab(sweep_args, rounds, baseline_commit(str(here)), results, threshold, alpha,
-                                allow_ungated))
+                                allow_ungated, allow_open_cluster))
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     candidate = results / "nightly" / stamp
     code = run_with_progress(spec, candidate, force=False, ray_address=None, quiet=True)
     if code not in (0, 1):
         raise typer.Exit(code)
     raise typer.Exit(judge([here], candidate, threshold, alpha, allow_ungated=allow_ungated))
+
+
+def recording_folder(root: Path, env: dict) -> Path:
+    """The scratch folder of this machine's recording at this tree's commit (marked when the tree is
+    dirty): a recording never resumes records another commit made."""
+    git = env.get("git") or {}
+    commit = str(git.get("commit") or "no-commit")[:12] + ("-dirty" if git.get("dirty") else "")
+    return root / f".recording-{env['fingerprint']}-{commit}"
 
 
 def check_same_cells(spec: SweepSpec, here: Path) -> None:
@@ -91,30 +100,36 @@ def check_same_cells(spec: SweepSpec, here: Path) -> None:
 def record_baseline(spec: SweepSpec, here: Path, env: dict, root: Path) -> int:
     """Run the sweep into a scratch folder beside the baselines and move it into place, machine.json
     included, only when every cell finished with records: a half-recorded baseline never becomes the
-    reference. One recording per machine at a time (a lock); a stopped one resumes."""
+    reference. One recording per machine at a time: a lock, taken before anything is checked and never
+    removed (a removed lock file lets a second job lock a new file while the first still holds the old).
+    A stopped recording resumes only on the same commit: its scratch folder is named by it."""
     from bench.cli.sweep import run_with_progress
     from bench.results.store import ResultStore
 
-    if here.exists():
-        raise ConfigError(f"{here} exists but is not a complete baseline (machine.json and records); move it aside")
     root.mkdir(parents=True, exist_ok=True)
-    scratch = root / f".recording-{env['fingerprint']}"
-    lock_path = root / f".recording-{env['fingerprint']}.lock"
-    with open(lock_path, "w") as lock:
+    scratch = recording_folder(root, env)
+    with open(root / f".{env['fingerprint']}.recording.lock", "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConfigError(f"another job is recording this machine's baseline in {scratch}") from None
+            raise ConfigError(f"another job is recording this machine's baseline under {root}") from None
+        if here.exists():  # checked under the lock: another job may have just put its baseline in place
+            raise ConfigError(f"{here} exists but is not a complete baseline (machine.json and records); move it "
+                              "aside")
+        for stale in root.glob(f".recording-{env['fingerprint']}*"):
+            if stale != scratch and stale.is_dir():  # another commit's unfinished recording: never resumed
+                print(f"segbench nightly: removing {stale}, an unfinished recording of another commit")
+                shutil.rmtree(stale, ignore_errors=True)
         code = run_with_progress(spec, scratch, force=False, ray_address=None, quiet=True)
         recorded = sweep_folder(scratch, spec)
         if code != 0 or not baselines.has_records(recorded):
             print(f"segbench nightly: the baseline run for this machine did not finish cleanly (exit {code}); its "
-                  f"records are in {scratch} (the next night resumes them), and no baseline was written")
+                  f"records are in {scratch} (the next night on this commit resumes them), and no baseline was "
+                  "written")
             return code or 1
         baselines.write_machine(recorded, env)
         os.replace(recorded, here)
         shutil.rmtree(scratch, ignore_errors=True)
-        lock_path.unlink()
     invalid = sorted({r.cell_id for r in ResultStore([here]).iter_latest() if not (r.metrics or {}).get("valid")})
     git = env.get("git") or {}
     commit = (git.get("commit") or "an unknown commit")[:12]

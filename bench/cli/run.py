@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.markup import escape
 
 import strategies
-from bench.cli import app, isolate_local_ray
+from bench.cli import AllowOpenCluster, app, isolate_local_ray
 from bench.cli.progress import LineProgress, image_columns
-from bench.config import ConfigError, RunSpec
+from bench.config import SAMPLE_INTERVAL, ConfigError, RunSpec
 from bench.measure.runner import Progress
 from bench.report.format import fmt
 from bench.results.record import RunRecord
@@ -67,8 +67,11 @@ def run(
     results: Annotated[Path, typer.Option(help="Folder for the record")] = Path("results"),
     sample_interval: Annotated[float, typer.Option(help="Seconds between utilisation samples")] = 0.5,
     quiet: Annotated[bool, typer.Option()] = False,
+    allow_open_cluster: AllowOpenCluster = False,
 ) -> None:
     """Run one cell: warm-up, measured window, one record under RESULTS/runs/."""
+    if problem := SAMPLE_INTERVAL.problem(sample_interval):
+        raise ConfigError(f"sample-interval {problem}")
     if images is None and source == "synthetic":
         images = 64
     spec = RunSpec(strategy=strategy, model=model, batch_size=batch_size, images=images, source=source,
@@ -82,7 +85,7 @@ def run(
                    prefetch_mb=prefetch_mb, timeout_s=timeout, keep_masks=keep_masks, inject=inject, label=label)
     from bench.measure.runner import run_cell
 
-    isolate_local_ray([spec.strategy], ray_address, weights, source)
+    isolate_local_ray([spec.strategy], ray_address, weights, source, allow_open_cluster)
 
     with image_progress(quiet) as progress:
         record, path = run_cell(spec, results, sample_interval=sample_interval, progress=progress)

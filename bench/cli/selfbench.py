@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 import strategies
-from bench.cli import bench_app, isolate_local_ray
+from bench.cli import AllowOpenCluster, bench_app, isolate_local_ray
 from bench.config import RunSpec
 from bench.report.format import fmt
 
@@ -65,6 +65,7 @@ def bench_truth_cmd(
     names: Annotated[list[str] | None, typer.Option("--strategy", help="Repeat; default: all")] = None,
     loop_images: Annotated[list[int] | None, typer.Option("--loop-images", help="Sequential vs plain loop")] = None,
     repeats: Annotated[int, typer.Option(help="Turns of runner and plain loop")] = 5,
+    allow_open_cluster: AllowOpenCluster = False,
 ) -> None:
     """Each strategy's recorded steady throughput beside an independent clock (exit 1 if any disagree)."""
     from rich.console import Console
@@ -89,7 +90,7 @@ def bench_truth_cmd(
                       f"{diff:+.1%}" if diff is not None else "-",
                       f"{'yes' if a.ok else 'NO'} (±{a.tolerance:.0%})", escape(a.detail))
 
-    isolate_local_ray(list(chosen), None, "random", "synthetic")
+    isolate_local_ray(list(chosen), None, "random", "synthetic", allow_open_cluster)
     with ray_session():
         rows = truth_table(base, chosen, tuple(actors or [1]), tuple(loop_images or [12, 32]), repeats, row)
     console.print(table)

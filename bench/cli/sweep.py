@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench.cli import app, isolate_local_ray
+from bench.cli import AllowOpenCluster, app, isolate_local_ray
 from bench.cli.progress import image_columns
 from bench.cli.report import ALLOW_UNGATED_HELP
 from bench.config import ConfigError
@@ -133,6 +133,7 @@ def sweep(
     dry_run: Annotated[bool, typer.Option(help="Print the plan and an estimated duration; run nothing")] = False,
     force: Annotated[bool, typer.Option(help="Re-run cells that already have a finished record")] = False,
     quiet: Annotated[bool, typer.Option(help="Plain log lines, no live bars")] = False,
+    allow_open_cluster: AllowOpenCluster = False,
 ) -> None:
     """Run a grid of cells, each in its own process; resumable."""
     if (file is None) == (preset is None):
@@ -145,14 +146,15 @@ def sweep(
     if dry_run:
         dry_run_plan(spec)
         return
-    isolate_local_ray(spec.strategies, ray_address, spec.weights, spec.source)
+    isolate_local_ray(spec.strategies, ray_address, spec.weights, spec.source, allow_open_cluster)
     raise typer.Exit(run_with_progress(spec, results, force=force, ray_address=ray_address, quiet=quiet))
 
 
 @app.command()
 def ab(
     baseline: Annotated[str, typer.Argument(
-        help="A commit, a folder of records (the commit that wrote them), or a baselines root (this machine's)")],
+        help="A full commit id (an ancestor of HEAD), a folder of records (the commit that wrote them), or a "
+             "baselines root (this machine's)")],
     file: Annotated[Path | None, typer.Argument(help="Sweep TOML file (or use --preset)")] = None,
     preset: Annotated[str | None, typer.Option(help="quick | nightly | full")] = None,
     repeats: Annotated[int | None, typer.Option(help="Rounds per side (default: the sweep's repeats)")] = None,
@@ -160,6 +162,7 @@ def ab(
     threshold: Annotated[float, typer.Option(help="Relative change that counts (0.05 = 5%)")] = 0.05,
     alpha: Annotated[float, typer.Option(help="Family-wise significance level (Holm over all cells)")] = 0.05,
     allow_ungated: Annotated[bool, typer.Option(help=ALLOW_UNGATED_HELP)] = False,
+    allow_open_cluster: AllowOpenCluster = False,
 ) -> None:
     """Run a sweep on a baseline commit and on this tree in alternating rounds, then compare the two
     (exit 1 on a regression, 3 when a cell could not be gated): the baseline is re-measured side by side,
@@ -176,9 +179,10 @@ def ab(
     check_gate(threshold, alpha)
     commit = baseline_commit(str(this_machines_baseline(Path(baseline))) if baselines.is_root(Path(baseline))
                              else baseline)
-    isolate_local_ray(spec.strategies, None, spec.weights, spec.source)
+    isolate_local_ray(spec.strategies, None, spec.weights, spec.source, allow_open_cluster)
     sweep_args = ["--preset", preset] if preset else [str(file.resolve())]
-    raise typer.Exit(run_ab(sweep_args, rounds, commit, results, threshold, alpha, allow_ungated))
+    raise typer.Exit(run_ab(sweep_args, rounds, commit, results, threshold, alpha, allow_ungated,
+                            allow_open_cluster))
 
 
 def this_machines_baseline(root: Path) -> Path:
@@ -192,8 +196,9 @@ def this_machines_baseline(root: Path) -> Path:
 
 
 def run_ab(sweep_args: list[str], rounds: int, commit: str, results: Path, threshold: float, alpha: float,
-           allow_ungated: bool = False) -> int:
+           allow_ungated: bool = False, allow_open_cluster: bool = False) -> int:
     """The interleaved rounds, then the comparison; the exit code (1 on a regression)."""
+    from bench.cli import ALLOW_OPEN_ENV
     from bench.cli.report import judge
     from bench.sweep.interleave import SideStopped, run_interleaved
 
@@ -203,7 +208,8 @@ def run_ab(sweep_args: list[str], rounds: int, commit: str, results: Path, thres
         print(f"[{time.monotonic() - started:7.1f}s] round {k + 1}/{rounds}: {side}", file=sys.stderr, flush=True)
 
     try:
-        sides = run_interleaved(sweep_args, rounds, commit, results, on_round)
+        sides = run_interleaved(sweep_args, rounds, commit, results, on_round,
+                                {ALLOW_OPEN_ENV: "1"} if allow_open_cluster else None)
     except SideStopped as stop:
         print(f"segbench ab: {stop}; the finished rounds are kept", file=sys.stderr)
         return stop.exit_code

@@ -18,6 +18,7 @@ import itertools
 import os
 import resource
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -29,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import strategies
-from bench.config import ConfigError, RunSpec
+from bench.config import TIMEOUT_EXIT, ConfigError, RunSpec
 from bench.measure import exactly_once, runtime_parity, speed_probe
 from bench.measure.faults import Fault, recovery
 from bench.measure.feed import Feed
@@ -88,9 +89,11 @@ def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_inter
     record.folder = side.record_path.parent
     session = ray_session(spec.ray_address) if strategy_cls.uses_ray else contextlib.nullcontext(local)
     try:
-        with session as cluster, _watchdog(spec.timeout_s) as expired:
+        # The watchdog first: starting or joining Ray can hang too.
+        with _watchdog(spec.timeout_s, lambda: _hard_stop(spec, record, path, side)) as expired:
             try:
-                _measure(spec, source, strategy_cls, cluster, record, sample_interval, progress, side)
+                with session as cluster:
+                    _measure(spec, source, strategy_cls, cluster, record, sample_interval, progress, side)
             except KeyboardInterrupt:
                 if not expired.is_set():
                     raise
@@ -125,22 +128,50 @@ def _commit_tables(side: RunTables, record: RunRecord) -> None:
         record.error = "; ".join(filter(None, [record.error, f"side tables not written: {type(err).__name__}: {err}"]))
 
 
-@contextlib.contextmanager
-def _watchdog(timeout_s: float):
-    """Interrupt the main thread when the cell outlives its timeout (ray.get/wait are interruptible)."""
-    expired = threading.Event()
+HARD_STOP_GRACE_S = 30.0  # after its timeout, how long a cell may take to unwind (stop Ray) before it is ended
 
-    def fire() -> None:
+
+@contextlib.contextmanager
+def _watchdog(timeout_s: float, hard_stop: Callable[[], None]):
+    """A hard limit on the cell. At its timeout, interrupt the main thread: ray.get/wait wake up, the cell
+    unwinds and records why. An interrupt wakes no blocking call (a FIFO open, flock, a sleep) and does
+    nothing under an ignored SIGINT, so a cell still running `HARD_STOP_GRACE_S` later gets `hard_stop`
+    (its record), and the process ends with TIMEOUT_EXIT."""
+    expired, left = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        if left.wait(timeout_s):
+            return
         expired.set()
         _thread.interrupt_main()
+        if left.wait(HARD_STOP_GRACE_S):
+            return
+        try:
+            hard_stop()
+        finally:
+            os._exit(TIMEOUT_EXIT)  # no unwinding: the main thread is stuck where no exception reaches
 
-    timer = threading.Timer(timeout_s, fire)
-    timer.daemon = True
-    timer.start()
+    threading.Thread(target=watch, name="cell watchdog", daemon=True).start()
     try:
         yield expired
     finally:
-        timer.cancel()
+        left.set()
+
+
+def _hard_stop(spec: RunSpec, record: RunRecord, path: Path | None, side: RunTables) -> None:
+    """The record of a cell ended by its hard limit, written from the watchdog while the main thread is
+    stuck: the tables it had streamed are dropped unless the record already names them."""
+    record.status = "timeout"
+    record.error = (f"cell exceeded its {spec.timeout_s:g} s timeout and was still running "
+                    f"{HARD_STOP_GRACE_S:g} s later: ended")
+    if not record.tables:
+        tables.discard_unrecorded(side.record_path)
+    if path:
+        write_record(path, record)
+    print(f"segbench: error: {record.error}" + (f"; record: {path}" if path else ""), file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
 
 
 def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord, sample_interval, progress,

@@ -7,8 +7,9 @@ every interface Ray can bind to there is loopback, and everything the CLI starts
 sweep's forkserver and cells) inherits it. That needs CAP_SYS_ADMIN, which is probed by trying (a
 root process in a container without it fails like any other user). Where it fails, or where the user
 asks for the host network (`SEGBENCH_NETWORK=host`), Ray stays on the host network, guarded by its
-token authentication: the CLI says so in one line, and the record says which (`cluster.network`), the
-authentication mode (`cluster.auth`) and what Ray listens on (`cluster.listening`).
+token authentication: the CLI says so in one line, with the mode Ray reports, and refuses a cluster
+without it unless told `--allow-open-cluster` (bench.cli). The record says which network
+(`cluster.network`), the authentication mode (`cluster.auth`) and what Ray listens on (`cluster.listening`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import threading
 
 from bench.platform.host import ray_processes
 
+AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"  # how Ray is told its authentication mode (not its system config)
 _CLONE_NEWNET = 0x40000000
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
@@ -57,9 +59,22 @@ def private_network() -> str | None:
 
 
 def local_auth_mode() -> str:
-    """The authentication a local Ray instance started now will use: Ray (2.59 on) turns token
-    authentication on for a new local cluster unless RAY_AUTH_MODE says otherwise."""
-    return os.environ.get("RAY_AUTH_MODE", "token").lower()
+    """The authentication mode a local Ray instance started now runs with, as Ray decides and reports it:
+    "token", "disabled" or "unknown". Where RAY_AUTH_MODE is unset, ray.init turns token authentication on
+    for a new local cluster (Ray 2.59 on, `enable_token_auth_by_default`); where it is set, Ray's config
+    reads it (any case; a value Ray does not know is "disabled"), and that config caches what it read
+    first, so it is re-read here as ray.init re-reads it. An instance already running in this process
+    (which the runner reuses) reports its own."""
+    if os.environ.get(AUTH_MODE_VARIABLE) is None:
+        return "token"
+    import ray
+
+    if not ray.is_initialized():
+        with contextlib.suppress(Exception):  # a moved private API: auth_mode() then says "unknown"
+            from ray._raylet import Config
+
+            Config.initialize("")
+    return auth_mode()
 
 
 def auth_mode() -> str:

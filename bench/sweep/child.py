@@ -22,7 +22,8 @@ PRELOAD = ["torch", "transformers.models.segformer.modeling_segformer", "numba",
 
 
 def run_child(spec_dict: dict, record_path: str, interval: float, extra: dict, progress, stderr_path: str) -> None:
-    """Target of the forked cell process. Exit code: 0 ok, 1 the cell failed (recorded), 2 refused."""
+    """Target of the forked cell process. Exit code: 0 ok, 1 the cell failed (recorded), 2 refused,
+    TIMEOUT_EXIT (bench.config) ended by its hard time limit (recorded)."""
     os.setsid()  # the terminal's Ctrl-C goes to the sweep, which decides what happens to the cell
     _die_with_parent()
     with open(stderr_path, "w") as err:

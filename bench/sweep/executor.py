@@ -33,6 +33,7 @@ from pathlib import Path
 import psutil
 
 import strategies
+from bench.config import TIMEOUT_EXIT
 from bench.platform.host import available_cpus, visible_gpus
 from bench.results import tables
 from bench.results.environment import environment
@@ -183,6 +184,8 @@ def _exit_reason(code: int) -> str:
         return f"crashed: killed by {name}{hint}"
     if code == 2:
         return "refused: bad configuration for this cell"
+    if code == TIMEOUT_EXIT:
+        return "timeout: the cell ended itself at its hard time limit"
     return f"crashed: exit code {code}"
 
 

@@ -17,23 +17,30 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.config import ConfigError
+from bench.config import TIMEOUT_EXIT, ConfigError
 from bench.results.store import ResultStore
 
 REPO = Path(__file__).resolve().parents[2]
+GIT_TIMEOUT_S = 600.0  # a checkout here takes seconds; git stuck on a lock or a dead mount must not hold the job
+SIDE_ROUND_TIMEOUT_S = 24 * 3600.0  # one side's round of a sweep: hours for the full preset here; a day is stuck
+# A baseline is named by what cannot move: a full commit id (a ref such as HEAD or a branch can, and
+# "HEAD" would measure the candidate against itself).
+_FULL_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 class SideStopped(Exception):
-    """A side's sweep was interrupted (SIGINT/SIGTERM) or could not run: the job stops with its code."""
+    """A side's sweep was interrupted (SIGINT/SIGTERM), ran past its bound, or could not run: the job
+    stops with its code."""
 
-    def __init__(self, side: str, round_number: int, code: int) -> None:
-        super().__init__(f"the {side} sweep (round {round_number}) stopped with exit code {code}")
+    def __init__(self, side: str, round_number: int, code: int, why: str | None = None) -> None:
+        super().__init__(f"the {side} sweep (round {round_number}) {why or f'stopped with exit code {code}'}")
         self.exit_code = code
 
 
@@ -57,54 +64,91 @@ class Side:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run git in `cwd` (this repository), bounded by GIT_TIMEOUT_S; a value from a user or a record goes
+    after `--end-of-options`."""
+    try:
+        return subprocess.run(["git", *args], cwd=cwd or REPO, capture_output=True, text=True, timeout=GIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"git {args[0]} did not finish within {GIT_TIMEOUT_S:g} s") from None
+
+
 def baseline_commit(ref: str) -> str:
-    """A commit id from a git ref, or from a folder of baseline records (the commit that wrote them)."""
+    """The baseline's commit: a full commit id, or a folder of baseline records (the commit that wrote
+    them). It must be a commit of this repository and an ancestor of HEAD (HEAD's own id included)."""
     if Path(ref).is_dir():
         gits = [r.environment.get("git") or {} for r in ResultStore([Path(ref)]).iter_latest()]
-        commits, dirty = {g.get("commit") for g in gits}, {g.get("dirty") for g in gits}
-        if len(commits) != 1 or None in commits:
+        gits = [g if isinstance(g, dict) else {} for g in gits]
+        commits = {g.get("commit") if isinstance(g.get("commit"), str) else None for g in gits}
+        dirty = {g.get("dirty") for g in gits}
+        if None in commits or not commits:
+            raise ConfigError(f"{ref}: {'a record in it names no commit' if commits else 'it holds no records'}; a "
+                              "baseline needs the one commit that wrote them")
+        if len(commits) != 1:
             raise ConfigError(f"{ref}: its records come from {len(commits)} commits; a baseline needs exactly one")
         if True in dirty:
             raise ConfigError(f"{ref}: its records come from a tree with uncommitted changes; no commit reproduces it")
         ref = commits.pop()
-    out = subprocess.run(["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=REPO, capture_output=True,
-                         text=True)
-    if out.returncode != 0:
+    if not isinstance(ref, str) or not _FULL_COMMIT.fullmatch(ref.lower()):
+        raise ConfigError(f"{ref!r:.60} is not a commit id: name the baseline by its full 40-hex commit (a ref such "
+                          "as HEAD or a branch moves)")
+    ref = ref.lower()
+    if git("rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}").returncode != 0:
         raise ConfigError(f"{ref} is not a commit of this repository (a shallow clone may lack it)")
-    return out.stdout.strip()
+    if git("merge-base", "--is-ancestor", "--end-of-options", ref, "HEAD").returncode != 0:
+        raise ConfigError(f"{ref} is not an ancestor of HEAD: a baseline is a commit this tree grew from")
+    return ref
 
 
 def worktree(commit: str, results: Path) -> Path:
-    """A checkout of the commit beside the results (made once, reused by later jobs)."""
+    """A checkout of the commit beside the results (made once, reused by later jobs while its HEAD is that
+    commit and its tracked files are unchanged)."""
+    if not _FULL_COMMIT.fullmatch(commit):
+        raise ConfigError(f"{commit!r:.60} is not a full commit id")
     path = (results / ".worktrees" / commit[:12]).resolve()
     if not (path / "bench").is_dir():
-        subprocess.run(["git", "worktree", "add", "--force", "--detach", str(path), commit], cwd=REPO, check=True,
-                       capture_output=True)
+        made = git("worktree", "add", "--force", "--detach", "--end-of-options", str(path), commit)
+        if made.returncode != 0:
+            raise ConfigError(f"git worktree add {path} failed: {(made.stderr.strip().splitlines() or [''])[-1]}")
+    top, _, head = git("rev-parse", "--show-toplevel", "HEAD", cwd=path).stdout.strip().partition("\n")
+    if Path(top).resolve() != path or head != commit:
+        raise ConfigError(f"{path} is not a checkout of {commit} (its HEAD: {head or 'none'}): remove it "
+                          "(git worktree remove --force) and run again")
+    if git("status", "--porcelain", "--untracked-files=no", cwd=path).stdout.strip():
+        raise ConfigError(f"{path} has changes to its tracked files, so it no longer measures {commit[:12]}: "
+                          "remove it (git worktree remove --force) and run again")
     return path
 
 
 def run_interleaved(sweep_args: list[str], repeats: int, commit: str, results: Path,
-                    on_round: Callable[[int, str], None] | None = None) -> Sides:
+                    on_round: Callable[[int, str], None] | None = None, env: dict[str, str] | None = None) -> Sides:
     """Run the sweep named by `sweep_args` (a file or `--preset NAME`, plus overrides) `repeats` times
-    per side, alternating sides, into a fresh folder under `results/ab/`."""
+    per side, alternating sides, into a fresh folder under `results/ab/`; `env` goes to both sides."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = (results / "ab" / f"{stamp}-{commit[:8]}").resolve()
     sides = Sides(out / "baseline", out / "candidate", commit)
-    run_rounds(sweep_args, repeats, [Side("baseline", worktree(commit, results), sides.baseline),
-                                     Side("candidate", REPO, sides.candidate)], on_round)
+    run_rounds(sweep_args, repeats, [Side("baseline", worktree(commit, results), sides.baseline, dict(env or {})),
+                                     Side("candidate", REPO, sides.candidate, dict(env or {}))], on_round)
     return sides
 
 
 def run_rounds(sweep_args: list[str], repeats: int, sides: list[Side],
-               on_round: Callable[[int, str], None] | None = None) -> None:
-    """`repeats` rounds of every side, the order reversed every other round (A B, B A, A B, …)."""
+               on_round: Callable[[int, str], None] | None = None,
+               round_timeout_s: float = SIDE_ROUND_TIMEOUT_S) -> None:
+    """`repeats` rounds of every side, the order reversed every other round (A B, B A, A B, …); each side's
+    round is bounded by `round_timeout_s`."""
     for k in range(repeats):
         for side in sides if k % 2 == 0 else sides[::-1]:
             if on_round:
                 on_round(k, side.name)
             # Exit code 1 (a failed cell) is recorded in the records and judged by compare; carry on.
-            code = subprocess.run([sys.executable, "-m", "bench", "sweep", *sweep_args, "--repeats", str(k + 1),
-                                   "--results", str(side.folder), "--quiet"], cwd=side.tree,
-                                  env={**os.environ, **side.env} if side.env else None).returncode
+            try:
+                code = subprocess.run([sys.executable, "-m", "bench", "sweep", *sweep_args, "--repeats", str(k + 1),
+                                       "--results", str(side.folder), "--quiet"], cwd=side.tree,
+                                      env={**os.environ, **side.env} if side.env else None,
+                                      timeout=round_timeout_s).returncode
+            except subprocess.TimeoutExpired:  # run() has killed it; its finished cells are kept
+                raise SideStopped(side.name, k + 1, TIMEOUT_EXIT, f"ran past {round_timeout_s:g} s and was killed") \
+                    from None
             if code not in (0, 1):
                 raise SideStopped(side.name, k + 1, code)

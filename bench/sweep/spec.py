@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from importlib import resources
 from pathlib import Path
 
 import strategies
-from bench.config import ConfigError, RunSpec
+from bench.config import BOUNDS, SAMPLE_INTERVAL, Bound, ConfigError, RunSpec
 from bench.workload import runtimes
 
 PRESETS = ("quick", "nightly", "full", "runtimes")
@@ -45,8 +44,12 @@ _SCALAR_KEYS = {"name": str, "label": str, "images": int, "repeats": int, "warmu
                 "stop": str, "min_steady_s": _NUMBER, "min_steady_batches": int, "target_rel_ci": _NUMBER,
                 "max_s": _NUMBER}
 _OPTIONAL = {"target_rel_ci"}
-_POSITIVE = {"images", "repeats", "timeout_s", "sample_interval", "noise_cv", "max_s", "min_steady_batches"}
-SAMPLE_INTERVAL_S = (0.05, 60.0)  # modest: a sampler never busy-loops, nor sleeps through a cell
+_POSITIVE = {"images", "repeats", "min_steady_batches"}
+# Every number key of a sweep and its bounds: a cell's as RunSpec bounds it, and the sweep's own.
+_BOUNDS = {**{key: BOUNDS[key] for key in ("timeout_s", "min_steady_s", "target_rel_ci", "max_s", "seed")},
+           "sample_interval": SAMPLE_INTERVAL,
+           # throughput is positive: repeats that vary by more than their mean are broken, not noisy
+           "noise_cv": Bound(0.0, 1.0, low_ok=False)}
 _CELL_FIELDS = {f.name: f for f in dataclasses.fields(RunSpec)}
 _SWEPT = {"strategy", "model", "batch_size", "actors", "device", "runtime"}
 # RunSpec fields a sweep sets for all its cells from its top level (or, for the cluster, the command line).
@@ -146,10 +149,8 @@ class SweepSpec:
                     continue
                 if not isinstance(value, _SCALAR_KEYS[key]) or isinstance(value, bool):
                     fail(key, f"{value!r} has the wrong type")
-                if key in _POSITIVE and not (math.isfinite(value) and value > 0):
+                if key in _POSITIVE and not value > 0:
                     fail(key, f"must be a positive finite number (got {value})")
-                if key == "sample_interval" and not SAMPLE_INTERVAL_S[0] <= value <= SAMPLE_INTERVAL_S[1]:
-                    fail(key, f"must be between {SAMPLE_INTERVAL_S[0]:g} and {SAMPLE_INTERVAL_S[1]:g} s (got {value})")
                 if key == "warmup_batches" and value < 0:
                     fail(key, f"must be 0 or more (got {value})")
                 if key == "name":
@@ -202,6 +203,9 @@ def expand(sweep: SweepSpec, host: HostInfo, origin: str = "sweep") -> tuple[lis
     """Cartesian product of the swept lists → cells to run, and skipped combinations with reasons."""
     from bench.measure.budget import CellRefused
 
+    for key, bound in _BOUNDS.items():  # here, not only in from_dict: a sweep built in code is checked too
+        if problem := bound.problem(getattr(sweep, key)):
+            raise ConfigError(f"{origin}: {key}: {problem}")
     owners = strategies.option_owners()
     unknown = [s for s in sweep.strategies if s not in strategies.names()]
     if unknown:

@@ -14,10 +14,12 @@ the workers). Every runtime takes the same preprocessed pixels and returns logit
 ONNX exports are cached by content, per node: `$SEGBENCH_CACHE` (default `~/.cache/segbench`) on the machine
 the worker runs on, keyed by the weights' digest, the architecture and the torch, transformers and
 exporter versions, so a new version or new weights never reuse a stale graph. A lock file makes the
-workers of one node export once; the others wait and hit the cache. Inductor's own cache is per
-node too, where inductor keeps it (`/tmp/torchinductor_<user>`; TORCHINDUCTOR_CACHE_DIR moves it), and
-even a hit re-traces the model (tens of seconds). What each worker paid (export, session or compile,
-cache hit) is in its `cold` dict, which the runner records per worker.
+workers of one node export once; the others wait and hit the cache. An export reaches the disk before it
+is renamed into place, and a hit counts only when the file's sha256 is the one stored beside it.
+Inductor's own cache is per node too, where inductor keeps it (`/tmp/torchinductor_<user>`;
+TORCHINDUCTOR_CACHE_DIR moves it), and even a hit re-traces the model (tens of seconds). What each
+worker paid (export, session or compile, cache hit) is in its `cold` dict, which the runner records per
+worker.
 
 The exporter is torch's dynamo one: the TorchScript exporter (`dynamo=False`) traced shapes into the
 graph and its maps agreed with eager on about half the pixels of the tiny model.
@@ -269,12 +271,51 @@ def exported_onnx(model, side: int) -> tuple[Path, dict]:
     with open(folder / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one export per node; the other workers wait, then hit
         waited = time.perf_counter() - clock
-        hit = path.is_file()
+        clock = time.perf_counter()
+        hit = _verified(path)
+        verify_s = time.perf_counter() - clock
         clock = time.perf_counter()
         if not hit:
             _export(model, side, path)
-    return path, {"digest_s": digest_s, "lock_wait_s": waited, "cache_hit": hit,
+            _write_durably(_digest_path(path), _sha256(path).encode())
+    return path, {"digest_s": digest_s, "lock_wait_s": waited, "cache_hit": hit, "verify_s": verify_s,
                   "export_s": 0.0 if hit else time.perf_counter() - clock, "artifact": path.name}
+
+
+def _digest_path(path: Path) -> Path:
+    return path.with_name(f"{path.name}.sha256")
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def _verified(path: Path) -> bool:
+    """Whether a cached export may be used: a regular file whose sha256 is the one stored beside it when it
+    was exported. A file cut short (a crash before its data reached the disk) or changed since is not a
+    hit: it is exported again."""
+    try:
+        if not path.is_file() or not _digest_path(path).is_file():  # is_file: never open a FIFO by that name
+            return False
+        with open(_digest_path(path), "rb") as stored:
+            return stored.read(64).decode() == _sha256(path)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Whole or absent, and on the disk before it is in place."""
+    fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def _export(model, side: int, path: Path) -> None:
@@ -301,6 +342,8 @@ def _export(model, side: int, path: Path) -> None:
             torch.onnx.export(Logits().eval(), (example,), tmp, input_names=["pixel_values"], output_names=["logits"],
                               dynamic_shapes={"pixel_values": {0: batch}}, opset_version=ONNX_OPSET, dynamo=True,
                               external_data=False)
+        with open(tmp, "rb") as written:  # on the disk before the rename: else a crash can leave it in place, short
+            os.fsync(written.fileno())
         os.replace(tmp, path)  # whole or absent: a crash mid-export leaves no file a later worker would trust
     finally:
         with contextlib.suppress(FileNotFoundError):

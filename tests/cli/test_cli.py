@@ -10,7 +10,7 @@ from bench.cli import main
 @pytest.mark.parametrize(("args", "message"), [
     (["--model", "b9"], "unknown model 'b9'"),
     (["--strategy", "magic"], "unknown strategy 'magic'"),
-    (["--batch-size", "0"], "batch-size must be at least 1"),
+    (["--batch-size", "0"], "batch-size must be 1 or more"),
     (["--source", "/no/such/folder"], "does not exist"),
     (["--device", "cuda"], "no CUDA device"),
     (["--weights", "/no/such/ckpt"], "no config.json"),
