@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +20,9 @@ def report(
     out: Annotated[Path, typer.Option(help="Folder for plots, report.html, report.md and exports")] = Path(
         "results/reports/latest"),
     examples: Annotated[int, typer.Option(help="Example predictions to draw")] = 3,
+    examples_from: Annotated[Path | None, typer.Option(
+        help="A folder of images to draw the example predictions from (default: synthetic images, for records "
+             "of synthetic runs; a report never reads a folder a record names)")] = None,
     parity_reference: Annotated[str | None, typer.Option(
         help="Cell id whose maps every cell is compared with (default: sequential at each model)")] = None,
 ) -> None:
@@ -26,7 +30,7 @@ def report(
     from bench.report.render import build_report
 
     try:
-        built = build_report(list(results), out, examples, parity_reference)
+        built = build_report(list(results), out, examples, parity_reference, examples_from)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     typer.echo(f"{len(built.plots)} plots; report: {built.html} and {built.markdown}; exports: "
@@ -93,6 +97,7 @@ def history(
 
     if len(runs) < 2:
         raise ConfigError("history needs at least two runs (sweep folders)")
+    check_gate(threshold, alpha)  # nan or 5 would find no step, or every one, and say nothing
     cells = H.series({str(path): list(ResultStore([path]).iter_latest()) for path in runs})
     if not cells:
         raise ConfigError("no valid, finished cells in " + ", ".join(map(str, runs)))
@@ -109,10 +114,20 @@ def history(
     steps = [(cell, s) for cell, found_steps in found.items() for s in found_steps]
     for cell, s in steps:
         console.print(escape(f"{cell}: {s['ratio']:.2f}× between {s['good']} ({s['good_run']}, {s['good_date']}) "
-                             f"and {s['bad']} ({s['bad_run']}, {s['bad_date']}): git bisect good {s['good']}; "
-                             f"git bisect bad {s['bad']}"))
+                             f"and {s['bad']} ({s['bad_run']}, {s['bad_date']}): {_bisect(s['good'], s['bad'])}"))
     console.print(escape(f"{len(cells)} cells over {len(runs)} runs; {len(steps)} step(s); "
                          f"plot: {out / 'history.png'}"))
+
+
+_COMMIT = re.compile(r"[0-9a-f]{1,64}")  # a full or short git object id (SHA-1 or SHA-256), lower case as git prints
+
+
+def _bisect(good: object, bad: object) -> str:
+    """The commands to bisect a step, only when both commits are hex ids: a record's commit string is data,
+    and a line made to be pasted into a shell never carries anything else."""
+    if all(isinstance(c, str) and _COMMIT.fullmatch(c) for c in (good, bad)):
+        return f"git bisect good {good}; git bisect bad {bad}"
+    return "no bisect command (a commit in the records is not a hex id)"
 
 
 @app.command()

@@ -14,6 +14,10 @@ import strategies
 from bench.results.record import RunRecord
 from bench.results.summary import measured
 
+# Labels and titles come from records (worker, model, operator, cell names): a '$' in one is text, never
+# mathtext, and no text goes through LaTeX, whatever a matplotlibrc says.
+matplotlib.rcParams.update({"text.parse_math": False, "text.usetex": False})
+
 STAGE_COLOURS = {"read": "#b3de69", "decode": "#8dd3c7", "preprocess": "#ffffb3", "forward": "#bebada",
                  "postprocess": "#fb8072", "waiting": "#d9d9d9"}
 

@@ -3,8 +3,10 @@ a Markdown report, and exports (Chrome trace of the batch timeline, summaries as
 
 The HTML comes from a Jinja2 template with autoescape (`bench/report/templates`), so every value from
 a record or a file name is escaped whatever its type; Markdown escapes table and markup characters
-(`md`). A report renders from the records alone: it never validates or fetches a record's sources or
-weights (example predictions are drawn only from local images and weights).
+(`md`). A report renders from the records alone: it runs, reads or loads nothing a record names.
+Example predictions are drawn only from settings this machine's RunSpec accepts, on synthetic images or a
+folder the user names (`--examples-from`), with random weights. The CSV summary escapes text that a
+spreadsheet would run as a formula.
 """
 
 from __future__ import annotations
@@ -42,9 +44,14 @@ class Report:
     parity_reference: str | None = None  # the cell maps are compared with; None: sequential per model
 
 
-def build_report(paths: list[Path], out: Path, examples: int = 3, parity_reference: str | None = None) -> Report:
+def build_report(paths: list[Path], out: Path, examples: int = 3, parity_reference: str | None = None,
+                 examples_from: Path | None = None) -> Report:
     from bench.report import plots as P
 
+    if not 0 <= examples <= MAX_EXAMPLES:
+        raise ValueError(f"examples must be between 0 and {MAX_EXAMPLES} (got {examples})")
+    if examples_from is not None and not Path(examples_from).is_dir():
+        raise ValueError(f"--examples-from {examples_from} is not a folder")
     store = ResultStore(paths)
     records = list(store.iter_latest())
     if not records:
@@ -53,7 +60,7 @@ def build_report(paths: list[Path], out: Path, examples: int = 3, parity_referen
     summary = cell_summary(repeats)
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out, parity_reference=parity_reference)
-    shown, report.examples_absent = _examples(records, examples)
+    shown, report.examples_absent = _examples(records, examples, examples_from)
     makers = dict(P.PLOTS)
     if shown:
         makers["example_predictions"] = lambda *_: P.example_predictions(shown, _labels())
@@ -80,13 +87,21 @@ def _labels() -> tuple[str, ...]:
     return ade20k_labels()
 
 
-def _examples(records: list[RunRecord], n: int) -> tuple[list, str | None]:
+MAX_EXAMPLES = 12  # example predictions are drawn side by side, one panel each: more would not be seen
+
+
+def _examples(records: list[RunRecord], n: int, examples_from: Path | None = None) -> tuple[list, str | None]:
     """Maps for the first images of the first ok cell, recomputed here (records keep digests, not maps),
-    or why not. Only local inputs: synthetic images, a folder that exists here, random or folder weights;
-    a report never fetches from the Hub and never re-validates a record's spec."""
+    or why not. A record is data: its model and settings pass this machine's RunSpec checks (bounds
+    included) or there are no examples; the images are synthetic, or from `examples_from` (a folder the
+    user named, never one a record names); the weights are random (never a folder or hub name a record
+    gives); all on the CPU."""
     import numpy as np
 
-    from bench.workload.images import FolderSource, SyntheticSource
+    from bench.config import ConfigError, RunSpec
+    from bench.workload import calibrated
+    from bench.workload.images import SourceUnavailable, open_source
+    from bench.workload.models import RANDOM_WEIGHTS
     from bench.workload.predictor import Predictor, PredictorSpec, decode
 
     record = next((r for r in records if r.ok), None)
@@ -94,24 +109,30 @@ def _examples(records: list[RunRecord], n: int) -> tuple[list, str | None]:
         return [], "not asked for"
     if record is None:
         return [], "no cell finished ok"
-    source, weights = record.source or {}, record.weights or {}
-    if source.get("kind") == "synthetic":
-        images = SyntheticSource(min(n, int(source.get("count") or n)), int(source.get("seed") or 0),
-                                 float(source.get("scale") or 1.0))
-    elif source.get("kind") == "folder" and Path(str(source.get("root"))).is_dir():
-        images = FolderSource(Path(str(source["root"])), n)
-    else:
-        where = source.get("root") or source.get("name")
-        return [], f"the records' images ({source.get('kind')}: {where}) are not on this machine"
-    if weights.get("kind") == "hub" or (weights.get("kind") == "folder"
-                                       and not (Path(str(weights.get("name"))) / "config.json").is_file()):
-        return [], f"the records' weights ({weights.get('name')}) are not on this machine (a report never fetches them)"
-    items = list(images)[:n]
+    spec = record.spec if isinstance(record.spec, dict) else {}
+    source = record.source if isinstance(record.source, dict) else {}
+    weights = record.weights if isinstance(record.weights, dict) else {}
+    if examples_from is None and spec.get("source") != "synthetic":
+        where = source.get("root") or source.get("name") or spec.get("source")
+        return [], (f"the records' images ({source.get('kind')}: {where}) are not read by a report; "
+                    "--examples-from DIR draws examples from a folder of yours")
+    if not spec.get("weights") == weights.get("kind") == weights.get("name") == RANDOM_WEIGHTS:
+        return [], (f"the records' weights ({weights.get('kind')}: {weights.get('name')}) are not loaded: a report "
+                    "never fetches them, nor loads a folder a record names (examples use random weights)")
+    count = spec.get("images")
     try:
-        predictor = Predictor(PredictorSpec(str(record.spec.get("model")), str(weights.get("name") or "random"),
-                                            int(weights.get("seed") or 0), "cpu", keep_masks=True))
-    except Exception as err:  # a model this version does not know: no examples rather than no report
-        return [], f"cannot build the records' model here: {type(err).__name__}: {err}"
+        checked = RunSpec(strategy="sequential", model=spec.get("model"), seed=spec.get("seed", 0),
+                          images=count if isinstance(count, int) and 1 <= count < n else n,
+                          image_scale=spec.get("image_scale", 1.0), postprocess=spec.get("postprocess", "exact"),
+                          source="synthetic" if examples_from is None else f"folder:{examples_from}")
+        images = open_source(checked.source, checked.images, checked.seed, checked.image_scale)
+    except (ConfigError, SourceUnavailable, TypeError, ValueError) as err:
+        return [], f"the records' settings are not accepted here: {err}"
+    items = list(images)
+    # Maps, not times: a calibrated stand-in's map does not depend on its cost, so it is built without one.
+    model = calibrated.build(f"{calibrated.PREFIX}0ms") if calibrated.is_calibrated(checked.model) else None
+    predictor = Predictor(PredictorSpec(checked.model, RANDOM_WEIGHTS, checked.seed, "cpu",
+                                        postprocess=checked.postprocess, keep_masks=True), model=model)
     result = predictor.predict(items)
     shown = [(r.image_id, np.asarray(decode(item.data)), r.mask) for item, r in zip(items, result.images, strict=True)
              if r.ok]
@@ -119,11 +140,16 @@ def _examples(records: list[RunRecord], n: int) -> tuple[list, str | None]:
 
 
 def _skipped(paths: list[Path]) -> list[dict]:
+    from bench.results.store import read_json_bounded
+
     skipped = []
     for p in map(Path, paths):
         for plan in ([p / "plan.json", p.parent / "plan.json"] if p.is_dir() else []):
-            if plan.is_file():
-                skipped.extend(json.loads(plan.read_text()).get("skipped", []))
+            try:
+                listed = read_json_bounded(plan).get("skipped")
+            except ValueError:  # a plan.json that is not one: no skipped cells to list from it
+                continue
+            skipped.extend(s for s in (listed if isinstance(listed, list) else []) if isinstance(s, dict))
     return skipped
 
 
@@ -145,12 +171,21 @@ def export(records: list[RunRecord], summary: pd.DataFrame, out: Path) -> list[P
                                "args": {k: op.get(k) for k in ("tasks", "rows", "wall_s", "cpu_s")}})
     trace = write_atomic(out / "timeline.trace.json", {"traceEvents": events, "displayTimeUnit": "ms"})
     csv, parquet = out / "summary.csv", out / "summary.parquet"
-    summary.to_csv(csv, index=False)
+    summary.map(_csv_cell).to_csv(csv, index=False)
     # Parquet needs one type per column: a record's malformed value (a number given as text) stays text.
     mixed = {c: summary[c].map(lambda v: v if v is None else str(v)) for c in summary.columns
              if summary[c].dtype == object}
     summary.assign(**mixed).to_parquet(parquet, index=False)
     return [trace, csv, parquet]
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula (OWASP)
+
+
+def _csv_cell(value):
+    """A summary value for the CSV: text a spreadsheet would run as a formula gets a leading quote, shown
+    as text; numbers (negative ones too) stay numbers."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
 
 
 DECISION_HEADER = ["model", "device", "recommended", "steady img/s [95% CI]", "runner-up", "margin", "verdict",

@@ -2,11 +2,13 @@
 
 - `synthetic`: deterministic ADE20K-like photos generated from (seed, index), streamed, never stored.
 - `folder:PATH` (or a bare path): every file below PATH, recursively, in sorted order. Images are
-  recognised by content, not by name: whatever PIL can decode is processed (a `.gif`, a `.TIF`, a JPEG
-  without an extension); anything else is recorded as a bad input with its reason when it is decoded.
-  Deliberately not read, and listed as skipped with the reason: hidden files and folders (a name
-  starting with '.'; a hidden folder is one entry), symlinks that leave the folder or lead nowhere,
-  symlinked folders (not followed), and what is not a regular file (a FIFO would block the reader).
+  recognised by content, not by name: the raster formats of `predictor.IMAGE_FORMATS` are processed (a
+  `.gif`, a `.TIF`, a JPEG without an extension); anything else is recorded as a bad input with its reason
+  when it is decoded. Deliberately not read, and listed as skipped with the reason: hidden files and
+  folders (a name starting with '.'; a hidden folder is one entry), symlinks that leave the folder or lead
+  nowhere, symlinked folders (not followed), and what is not a regular file (a FIFO would block the reader).
+  The folder is listed once; a listed file is read only if it still passes (`read_listed`), else it is a
+  bad input with the reason (gone, now a FIFO or a symlink, too large).
 - `hf:NAME[:SPLIT[:DATA_DIR]]`: a Hugging Face `datasets` dataset (cached scene_parse_150, or
   `hf:imagefolder:train:PATH`).
 
@@ -17,12 +19,13 @@ With `--input cluster` the driver sends `KeyBatch`es, never bytes (see `strategi
 
 from __future__ import annotations
 
+import errno
 import functools
 import io
 import itertools
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,40 +87,121 @@ class SyntheticSource:
 class FolderSource:
     root: Path
     count: int | None = None  # None: every image file
-    skipped: tuple[SkippedFile, ...] = field(default=(), compare=False)
+    # The one listing, taken when the source is made: (files to read, relative and sorted; what is not read).
+    # Every count, key and read comes from it, so what is fed and what is expected are the same files.
+    listing: tuple[tuple[str, ...], tuple[SkippedFile, ...]] | None = field(default=None, compare=False, repr=False)
 
     kind = "folder"
+
+    def __post_init__(self) -> None:
+        if self.listing is None:
+            files, skipped = _listing(self.root)
+            object.__setattr__(self, "listing", (tuple(files), tuple(skipped)))
 
     @classmethod
     def open(cls, root: Path, count: int | None = None) -> FolderSource:
         if not root.is_dir():
             raise SourceUnavailable(f"image folder {root} does not exist or is not a folder")
-        return cls(root, count, tuple(_skipped_files(root)))
+        return cls(root, count)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return self.listing[0][: self.count]
+
+    @property
+    def skipped(self) -> tuple[SkippedFile, ...]:
+        return self.listing[1]
 
     def paths(self) -> list[Path]:
-        files = [self.root / name for name in _listing(self.root)[0]]
-        return files if self.count is None else files[: self.count]
+        return [self.root / name for name in self.files]
 
     def __len__(self) -> int:
-        return len(self.paths())
+        return len(self.files)
 
     def __iter__(self) -> Iterator[EncodedImage]:
-        for path in self.paths():
-            yield EncodedImage(str(path.relative_to(self.root)), path.read_bytes())
+        return (self.load(name) for name in self.files)
 
     def keys(self) -> Iterator[str]:
-        return (str(p.relative_to(self.root)) for p in self.paths())
+        return iter(self.files)
 
     def load(self, key: str) -> EncodedImage:
-        return EncodedImage(key, (self.root / key).read_bytes())
+        """A listed file's bytes; one that changed since the listing is a bad input, never a failed cell."""
+        try:
+            return EncodedImage(key, read_listed(self.root, key))
+        except OSError as err:
+            return EncodedImage(key, unreadable(f"cannot be read: {_why(err)}"))
 
-    def portable(self) -> FolderSource:
-        """This source as workers on any node need it: an absolute root, without the skipped list."""
-        return FolderSource(Path(os.path.abspath(self.root)), self.count)  # not resolved: symlinks keep names
+    def portable(self, keys: Iterable[str] | None = None) -> FolderSource:
+        """This source as workers on any node need it: an absolute root, the listing (only `keys` of it, for
+        a batch that reads those), without the skipped list."""
+        files = self.files if keys is None else tuple(keys)
+        # not resolved: symlinks keep names
+        return FolderSource(Path(os.path.abspath(self.root)), None, (files, ()))
 
     def describe(self) -> dict:
         return {"kind": self.kind, "root": str(self.root), "count": len(self),
                 "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped]}
+
+
+MAX_FILE_BYTES = 256 * 2**20  # PIL's pixel limit (MAX_IMAGE_PIXELS) as raw 8-bit RGB: a larger file is not read
+
+
+def read_listed(root: Path, relative: str) -> bytes:
+    """The bytes of a listed file if it still is what the listing let through: a regular file of at most
+    MAX_FILE_BYTES, reached without a symlink (a listed link to a file inside the folder: its target, checked
+    again). OSError otherwise: gone, swapped for a FIFO or a link, grown."""
+    inside = os.path.realpath(root)
+    if os.path.islink(root / relative):
+        target = os.path.realpath(root / relative)
+        if os.path.commonpath([inside, target]) != inside:
+            raise OSError(errno.EXDEV, "now a symlink leading outside the folder")
+        relative = os.path.relpath(target, inside)
+    fd = _open_below(inside, relative)
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "no longer a regular file")
+        data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise OSError(errno.EFBIG, f"larger than {MAX_FILE_BYTES} bytes")
+    return data
+
+
+def _open_below(root: str, relative: str) -> int:
+    """A descriptor of `relative` under `root`, opened a component at a time with O_NOFOLLOW (a folder or
+    file swapped for a symlink fails: ELOOP) and O_NONBLOCK (a FIFO opens at once, and fstat refuses it)."""
+    *folders, name = Path(relative).parts
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for folder in folders:
+            below = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = below
+        return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _why(err: OSError) -> str:
+    if err.errno in (errno.ELOOP, errno.ENOTDIR):
+        return "now a symlink, not the file that was listed"
+    if err.errno == errno.ENOENT:
+        return "gone since the folder was listed"
+    return err.strerror or str(err)
+
+
+# A file a folder source could not read still travels as an input's bytes (through Arrow tables and other
+# processes, where only an id and bytes go), so it is marked in band and decode reports it as the reason.
+_UNREADABLE = b"\x00segbench: unreadable input\x00"
+
+
+def unreadable(reason: str) -> bytes:
+    return _UNREADABLE + reason.encode()
+
+
+def unreadable_reason(data: bytes) -> str | None:
+    """The reason `unreadable` put in, or None for the bytes of a file that was read."""
+    return data[len(_UNREADABLE):].decode(errors="replace") if data.startswith(_UNREADABLE) else None
 
 
 @dataclass(frozen=True)
@@ -235,9 +319,12 @@ class KeyBatch:
 
 
 def key_batches(source: ImageSource, batch_size: int, pass_number: int | None = None) -> Iterator[KeyBatch]:
-    """The source in batches of keys, listed lazily: what the driver sends when workers read."""
-    portable = source.portable() if isinstance(source, FolderSource) else source
-    return (KeyBatch(portable, tuple(keys), pass_number) for keys in batched(source.keys(), batch_size))
+    """The source in batches of keys: what the driver sends when workers read. A folder batch carries only
+    its own part of the listing, not the whole of it."""
+    if isinstance(source, FolderSource):
+        return (KeyBatch(source.portable(keys), tuple(keys), pass_number)
+                for keys in batched(source.keys(), batch_size))
+    return (KeyBatch(source, tuple(keys), pass_number) for keys in batched(source.keys(), batch_size))
 
 
 PASS_MARK = "#"
@@ -259,10 +346,6 @@ def batched(images: Iterator, batch_size: int) -> Iterator[list]:
     iterator = iter(images)
     while batch := list(itertools.islice(iterator, batch_size)):
         yield batch
-
-
-def _skipped_files(root: Path) -> list[SkippedFile]:
-    return _listing(root)[1]
 
 
 def _listing(root: Path) -> tuple[list[str], list[SkippedFile]]:

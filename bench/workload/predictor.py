@@ -24,12 +24,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bench.workload import calibrated, kernels, runtimes
-from bench.workload.images import EncodedImage
+from bench.workload.images import EncodedImage, unreadable_reason
 from bench.workload.models import IMAGENET_MEAN, IMAGENET_STD, RANDOM_WEIGHTS, build_model, model_size
 from bench.workload.postprocess import EXACT, POSTPROCESS_MODES, upsample_argmax
 
 STAGES = ("decode", "preprocess", "forward", "postprocess")
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+# The raster formats an image folder may hold (README, "Image folders"). PIL is never offered any other:
+# it would hand an EPS/PS file to Ghostscript, and every rarely used decoder is more attack surface.
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "TIFF", "WEBP", "BMP")
 
 
 @dataclass(frozen=True)
@@ -100,18 +103,21 @@ class DecodeError(ValueError):
 
 
 def decode(data: bytes):
-    """Bytes → RGB PIL image. Grey, palette, RGBA, CMYK are converted; 16-bit is scaled to 8-bit."""
+    """Bytes → RGB PIL image (IMAGE_FORMATS only). Grey, palette, RGBA, CMYK are converted; 16-bit is scaled
+    to 8-bit. A file a folder source could not read arrives as its reason (bench.workload.images.unreadable)."""
     from PIL import Image, UnidentifiedImageError
 
     if not data:
         raise DecodeError("empty file (0 bytes)")
+    if (reason := unreadable_reason(data)) is not None:
+        raise DecodeError(reason)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
             image.load()
     except UnidentifiedImageError:
-        raise DecodeError("not an image: no format PIL can read") from None
+        raise DecodeError(f"not an image in a supported format ({', '.join(IMAGE_FORMATS)})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         # PIL's guard against a small file that decodes to gigabytes (its limit: Image.MAX_IMAGE_PIXELS).
         raise DecodeError(f"refused as a decompression bomb: {err}") from None

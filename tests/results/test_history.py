@@ -59,6 +59,15 @@ def test_history_command_writes_the_plot_and_prints_the_bisect_range(tmp_path, c
     assert json.loads((tmp_path / "out" / "history.json").read_text())["steps"]
 
 
+@pytest.mark.parametrize("option", [["--threshold", "nan"], ["--alpha", "inf"], ["--threshold", "5"]])
+def test_history_refuses_a_threshold_or_alpha_that_is_not_a_fraction(tmp_path, capsys, option):
+    runs = nightly(tmp_path, [1.0, 1.0, 0.7])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["history", *map(str, runs), "--out", str(tmp_path / "out"), *option])
+    assert exit_info.value.code == 2 and "between 0 and 1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.fixture
 def slowed_predictor(monkeypatch):
     """From the moment it is called, every batch costs 60% more (the sleep runs on the driver's clock)."""

@@ -1,0 +1,229 @@
+"""Records from elsewhere are data: a report runs, reads and loads nothing they name beyond what this
+machine's own checks accept, and what it writes (CSV, plots, printed commands) carries nothing active."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from bench.report import render
+from bench.results.store import ResultStore
+from bench.workload import calibrated, images
+
+GOLDEN = Path(__file__).parents[1] / "data" / "golden"
+HUB_NAME = "nvidia/segformer-b0-finetuned-ade-512-512"
+
+
+def _records(tmp_path: Path, edit: Callable[[dict], None], name: str = "runs") -> Path:
+    """The golden records with `edit` applied to each."""
+    runs = tmp_path / name
+    shutil.copytree(GOLDEN / "runs", runs)
+    for path in runs.rglob("r*_*.json"):
+        record = json.loads(path.read_text())
+        edit(record)
+        path.write_text(json.dumps(record))
+    return runs
+
+
+def _examples(runs: Path, n: int = 2):
+    return render._examples(list(ResultStore([runs]).iter_latest()), n)
+
+
+@pytest.fixture
+def spent(monkeypatch) -> list[float]:
+    """Every calibrated cost spent in this process, in seconds."""
+    seconds = []
+    monkeypatch.setattr(calibrated, "spend", lambda s, spin: seconds.append(s))
+    return seconds
+
+
+@pytest.fixture
+def built_with(monkeypatch) -> list[str]:
+    """The weights of every model built in this process."""
+    from bench.workload import predictor
+
+    weights, build = [], predictor.build_model
+    monkeypatch.setattr(predictor, "build_model", lambda m, w="random", s=0: weights.append(w) or build(m, w, s))
+    return weights
+
+
+@pytest.fixture
+def listed(monkeypatch) -> list[Path]:
+    """Every folder an image source listed in this process."""
+    roots, listing = [], images._listing
+    monkeypatch.setattr(images, "_listing", lambda root: roots.append(Path(root)) or listing(root))
+    return roots
+
+
+def test_a_calibrated_cost_beyond_the_bound_is_refused_not_slept(tmp_path, spent):
+    runs = _records(tmp_path, lambda r: r["spec"].update(model="calibrated:999999999999ms"))
+    shown, why = _examples(runs)
+    assert spent == []
+    assert shown == [] and "calibrated cost must be at most" in why
+
+
+def test_a_calibrated_model_draws_its_maps_without_its_cost(tmp_path, spent):
+    runs = _records(tmp_path, lambda r: r["spec"].update(model="calibrated:40ms:first=500ms"))
+    shown, why = _examples(runs)
+    assert why is None and len(shown) == 2
+    assert spent and set(spent) == {0.0}
+
+
+@pytest.mark.parametrize("where", ["source", "spec"])
+def test_an_unbounded_image_scale_is_never_drawn(tmp_path, monkeypatch, where):
+    """`source.scale = 1e6` once took 24 GB: examples come from the spec's scale, within RunSpec's bound."""
+    from bench.config import MAX_IMAGE_SCALE
+
+    scales, make = [], images.synthetic_jpeg
+
+    def synthetic_jpeg(index, seed=0, scale=1.0, quality=88):
+        scales.append(scale)
+        assert scale <= MAX_IMAGE_SCALE, "an image beyond the bound was generated"
+        return make(index, seed, scale, quality)
+
+    monkeypatch.setattr(images, "synthetic_jpeg", synthetic_jpeg)
+
+    def edit(record):
+        record["source"]["scale"] = 1e6
+        if where == "spec":
+            record["spec"]["image_scale"] = 1e6
+
+    shown, why = _examples(_records(tmp_path, edit))
+    if where == "source":
+        assert why is None and len(shown) == 2 and set(scales) == {0.15}
+    else:
+        assert shown == [] and "image-scale" in why and scales == []
+
+
+def test_a_folder_a_record_names_is_never_read(tmp_path, listed):
+    folder = tmp_path / "private"
+    folder.mkdir()
+    (folder / "photo.jpg").write_bytes(images.synthetic_jpeg(0, scale=0.1))
+
+    def edit(record):
+        record["spec"]["source"] = f"folder:{folder}"
+        record["source"] = {"kind": "folder", "root": str(folder), "count": 1, "scale": 1e6}
+
+    shown, why = _examples(_records(tmp_path, edit))
+    assert listed == []
+    assert shown == [] and "not read by a report" in why and "--examples-from" in why
+
+
+@pytest.mark.parametrize("name", ["hub", HUB_NAME, "local-checkpoint"])
+def test_random_weights_with_a_name_never_load_by_name(tmp_path, built_with, name):
+    if name == "local-checkpoint":
+        name = str(tmp_path / name)
+        Path(name).mkdir()
+        (Path(name) / "config.json").write_text("{}")
+    runs = _records(tmp_path, lambda r: r["weights"].update(kind="random", name=name))
+    shown, why = _examples(runs)
+    assert built_with == []
+    assert shown == [] and "are not loaded" in why
+
+
+@pytest.mark.parametrize("examples_from", [False, True])
+def test_report_on_hostile_records_runs_reads_and_loads_nothing_they_name(tmp_path, listed, spent, built_with,
+                                                                          examples_from):
+    """The CLI end to end on records that name a folder of images, a huge scale, hub weights under a random
+    kind, and (without --examples-from) a calibrated cost of years: the report finishes, reads, loads and
+    sleeps none of it, and draws examples only from --examples-from, with random weights."""
+    named, mine = tmp_path / "named", tmp_path / "mine"
+    for folder in (named, mine):
+        folder.mkdir()
+        (folder / "photo.jpg").write_bytes(images.synthetic_jpeg(1, scale=0.1))
+
+    def edit(record):
+        record["spec"]["source"] = f"folder:{named}"
+        record["source"] = {"kind": "folder", "root": str(named), "count": 1, "scale": 1e6}
+        if not examples_from:
+            record["spec"]["model"] = "calibrated:999999999999ms"
+            record["weights"] = {"kind": "random", "name": HUB_NAME}
+
+    runs = _records(tmp_path, edit)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(runs), "--out", str(out), "--examples", "1",
+              *(["--examples-from", str(mine)] if examples_from else [])])
+    assert exit_info.value.code == 0
+    assert (out / "example_predictions.png").exists() is examples_from
+    assert listed == ([mine] if examples_from else [])
+    assert built_with == (["random"] if examples_from else []) and spent == []
+
+
+def test_examples_beyond_the_bound_are_a_configuration_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(GOLDEN), "--out", str(tmp_path), "--examples", str(10**9)])
+    assert exit_info.value.code == 2 and "examples must be between 0 and" in capsys.readouterr().err
+
+
+def test_summary_csv_escapes_formulas_and_keeps_numbers(tmp_path):
+    summary = pd.DataFrame({
+        "cell_id": ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "plain"],
+        "error": [None, -3, "-3", "ok", 2.5, "a=b"],  # a record's value: numbers stay numbers, text is text
+        "throughput": [-1.5, 2.0, 3.0, 4.0, 5.0, 6.0],
+    })
+    render.export([], summary, tmp_path)
+    with open(tmp_path / "summary.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [r["cell_id"] for r in rows] == ["'=HYPERLINK(\"http://x\")", "'+1+1", "'-2+3", "'@SUM(A1)", "'\tcmd",
+                                            "plain"]
+    assert [r["error"] for r in rows] == ["", "-3", "'-3", "ok", "2.5", "a=b"]
+    assert rows[0]["throughput"] == "-1.5"
+
+
+def _nights(tmp_path: Path, commits: list[str], factors: list[float]) -> list[Path]:
+    runs = []
+    for night, (commit, factor) in enumerate(zip(commits, factors, strict=True)):
+        def edit(record, commit=commit, factor=factor, night=night):
+            record["environment"]["git"] = {"commit": commit, "dirty": False}
+            record["started_at"] = f"2026-11-{10 + night:02d}" + record["started_at"][10:]
+            if record.get("metrics", {}).get("throughput_steady"):
+                record["metrics"]["throughput_steady"] *= factor
+
+        runs.append(_records(tmp_path, edit, f"night-{night}"))
+    return runs
+
+
+@pytest.mark.parametrize(("good", "printed"), [
+    ("$(touch /tmp/pwned)", "no bisect command (a commit in the records is not a hex id)"),
+    ("HEAD~1; rm -rf ~", "no bisect command (a commit in the records is not a hex id)"),
+    ("0123abc", "git bisect good 0123abc; git bisect bad " + "f" * 40),
+])
+def test_history_prints_bisect_commands_only_for_hex_commits(tmp_path, capsys, good, printed):
+    runs = _nights(tmp_path, ["a" * 40, good, "f" * 40], [1.0, 1.0, 0.7])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["history", *map(str, runs), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert printed in " ".join(out.split())
+    assert f"git bisect good {good}" not in out or good == "0123abc"
+
+
+def test_a_dollar_in_a_label_is_text_not_mathtext(tmp_path):
+    """`$\\frac$` as mathtext is a syntax error at savefig: in a model or worker name it is text."""
+    import io
+
+    from bench.report import plots
+    from bench.results.summary import cell_summary
+
+    def edit(record):
+        record["spec"]["model"] = "tiny$\\frac$"
+        for batch in record.get("batches") or []:
+            batch["worker"] = f"w$\\frac${batch['worker']}"
+
+    store = ResultStore([_records(tmp_path, edit)])
+    records, repeats = list(store.iter_latest()), store.frame()
+    summary = cell_summary(repeats)
+    for make in (plots.scaling_with_actors, plots.timelines):
+        fig = make(records, summary, repeats)
+        fig.savefig(io.BytesIO(), format="png")
+        texts = [t.get_text() for t in fig.findobj(plots.matplotlib.text.Text)]
+        assert any("$\\frac$" in t for t in texts)
+        plots.plt.close(fig)
