@@ -22,7 +22,7 @@ from typing import ClassVar
 from bench.config import ConfigError, RunSpec
 from bench.measure.budget import Needs, WorkerPlan, plan_workers
 from bench.measure.faults import Fault
-from bench.workload.images import EncodedImage, KeyBatch
+from bench.workload.images import EncodedImage, ImageSource, KeyBatch
 from bench.workload.predictor import BatchResult, PredictorSpec
 
 IndexedBatch = tuple[int, list[EncodedImage] | KeyBatch]  # KeyBatch: --input cluster, the worker reads it
@@ -47,8 +47,10 @@ class Strategy(ABC):
     options: ClassVar[tuple[str, ...]] = ()  # RunSpec fields that only this strategy honours
     input_modes: ClassVar[tuple[str, ...]] = ("driver",)  # where inputs are read: driver, cluster
 
-    def __init__(self, spec: RunSpec, predictor: PredictorSpec, plan: WorkerPlan) -> None:
-        self.spec, self.predictor, self.plan = spec, predictor, plan
+    def __init__(self, spec: RunSpec, predictor: PredictorSpec, plan: WorkerPlan,
+                 source: ImageSource | None = None) -> None:
+        # `source`: the runner's, listed once; a strategy whose workers read inputs reads these, no other.
+        self.spec, self.predictor, self.plan, self.source = spec, predictor, plan, source
 
     @classmethod
     def needs(cls, spec: RunSpec) -> Needs:

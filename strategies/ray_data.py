@@ -3,11 +3,11 @@ of Ray AIR's `BatchPredictor` (Checkpoint + Predictor), which Ray removed.
 
 Inputs (`--input`): `driver` puts each batch of encoded images into the object store as an Arrow block
 (so workers on any node read them from there) and builds the dataset from those references.
-`cluster` has Ray Data read them in its own tasks: `read_binary_files` over a folder, `ray.data.range`
-+ generation for synthetic images, its Hugging Face datasource over a streaming `hf:` dataset; the
-driver lists paths at most. What sits in the object store is bounded by Ray Data's budget (a share of
-the store, recorded beside the sampled peak), not by the image count. The model
-stage runs on `ActorPoolStrategy(size=N)` or, with `--actors-max`, an autoscaling pool N..max.
+`cluster` has Ray Data read them in its own tasks: a folder's files as the runner listed them (checked
+reads, `FolderSource.load`), `ray.data.range` + generation for synthetic images, its Hugging Face
+datasource over a streaming `hf:` dataset; the driver lists paths at most. What sits in the object store
+is bounded by Ray Data's budget (a share of the store, recorded beside the sampled peak), not by the
+image count. The model stage runs on `ActorPoolStrategy(size=N)` or, with `--actors-max`, an autoscaling pool N..max.
 With `--ray-data-split`, decode + preprocess run as their own CPU task stage streaming model-ready
 pixels into the model stage (the pattern Ray recommends for GPU inference). Ray Data regroups rows
 into its own batches, so each event is one call of the model stage: its `started` is when that call
@@ -38,7 +38,6 @@ from bench.workload.images import (
     SyntheticSource,
     batched,
     hf_image_bytes,
-    open_source,
     pass_id,
 )
 from bench.workload.predictor import BatchResult, ImageResult, Predictor, PredictorSpec, PreparedBatch, prepare
@@ -131,13 +130,6 @@ def _synthesize(batch: dict[str, np.ndarray], seed: int, scale: float) -> dict[s
             "data": np.array([im.data for im in images], dtype=object)}
 
 
-def _relative_ids(batch: dict[str, np.ndarray], root: str) -> dict[str, np.ndarray]:
-    """Cluster-side folder source: ids relative to the folder, as FolderSource names them."""
-    prefix = root.rstrip("/") + "/"
-    return {"id": np.array([str(p).removeprefix(prefix) for p in batch["path"]], dtype=object),
-            "data": batch["bytes"]}
-
-
 def _hf_rows(batch: dict[str, np.ndarray], column: str) -> dict[str, np.ndarray]:
     """Cluster-side Hugging Face source: the encoded bytes, as HFDatasetSource reads them."""
     return {"id": batch["segbench_id"], "data": np.array([hf_image_bytes(c) for c in batch[column]], dtype=object)}
@@ -167,8 +159,7 @@ class RayDataStrategy(Strategy):
         """Where workers read a cycled source's keys (`--input cluster`); None when the driver sent bytes."""
         if refs is not None:
             return None
-        source = open_source(self.spec.source, self.spec.images, self.spec.seed, self.spec.image_scale)
-        return source.portable() if isinstance(source, FolderSource) else source
+        return self.source.portable() if isinstance(self.source, FolderSource) else self.source
 
     def _dataset(self, refs, cycled: bool = False):
         import ray
@@ -200,8 +191,7 @@ class RayDataStrategy(Strategy):
         """The inputs read (or made) by Ray Data in the cluster; the driver lists paths, never bytes."""
         import ray
 
-        spec = self.spec
-        source = open_source(spec.source, spec.images, spec.seed, spec.image_scale)
+        spec, source = self.spec, self.source
         if isinstance(source, SyntheticSource):
             # ray.data.range with read tasks of TASK_CPUS: a 1-CPU read task (its default) would find
             # no room beside the actors and hang the pipeline.
@@ -213,13 +203,11 @@ class RayDataStrategy(Strategy):
                 _synthesize, batch_size=spec.batch_size, num_cpus=TASK_CPUS,
                 fn_kwargs={"seed": source.seed, "scale": source.scale})
         if isinstance(source, FolderSource):
-            # Absolute paths on both sides, so the ids come out as FolderSource names them whatever
-            # form of the path the user gave (not resolved: a symlink inside the folder keeps its name).
-            portable = source.portable()
-            paths = [str(p) for p in portable.paths()]
-            return ray.data.read_binary_files(paths, include_paths=True, num_cpus=TASK_CPUS).map_batches(
-                _relative_ids, batch_size=spec.batch_size, num_cpus=TASK_CPUS,
-                fn_kwargs={"root": str(portable.root)})
+            # The runner's listing, read by FolderSource.load in the cluster: not read_binary_files, which
+            # follows a file swapped for a link, blocks on a FIFO and reads any size (see read_listed).
+            keys = ray.data.from_items([{"key": key} for key in source.files])
+            return keys.map_batches(_load_keys, batch_size=spec.batch_size, num_cpus=TASK_CPUS,
+                                    fn_kwargs={"source": source.portable()})
         # hf: Ray Data's Hugging Face datasource over the streaming dataset (one read task iterating it).
         # Not ray.data.from_huggingface: it first asks the Hub for parquet files (a failing request
         # offline) and, for a non-streaming dataset, copies the whole table from the driver.
@@ -385,12 +373,14 @@ def _passes(refs, source, batch_size: int):
 
 
 def _load_keys(batch: dict[str, np.ndarray], source) -> dict[str, np.ndarray]:
-    """Cluster-side reading of a cycled source's keys (a synthetic index, a relative path, a row number)."""
+    """Cluster-side reading of a source's keys (a synthetic index, a relative path, a row number); ids named
+    by pass where the batch has passes (a cycled source)."""
     keys = [int(k) if not isinstance(source, FolderSource) else str(k) for k in batch["key"]]
     images = [source.load(k) for k in keys]
-    return {"id": np.array([pass_id(i.image_id, int(p)) for i, p in zip(images, batch["pass"], strict=True)],
-                           dtype=object),
-            "data": np.array([i.data for i in images], dtype=object)}
+    ids = [i.image_id for i in images]
+    if "pass" in batch:
+        ids = [pass_id(i, int(p)) for i, p in zip(ids, batch["pass"], strict=True)]
+    return {"id": np.array(ids, dtype=object), "data": np.array([i.data for i in images], dtype=object)}
 
 
 def object_store_budget() -> float | None:

@@ -190,7 +190,7 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
     watch = Watch(rules, spec.warmup_batches)
     stopped_because = None if cycle else "fixed job: every input of the source once"
     stopped_at = None
-    strategy = strategy_cls(spec, predictor, plan)
+    strategy = strategy_cls(spec, predictor, plan, source)
     clock = time.perf_counter()
     info = strategy.start()
     start_s = time.perf_counter() - clock

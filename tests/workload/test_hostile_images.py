@@ -7,6 +7,8 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
+
 from bench.workload import images
 from bench.workload.predictor import DecodeError, decode, prepare
 
@@ -105,15 +107,20 @@ def test_a_batch_a_worker_reads_carries_only_its_keys(tmp_path):
     assert [i.data for i in second.load()] == [(root / "c.jpg").read_bytes()]
 
 
-def test_a_cell_feeds_and_expects_the_one_listing(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("strategy", "options"), [("sequential", {}),
+                                                   ("ray_data", {"input_mode": "cluster", "actors": 1})])
+def test_a_cell_feeds_and_expects_the_one_listing(tmp_path, monkeypatch, request, strategy, options):
     """A file removed and one added after the listing (while the strategy starts): the cell ends ok, the
-    removed one is a bad input with its reason, the added one is neither fed nor expected."""
+    removed one is a bad input with its reason, the added one is neither fed nor expected. Ray Data reading
+    the folder in the cluster reads the runner's listing too, through the same checked reads."""
     import strategies
     from bench.config import RunSpec
     from bench.measure.runner import run_cell
 
+    if strategy == "ray_data":
+        request.getfixturevalue("ray_local")
     root = _folder(tmp_path / "in", [f"{i}.jpg" for i in range(4)])
-    sequential = strategies.get("sequential")
+    sequential = strategies.get(strategy)
     start = sequential.start
 
     def start_and_change_the_folder(self):
@@ -122,8 +129,8 @@ def test_a_cell_feeds_and_expects_the_one_listing(tmp_path, monkeypatch):
         return start(self)
 
     monkeypatch.setattr(sequential, "start", start_and_change_the_folder)
-    spec = RunSpec(strategy="sequential", model="tiny", batch_size=1, images=None, source=f"folder:{root}",
-                   prefetch_mb=0.0)
+    spec = RunSpec(strategy=strategy, model="tiny", batch_size=1, images=None, source=f"folder:{root}",
+                   prefetch_mb=0.0, **options)
     record, _ = run_cell(spec, tmp_path, write=False)
     assert record.status == "ok", record.error
     assert record.counts["inputs_expected"] == 4 and record.counts["exactly_once"]
