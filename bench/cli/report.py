@@ -98,7 +98,9 @@ def history(
     if len(runs) < 2:
         raise ConfigError("history needs at least two runs (sweep folders)")
     check_gate(threshold, alpha)  # nan or 5 would find no step, or every one, and say nothing
-    cells = H.series({str(path): list(ResultStore([path]).iter_latest()) for path in runs})
+    stores = {str(path): ResultStore([path]) for path in runs}
+    cells = H.series({name: list(store.iter_latest()) for name, store in stores.items()})
+    unreadable = [skipped for store in stores.values() for skipped in store.skipped()]
     if not cells:
         raise ConfigError("no valid, finished cells in " + ", ".join(map(str, runs)))
     found = {cell: H.steps(series, threshold, alpha) for cell, series in cells.items()}
@@ -117,6 +119,8 @@ def history(
                              f"and {s['bad']} ({s['bad_run']}, {s['bad_date']}): {_bisect(s['good'], s['bad'])}"))
     console.print(escape(f"{len(cells)} cells over {len(runs)} runs; {len(steps)} step(s); "
                          f"plot: {out / 'history.png'}"))
+    if unreadable:
+        console.print(escape(unreadable_line(unreadable)))
 
 
 _COMMIT = re.compile(r"[0-9a-f]{1,64}")  # a full or short git object id (SHA-1 or SHA-256), lower case as git prints
@@ -183,6 +187,13 @@ def machine_baseline(root: Path, candidate: Path, across_machines: bool) -> Path
                       "Record one there (nox -s nightly does), or name one machine's folder with --across-machines")
 
 
+def unreadable_line(skipped: list[tuple[Path, str]]) -> str:
+    """One line for the files a command could not read as records (their cells count as missing)."""
+    path, why = skipped[0]
+    more = f" and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+    return f"not read as records: {len(skipped)} file(s), their cells count as missing ({path}: {why}{more})"
+
+
 def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float, across_machines: bool = False,
           same_host: bool = False, allow_ungated: bool = False) -> int:
     """Print the comparison table and how many baseline cells it gated; 1 when a cell regressed or failed,
@@ -238,6 +249,8 @@ def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float,
     console.print(table)
     if result.caveats:
         console.print(escape(result.caveats))
+    if result.unreadable:
+        console.print(escape(unreadable_line(result.unreadable)))
     bad = result.regressions
     in_baseline = [c for c in result.cells if c.verdict != "new"]
     gated = [c for c in in_baseline if c.verdict in _GATED or c.verdict == "failed"]

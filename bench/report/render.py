@@ -28,6 +28,7 @@ from bench.results.record import RunRecord
 from bench.results.runtime_table import has_runtimes, runtime_rows
 from bench.results.store import ResultStore, write_atomic
 from bench.results.summary import cell_summary
+from bench.results.tables import SideFileError, opened
 
 # autoescape=True for every template: a value from a record is text, whatever the template's name
 TEMPLATES = Environment(loader=PackageLoader("bench.report", "templates"), autoescape=True, keep_trailing_newline=True)
@@ -41,6 +42,7 @@ class Report:
     markdown: Path | None = None
     exports: list[Path] = field(default_factory=list)
     examples_absent: str | None = None  # why there are no example predictions, when there are none
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (record, table or plot; why) left out
     parity_reference: str | None = None  # the cell maps are compared with; None: sequential per model
 
 
@@ -60,12 +62,17 @@ def build_report(paths: list[Path], out: Path, examples: int = 3, parity_referen
     summary = cell_summary(repeats)
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out, parity_reference=parity_reference)
+    report.unreadable = [(str(path), why) for path, why in store.skipped()] + _drop_unusable_tables(records)
     shown, report.examples_absent = _examples(records, examples, examples_from)
     makers = dict(P.PLOTS)
     if shown:
         makers["example_predictions"] = lambda *_: P.example_predictions(shown, _labels())
     for name, make in makers.items():  # one figure alive at a time: a timeline of many batches is large
-        fig = make(records, summary, repeats)
+        try:
+            fig = make(records, summary, repeats)
+        except SideFileError as err:  # a table that decodes past its budget is found only while it is read
+            report.unreadable.append((f"plot {name}", str(err)))
+            continue
         if fig is None:
             continue
         fig.savefig(out / f"{name}.png", dpi=110, bbox_inches="tight")
@@ -75,6 +82,7 @@ def build_report(paths: list[Path], out: Path, examples: int = 3, parity_referen
     report.exports = export(records, summary, out)
     # Computed once for both renderings: parity reads every record's outputs table.
     tables = _tables(records, repeats, summary, _skipped(paths), report.parity_reference)
+    tables["unreadable"] = report.unreadable
     tables["race"] = _race(paths, records)
     report.html = write_atomic(out / "report.html", render_html(tables, report))
     report.markdown = write_atomic(out / "report.md", render_markdown(tables, report))
@@ -151,6 +159,21 @@ def _skipped(paths: list[Path]) -> list[dict]:
                 continue
             skipped.extend(s for s in (listed if isinstance(listed, list) else []) if isinstance(s, dict))
     return skipped
+
+
+def _drop_unusable_tables(records: list[RunRecord]) -> list[tuple[str, str]]:
+    """Side tables that fail their checks (moved, altered, larger than a reader may take), dropped from
+    their records so that every plot, table and export treats them as missing; (which, why) of each."""
+    dropped = []
+    for record in records:
+        for name in list(record.tables or {}):
+            try:
+                with opened(record, name, whole=name != "outputs"):  # outputs are read in chunks
+                    pass
+            except SideFileError as err:
+                del record.tables[name]
+                dropped.append((f"{record.cell_id} r{record.repeat_index}: {name} table", str(err)))
+    return dropped
 
 
 def export(records: list[RunRecord], summary: pd.DataFrame, out: Path) -> list[Path]:
@@ -379,6 +402,8 @@ def render_markdown(t: dict, report: Report) -> str:
                                               if t["skipped"] else ["none"])
     lines += ["", "## Bad inputs", ""] + ([f"- {md(i)}: {md(reason)}" for i, reason in t["bad"]] or ["none"])
     lines += ["", "## Skipped files", ""] + ([f"- {md(p)}: {md(why)}" for p, why in t["skipped_files"]] or ["none"])
+    lines += ["", "## Records and tables not read", ""] + ([f"- {md(w)}: {md(why)}" for w, why in t["unreadable"]]
+                                                          or ["none"])
     lines += ["", "## Plots", ""] + [f"![{md(name)}]({quote(path.name)})" for name, path in report.plots.items()]
     if report.examples_absent:
         lines += ["", md(f"Example predictions: {report.examples_absent}")]

@@ -68,6 +68,7 @@ class Comparison:
     baseline_machines: set[str] = field(default_factory=set)
     candidate_machines: set[str] = field(default_factory=set)
     caveats: str = ""
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # files not read as records, with why
 
     @property
     def machine_mismatch(self) -> bool:
@@ -242,7 +243,8 @@ def compare(baseline: list[Path], candidate: list[Path], threshold: float = 0.05
             normalise: bool = False) -> Comparison:
     """Match cells by id and judge each. `normalise`: across machines, each side on its machine's scale
     (raises NotNormalisable where a record has no probe)."""
-    base, cand = ResultStore(baseline).latest(), ResultStore(candidate).latest()
+    stores = ResultStore(baseline), ResultStore(candidate)
+    base, cand = (store.latest() for store in stores)
     scales = None
     if normalise:
         scales = tuple(machine_scale([r for rs in side.values() for r in rs]) for side in (base, cand))
@@ -261,7 +263,7 @@ def compare(baseline: list[Path], candidate: list[Path], threshold: float = 0.05
         caveats = (f"machine scales: median b0-forward probe {np.exp(scales[0].log_seconds) * 1000:.0f} ms "
                    f"({scales[0].probes} probes) vs {np.exp(scales[1].log_seconds) * 1000:.0f} ms "
                    f"({scales[1].probes}); " + speed_probe.caveats(environments(base), environments(cand)))
-    return Comparison(cells, machines(base), machines(cand), caveats)
+    return Comparison(cells, machines(base), machines(cand), caveats, [*stores[0].skipped(), *stores[1].skipped()])
 
 
 def detectable_summary(result: Comparison) -> str | None:

@@ -227,3 +227,28 @@ def test_a_dollar_in_a_label_is_text_not_mathtext(tmp_path):
         texts = [t.get_text() for t in fig.findobj(plots.matplotlib.text.Text)]
         assert any("$\\frac$" in t for t in texts)
         plots.plt.close(fig)
+
+
+def test_a_report_lists_unreadable_records_and_tables_and_renders_the_rest(tmp_path):
+    """A malformed record beside good ones, and a side table altered after it was written: the report
+    renders, leaves both out, and says which and why (it stopped with one line before)."""
+    from bench.config import RunSpec
+    from bench.measure.runner import run_cell
+
+    runs = tmp_path / "results"
+    for seed in (0, 1):
+        run_cell(RunSpec(model="tiny", images=4, batch_size=2, image_scale=0.1, seed=seed), runs)
+    altered = sorted(runs.rglob("*batches*.parquet"))[0]
+    data = bytearray(altered.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes: only the sha256 can tell
+    altered.write_bytes(bytes(data))
+    (runs / "runs" / "broken.json").write_text(json.dumps({"kind": "segbench.run", "cell_id": "x", "spec": [],
+                                                           "started_at": "t", "environment": {}}))
+    report = render.build_report([runs], tmp_path / "out", examples=0)
+    listed = dict(report.unreadable)
+    assert any(what.endswith("broken.json") for what in listed)
+    assert any("batches table" in what and "sha256" in why for what, why in listed.items())
+    html = report.html.read_text()
+    assert "Records and tables not read" in html and "broken.json" in html
+    trace = json.loads((report.out / "timeline.trace.json").read_text())["traceEvents"]
+    assert len({e["pid"] for e in trace if e["ph"] == "X"}) == 1  # the other cell's batches are still there

@@ -172,3 +172,21 @@ def test_compare_keeps_same_index_repeats_from_different_baseline_folders_apart(
     (cell,) = compare([first, first / "r1.json", first], [candidate]).cells
     assert cell.samples == "3/3 repeats"
     assert 11.0 in [r.metrics["throughput_steady"] for r in ResultStore([first]).latest()["cell"]]
+
+
+def test_compare_and_history_name_the_files_they_could_not_read(tmp_path, capsys):
+    """A malformed record is skipped, never fatal, and the command says which and why in one line."""
+    from bench.cli import main
+
+    baseline = _folder(tmp_path / "a", [10.0, 10.2, 9.9])
+    candidate = _folder(tmp_path / "b", [10.0, 10.1, 9.9])
+    (candidate / "r9.json").write_text(json.dumps({**_record(repeat=9), "spec": []}))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(baseline), "-c", str(candidate), "--allow-ungated"])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert "not read as records: 1 file(s)" in printed and "r9.json" in printed
+    with pytest.raises(SystemExit) as exit_info:
+        main(["history", str(baseline), str(candidate), "--out", str(tmp_path / "history")])
+    assert exit_info.value.code == 0
+    assert "r9.json" in capsys.readouterr().out
