@@ -207,9 +207,9 @@ class RunRecord:
             _check(data.get(name), shape, name, origin)
         for name in REQUIRED:
             if data.get(name) is None:
-                raise NotARecord(f"{origin} has no {name}")
+                raise NotARecord(f"{origin}: no {name}")
         if data["spec"].get("strategy") is None:  # every summary, plot and comparison groups by it
-            raise NotARecord(f"{origin} has no spec.strategy")
+            raise NotARecord(f"{origin}: no spec.strategy")
         return cls(**{k: v for k, v in data.items() if k in fields})
 
 
@@ -263,7 +263,7 @@ def migrate(data: dict, origin: str = "record") -> dict:
     if not count(version):
         raise NotARecord(f"{origin}: schema_version is {_kind(version)}, not a version number")
     if version > SCHEMA_VERSION:
-        raise NotARecord(f"{origin} has schema {version}, newer than this segbench reads ({SCHEMA_VERSION})")
+        raise NotARecord(f"{origin}: schema {version}, newer than this segbench reads ({SCHEMA_VERSION})")
     if version < 1:
-        raise NotARecord(f"{origin} has no schema version")
+        raise NotARecord(f"{origin}: no schema version")
     return data

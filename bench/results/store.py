@@ -186,7 +186,7 @@ class ResultStore:
                 except OtherKind:  # a plan, a decision, an export: not a record, and not a fault
                     continue
                 except (ValueError, OSError) as err:  # a malformed record, or a file gone or unreadable
-                    self._skipped.append((path, str(err)))
+                    self._skipped.append((path, str(err).removeprefix(f"{path}: ")))  # the path goes beside it
         return self._read
 
     def records(self) -> list[tuple[Path, RunRecord]]:
