@@ -165,7 +165,11 @@ def run_isolated(spec, folder: Path, repeat: int, sweep: SweepSpec, current: dic
             tail = Path(stderr.name).read_text()[-4000:]
             last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
             return write_failure(path, spec, extra, status, reason or f"the cell wrote no record: {last}", tail)
-    return read_record(path)
+    try:
+        return read_record(path)
+    except ValueError as err:  # a record its own checks refuse (too large, malformed) is the cell's failure
+        path.replace(path.with_name(f".refused-{path.name}"))  # kept for a look, hidden from the store
+        return write_failure(path, spec, extra, "failed", f"its record could not be read back: {err}", "")
 
 
 def write_failure(path: Path, spec, extra: dict, status: str, reason: str, stderr_tail: str = "") -> RunRecord:

@@ -156,10 +156,13 @@ def read_listed(root: Path, relative: str) -> bytes:
         if os.path.commonpath([inside, target]) != inside:
             raise OSError(errno.EXDEV, "now a symlink leading outside the folder")
         relative = os.path.relpath(target, inside)
-    fd = _open_below(inside, relative)
+    return _read_regular(_open_below(inside, relative))
+
+
+def _read_regular(fd: int) -> bytes:
+    """What an open descriptor holds if it is a regular file of at most MAX_FILE_BYTES (closed after)."""
     with os.fdopen(fd, "rb") as file:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "no longer a regular file")
         data = file.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
@@ -193,15 +196,19 @@ def _why(err: OSError) -> str:
 # A file a folder source could not read still travels as an input's bytes (through Arrow tables and other
 # processes, where only an id and bytes go), so it is marked in band and decode reports it as the reason.
 _UNREADABLE = b"\x00segbench: unreadable input\x00"
+REASON_BYTES = 300  # a reason is a phrase: a file that only looks marked is not read as a long "reason"
 
 
 def unreadable(reason: str) -> bytes:
-    return _UNREADABLE + reason.encode()
+    return _UNREADABLE + reason.encode()[:REASON_BYTES]
 
 
 def unreadable_reason(data: bytes) -> str | None:
-    """The reason `unreadable` put in, or None for the bytes of a file that was read."""
-    return data[len(_UNREADABLE):].decode(errors="replace") if data.startswith(_UNREADABLE) else None
+    """The reason `unreadable` put in, or None for the bytes of a file that was read (a file of its own that
+    starts like the mark is longer than any reason, and is decoded as what it is: not an image)."""
+    if not data.startswith(_UNREADABLE) or len(data) > len(_UNREADABLE) + REASON_BYTES:
+        return None
+    return data[len(_UNREADABLE):].decode(errors="replace")
 
 
 @dataclass(frozen=True)
@@ -252,8 +259,14 @@ class HFDatasetSource:
 
 
 def hf_image_bytes(cell: dict) -> bytes:
-    """An undecoded `datasets.Image` cell's bytes, or the file a local builder (imagefolder) points at."""
-    return cell["bytes"] if cell.get("bytes") else Path(cell["path"]).read_bytes()
+    """An undecoded `datasets.Image` cell's bytes, or the file a local builder (imagefolder) points at: read
+    only if it is a regular file within MAX_FILE_BYTES (a FIFO would block the reader), else the reason."""
+    if cell.get("bytes"):
+        return cell["bytes"]
+    try:  # links are followed: the Hub's cache and local datasets are made of them
+        return _read_regular(os.open(cell["path"], os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+    except OSError as err:
+        return unreadable(f"cannot be read: {_why(err)}")
 
 
 @functools.lru_cache(maxsize=4)  # a worker reading its keys one by one opens the dataset once

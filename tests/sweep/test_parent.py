@@ -14,7 +14,7 @@ import pytest
 
 from bench.config import RunSpec
 from bench.results.record import RunRecord
-from bench.results.store import read_record, write_record
+from bench.results.store import read_record, write_atomic, write_record
 from bench.sweep import executor
 from bench.sweep.spec import SweepSpec
 
@@ -63,3 +63,18 @@ def test_sigterm_as_the_cell_finishes_keeps_its_ok_record(tmp_path):
                               target=finish_ok)
     (path,) = (tmp_path / "runs").rglob("*.json")
     assert read_record(path).status == "ok"
+
+
+def write_malformed(spec, path, interval, extra, progress, stderr_path):
+    record = RunRecord.begin(spec, "cell", {}, status="ok", **extra).to_dict()
+    write_atomic(__import__("pathlib").Path(path), {**record, "spec": []})
+
+
+@pytest.mark.timeout(60)
+def test_a_record_the_cell_wrote_but_its_checks_refuse_is_a_failed_cell_not_a_dead_sweep(tmp_path):
+    """The sweep parent read the cell's record back unchecked before: one it refuses ended the sweep."""
+    with executor.signals_raise() as current:
+        record = executor.run_isolated(SPEC, tmp_path, 0, SWEEP, current, on_images=lambda *_: None,
+                                       target=write_malformed)
+    assert record.status == "failed" and "could not be read back" in record.error and "spec" in record.error
+    assert list(tmp_path.rglob(".refused-*.json"))  # kept for a look, hidden from the store

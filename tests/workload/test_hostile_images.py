@@ -136,3 +136,24 @@ def test_a_cell_feeds_and_expects_the_one_listing(tmp_path, monkeypatch, request
     assert record.counts["inputs_expected"] == 4 and record.counts["exactly_once"]
     assert record.counts["ok"] == 3 and record.bad_images == [
         {"id": "2.jpg", "reason": "cannot be read: gone since the folder was listed"}]
+
+
+def test_a_file_that_starts_like_the_unreadable_mark_is_decoded_as_what_it_is(tmp_path):
+    """Only segbench's own short mark carries a reason: a file forged to start like it is not an image."""
+    forged = images.unreadable("x")[: -1] + b"y" * 100_000
+    assert images.unreadable_reason(forged) is None
+    assert images.unreadable_reason(images.unreadable("gone" * 1000)) == ("gone" * 1000)[: images.REASON_BYTES]
+    with pytest.raises(DecodeError):
+        decode(forged)
+
+
+def test_a_dataset_row_pointing_at_a_fifo_or_a_huge_file_is_a_bad_input(tmp_path, monkeypatch):
+    """An imagefolder dataset's rows name local paths: those are read as checked as a folder's files."""
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    assert "no longer a regular file" in images.unreadable_reason(images.hf_image_bytes({"path": str(fifo)}))
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"x" * 64)
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", 32)
+    assert "larger than 32 bytes" in images.unreadable_reason(images.hf_image_bytes({"path": str(big)}))
+    assert images.hf_image_bytes({"bytes": b"abc", "path": None}) == b"abc"
