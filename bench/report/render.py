@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pandas as pd
+import pyarrow as pa
 from jinja2 import Environment, PackageLoader
 
 from bench.report.format import fmt
@@ -70,8 +71,8 @@ def build_report(paths: list[Path], out: Path, examples: int = 3, parity_referen
     for name, make in makers.items():  # one figure alive at a time: a timeline of many batches is large
         try:
             fig = make(records, summary, repeats)
-        except SideFileError as err:  # a table that decodes past its budget is found only while it is read
-            report.unreadable.append((f"plot {name}", str(err)))
+        except UNUSABLE as err:  # a table past its budget, or rows of the wrong shape, found only as read
+            report.unreadable.append((f"plot {name}", f"{type(err).__name__}: {err}"[:300]))
             continue
         if fig is None:
             continue
@@ -79,7 +80,10 @@ def build_report(paths: list[Path], out: Path, examples: int = 3, parity_referen
         fig.savefig(out / f"{name}.svg", bbox_inches="tight")
         P.plt.close(fig)
         report.plots[name] = out / f"{name}.png"
-    report.exports = export(records, summary, out)
+    try:
+        report.exports = export(records, summary, out)
+    except UNUSABLE as err:
+        report.unreadable.append(("exports", f"{type(err).__name__}: {err}"[:300]))
     # Computed once for both renderings: parity reads every record's outputs table.
     tables = _tables(records, repeats, summary, _skipped(paths), report.parity_reference)
     tables["unreadable"] = report.unreadable
@@ -159,6 +163,11 @@ def _skipped(paths: list[Path]) -> list[dict]:
                 continue
             skipped.extend(s for s in (listed if isinstance(listed, list) else []) if isinstance(s, dict))
     return skipped
+
+
+# What a record's tables can still raise once read (a foreign writer can give a sha256-matching table
+# columns of the wrong type): the plot or export that met it is left out and listed, never a traceback.
+UNUSABLE = (SideFileError, KeyError, TypeError, ValueError, pa.ArrowException)
 
 
 def _drop_unusable_tables(records: list[RunRecord]) -> list[tuple[str, str]]:

@@ -92,7 +92,7 @@ SERIES: dict = {"mean": number, "p95": number, "peak": number}
 SECTIONS: dict[str, Shape] = {
     "spec": {"strategy": known_strategy, "model": str, "device": str, "runtime": str,
              "batch_size": scalar, "actors": scalar},
-    "environment": {"fingerprint": str, "git": {"commit": str}},
+    "environment": {"fingerprint": str, "git": {"commit": str}, "packages": {"*": scalar}, "gpus": list},
     "metrics": {"throughput_steady": positive, "throughput_run": number, "throughput_end_to_end": number,
                 "latency_p50_s": number, "latency_p95_s": number, "latency_p99_s": number, "run_s": number,
                 "images": count, "valid": bool, "latency_defined": bool, "invalid_reasons": [str],
@@ -104,7 +104,12 @@ SECTIONS: dict[str, Shape] = {
     "machine_probe": {"b0_forward_s": positive, "error": str},
     "cold": {"runtime": [dict]},
     "runtime_parity": {"pixel_agreement": number, "max_logit_abs_diff": number, "images": count},
-    "strategy_stats": {"operators": [{"start": number, "end": number}]},
+    "strategy_stats": {"operators": [{"name": str, "start": number, "end": number}]},
+    # Schema 1 kept its tables inline: their rows are read as the side tables' are.
+    "batches": [{"index": count, "worker": scalar, "started": number, "ended": number, "images": count,
+                 "stages": {"*": number}}],
+    "samples": [{"t": number, "gpus": list}],
+    "outputs": [dict],
     "tables": {"*": {"file": str, "rows": count, "bytes": count, "sha256": str}},
 }
 REQUIRED = ("cell_id", "spec", "environment", "started_at")

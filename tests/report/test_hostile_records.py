@@ -195,6 +195,7 @@ def _nights(tmp_path: Path, commits: list[str], factors: list[float]) -> list[Pa
     ("$(touch /tmp/pwned)", "no bisect command (a commit in the records is not a hex id)"),
     ("HEAD~1; rm -rf ~", "no bisect command (a commit in the records is not a hex id)"),
     ("0123abc", "git bisect good 0123abc; git bisect bad " + "f" * 40),
+    ("x\ngit bisect good 0000000", "no bisect command (a commit in the records is not a hex id)"),
 ])
 def test_history_prints_bisect_commands_only_for_hex_commits(tmp_path, capsys, good, printed):
     runs = _nights(tmp_path, ["a" * 40, good, "f" * 40], [1.0, 1.0, 0.7])
@@ -204,6 +205,7 @@ def test_history_prints_bisect_commands_only_for_hex_commits(tmp_path, capsys, g
     out = capsys.readouterr().out
     assert printed in " ".join(out.split())
     assert f"git bisect good {good}" not in out or good == "0123abc"
+    assert not any(line.startswith("git bisect") for line in out.splitlines())  # a newline forges no line
 
 
 def test_a_dollar_in_a_label_is_text_not_mathtext(tmp_path):
@@ -252,3 +254,18 @@ def test_a_report_lists_unreadable_records_and_tables_and_renders_the_rest(tmp_p
     assert "Records and tables not read" in html and "broken.json" in html
     trace = json.loads((report.out / "timeline.trace.json").read_text())["traceEvents"]
     assert len({e["pid"] for e in trace if e["ph"] == "X"}) == 1  # the other cell's batches are still there
+
+
+def test_rows_that_lack_what_a_plot_or_export_reads_leave_it_out_listed_not_a_traceback(tmp_path, capsys):
+    """An inline batch without its start time passes the shape check (a value may be absent) but cannot be
+    drawn or exported: the report leaves out what met it, lists it, and renders the rest."""
+    def edit(record):
+        for row in record.get("batches") or []:
+            row.pop("started", None)
+
+    runs = _records(tmp_path, edit)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(runs), "--out", str(tmp_path / "out"), "--examples", "0"])
+    assert exit_info.value.code == 0 and "Traceback" not in capsys.readouterr().err
+    listed = (tmp_path / "out" / "report.md").read_text().split("## Records and tables not read")[1]
+    assert "exports" in listed and "TypeError" in listed

@@ -52,6 +52,11 @@ MALFORMED = {
     "table rows as text": {"tables": {"outputs": {"file": "a.parquet", "rows": "1e15", "bytes": 1,
                                                   "sha256": "0" * 64}}},
     "batches not objects": {"batches": [1, 2]},
+    "packages a list": {"environment": {"packages": []}},
+    "gpus a number": {"environment": {"gpus": 5}},
+    "operator without a name": {"strategy_stats": {"operators": [{"start": 1.0, "end": 2.0, "name": 3}]}},
+    "inline batch started as text": {"batches": [{"index": 0, "worker": "w", "started": "0", "ended": 1.0}]},
+    "inline sample gpus as text": {"samples": [{"t": 0.0, "gpus": "x"}]},
 }
 
 
