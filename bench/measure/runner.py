@@ -18,7 +18,6 @@ import itertools
 import os
 import resource
 import signal
-import sys
 import threading
 import time
 import traceback
@@ -137,7 +136,7 @@ def _watchdog(timeout_s: float, hard_stop: Callable[[], None]):
     unwinds and records why. An interrupt wakes no blocking call (a FIFO open, flock, a sleep) and does
     nothing under an ignored SIGINT, so a cell still running `HARD_STOP_GRACE_S` later gets `hard_stop`
     (its record), and the process ends with TIMEOUT_EXIT."""
-    expired, left = threading.Event(), threading.Event()
+    expired, left, deciding = threading.Event(), threading.Event(), threading.Lock()
 
     def watch() -> None:
         if left.wait(timeout_s):
@@ -146,16 +145,20 @@ def _watchdog(timeout_s: float, hard_stop: Callable[[], None]):
         _thread.interrupt_main()
         if left.wait(HARD_STOP_GRACE_S):
             return
-        try:
-            hard_stop()
-        finally:
-            os._exit(TIMEOUT_EXIT)  # no unwinding: the main thread is stuck where no exception reaches
+        with deciding:  # the cell may have left just now: then it has its record, and is not ended
+            if left.is_set():
+                return
+            try:
+                hard_stop()
+            finally:
+                os._exit(TIMEOUT_EXIT)  # no unwinding: the main thread is stuck where no exception reaches
 
     threading.Thread(target=watch, name="cell watchdog", daemon=True).start()
     try:
         yield expired
     finally:
-        left.set()
+        with deciding:
+            left.set()
 
 
 def _hard_stop(spec: RunSpec, record: RunRecord, path: Path | None, side: RunTables) -> None:
@@ -168,10 +171,8 @@ def _hard_stop(spec: RunSpec, record: RunRecord, path: Path | None, side: RunTab
         tables.discard_unrecorded(side.record_path)
     if path:
         write_record(path, record)
-    print(f"segbench: error: {record.error}" + (f"; record: {path}" if path else ""), file=sys.stderr)
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
+    # Straight to the descriptor: the stuck main thread may hold sys.stderr's lock.
+    os.write(2, (f"segbench: error: {record.error}" + (f"; record: {path}" if path else "") + "\n").encode())
 
 
 def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord, sample_interval, progress,

@@ -22,7 +22,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-VERSION = 1  # bump when what is measured changes: probes of different versions are not comparable
+VERSION = 2  # bump when what is measured changes: probes of different versions are not comparable (2: after the cell)
 MATMUL_N = 1024
 FORWARD_SIDE = 512
 REPEATS = 5  # timed runs per measure, after one untimed warm-up; the median is kept

@@ -36,6 +36,7 @@ import re
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +132,14 @@ def remove_stale_partials(folder: Path) -> list[Path]:
     """Remove the hidden partial tables in `folder` that no live writer holds (a killed sweep parent's or
     cell's); return them. Called when tables are next written there; readers never read partials."""
     removed = []
-    for path in sorted(folder.glob(".*.parquet.partial")):
+    # A claim left by a kill before its rename is stale too; one younger than a minute may be a live writer's
+    # between making it and locking it.
+    claims = []
+    for claim in folder.glob(".claim-*"):
+        with contextlib.suppress(FileNotFoundError):  # renamed meanwhile
+            if time.time() - claim.lstat().st_mtime > 60:
+                claims.append(claim)
+    for path in sorted([*folder.glob(".*.parquet.partial"), *claims]):
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:  # gone already, or a symlink: nothing a writer of ours made

@@ -269,11 +269,16 @@ def exported_onnx(model, side: int) -> tuple[Path, dict]:
     path = folder / f"segformer-{key}.onnx"
     clock = time.perf_counter()
     with open(folder / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one export per node; the other workers wait, then hit
+        fcntl.flock(lock, fcntl.LOCK_SH)  # workers verify a cached export side by side, not one by one
         waited = time.perf_counter() - clock
         clock = time.perf_counter()
         hit = _verified(path)
         verify_s = time.perf_counter() - clock
+        if not hit:
+            clock = time.perf_counter()
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one export per node (not atomic: another may have exported)
+            waited += time.perf_counter() - clock
+            hit = _verified(path)
         clock = time.perf_counter()
         if not hit:
             _export(model, side, path)

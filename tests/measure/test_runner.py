@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from bench.config import RunSpec
+from bench.measure import speed_probe
 from bench.measure.runner import run_cell
 from bench.results.record import SCHEMA_VERSION
 from tests.conftest import BAD_FILES, GOOD_IN_MIXED, SKIPPED_FILES
@@ -41,14 +42,14 @@ def test_sequential_cell_writes_a_complete_record(tmp_path):
     assert not list(path.parent.glob(".*"))  # no temporary or partial table left behind
 
 
-def test_each_record_carries_the_machine_speed_probe_taken_before_its_cell(tmp_path, monkeypatch):
+def test_each_record_carries_the_machine_speed_probe_taken_after_its_cell(tmp_path, monkeypatch):
     import torch
 
     monkeypatch.setenv("SEGBENCH_SPEED_PROBE", "1")  # the suite turns it off elsewhere
     threads = torch.get_num_threads()
     record, _ = run_cell(tiny(), tmp_path, write=False)
     probe = record.machine_probe
-    assert probe["version"] == 1 and probe["threads"] >= 1
+    assert probe["version"] == speed_probe.VERSION and probe["threads"] >= 1
     assert min(probe["matmul_s"], probe["matmul_1thread_s"], probe["b0_forward_s"]) > 0  # figures, never judged here
     assert torch.get_num_threads() == threads  # the probe leaves the process's thread count as it found it
     monkeypatch.setenv("SEGBENCH_SPEED_PROBE", "0")

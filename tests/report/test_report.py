@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from bench.cli import main
+from bench.measure import speed_probe
 from bench.report import render
 from bench.report.plots import PLOTS
 from bench.report.render import build_report
@@ -109,7 +110,7 @@ def test_compare_across_machines_prints_normalised_ratios_and_what_they_cannot_r
     def with_probe(folder: Path, probe_s: float, fingerprint: str, cores: int) -> Path:
         for path in folder.rglob("r*_*.json"):
             record = json.loads(path.read_text())
-            record["machine_probe"] = {"version": 1, "b0_forward_s": probe_s}
+            record["machine_probe"] = {"version": speed_probe.VERSION, "b0_forward_s": probe_s}
             record["environment"].update(fingerprint=fingerprint, cpu_logical=cores)
             path.write_text(json.dumps(record))
         return folder
