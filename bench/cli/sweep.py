@@ -153,8 +153,8 @@ def sweep(
 @app.command()
 def ab(
     baseline: Annotated[str, typer.Argument(
-        help="A full commit id (an ancestor of HEAD), a folder of records (the commit that wrote them), or a "
-             "baselines root (this machine's)")],
+        help="A commit id, 7 hex digits or more (an ancestor of HEAD), a folder of records (the commit that "
+             "wrote them), or a baselines root (this machine's)")],
     file: Annotated[Path | None, typer.Argument(help="Sweep TOML file (or use --preset)")] = None,
     preset: Annotated[str | None, typer.Option(help="quick | nightly | full")] = None,
     repeats: Annotated[int | None, typer.Option(help="Rounds per side (default: the sweep's repeats)")] = None,

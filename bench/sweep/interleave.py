@@ -30,9 +30,10 @@ from bench.results.store import ResultStore
 REPO = Path(__file__).resolve().parents[2]
 GIT_TIMEOUT_S = 600.0  # a checkout here takes seconds; git stuck on a lock or a dead mount must not hold the job
 SIDE_ROUND_TIMEOUT_S = 24 * 3600.0  # one side's round of a sweep: hours for the full preset here; a day is stuck
-# A baseline is named by what cannot move: a full commit id (a ref such as HEAD or a branch can, and
-# "HEAD" would measure the candidate against itself).
-_FULL_COMMIT = re.compile(r"[0-9a-f]{40}")
+# A baseline is named by what cannot move: a commit id, or a prefix of one of at least 7 hex digits (a ref
+# such as HEAD or a branch can move, and "HEAD" would measure the candidate against itself).
+_FULL_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256 repositories
+_COMMIT_PREFIX = re.compile(r"[0-9a-f]{7,64}")
 
 
 class SideStopped(Exception):
@@ -80,23 +81,28 @@ def baseline_commit(ref: str) -> str:
         gits = [r.environment.get("git") or {} for r in ResultStore([Path(ref)]).iter_latest()]
         gits = [g if isinstance(g, dict) else {} for g in gits]
         commits = {g.get("commit") if isinstance(g.get("commit"), str) else None for g in gits}
-        dirty = {g.get("dirty") for g in gits}
+        dirty = any(g.get("dirty") is True for g in gits)
         if None in commits or not commits:
             raise ConfigError(f"{ref}: {'a record in it names no commit' if commits else 'it holds no records'}; a "
                               "baseline needs the one commit that wrote them")
         if len(commits) != 1:
             raise ConfigError(f"{ref}: its records come from {len(commits)} commits; a baseline needs exactly one")
-        if True in dirty:
+        if dirty:
             raise ConfigError(f"{ref}: its records come from a tree with uncommitted changes; no commit reproduces it")
         ref = commits.pop()
-    if not isinstance(ref, str) or not _FULL_COMMIT.fullmatch(ref.lower()):
-        raise ConfigError(f"{ref!r:.60} is not a commit id: name the baseline by its full 40-hex commit (a ref such "
-                          "as HEAD or a branch moves)")
-    ref = ref.lower()
-    if git("rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}").returncode != 0:
-        raise ConfigError(f"{ref} is not a commit of this repository (a shallow clone may lack it)")
+    if not isinstance(ref, str) or not _COMMIT_PREFIX.fullmatch(ref.lower()):
+        raise ConfigError(f"{ref!r:.60} is not a commit id: name the baseline by its commit, 7 hex digits or more "
+                          "(a ref such as HEAD or a branch moves)")
+    found = git("rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref.lower()}^{{commit}}")
+    # It must be the object the hex names, never a branch or tag that happens to be spelled in hex.
+    if found.returncode != 0 or not _FULL_COMMIT.fullmatch(found.stdout.strip()) or not found.stdout.startswith(
+            ref.lower()):
+        raise ConfigError(f"{ref} is not one commit of this repository (a shallow clone may lack it; a short id may "
+                          "name several)")
+    ref = found.stdout.strip()
     if git("merge-base", "--is-ancestor", "--end-of-options", ref, "HEAD").returncode != 0:
-        raise ConfigError(f"{ref} is not an ancestor of HEAD: a baseline is a commit this tree grew from")
+        raise ConfigError(f"{ref} is not an ancestor of HEAD: a baseline is a commit this tree grew from (after a "
+                          "rebase, record the baseline again)")
     return ref
 
 

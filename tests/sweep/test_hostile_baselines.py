@@ -1,4 +1,4 @@
-"""Baselines and A/B against what moves: the baseline is a full commit id that HEAD grew from (never a
+"""Baselines and A/B against what moves: the baseline is a commit id (7+ hex digits) that HEAD grew from (never a
 ref), a reused worktree is the commit it is named for, every git call and A/B sweep is bounded, and a
 baseline recording neither resumes another commit's records nor runs beside a second recorder.
 Git runs in a throwaway repository (interleave.REPO points at it)."""
@@ -67,10 +67,11 @@ def test_a_ref_that_can_move_or_an_option_is_refused(repo, ref):
         interleave.baseline_commit(ref)
 
 
-def test_a_short_or_unknown_commit_or_one_head_did_not_grow_from_is_refused(repo):
+def test_a_short_commit_is_its_full_id_and_an_unknown_one_or_one_head_did_not_grow_from_is_refused(repo):
+    assert interleave.baseline_commit(repo["first"][:12]) == repo["first"]
     with pytest.raises(ConfigError, match="not a commit id"):
-        interleave.baseline_commit(repo["first"][:12])
-    with pytest.raises(ConfigError, match="not a commit of this repository"):
+        interleave.baseline_commit(repo["first"][:6])  # too short to name one commit for long
+    with pytest.raises(ConfigError, match="not one commit of this repository"):
         interleave.baseline_commit("0" * 40)
     with pytest.raises(ConfigError, match="not an ancestor of HEAD"):
         interleave.baseline_commit(repo["aside"])
