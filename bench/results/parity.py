@@ -99,8 +99,16 @@ def _has_maps(record: RunRecord) -> bool:
     return counted > 0 if counted is not None else any(o.get("digest") for o in record.outputs or [])
 
 
+# Each pass re-reads both tables and passes grow with the images, so the work grows with their square: a
+# record claiming 10^8 images would hold a report for hours. Ten times the million-image cells it is built for.
+MAX_PARITY_IMAGES = 10_000_000
+
+
 def compare_outputs(record: RunRecord, ref: RunRecord) -> dict:
-    parts = partitions(max(record.row_count("outputs"), ref.row_count("outputs")))
+    images = max(record.row_count("outputs"), ref.row_count("outputs"))
+    if images > MAX_PARITY_IMAGES:
+        raise SideFileError(f"{images} images; parity compares at most {MAX_PARITY_IMAGES}")
+    parts = partitions(images)
     images = unequal = other_shape = 0
     shape_example: tuple[int, int] | None = None
     bounded: list[np.ndarray] = [np.empty(0, np.uint64)]

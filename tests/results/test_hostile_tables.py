@@ -139,6 +139,16 @@ def test_parity_treats_an_unusable_table_as_missing_with_its_reason(tmp_path):
     assert row["cause"].startswith("not compared: ") and "sha256" in row["cause"]
 
 
+def test_parity_over_more_images_than_it_bounds_is_not_compared_rather_than_hours(tmp_path, monkeypatch):
+    from bench.results import parity as parity_module
+
+    reference = _written(tmp_path, "ref", ["a", "b", "c"])
+    cell = _written(tmp_path, "cell", ["a", "b", "c"], strategy="tasks")
+    monkeypatch.setattr(parity_module, "MAX_PARITY_IMAGES", 2)
+    (row,) = parity([reference, cell])
+    assert row["cause"] == "not compared: 3 images; parity compares at most 2" and not row["error"]
+
+
 KILLED_WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
