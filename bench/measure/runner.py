@@ -128,21 +128,34 @@ def _commit_tables(side: RunTables, record: RunRecord) -> None:
 
 
 HARD_STOP_GRACE_S = 30.0  # after its timeout, how long a cell may take to unwind (stop Ray) before it is ended
+# The watchdog's own signal, not SIGINT: a background job (a CI step, `cmd &`) starts with SIGINT ignored,
+# and then Python has no handler for it and an interrupt of the main thread does nothing.
+WATCHDOG_SIGNAL = signal.SIGUSR2
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
 def _watchdog(timeout_s: float, hard_stop: Callable[[], None]):
-    """A hard limit on the cell. At its timeout, interrupt the main thread: ray.get/wait wake up, the cell
-    unwinds and records why. An interrupt wakes no blocking call (a FIFO open, flock, a sleep) and does
-    nothing under an ignored SIGINT, so a cell still running `HARD_STOP_GRACE_S` later gets `hard_stop`
-    (its record), and the process ends with TIMEOUT_EXIT."""
+    """A hard limit on the cell. At its timeout, the main thread gets the watchdog's signal: a blocking
+    call (a sleep, a FIFO open, ray.get) returns, the cell unwinds and records why. A cell still running
+    `HARD_STOP_GRACE_S` later (stuck where no signal reaches, e.g. in C code that retries) gets `hard_stop`
+    (its record), and the process ends with TIMEOUT_EXIT. Off the main thread no handler can be set:
+    there the interrupt is `_thread.interrupt_main` (SIGINT), as before."""
     expired, left, deciding = threading.Event(), threading.Event(), threading.Lock()
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(WATCHDOG_SIGNAL, _interrupted) if main else None
 
     def watch() -> None:
         if left.wait(timeout_s):
             return
         expired.set()
-        _thread.interrupt_main()
+        if main:
+            signal.pthread_kill(threading.main_thread().ident, WATCHDOG_SIGNAL)
+        else:
+            _thread.interrupt_main()
         if left.wait(HARD_STOP_GRACE_S):
             return
         with deciding:  # the cell may have left just now: then it has its record, and is not ended
@@ -159,6 +172,8 @@ def _watchdog(timeout_s: float, hard_stop: Callable[[], None]):
     finally:
         with deciding:
             left.set()
+        if main:
+            signal.signal(WATCHDOG_SIGNAL, previous if previous is not None else signal.SIG_DFL)
 
 
 def _hard_stop(spec: RunSpec, record: RunRecord, path: Path | None, side: RunTables) -> None:

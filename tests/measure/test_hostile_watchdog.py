@@ -1,5 +1,6 @@
-"""The cell's time limit is hard: a cell stuck where no interrupt reaches (a sleep, with SIGINT ignored)
-still ends near its limit, with its timeout recorded and the process's own exit code."""
+"""The cell's time limit is hard. With SIGINT ignored (as a background job starts), a cell blocked in a
+sleep still ends at its limit with its timeout recorded, and its process goes on; a cell stuck where not
+even the watchdog's signal reaches is ended near its limit, with its record and the process's own exit code."""
 
 from __future__ import annotations
 
@@ -17,22 +18,27 @@ STUCK = textwrap.dedent("""
     import signal, sys, time
     from pathlib import Path
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the interrupt the watchdog sends first does nothing
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `cmd &` or a CI step starts: no Python SIGINT handler
     from bench.config import RunSpec
     from bench.measure import runner
 
     runner.HARD_STOP_GRACE_S = 0.5
-    runner._measure = lambda *args: time.sleep(600)  # blocks where no interrupt reaches
+
+    def stuck(*args):
+        if sys.argv[2] == "unreachable":  # as C code that retries on EINTR: the signal changes nothing
+            signal.pthread_sigmask(signal.SIG_BLOCK, {runner.WATCHDOG_SIGNAL})
+        time.sleep(600)
+
+    runner._measure = stuck
     print("started", flush=True)
-    runner.run_cell(RunSpec(model="tiny", images=2, timeout_s=1.0), record_path=Path(sys.argv[1]))
-    print("returned", flush=True)
+    record, _ = runner.run_cell(RunSpec(model="tiny", images=2, timeout_s=1.0), record_path=Path(sys.argv[1]))
+    print("returned", record.status, flush=True)
 """)
 
 
-@pytest.mark.timeout(120)
-def test_a_cell_stuck_in_a_sleep_with_sigint_ignored_ends_near_its_limit(tmp_path):
+def _run_stuck(tmp_path, how: str) -> tuple[subprocess.Popen, str, str, float]:
     record = tmp_path / "r0.json"
-    process = subprocess.Popen([sys.executable, "-c", STUCK, str(record)], stdout=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, "-c", STUCK, str(record), how], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     assert process.stdout.readline().strip() == "started"  # imports done: the clock below is the cell's
     clock = time.monotonic()
@@ -40,10 +46,27 @@ def test_a_cell_stuck_in_a_sleep_with_sigint_ignored_ends_near_its_limit(tmp_pat
         out, err = process.communicate(timeout=90)
     finally:
         process.kill()
+    return process, out, err, time.monotonic() - clock
+
+
+@pytest.mark.timeout(120)
+def test_a_cell_blocked_in_a_sleep_with_sigint_ignored_ends_at_its_limit_and_its_process_goes_on(tmp_path):
+    """The interrupt used to be SIGINT's, which does nothing where SIGINT is ignored: the cell ran on."""
+    process, out, err, elapsed = _run_stuck(tmp_path, "sleep")
+    assert process.returncode == 0, err
+    assert out.split()[-2:] == ["returned", "timeout"]
+    assert elapsed < 60  # 1 s of limit; the rest is the run's own start
+    written = json.loads((tmp_path / "r0.json").read_text())
+    assert written["status"] == "timeout" and "exceeded its 1 s timeout" in written["error"]
+
+
+@pytest.mark.timeout(120)
+def test_a_cell_stuck_where_no_signal_reaches_is_ended_near_its_limit(tmp_path):
+    process, out, err, elapsed = _run_stuck(tmp_path, "unreachable")
     assert process.returncode == TIMEOUT_EXIT, err
-    assert time.monotonic() - clock < 60  # 1.5 s of limit and grace; the rest is the run's own start
+    assert elapsed < 60  # 1.5 s of limit and grace; the rest is the run's own start
     assert "returned" not in out
     assert "timeout" in err and len(err.strip().splitlines()) == 1
-    written = json.loads(record.read_text())
+    written = json.loads((tmp_path / "r0.json").read_text())
     assert written["status"] == "timeout" and "ended" in written["error"]
     assert not list(tmp_path.glob("*.parquet*"))  # no record names what it had streamed
