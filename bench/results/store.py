@@ -83,6 +83,10 @@ def write_record(path: Path, record: RunRecord) -> Path:
 SIDE_JSON_LIMIT = 16 * 2**20  # a plan or a decision is kilobytes; a larger file is not one of ours
 # A schema-2 record is a few KB; the largest schema-1 records (200,000 outputs inline) were 53 MB.
 RECORD_LIMIT = 64 * 2**20
+# All the records one store reads, in bytes on disk: JSON parses to up to ~25x its size in Python objects
+# (`[{},{},...]`), so this bounds a store to a few GB whatever a folder holds. A thousand schema-2 records
+# are ~10 MB; four of the largest schema-1 records fit.
+STORE_LIMIT = 256 * 2**20
 
 
 def read_bounded(path: Path, limit: int) -> bytes:
@@ -179,9 +183,14 @@ class ResultStore:
 
     def _records(self) -> list[tuple[int, Path, RunRecord]]:
         if self._read is None:
-            self._read = []
+            self._read, spent = [], 0
             for index, path in self.listing():
                 try:
+                    size = os.lstat(path).st_size
+                    if spent + size > STORE_LIMIT:
+                        raise ValueError(f"not read: the records before it hold {spent} bytes, and a store reads at "
+                                         f"most {STORE_LIMIT}")
+                    spent += size
                     self._read.append((index, path, read_record(path)))
                 except OtherKind:  # a plan, a decision, an export: not a record, and not a fault
                     continue

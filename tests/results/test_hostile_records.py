@@ -195,3 +195,13 @@ def test_compare_and_history_name_the_files_they_could_not_read(tmp_path, capsys
         main(["history", str(baseline), str(candidate), "--out", str(tmp_path / "history")])
     assert exit_info.value.code == 0
     assert "r9.json" in capsys.readouterr().out
+
+
+def test_a_store_reads_a_bounded_total_of_records_and_lists_the_rest(tmp_path, monkeypatch):
+    """One record is capped; so is what a whole folder of them can make a store parse and hold."""
+    folder = _folder(tmp_path / "a", [10.0, 10.2, 9.9])
+    monkeypatch.setattr(store, "STORE_LIMIT", sum((folder / f"r{i}.json").stat().st_size for i in (0, 1)))
+    results = ResultStore([folder])
+    assert len(results.records()) == 2
+    ((path, why),) = results.skipped()
+    assert path.name == "r2.json" and "a store reads at most" in why
