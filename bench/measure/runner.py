@@ -151,11 +151,14 @@ def _watchdog(timeout_s: float, hard_stop: Callable[[], None]):
     def watch() -> None:
         if left.wait(timeout_s):
             return
-        expired.set()
-        if main:
-            signal.pthread_kill(threading.main_thread().ident, WATCHDOG_SIGNAL)
-        else:
-            _thread.interrupt_main()
+        with deciding:  # never after the cell has left: its handler may be gone, and SIGUSR2 would kill
+            if left.is_set():
+                return
+            expired.set()
+            if main:
+                signal.pthread_kill(threading.main_thread().ident, WATCHDOG_SIGNAL)
+            else:
+                _thread.interrupt_main()
         if left.wait(HARD_STOP_GRACE_S):
             return
         with deciding:  # the cell may have left just now: then it has its record, and is not ended
