@@ -12,13 +12,11 @@ What each metric means is written once, in `bench.measure.metrics`.
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import itertools
 import os
 import resource
 import signal
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -29,8 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import strategies
-from bench.config import TIMEOUT_EXIT, ConfigError, RunSpec
-from bench.measure import exactly_once, runtime_parity, speed_probe
+from bench.config import ConfigError, RunSpec
+from bench.measure import exactly_once, runtime_parity, speed_probe, watchdog
 from bench.measure.faults import Fault, recovery
 from bench.measure.feed import Feed
 from bench.measure.metrics import BatchEvent, summarise
@@ -41,7 +39,7 @@ from bench.platform.ray_session import ClusterInfo, local_cluster_info, ray_sess
 from bench.results import tables
 from bench.results.environment import environment
 from bench.results.record import RunRecord
-from bench.results.store import run_path, write_record
+from bench.results.store import as_json, run_path, write_record
 from bench.results.tables import RunTables
 from bench.workload import runtimes
 from bench.workload.images import EncodedImage, SourceUnavailable, open_source, pass_id
@@ -89,7 +87,8 @@ def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_inter
     session = ray_session(spec.ray_address) if strategy_cls.uses_ray else contextlib.nullcontext(local)
     try:
         # The watchdog first: starting or joining Ray can hang too.
-        with _watchdog(spec.timeout_s, lambda: _hard_stop(spec, record, path, side)) as expired:
+        with watchdog.hard_limit(spec.timeout_s, lambda: _hard_stop(spec, record, path, side),
+                                 lambda: _stuck_record(spec, record), path, side.record_path) as expired:
             try:
                 with session as cluster:
                     _measure(spec, source, strategy_cls, cluster, record, sample_interval, progress, side)
@@ -127,70 +126,28 @@ def _commit_tables(side: RunTables, record: RunRecord) -> None:
         record.error = "; ".join(filter(None, [record.error, f"side tables not written: {type(err).__name__}: {err}"]))
 
 
-HARD_STOP_GRACE_S = 30.0  # after its timeout, how long a cell may take to unwind (stop Ray) before it is ended
-# The watchdog's own signal, not SIGINT: a background job (a CI step, `cmd &`) starts with SIGINT ignored,
-# and then Python has no handler for it and an interrupt of the main thread does nothing.
-WATCHDOG_SIGNAL = signal.SIGUSR2
-
-
-def _interrupted(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _watchdog(timeout_s: float, hard_stop: Callable[[], None]):
-    """A hard limit on the cell. At its timeout, the main thread gets the watchdog's signal: a blocking
-    call (a sleep, a FIFO open, ray.get) returns, the cell unwinds and records why. A cell still running
-    `HARD_STOP_GRACE_S` later (stuck where no signal reaches, e.g. in C code that retries) gets `hard_stop`
-    (its record), and the process ends with TIMEOUT_EXIT. Off the main thread no handler can be set:
-    there the interrupt is `_thread.interrupt_main` (SIGINT), as before."""
-    expired, left, deciding = threading.Event(), threading.Event(), threading.Lock()
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(WATCHDOG_SIGNAL, _interrupted) if main else None
-
-    def watch() -> None:
-        if left.wait(timeout_s):
-            return
-        with deciding:  # never after the cell has left: its handler may be gone, and SIGUSR2 would kill
-            if left.is_set():
-                return
-            expired.set()
-            if main:
-                signal.pthread_kill(threading.main_thread().ident, WATCHDOG_SIGNAL)
-            else:
-                _thread.interrupt_main()
-        if left.wait(HARD_STOP_GRACE_S):
-            return
-        with deciding:  # the cell may have left just now: then it has its record, and is not ended
-            if left.is_set():
-                return
-            try:
-                hard_stop()
-            finally:
-                os._exit(TIMEOUT_EXIT)  # no unwinding: the main thread is stuck where no exception reaches
-
-    threading.Thread(target=watch, name="cell watchdog", daemon=True).start()
-    try:
-        yield expired
-    finally:
-        with deciding:
-            left.set()
-        if main:
-            signal.signal(WATCHDOG_SIGNAL, previous if previous is not None else signal.SIG_DFL)
-
-
 def _hard_stop(spec: RunSpec, record: RunRecord, path: Path | None, side: RunTables) -> None:
     """The record of a cell ended by its hard limit, written from the watchdog while the main thread is
     stuck: the tables it had streamed are dropped unless the record already names them."""
     record.status = "timeout"
     record.error = (f"cell exceeded its {spec.timeout_s:g} s timeout and was still running "
-                    f"{HARD_STOP_GRACE_S:g} s later: ended")
+                    f"{watchdog.HARD_STOP_GRACE_S:g} s later: ended")
     if not record.tables:
         tables.discard_unrecorded(side.record_path)
     if path:
         write_record(path, record)
     # Straight to the descriptor: the stuck main thread may hold sys.stderr's lock.
     os.write(2, (f"segbench: error: {record.error}" + (f"; record: {path}" if path else "") + "\n").encode())
+
+
+def _stuck_record(spec: RunSpec, record: RunRecord) -> str:
+    """The record the watchdog's watcher process writes if this process stops answering (holds the
+    interpreter lock past the hard stop): the cell as it began, timed out."""
+    stuck = RunRecord.from_dict(record.to_dict())
+    stuck.status = "timeout"
+    stuck.error = (f"cell exceeded its {spec.timeout_s:g} s timeout and its process stopped answering (stuck "
+                   "holding the interpreter): killed")
+    return as_json(stuck.to_dict())
 
 
 def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord, sample_interval, progress,

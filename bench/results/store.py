@@ -32,10 +32,7 @@ def write_atomic(path: Path, data: dict | str) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
-            if isinstance(data, str):
-                handle.write(data)
-            else:
-                json.dump(data, handle, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_jsonable)
+            handle.write(data if isinstance(data, str) else as_json(data))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -71,6 +68,11 @@ def run_path(results: Path, cell_id: str) -> Path:
 def repeat_path(sweep_folder: Path, cell_id: str, repeat: int) -> Path:
     """A sweep cell's record path for one repeat."""
     return sweep_folder / "runs" / cell_id / f"r{repeat}_{_stamp()}.json"
+
+
+def as_json(data: dict) -> str:
+    """JSON as segbench writes it: sorted keys, compact, finite numbers only."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_jsonable)
 
 
 def write_record(path: Path, record: RunRecord) -> Path:

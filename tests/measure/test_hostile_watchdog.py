@@ -1,10 +1,13 @@
 """The cell's time limit is hard. With SIGINT ignored (as a background job starts), a cell blocked in a
 sleep still ends at its limit with its timeout recorded, and its process goes on; a cell stuck where not
-even the watchdog's signal reaches is ended near its limit, with its record and the process's own exit code."""
+even the watchdog's signal reaches is ended near its limit, with its record and the process's own exit code;
+a cell stuck in C code that holds the interpreter lock (so no thread of its own can run) is killed from
+outside by the watcher process, which writes its record."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -15,18 +18,21 @@ import pytest
 from bench.config import TIMEOUT_EXIT
 
 STUCK = textwrap.dedent("""
-    import signal, sys, time
+    import ctypes, signal, sys, time
     from pathlib import Path
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `cmd &` or a CI step starts: no Python SIGINT handler
     from bench.config import RunSpec
-    from bench.measure import runner
+    from bench.measure import runner, watchdog
 
-    runner.HARD_STOP_GRACE_S = 0.5
+    watchdog.HARD_STOP_GRACE_S = 0.5
+    watchdog.WATCHER_MARGIN_S = 1.0
 
     def stuck(*args):
-        if sys.argv[2] == "unreachable":  # as C code that retries on EINTR: the signal changes nothing
-            signal.pthread_sigmask(signal.SIG_BLOCK, {runner.WATCHDOG_SIGNAL})
+        if sys.argv[2] != "sleep":  # as C code that retries on EINTR: the signal changes nothing
+            signal.pthread_sigmask(signal.SIG_BLOCK, {watchdog.WATCHDOG_SIGNAL})
+        if sys.argv[2] == "holding":  # C code that keeps the interpreter lock: no other thread runs
+            ctypes.PyDLL(None).sleep(600)
         time.sleep(600)
 
     runner._measure = stuck
@@ -70,3 +76,18 @@ def test_a_cell_stuck_where_no_signal_reaches_is_ended_near_its_limit(tmp_path):
     written = json.loads((tmp_path / "r0.json").read_text())
     assert written["status"] == "timeout" and "ended" in written["error"]
     assert not list(tmp_path.glob("*.parquet*"))  # no record names what it had streamed
+
+
+@pytest.mark.timeout(120)
+def test_a_cell_stuck_holding_the_interpreter_lock_is_killed_from_outside_with_its_record(tmp_path):
+    """The watchdog thread cannot run while C code holds the lock: before the watcher process, this cell
+    ran for its full 600 s sleep."""
+    process, out, err, elapsed = _run_stuck(tmp_path, "holding")
+    assert process.returncode == -signal.SIGKILL, err
+    assert elapsed < 60  # 2.5 s of limit, grace and margin; the rest is the run's own start
+    assert "returned" not in out
+    assert len(err.strip().splitlines()) == 1 and "stopped answering" in err and "killed" in err
+    written = json.loads((tmp_path / "r0.json").read_text())
+    assert written["status"] == "timeout" and "holding the interpreter" in written["error"]
+    assert written["spec"]["model"] == "tiny"
+    assert not list(tmp_path.glob("*.parquet*"))
