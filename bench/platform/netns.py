@@ -59,14 +59,13 @@ def private_network() -> str | None:
 
 
 def local_auth_mode() -> str:
-    """The authentication mode a local Ray instance started now runs with, as Ray decides and reports it:
-    "token", "disabled" or "unknown". Where RAY_AUTH_MODE is unset, ray.init turns token authentication on
-    for a new local cluster (Ray 2.59 on, `enable_token_auth_by_default`); where it is set, Ray's config
-    reads it (any case; a value Ray does not know is "disabled"), and that config caches what it read
-    first, so it is re-read here as ray.init re-reads it. An instance already running in this process
-    (which the runner reuses) reports its own."""
-    if os.environ.get(AUTH_MODE_VARIABLE) is None:
-        return "token"
+    """The authentication mode a local Ray instance started now runs with, as Ray's own config reads it:
+    "token", "disabled" or "unknown". Where RAY_AUTH_MODE is unset it is set to "token" first: that is what
+    ray.init chooses for a new local cluster (Ray 2.59 on), made explicit so that the mode read back is the
+    one Ray will run with rather than a forecast of its default. Ray's config caches what it read first,
+    so it is re-read here as ray.init re-reads it. An instance already running in this process (which the
+    runner reuses) reports its own."""
+    os.environ.setdefault(AUTH_MODE_VARIABLE, "token")
     import ray
 
     if not ray.is_initialized():

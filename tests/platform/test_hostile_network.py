@@ -28,17 +28,18 @@ def host_network(monkeypatch):
 
 
 def test_the_mode_is_what_ray_reports_not_the_variable_repeated():
-    """In a fresh process (Ray caches its config): unset is Ray's default for a new local cluster, token;
-    a value Ray does not know is no authentication at all, whatever the variable says."""
+    """In a fresh process (Ray caches its config): unset is set to Ray's default for a new local cluster,
+    token, and read back from Ray's config; a value Ray does not know is no authentication at all, whatever
+    the variable says."""
     code = ("import os\nfrom bench.platform.netns import local_auth_mode\n"
             "for value in [None, 'disabled', 'DISABLED', 'token', 'Token', 'tokens']:\n"
             "    os.environ.pop('RAY_AUTH_MODE', None)\n"
             "    if value is not None:\n"
             "        os.environ['RAY_AUTH_MODE'] = value\n"
-            "    print(local_auth_mode())\n")
+            "    print(local_auth_mode(), os.environ['RAY_AUTH_MODE'] if value is None else '')\n")
     env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert out.stdout.split() == ["token", "disabled", "disabled", "token", "token", "disabled"], out.stderr
+    assert out.stdout.split() == ["token", "token", "disabled", "disabled", "token", "token", "disabled"], out.stderr
 
 
 @pytest.mark.parametrize("command", [
