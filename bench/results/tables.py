@@ -20,9 +20,11 @@ A record and its tables may come from anywhere, so nothing in the JSON sizes a r
 read it must be a regular file of the size the record names, with the sha256 the record names, and its
 Parquet footer must hold at most `MAX_TABLE_ROWS` rows, no more rows than bytes, and decode (by the
 footer) within the table's budget: `MAX_EXPANSION` times its size on disk, and `MAX_READ_BYTES` for a
-whole read. The budget holds while reading too: strings are read as dictionaries and counted decoded
-before they are expanded, so a file whose footer understates what it decodes to is stopped at the
-budget rather than read. A table that fails any of this is unusable: `SideFileError`, with why.
+whole read. The page headers are walked too (bench.results.parquet_pages): what they declare is what
+Arrow allocates to decompress them, so it must fit the same budget. The budget holds while reading too:
+strings are read as dictionaries and counted decoded before they are expanded, so a file whose footer
+understates what it decodes to is stopped at the budget rather than read. A table that fails any of
+this is unusable: `SideFileError`, with why.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from bench.results import parquet_pages
 
 if TYPE_CHECKING:
     from bench.results.record import RunRecord
@@ -284,11 +288,12 @@ def write_table(record_path: Path, name: str, rows: list[dict]) -> dict:
 
 def describe(path: Path, row_group_rows: int | None = None) -> dict:
     """What the record says of a side file: enough to find it and to tell that it is the one written."""
-    rows = pq.read_metadata(path).num_rows
+    footer = pq.read_metadata(path)
     with open(path, "rb") as handle:
-        digest = _sha256(handle)
-        _VERIFIED.add(_identity(os.fstat(handle.fileno()), digest))  # its reader need not hash it again
-    out = {"file": path.name, "rows": rows, "bytes": path.stat().st_size, "sha256": digest}
+        digest, info = _sha256(handle), os.fstat(handle.fileno())
+        with contextlib.suppress(parquet_pages.BadPages):  # its reader need not hash it or walk it again
+            _VERIFIED[_identity(info, digest)] = parquet_pages.declared_bytes(handle, footer, info.st_size)
+    out = {"file": path.name, "rows": footer.num_rows, "bytes": info.st_size, "sha256": digest}
     if row_group_rows:
         out["row_group_rows"] = row_group_rows
     return out
@@ -338,8 +343,9 @@ class Opened:
     budget: int  # bytes one pass over the table may decode
 
 
-# Files already hashed, by identity (device, inode, size, times): parity reads a table many times.
-_VERIFIED: set[tuple] = set()
+# Files already hashed and their page headers walked, by identity (device, inode, size, times, sha256):
+# parity reads a table many times. The value: the bytes its pages declare uncompressed.
+_VERIFIED: dict[tuple, int] = {}
 
 
 def _identity(info: os.stat_result, sha256: str) -> tuple:
@@ -374,10 +380,9 @@ def _check(path: Path, handle: BinaryIO, info: dict, whole: bool) -> Opened:
     expected = info.get("sha256")
     if not isinstance(expected, str) or not re.fullmatch(r"[0-9a-f]{64}", expected):
         raise SideFileError(f"{path}: its record names no sha256 for it")
-    if _identity(found, expected) not in _VERIFIED:
-        if _sha256(handle) != expected:
-            raise SideFileError(f"{path} does not have the sha256 its record names: not the file written")
-        _VERIFIED.add(_identity(found, expected))
+    identity = _identity(found, expected)
+    if identity not in _VERIFIED and _sha256(handle) != expected:
+        raise SideFileError(f"{path} does not have the sha256 its record names: not the file written")
     handle.seek(0)
     plain = _readable(path, lambda: pq.ParquetFile(handle))
     strings = [column.path for column in plain.schema if column.physical_type == "BYTE_ARRAY"]
@@ -395,6 +400,14 @@ def _check(path: Path, handle: BinaryIO, info: dict, whole: bool) -> Opened:
     if decoded > budget:
         raise SideFileError(f"{path} decodes to {decoded} bytes by its footer, more than {budget} "
                             f"({'a whole read' if whole else f'{MAX_EXPANSION} times its size'}): not read")
+    if identity not in _VERIFIED:
+        try:
+            _VERIFIED[identity] = parquet_pages.declared_bytes(handle, footer, found.st_size)
+        except parquet_pages.BadPages as err:
+            raise SideFileError(f"{path}: {err}: not read") from None
+    if _VERIFIED[identity] > budget:
+        raise SideFileError(f"{path}'s page headers declare {_VERIFIED[identity]} bytes uncompressed, more than "
+                            f"{budget} ({'a whole read' if whole else f'{MAX_EXPANSION} times its size'}): not read")
     return Opened(path, file, plain.schema_arrow, rows, budget)
 
 

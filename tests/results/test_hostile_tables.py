@@ -44,7 +44,7 @@ def _written(folder: Path, name: str, ids: list[str], strategy: str = "sequentia
 def _replace_table(record: RunRecord, name: str, table: pa.Table, **write) -> RunRecord:
     """The record now names `table` (written with `write` options) truthfully: rows, bytes and sha256."""
     path = Path(record.folder) / record.tables[name]["file"]
-    pq.write_table(table, path, compression="zstd", **write)
+    pq.write_table(table, path, **{"compression": "zstd", **write})
     record.tables[name] = tables.describe(path)
     return record
 
@@ -108,6 +108,51 @@ def test_a_bomb_whose_footer_understates_it_is_stopped_before_its_strings_are_ex
         record.rows("batches")
     with pytest.raises(tables.SideFileError, match="not read further"):
         render.export([record], pd.DataFrame(), tmp_path / "out")
+
+
+def _first_data_page_size(data: bytes, offset: int) -> tuple[int, int]:
+    """Where the uncompressed size of the page header at `offset` sits, and its length: PageHeader field 2,
+    an i32 after field 1's (one-byte) type."""
+    assert data[offset] == 0x15 and data[offset + 2] == 0x15  # field 1, i32; field 2, i32
+    start = end = offset + 3
+    while data[end] & 0x80:
+        end += 1
+    return start, end + 1 - start
+
+
+def test_pages_that_declare_more_than_the_footer_are_refused_before_any_is_decompressed(tmp_path, monkeypatch):
+    """Arrow allocates what a page header declares before it decompresses the page, and page headers are
+    not in the footer: an honest footer over a page declaring 128 MiB used to be allocated. Now the headers
+    are walked first, and nothing is decompressed."""
+    record = _written(tmp_path, "r0", ["a"])
+    _replace_table(record, "batches", pa.table({"worker": ["w" * 4000] * 500}), use_dictionary=False,
+                   data_page_size=2**24)  # 2 MB of text in one page, a few KB compressed
+    path = tmp_path / record.tables["batches"]["file"]
+    data = bytearray(path.read_bytes())
+    start, length = _first_data_page_size(data, pq.ParquetFile(path).metadata.row_group(0).column(0).data_page_offset)
+    assert length == 4 and len(data) < 2**16  # 2 MB: a four-byte varint, whose largest value (zigzag) is 2**27 - 1
+    data[start:start + 4] = bytes([0xFE, 0xFF, 0xFF, 0x7F])
+    path.write_bytes(bytes(data))
+    record.tables["batches"] = tables.describe(path)  # a record that names the file truthfully
+    assert pq.ParquetFile(path).metadata.row_group(0).column(0).total_uncompressed_size < 2**21  # footer: honest
+
+    def decompressed(*args, **kwargs):
+        raise AssertionError("a page was decompressed")
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", decompressed)
+    with pytest.raises(tables.SideFileError, match=r"page headers declare 134217727 bytes uncompressed"):
+        record.rows("batches")
+
+
+def test_page_headers_that_cannot_be_walked_make_the_table_unusable(tmp_path):
+    record = _written(tmp_path, "r0", ["a", "b"])
+    path = tmp_path / record.tables["outputs"]["file"]
+    data = bytearray(path.read_bytes())
+    data[4:12] = b"\x0e" * 8  # the first page header: a Thrift type that does not exist
+    path.write_bytes(bytes(data))
+    record.tables["outputs"] = tables.describe(path)
+    with pytest.raises(tables.SideFileError, match=r"page header .* runs past its chunk"):
+        record.rows("outputs")
 
 
 def test_rows_that_cost_no_bytes_are_refused(tmp_path):
