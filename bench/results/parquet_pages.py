@@ -17,6 +17,9 @@ from typing import BinaryIO
 import pyarrow.parquet as pq
 
 MAX_HEADER_BYTES = 1 << 20  # a page header segbench writes is under 100 bytes; Arrow's own limit is 16 MiB
+# A side table at its row bound (MAX_TABLE_ROWS, 4096-row groups of ~10 columns) has ~250,000 pages; the
+# walk takes microseconds a page, so this bounds it to seconds whatever a file says.
+MAX_PAGES = 1_000_000
 _MAX_NESTING = 16
 
 # Thrift compact protocol element types
@@ -31,7 +34,7 @@ class BadPages(ValueError):
 def declared_bytes(handle: BinaryIO, footer: pq.FileMetaData, file_size: int) -> int:
     """The sum of `uncompressed_page_size` over every page of every column chunk: what decompressing the
     whole file allocates. BadPages if a header is malformed, a page runs outside its chunk or the file."""
-    total = 0
+    total, pages = 0, [0]
     for g in range(footer.num_row_groups):
         group = footer.row_group(g)
         for c in range(group.num_columns):
@@ -42,29 +45,41 @@ def declared_bytes(handle: BinaryIO, footer: pq.FileMetaData, file_size: int) ->
             end = start + chunk.total_compressed_size
             if start < 0 or chunk.total_compressed_size < 0 or end > file_size:
                 raise BadPages(f"column chunk {g}/{c} lies outside the file")
-            total += _chunk_bytes(handle, start, end, f"{g}/{c}")
+            total += _chunk_bytes(handle, start, end, f"{g}/{c}", pages)
     return total
 
 
-def _chunk_bytes(handle: BinaryIO, position: int, end: int, where: str) -> int:
+def _chunk_bytes(handle: BinaryIO, position: int, end: int, where: str, pages: list[int]) -> int:
     total = 0
     while position < end:
-        handle.seek(position)
-        header = handle.read(min(MAX_HEADER_BYTES, end - position))
-        reader = _Compact(header)
-        try:
-            sizes = reader.page_sizes()
-        except IndexError:
-            raise BadPages(f"a page header of column chunk {where} runs past its chunk or "
-                           f"{MAX_HEADER_BYTES} bytes") from None
+        pages[0] += 1
+        if pages[0] > MAX_PAGES:
+            raise BadPages(f"more than {MAX_PAGES} pages")
+        sizes, length = _header(handle, position, end, where)
         uncompressed, compressed = sizes.get(_UNCOMPRESSED_SIZE), sizes.get(_COMPRESSED_SIZE)
         if uncompressed is None or compressed is None or uncompressed < 0 or compressed < 0:
             raise BadPages(f"a page header of column chunk {where} has no valid sizes")
         total += uncompressed
-        position += reader.position + compressed
+        position += length + compressed
     if position != end:
         raise BadPages(f"the pages of column chunk {where} run past its end")
     return total
+
+
+def _header(handle: BinaryIO, position: int, end: int, where: str) -> tuple[dict[int, int], int]:
+    """The sizes in the page header at `position`, and its length: read in a small window first (headers
+    are tens of bytes), widened while the header runs past it, up to the chunk's end or MAX_HEADER_BYTES."""
+    window = 4096
+    while True:
+        handle.seek(position)
+        reader = _Compact(handle.read(min(window, end - position)))
+        try:
+            return reader.page_sizes(), reader.position
+        except IndexError:
+            if window >= min(MAX_HEADER_BYTES, end - position):
+                raise BadPages(f"a page header of column chunk {where} runs past its chunk or "
+                               f"{MAX_HEADER_BYTES} bytes") from None
+            window *= 16
 
 
 class _Compact:
@@ -104,7 +119,7 @@ class _Compact:
                 return value
             shift += 7
             if shift > 63:
-                raise IndexError("a varint longer than 64 bits")
+                raise BadPages("a page header holds a varint longer than 64 bits")
 
     def _signed(self) -> int:
         value = self._varint()
@@ -112,7 +127,7 @@ class _Compact:
 
     def _skip(self, kind: int, depth: int) -> None:
         if depth > _MAX_NESTING:
-            raise IndexError("nested deeper than a page header is")
+            raise BadPages("a page header nested deeper than any is")
         if kind in (_TRUE, _FALSE):
             return
         if kind == _BYTE:
@@ -146,6 +161,6 @@ class _Compact:
             for _, inner in self._fields():
                 self._skip(inner, depth + 1)
         else:
-            raise IndexError(f"unknown Thrift type {kind}")
+            raise BadPages(f"a page header holds an unknown Thrift type ({kind})")
         if self.position > len(self.data):
             raise IndexError("past the end")
