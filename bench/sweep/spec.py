@@ -44,9 +44,12 @@ _SCALAR_KEYS = {"name": str, "label": str, "images": int, "repeats": int, "warmu
                 "stop": str, "min_steady_s": _NUMBER, "min_steady_batches": int, "target_rel_ci": _NUMBER,
                 "max_s": _NUMBER}
 _OPTIONAL = {"target_rel_ci"}
-_POSITIVE = {"images", "repeats", "min_steady_batches"}
+MAX_REPEATS = 1000
 # Every number key of a sweep and its bounds: a cell's as RunSpec bounds it, and the sweep's own.
-_BOUNDS = {**{key: BOUNDS[key] for key in ("timeout_s", "min_steady_s", "target_rel_ci", "max_s", "seed")},
+_BOUNDS = {**{key: BOUNDS[key] for key in ("timeout_s", "min_steady_s", "target_rel_ci", "max_s", "seed",
+                                           "warmup_batches", "min_steady_batches")},
+           "images": dataclasses.replace(BOUNDS["images"], optional=False),  # a sweep's cells always count them
+           "repeats": Bound(1, MAX_REPEATS, integer=True),
            "sample_interval": SAMPLE_INTERVAL,
            # throughput is positive: repeats that vary by more than their mean are broken, not noisy
            "noise_cv": Bound(0.0, 1.0, low_ok=False)}
@@ -149,10 +152,6 @@ class SweepSpec:
                     continue
                 if not isinstance(value, _SCALAR_KEYS[key]) or isinstance(value, bool):
                     fail(key, f"{value!r} has the wrong type")
-                if key in _POSITIVE and not value > 0:
-                    fail(key, f"must be a positive finite number (got {value})")
-                if key == "warmup_batches" and value < 0:
-                    fail(key, f"must be 0 or more (got {value})")
                 if key == "name":
                     check_name(value, origin)
             else:
