@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import strategies
+from bench.errors import ConfigError
 from bench.workload import calibrated
 from bench.workload.models import model_size, weights_kind
 from bench.workload.postprocess import POSTPROCESS_MODES
@@ -96,8 +97,6 @@ _NOT_MEASURED = frozenset({"label", "timeout_s", "keep_masks", "ray_address", "r
 _RULES = frozenset({"min_steady_batches", "min_steady_s", "target_rel_ci", "max_s"})
 
 
-class ConfigError(ValueError):
-    """A configuration a user must fix; the CLI prints it as one line and exits with code 2."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +135,7 @@ class RunSpec:
     ray_address: str | None = None  # None: a private local Ray instance
     timeout_s: float = 1800.0
     keep_masks: bool = False
-    inject: str | None = None  # fault injection, e.g. kill-actor@batch=5 (see bench.measure.faults)
+    inject: str | None = None  # fault injection, e.g. kill-actor@batch=5 (see bench.faults)
     label: str = ""
 
     def __post_init__(self) -> None:
@@ -188,7 +187,7 @@ class RunSpec:
         if weights_kind(self.weights) == "folder" and not (Path(self.weights) / "config.json").is_file():
             fail(f"weights folder {self.weights} has no config.json (expected a save_pretrained folder)")
         if self.inject:
-            from bench.measure.faults import ACTOR_KINDS, Fault, FaultSpecError
+            from bench.faults import ACTOR_KINDS, Fault, FaultSpecError
 
             try:
                 fault = Fault.parse(self.inject)

@@ -26,9 +26,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 
-from bench.measure.feed import Feed
 from bench.workload.predictor import BatchResult
 from strategies.base import IndexedBatch
+from strategies.feed import Feed
 from strategies.ray_workers import ActorStrategy
 
 # Batches per map_unordered call under the stopping rules: the drain at a chunk's end idles an actor for

@@ -19,11 +19,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from bench.config import ConfigError, RunSpec
-from bench.measure.budget import Needs, WorkerPlan, plan_workers
-from bench.measure.faults import Fault
+from bench.config import RunSpec
+from bench.errors import ConfigError
+from bench.faults import Fault
 from bench.workload.images import EncodedImage, ImageSource, KeyBatch
 from bench.workload.predictor import BatchResult, PredictorSpec
+from strategies.budget import Needs, WorkerPlan, plan_workers
 
 IndexedBatch = tuple[int, list[EncodedImage] | KeyBatch]  # KeyBatch: --input cluster, the worker reads it
 

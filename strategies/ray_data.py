@@ -30,8 +30,6 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from bench.config import RunSpec
-from bench.measure.budget import Needs
-from bench.measure.feed import Feed
 from bench.workload.images import (
     EncodedImage,
     FolderSource,
@@ -42,6 +40,8 @@ from bench.workload.images import (
 )
 from bench.workload.predictor import BatchResult, ImageResult, Predictor, PredictorSpec, PreparedBatch, prepare
 from strategies.base import IndexedBatch, StartInfo, Strategy
+from strategies.budget import Needs
+from strategies.feed import Feed
 
 
 def _result_columns(result: BatchResult, call: str, load_s: float) -> dict[str, np.ndarray]:
@@ -118,7 +118,7 @@ def _prepare_stage(batch: dict[str, np.ndarray], side: int) -> dict[str, np.ndar
 READ_AHEAD_BATCHES = 16
 
 # CPUs reserved for Ray Data's read and preprocess tasks (fractional, so they always find room beside
-# the actors; see bench.measure.budget).
+# the actors; see strategies.budget).
 TASK_CPUS = 0.25
 
 

@@ -6,15 +6,12 @@ from typing import Annotated
 
 import typer
 
-from bench.config import ConfigError
-from bench.results.tables import SideFileError
-from bench.workload.images import SourceUnavailable
-from bench.workload.models import WeightsUnavailable
+from bench.errors import ConfigError, SideFileError, SourceUnavailable, WeightsUnavailable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark SegFormer batch-inference architectures on Ray.")
-bench_app = typer.Typer(help="segbench measuring itself (heavy; `nox -s bench` runs them).", no_args_is_help=True)
-app.add_typer(bench_app, name="bench")
+calibration_app = typer.Typer(help="segbench measuring itself (heavy; `nox -s bench` runs them).", no_args_is_help=True)
+app.add_typer(calibration_app, name="bench")
 
 USAGE_ERROR = 2
 
@@ -60,5 +57,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(USAGE_ERROR)
 
 
-# The commands register themselves on `app` and `bench_app` when imported.
-from bench.cli import decide, nightly, report, run, selfbench, sweep  # noqa: E402,F401
+# The commands register themselves on `app` and `calibration_app` when imported.
+from bench.cli import calibration, decide, nightly, report, run, sweep  # noqa: E402,F401

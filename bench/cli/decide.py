@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bench.cli import AllowOpenCluster, app, isolate_local_ray
-from bench.config import ConfigError
+from bench.errors import ConfigError
 from bench.report.format import fmt
 from bench.results import race
 from bench.sweep.spec import SweepSpec

@@ -20,7 +20,7 @@ import typer
 
 from bench.cli import AllowOpenCluster, app, isolate_local_ray
 from bench.cli.report import ALLOW_UNGATED_HELP
-from bench.config import ConfigError
+from bench.errors import ConfigError
 from bench.results import baselines
 from bench.results.environment import environment
 from bench.sweep.executor import sweep_folder

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from bench.cli import app
-from bench.config import ConfigError
+from bench.errors import ConfigError
 from bench.report.format import fmt
 
 

@@ -16,7 +16,8 @@ from rich.markup import escape
 import strategies
 from bench.cli import AllowOpenCluster, app, isolate_local_ray
 from bench.cli.progress import LineProgress, image_columns
-from bench.config import SAMPLE_INTERVAL, ConfigError, RunSpec
+from bench.config import SAMPLE_INTERVAL, RunSpec
+from bench.errors import ConfigError
 from bench.measure.runner import Progress
 from bench.report.format import fmt
 from bench.results.record import RunRecord

@@ -14,7 +14,7 @@ from rich.table import Table
 from bench.cli import AllowOpenCluster, app, isolate_local_ray
 from bench.cli.progress import image_columns
 from bench.cli.report import ALLOW_UNGATED_HELP
-from bench.config import ConfigError
+from bench.errors import ConfigError
 from bench.report.format import fmt
 from bench.results import baselines
 from bench.results.store import ResultStore

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pyarrow as pa
 
-from bench.results.tables import hash_ids, partitions
+from bench.results.sidefiles import hash_ids, partitions
 from bench.workload.images import split_pass
 
 EXAMPLES = 10  # duplicate ids named in the record

@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from bench.measure.stats import distribution
 from bench.measure.steady import Rules, SteadyState, steady_state
-from bench.results import tables
+from bench.results import sidefiles
+from bench.stats import distribution
 from bench.workload.predictor import STAGES
 
 MIN_STEADY_BATCHES = 5
@@ -48,11 +48,11 @@ class BatchEvent:
 
 
 def events_frame(events: list[BatchEvent] | pd.DataFrame) -> pd.DataFrame:
-    """Batch events as columns (the batches table's, bench.results.tables): a run's events are read
+    """Batch events as columns (the batches table's, bench.results.sidefiles): a run's events are read
     back from its side file as a frame; tests pass hand-made BatchEvents."""
     if isinstance(events, pd.DataFrame):
         return events
-    return pd.DataFrame([tables.batch_row(asdict(e)) for e in events], columns=tables.BATCHES.names)
+    return pd.DataFrame([sidefiles.batch_row(asdict(e)) for e in events], columns=sidefiles.BATCHES.names)
 
 
 def steady_window(events: pd.DataFrame, warmup_batches: int, cuts: dict[str, int] | None = None,

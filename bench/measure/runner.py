@@ -1,7 +1,7 @@
 """One cell end to end: plan resources, start the strategy (cold costs), run the measured window under
 the samplers, check every input came back exactly once, and write one record atomically.
 
-Results stream to the record's side tables as they arrive (bench.results.tables): the driver holds the
+Results stream to the record's side tables as they arrive (bench.results.sidefiles): the driver holds the
 prefetched inputs (up to the spec's budget), the batches in flight, and one row group per table, so its
 memory does not grow with the image count; metrics and the exactly-once check read the tables' columns.
 
@@ -27,24 +27,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import strategies
-from bench.config import ConfigError, RunSpec
-from bench.measure import exactly_once, runtime_parity, speed_probe, watchdog
-from bench.measure.faults import Fault, recovery
-from bench.measure.feed import Feed
+from bench.config import RunSpec
+from bench.errors import ConfigError, SourceUnavailable, WeightsUnavailable
+from bench.faults import Fault, recovery
+from bench.measure import exactly_once, runtime_parity, watchdog
 from bench.measure.metrics import BatchEvent, summarise
 from bench.measure.samplers import ResourceSampler
 from bench.measure.steady import Rules, Watch
 from bench.platform.host import check_device
 from bench.platform.ray_session import ClusterInfo, local_cluster_info, ray_session
-from bench.results import tables
+from bench.results import sidefiles
 from bench.results.environment import environment
 from bench.results.record import RunRecord
+from bench.results.sidefiles import RunTables
 from bench.results.store import as_json, run_path, write_record
-from bench.results.tables import RunTables
-from bench.workload import runtimes
-from bench.workload.images import EncodedImage, SourceUnavailable, open_source, pass_id
-from bench.workload.models import WeightsUnavailable, check_weights, model_size, weights_kind
+from bench.workload import runtimes, speed_probe
+from bench.workload.images import EncodedImage, open_source, pass_id
+from bench.workload.models import check_weights, model_size, weights_kind
 from bench.workload.predictor import BatchResult, PredictorSpec
+from strategies.feed import Feed
 
 Progress = Callable[[int, int | None], None]  # (images done, images expected or None)
 
@@ -82,7 +83,7 @@ def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_inter
         source=source.describe(), sample_interval_s=sample_interval)
     path = None if not write else record_path or run_path(results_dir, spec.cell_id)
     # The side tables go beside the record; an unwritten record keeps them in a folder removed at exit.
-    side = RunTables(path or tables.scratch_path(spec.cell_id))
+    side = RunTables(path or sidefiles.scratch_path(spec.cell_id))
     record.folder = side.record_path.parent
     session = ray_session(spec.ray_address) if strategy_cls.uses_ray else contextlib.nullcontext(local)
     try:
@@ -133,7 +134,7 @@ def _hard_stop(spec: RunSpec, record: RunRecord, path: Path | None, side: RunTab
     record.error = (f"cell exceeded its {spec.timeout_s:g} s timeout and was still running "
                     f"{watchdog.HARD_STOP_GRACE_S:g} s later: ended")
     if not record.tables:
-        tables.discard_unrecorded(side.record_path)
+        sidefiles.discard_unrecorded(side.record_path)
     if path:
         write_record(path, record)
     # Straight to the descriptor: the stuck main thread may hold sys.stderr's lock.
@@ -192,7 +193,7 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
         with ResourceSampler(sample_interval, include_ray=strategy_cls.uses_ray) as sampler:
             for result in strategy.run(feed, on_submit):
                 event = _event(result, submitted, run_start)
-                side.batches.append(tables.batch_row(event))
+                side.batches.append(sidefiles.batch_row(event))
                 if cycle and not feed.stopped:
                     watch.add(event["worker"], event["completed"], event["ended"] - event["started"], event["images"])
                     unmet = watch.unmet(event["completed"])
@@ -219,12 +220,12 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
                 for image in result.images:
                     if image.ok:
                         ok_count += 1
-                        side.outputs.append(tables.output_row(image.image_id, True, image.width, image.height,
+                        side.outputs.append(sidefiles.output_row(image.image_id, True, image.width, image.height,
                                                               image.digest, image.histogram,
                                                               forward_images=image.forward_images or None))
                     else:
                         bad_count += 1
-                        side.outputs.append(tables.output_row(image.image_id, False, reason=image.error))
+                        side.outputs.append(sidefiles.output_row(image.image_id, False, reason=image.error))
                         if len(bad) < BAD_INLINE:
                             bad.append({"id": image.image_id, "reason": image.error})
                 done += result.num_images
@@ -237,7 +238,7 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
         strategy.stop()
 
     record.tables = side.commit([asdict(s) for s in sampler.samples])
-    events = tables.read_table(record, "batches").to_pandas()
+    events = sidefiles.read_table(record, "batches").to_pandas()
     record.cold = {"ray_init_s": cluster.init_s, "strategy_start_s": start_s, "model_load_s": info.model_load_s,
                    "worker_pids": dict(zip(info.workers, info.pids, strict=False)),
                    "time_to_first_batch_s": first_completed}
@@ -261,7 +262,7 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
     record.driver_peak_rss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     record.memory_bounds = {"prefetch_budget_bytes": budget, "prefetched_bytes": prefetched.bytes,
                             "prefetched_images": prefetched.images, "in_flight_batches_peak": in_flight_peak,
-                            "table_row_group_rows": tables.ROW_GROUP_ROWS}
+                            "table_row_group_rows": sidefiles.ROW_GROUP_ROWS}
     unbounded = strategy.unbounded_input()
     if unbounded:  # the strategy's own pattern holds the whole input, whatever the runner bounds
         record.memory_bounds["unbounded_input"] = unbounded

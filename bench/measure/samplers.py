@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from bench.measure.stats import series
 from bench.platform.host import Nvml, is_ray_process, ray_daemons, ray_processes
 from bench.platform.object_store import ObjectStore
+from bench.stats import series
 
 
 @dataclass

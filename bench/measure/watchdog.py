@@ -138,9 +138,9 @@ def _watch(orders: dict) -> None:
         with contextlib.suppress(psutil.Error):
             process.kill()
     psutil.wait_procs(tree, timeout=10)
-    from bench.results import tables  # after the kill: pyarrow's import need not be quick
+    from bench.results import sidefiles
 
-    tables.discard_unrecorded(Path(orders["tables_path"]))
+    sidefiles.discard_unrecorded(Path(orders["tables_path"]))
     error = json.loads(orders["record"])["error"]
     os.write(2, (f"segbench: error: {error}" + (f"; record: {path}" if path else "") + "\n").encode())
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.config import ConfigError
+from bench.errors import ConfigError
 
 
 def available_cpus() -> int:

@@ -22,14 +22,15 @@ import pandas as pd
 import pyarrow as pa
 from jinja2 import Environment, PackageLoader
 
+from bench.errors import SideFileError
 from bench.report.format import fmt
 from bench.results.decision import configuration, recommend, with_interval
 from bench.results.parity import parity, thread_groups
 from bench.results.record import RunRecord
 from bench.results.runtime_table import has_runtimes, runtime_rows
+from bench.results.sidefiles import opened
 from bench.results.store import ResultStore, write_atomic
 from bench.results.summary import cell_summary
-from bench.results.tables import SideFileError, opened
 
 # autoescape=True for every template: a value from a record is text, whatever the template's name
 TEMPLATES = Environment(loader=PackageLoader("bench.report", "templates"), autoescape=True, keep_trailing_newline=True)
@@ -110,9 +111,10 @@ def _examples(records: list[RunRecord], n: int, examples_from: Path | None = Non
     gives); all on the CPU."""
     import numpy as np
 
-    from bench.config import ConfigError, RunSpec
+    from bench.config import RunSpec
+    from bench.errors import ConfigError, SourceUnavailable
     from bench.workload import calibrated
-    from bench.workload.images import SourceUnavailable, open_source
+    from bench.workload.images import open_source
     from bench.workload.models import RANDOM_WEIGHTS
     from bench.workload.predictor import Predictor, PredictorSpec, decode
 

@@ -23,13 +23,13 @@ spread is estimated from the same few repeats, so the figure is an estimate too.
 "no slowdown larger than this would likely have passed", and the gate prints it.
 
 Across machines (`normalise=True`) each side is put on its machine's scale: the median of every probe
-on that side (bench.measure.speed_probe: seconds of a fixed b0 forward, one per record, all cells
+on that side (bench.workload.speed_probe: seconds of a fixed b0 forward, one per record, all cells
 pooled). Machine speed is one figure per side; a single probe is noisy (CV ~15% within one sweep here,
 as noisy as a cell's throughput), so dividing each repeat by its own probe added noise to as many cells
 as it removed it from, and the pooled median is used instead. The normalised ratio is the raw ratio
 times P_candidate / P_baseline; the uncertainty of each median (1.2533 · sd(log probe) / √n) is added
 to the Welch variance of the test, its interval and its detectable slowdown. What a probe cannot
-remove is listed by `speed_probe.caveats`.
+remove is listed by `probe_caveats`.
 """
 
 from __future__ import annotations
@@ -39,10 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.measure import speed_probe
-from bench.measure.stats import holm, log_ratio_test
+from bench.results.baselines import gpu_names
 from bench.results.record import RunRecord
 from bench.results.store import ResultStore
+from bench.stats import holm, log_ratio_test
+from bench.workload import speed_probe
 
 
 @dataclass
@@ -262,7 +263,7 @@ def compare(baseline: list[Path], candidate: list[Path], threshold: float = 0.05
     if scales:
         caveats = (f"machine scales: median b0-forward probe {np.exp(scales[0].log_seconds) * 1000:.0f} ms "
                    f"({scales[0].probes} probes) vs {np.exp(scales[1].log_seconds) * 1000:.0f} ms "
-                   f"({scales[1].probes}); " + speed_probe.caveats(environments(base), environments(cand)))
+                   f"({scales[1].probes}); " + probe_caveats(environments(base), environments(cand)))
     return Comparison(cells, machines(base), machines(cand), caveats, [*stores[0].skipped(), *stores[1].skipped()])
 
 
@@ -276,3 +277,26 @@ def detectable_summary(result: Comparison) -> str | None:
     compared = sum(c.ratio is not None for c in result.cells)
     return (f"minimum detectable slowdown over the {len(found)} tested of {compared} compared cells (flagged about "
             f"4 times in 5; estimated from their repeats): median {median:.0%}, worst {worst:.0%} ({label})")
+
+
+def probe_caveats(base: list[dict], cand: list[dict]) -> str:
+    """What dividing by the probe cannot remove, for two sets of records' environments."""
+    def one(values: list) -> str:
+        return "/".join(sorted({str(v) for v in values}))
+
+    def side(environments: list[dict], key: str) -> str:
+        return one([e.get(key) for e in environments])
+
+    parts = [f"cores {side(base, 'cpu_logical')} vs {side(cand, 'cpu_logical')} (a probe with every core does not "
+             "show how a strategy's workers share them)",
+             "memory bandwidth and caches beyond what one b0 forward touches",
+             f"GPUs {one([gpu_names(e.get('gpus')) for e in base])} vs {one([gpu_names(e.get('gpus')) for e in cand])} "
+             "(the probe runs on the CPU; with a remote cluster it measures the driver's host)"]
+    versions = []
+    for name in ("torch", "transformers", "ray"):
+        b, c = (one([(e.get("packages") or {}).get(name) for e in envs]) for envs in (base, cand))
+        if b != c:
+            versions.append(f"{name} {b} vs {c}")
+    if versions:
+        parts.append("versions differ: " + ", ".join(versions))
+    return "normalisation cannot remove: " + "; ".join(parts)

@@ -31,8 +31,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bench.errors import SideFileError
 from bench.results.record import RunRecord
-from bench.results.tables import SideFileError, hash_ids, partitions
+from bench.results.sidefiles import hash_ids, partitions
 
 BOUND_IMAGES = 10_000  # differing images whose histograms are read for the pixel bound
 # Float-rounding flips measured here stay below 1e-4 of an image's pixels (near ties are rare even with

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from bench.measure.stats import holm
+from bench.stats import holm
 
 PRIOR_CV = 0.10  # before the race has spread of its own: a typical repeat CV here (2-9% quiet, 18% noisy)
 PRIOR_DF = 4.0  # a prior worth four repeats: one repeat of each cell can already drop a clear loser

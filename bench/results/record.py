@@ -5,12 +5,12 @@ left at None is not written, so a failed cell's record simply has no `metrics`).
 JSON objects, described where they are made:
 - `spec` — RunSpec.to_dict(); kept as a dict, so a record from another machine loads even when its
   image or weights folder is absent there;
-- `plan` — bench.measure.budget.WorkerPlan; `cluster` — bench.platform.ray_session.ClusterInfo;
+- `plan` — strategies.budget.WorkerPlan; `cluster` — bench.platform.ray_session.ClusterInfo;
 - `metrics` — bench.measure.metrics.summarise; `batches` — its BatchEvents;
-- `samples`, `utilisation` — bench.measure.samplers; `faults` — bench.measure.faults.recovery;
-- `environment` — bench.results.environment; `machine_probe` — bench.measure.speed_probe (absent
+- `samples`, `utilisation` — bench.measure.samplers; `faults` — bench.faults.recovery;
+- `environment` — bench.results.environment; `machine_probe` — bench.workload.speed_probe (absent
   where the probe was off);
-- `tables` — the side files beside the record (bench.results.tables): per-image `outputs`, per-batch
+- `tables` — the side files beside the record (bench.results.sidefiles): per-image `outputs`, per-batch
   `batches` and utilisation `samples`, each with its file name, rows, bytes and sha256; read them with
   `record.iter_table` (chunks, chosen columns), `record.frame` or `record.rows` (small tables). Records written before
   the side files keep `outputs`, `batches` and `samples` inline and read through the same calls;
@@ -175,26 +175,26 @@ class RunRecord:
 
     def iter_table(self, name: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         """A side table (outputs, batches, samples) in row chunks of the chosen columns."""
-        from bench.results import tables
+        from bench.results import sidefiles
 
-        return tables.iter_table(self, name, columns)
+        return sidefiles.iter_table(self, name, columns)
 
     def frame(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
         """A side table's chosen columns as a DataFrame (batches, samples: one row per batch or sample)."""
-        from bench.results import tables
+        from bench.results import sidefiles
 
-        return tables.read_table(self, name, columns).to_pandas()
+        return sidefiles.read_table(self, name, columns).to_pandas()
 
     def rows(self, name: str) -> list[dict]:
         """A side table whole, as dicts: for batches and samples (outputs: `iter_table`)."""
-        from bench.results import tables
+        from bench.results import sidefiles
 
-        return tables.rows(self, name)
+        return sidefiles.rows(self, name)
 
     def row_count(self, name: str) -> int:
-        from bench.results import tables
+        from bench.results import sidefiles
 
-        return tables.row_count(self, name)
+        return sidefiles.row_count(self, name)
 
     def to_dict(self) -> dict:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("stored", True)}
@@ -263,7 +263,7 @@ def _kind(value: Any) -> str:
 
 def migrate(data: dict, origin: str = "record") -> dict:
     """Bring an older record to the current schema. Version 1 needs nothing: its inline outputs,
-    batches and samples are read where they are (bench.results.tables)."""
+    batches and samples are read where they are (bench.results.sidefiles)."""
     version = data.get("schema_version", 0)
     if not count(version):
         raise NotARecord(f"{origin}: schema_version is {_kind(version)}, not a version number")

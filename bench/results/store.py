@@ -1,6 +1,6 @@
 """ResultStore: where records live, how they are written (atomically, never overwritten) and read back
 (newest per cell and repeat, or as a pandas DataFrame). JSON and Parquet only: reading never executes
-anything. A record's side tables (bench.results.tables) lie beside it and are read only when asked for.
+anything. A record's side tables (bench.results.sidefiles) lie beside it and are read only when asked for.
 
 Layout: a single run writes `<results>/runs/<UTC time>_<cell id>.json`; a sweep writes
 `<results>/sweeps/<name>/runs/<cell id>/r<repeat>_<UTC time>.json` beside its `plan.json`.
@@ -76,7 +76,7 @@ def as_json(data: dict) -> str:
 
 
 def write_record(path: Path, record: RunRecord) -> Path:
-    """The record, atomically; its side tables (bench.results.tables) must already be in place beside it."""
+    """The record, atomically; its side tables (bench.results.sidefiles) must already be in place beside it."""
     written = write_atomic(path, record.to_dict())
     record.folder = path.parent
     return written

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.measure.stats import coefficient_of_variation
+from bench.stats import coefficient_of_variation
 
 SPEC_COLUMNS = ["spec.strategy", "spec.model", "spec.device", "spec.batch_size", "spec.actors"]
 

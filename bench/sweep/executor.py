@@ -35,7 +35,7 @@ import psutil
 import strategies
 from bench.config import TIMEOUT_EXIT
 from bench.platform.host import available_cpus, visible_gpus
-from bench.results import tables
+from bench.results import sidefiles
 from bench.results.environment import environment
 from bench.results.record import RunRecord
 from bench.results.store import ResultStore, read_record, repeat_path, write_atomic, write_record
@@ -176,7 +176,7 @@ def write_failure(path: Path, spec, extra: dict, status: str, reason: str, stder
     """The record of a cell that died, hung or was stopped before it could write its own."""
     record = RunRecord.begin(spec.to_dict(), spec.cell_id, environment(), status=status, error=reason,
                              stderr_tail=stderr_tail, **extra)
-    tables.discard_unrecorded(path)  # what the dead cell had streamed: no record will name it
+    sidefiles.discard_unrecorded(path)  # what the dead cell had streamed: no record will name it
     write_record(path, record)
     return record
 

@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.config import TIMEOUT_EXIT, ConfigError
+from bench.config import TIMEOUT_EXIT
+from bench.errors import ConfigError
 from bench.results.store import ResultStore
 
 REPO = Path(__file__).resolve().parents[2]

@@ -31,7 +31,8 @@ from importlib import resources
 from pathlib import Path
 
 import strategies
-from bench.config import BOUNDS, SAMPLE_INTERVAL, Bound, ConfigError, RunSpec
+from bench.config import BOUNDS, SAMPLE_INTERVAL, Bound, RunSpec
+from bench.errors import ConfigError
 from bench.workload import runtimes
 
 PRESETS = ("quick", "nightly", "full", "runtimes")
@@ -200,7 +201,7 @@ class Skip:
 
 def expand(sweep: SweepSpec, host: HostInfo, origin: str = "sweep") -> tuple[list[Cell], list[Skip]]:
     """Cartesian product of the swept lists → cells to run, and skipped combinations with reasons."""
-    from bench.measure.budget import CellRefused
+    from strategies.budget import CellRefused
 
     for key, bound in _BOUNDS.items():  # here, not only in from_dict: a sweep built in code is checked too
         if problem := bound.problem(getattr(sweep, key)):

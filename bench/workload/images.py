@@ -31,13 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.errors import SourceUnavailable
+
 # Sizes of ADE20K validation images, weighted roughly as they occur (w, h).
 ADE_SIZES = ((683, 512), (512, 683), (500, 375), (400, 300), (800, 600), (1024, 768), (256, 256))
 ADE_SIZE_WEIGHTS = (0.38, 0.2, 0.14, 0.1, 0.1, 0.04, 0.04)
 
 
-class SourceUnavailable(RuntimeError):
-    """The image source cannot be opened; the message is one line a user can act on."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.errors import WeightsUnavailable
 from bench.workload import calibrated
 
 if TYPE_CHECKING:  # torch/transformers are heavy; import them only where a model is built
@@ -81,8 +82,6 @@ RANDOM_WEIGHTS = "random"
 HUB_WEIGHTS = "hub"
 
 
-class WeightsUnavailable(RuntimeError):
-    """The requested weights cannot be loaded (offline hub, missing folder); the message is one line."""
 
 
 @functools.cache

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.measure.faults import recovery
+from bench.faults import recovery
 
 
 def test_recovery_counts_only_batches_from_the_restarted_process():

@@ -1,4 +1,4 @@
-"""The inputs a cell feeds its strategy (bench.measure.feed): the source once, or cycled by pass until
+"""The inputs a cell feeds its strategy (strategies.feed): the source once, or cycled by pass until
 stopped, each pass cut into the same batches; and the check that a repeated image keeps its map."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import itertools
 import pyarrow as pa
 
 from bench.measure.exactly_once import passes_agree
-from bench.measure.feed import Feed
 from bench.workload.images import SyntheticSource, split_pass
+from strategies.feed import Feed
 
 
 def _ids(batch) -> list[str]:

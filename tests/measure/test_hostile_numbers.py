@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from bench.cli import main
-from bench.config import BOUNDS, ConfigError, RunSpec
+from bench.config import BOUNDS, RunSpec
+from bench.errors import ConfigError
 
 FLOAT_FIELDS = [f.name for f in dataclasses.fields(RunSpec) if "float" in str(f.type)]
 NOT_NUMBERS = [float("nan"), float("inf"), float("-inf"), 1e300, -1e300, "1.0", True, None]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.config import ConfigError, RunSpec
+from bench.config import RunSpec
+from bench.errors import ConfigError
 from bench.sweep.spec import SweepSpec
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from bench.config import RunSpec
-from bench.measure import speed_probe
 from bench.measure.runner import run_cell
 from bench.results.record import SCHEMA_VERSION
+from bench.workload import speed_probe
 from tests.conftest import BAD_FILES, GOOD_IN_MIXED, SKIPPED_FILES
 
 

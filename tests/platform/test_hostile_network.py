@@ -81,7 +81,7 @@ def test_nothing_is_refused_where_no_open_local_cluster_starts(host_network, mon
 
 
 def test_hub_weights_keep_the_host_network_and_are_refused_open_too(host_network):
-    from bench.config import ConfigError
+    from bench.errors import ConfigError
 
     with pytest.raises(ConfigError, match="needs the internet"):
         isolate_local_ray(["actors"], None, "hub", "synthetic")

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from bench.cli import main
-from bench.measure import speed_probe
 from bench.report import render
 from bench.report.plots import PLOTS
 from bench.report.render import build_report
+from bench.workload import speed_probe
 
 GOLDEN = Path(__file__).parents[1] / "data" / "golden"
 EXPECTED_PLOTS = {*PLOTS, "example_predictions"}

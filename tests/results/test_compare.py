@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.measure.stats import holm, log_ratio_test
 from bench.results.compare import compare, compare_cell, decide, detectable_summary, minimum_detectable
 from bench.results.record import RunRecord
 from bench.results.store import write_atomic
+from bench.stats import holm, log_ratio_test
 
 # Steady img/s of the ray_data a1 cell, 5 repeats each, from two nightly sweeps of an unchanged tree
 # on the 2-core AMD EPYC VM (2026-11-23): the uncorrected Mann–Whitney gate called this a regression.

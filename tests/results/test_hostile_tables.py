@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bench.report import render
-from bench.results import tables
+from bench.results import sidefiles
 from bench.results.parity import parity
 from bench.results.record import RunRecord
 from bench.results.store import ResultStore, read_record, write_record
@@ -30,10 +30,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def _written(folder: Path, name: str, ids: list[str], strategy: str = "sequential") -> RunRecord:
     """A record with an outputs and a batches table beside it, read back from disk."""
     path = folder / f"{name}.json"
-    side = tables.RunTables(path)
+    side = sidefiles.RunTables(path)
     for image_id in ids:
-        side.outputs.append(tables.output_row(image_id, True, 10, 10, f"d-{image_id}", {1: 100}, forward_images=2))
-    side.batches.append(tables.batch_row({"index": 0, "worker": "w", "pid": 1, "node": "n", "images": len(ids),
+        side.outputs.append(sidefiles.output_row(image_id, True, 10, 10, f"d-{image_id}", {1: 100}, forward_images=2))
+    side.batches.append(sidefiles.batch_row({"index": 0, "worker": "w", "pid": 1, "node": "n", "images": len(ids),
                                           "submitted": 0.0, "started": 0.1, "ended": 0.2, "completed": 0.3}))
     record = RunRecord.begin({**SPEC, "strategy": strategy}, name, {}, status="ok", counts={"ok": len(ids)})
     record.tables = side.commit()
@@ -45,7 +45,7 @@ def _replace_table(record: RunRecord, name: str, table: pa.Table, **write) -> Ru
     """The record now names `table` (written with `write` options) truthfully: rows, bytes and sha256."""
     path = Path(record.folder) / record.tables[name]["file"]
     pq.write_table(table, path, **{"compression": "zstd", **write})
-    record.tables[name] = tables.describe(path)
+    record.tables[name] = sidefiles.describe(path)
     return record
 
 
@@ -54,7 +54,7 @@ def test_row_counts_come_from_the_footer_not_the_json(tmp_path):
     record = _written(tmp_path, "r0", ["a", "b", "c"])
     assert record.row_count("outputs") == 3
     record.tables["outputs"]["rows"] = 10**15
-    with pytest.raises(tables.SideFileError, match="holds 3 rows, not the 1000000000000000 its record names"):
+    with pytest.raises(sidefiles.SideFileError, match="holds 3 rows, not the 1000000000000000 its record names"):
         record.row_count("outputs")
 
 
@@ -64,10 +64,10 @@ def test_a_side_table_whose_sha256_differs_from_its_record_is_not_read(tmp_path)
     other = _written(tmp_path / "other", "r0", ["x", "y", "z"])  # the same size, other rows
     path.write_bytes((tmp_path / "other" / other.tables["outputs"]["file"]).read_bytes())
     assert path.stat().st_size == record.tables["outputs"]["bytes"]
-    with pytest.raises(tables.SideFileError, match="does not have the sha256 its record names"):
+    with pytest.raises(sidefiles.SideFileError, match="does not have the sha256 its record names"):
         list(record.iter_table("outputs", ["id"]))
     record.tables["outputs"]["sha256"] = "not a digest"
-    with pytest.raises(tables.SideFileError, match="names no sha256"):
+    with pytest.raises(sidefiles.SideFileError, match="names no sha256"):
         record.rows("outputs")
 
 
@@ -76,11 +76,11 @@ def test_a_side_table_that_is_a_link_or_not_a_file_is_not_read(tmp_path):
     path = tmp_path / record.tables["batches"]["file"]
     path.rename(tmp_path / "elsewhere.parquet")
     path.symlink_to(tmp_path / "elsewhere.parquet")
-    with pytest.raises(tables.SideFileError, match="cannot be opened"):
+    with pytest.raises(sidefiles.SideFileError, match="cannot be opened"):
         record.rows("batches")
     path.unlink()
     path.mkdir()
-    with pytest.raises(tables.SideFileError, match="is not a regular file"):
+    with pytest.raises(sidefiles.SideFileError, match="is not a regular file"):
         record.rows("batches")
 
 
@@ -93,7 +93,7 @@ def test_a_small_file_that_decodes_to_gigabytes_is_refused_by_its_footer(tmp_pat
     bomb = pa.table({"index": pa.array(range(100), pa.int64()), "worker": [BOMB_ROW] * 100})
     _replace_table(record, "batches", bomb, use_dictionary=False)
     assert record.tables["batches"]["bytes"] < 2**20  # 100 MiB of text in well under a MiB
-    with pytest.raises(tables.SideFileError, match=r"decodes to \d+ bytes by its footer"):
+    with pytest.raises(sidefiles.SideFileError, match=r"decodes to \d+ bytes by its footer"):
         record.rows("batches")
 
 
@@ -104,9 +104,9 @@ def test_a_bomb_whose_footer_understates_it_is_stopped_before_its_strings_are_ex
     record = _written(tmp_path, "r0", ["a"])
     bomb = pa.table({"index": pa.array(range(100), pa.int64()), "worker": [BOMB_ROW] * 100})
     _replace_table(record, "batches", bomb)
-    with pytest.raises(tables.SideFileError, match=r"decodes to more than \d+ bytes: not read further"):
+    with pytest.raises(sidefiles.SideFileError, match=r"decodes to more than \d+ bytes: not read further"):
         record.rows("batches")
-    with pytest.raises(tables.SideFileError, match="not read further"):
+    with pytest.raises(sidefiles.SideFileError, match="not read further"):
         render.export([record], pd.DataFrame(), tmp_path / "out")
 
 
@@ -133,14 +133,14 @@ def test_pages_that_declare_more_than_the_footer_are_refused_before_any_is_decom
     assert length == 4 and len(data) < 2**16  # 2 MB: a four-byte varint, whose largest value (zigzag) is 2**27 - 1
     data[start:start + 4] = bytes([0xFE, 0xFF, 0xFF, 0x7F])
     path.write_bytes(bytes(data))
-    record.tables["batches"] = tables.describe(path)  # a record that names the file truthfully
+    record.tables["batches"] = sidefiles.describe(path)  # a record that names the file truthfully
     assert pq.ParquetFile(path).metadata.row_group(0).column(0).total_uncompressed_size < 2**21  # footer: honest
 
     def decompressed(*args, **kwargs):
         raise AssertionError("a page was decompressed")
 
     monkeypatch.setattr(pq.ParquetFile, "iter_batches", decompressed)
-    with pytest.raises(tables.SideFileError, match=r"page headers declare 134217727 bytes uncompressed"):
+    with pytest.raises(sidefiles.SideFileError, match=r"page headers declare 134217727 bytes uncompressed"):
         record.rows("batches")
 
 
@@ -150,8 +150,8 @@ def test_page_headers_that_cannot_be_walked_make_the_table_unusable(tmp_path):
     data = bytearray(path.read_bytes())
     data[4:12] = b"\x0e" * 8  # the first page header: a Thrift type that does not exist
     path.write_bytes(bytes(data))
-    record.tables["outputs"] = tables.describe(path)
-    with pytest.raises(tables.SideFileError, match=r"page header holds an unknown Thrift type"):
+    record.tables["outputs"] = sidefiles.describe(path)
+    with pytest.raises(sidefiles.SideFileError, match=r"page header holds an unknown Thrift type"):
         record.rows("outputs")
 
 
@@ -160,7 +160,7 @@ def test_rows_that_cost_no_bytes_are_refused(tmp_path):
     parity passes planned for them."""
     record = _written(tmp_path, "r0", ["a"])
     _replace_table(record, "outputs", pa.table({"ok": pa.array([True] * 10_000_000)}))
-    with pytest.raises(tables.SideFileError, match=r"holds 10000000 rows in \d+ bytes"):
+    with pytest.raises(sidefiles.SideFileError, match=r"holds 10000000 rows in \d+ bytes"):
         record.row_count("outputs")
 
 
@@ -197,9 +197,9 @@ def test_parity_over_more_images_than_it_bounds_is_not_compared_rather_than_hour
 KILLED_WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from bench.results import tables
-    side = tables.RunTables(Path(sys.argv[1]))
-    side.outputs.append(tables.output_row("a", True, 1, 1, "d", {0: 1}))
+    from bench.results import sidefiles
+    side = sidefiles.RunTables(Path(sys.argv[1]))
+    side.outputs.append(sidefiles.output_row("a", True, 1, 1, "d", {0: 1}))
     side.outputs.flush()
     print("streaming", flush=True)
     time.sleep(120)
@@ -219,10 +219,10 @@ def test_partials_of_a_killed_writer_are_removed_by_the_next_and_a_live_ones_kep
     stale = sorted(p.name for p in folder.iterdir())
     assert stale == [".r0_old.batches.parquet.partial", ".r0_old.outputs.parquet.partial"]
     assert ResultStore([tmp_path]).records() == []  # never read as records
-    live = tables.RunTables(folder / "r0_new.json")  # a resumed sweep's cell writes into the same folder
+    live = sidefiles.RunTables(folder / "r0_new.json")  # a resumed sweep's cell writes into the same folder
     assert sorted(p.name for p in folder.iterdir()) == [".r0_new.batches.parquet.partial",
                                                         ".r0_new.outputs.parquet.partial"]
-    tables.RunTables(folder / "r1_new.json").discard()  # another writer there leaves the live one alone
+    sidefiles.RunTables(folder / "r1_new.json").discard()  # another writer there leaves the live one alone
     assert {".r0_new.batches.parquet.partial", ".r0_new.outputs.parquet.partial"} <= {p.name for p in
                                                                                         folder.iterdir()}
     assert sorted(live.commit([{"t": 0.5}])) == ["batches", "outputs", "samples"]

@@ -1,12 +1,12 @@
 """The race (bench.results.race): its rules on hand-made repeats, and its error rates and cost in
-simulated races of planted cells with this VM's repeat noise (bench.selfbench.race_sim)."""
+simulated races of planted cells with this VM's repeat noise (bench.calibration.race_sim)."""
 
 from __future__ import annotations
 
 import pytest
 
+from bench.calibration.race_sim import PLANTED_MS, simulate
 from bench.results import race
-from bench.selfbench.race_sim import PLANTED_MS, simulate
 
 
 def racers(**samples: list[float]) -> list[race.Racer]:

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bench.measure import exactly_once
-from bench.results import tables
+from bench.results import sidefiles
 from bench.results.parity import compare_outputs
 from bench.results.record import RunRecord
 from bench.results.store import ResultStore, read_record, write_record
@@ -24,15 +24,15 @@ def _record_with_outputs(folder: Path, name: str, outputs: list[tuple], threads:
     """A written record whose outputs table holds (id, digest, histogram) rows of 100×100 images,
     streamed in row groups; every image computed in a forward of 2 unless `forward` says otherwise."""
     path = folder / f"{name}.json"
-    side = tables.RunTables(path)
+    side = sidefiles.RunTables(path)
     side.outputs.row_group_rows = row_group_rows
     for image_id, digest, histogram in outputs:
         if digest is None:
-            side.outputs.append(tables.output_row(image_id, False, reason="not an image"))
+            side.outputs.append(sidefiles.output_row(image_id, False, reason="not an image"))
         else:
-            side.outputs.append(tables.output_row(image_id, True, 100, 100, digest, histogram,
+            side.outputs.append(sidefiles.output_row(image_id, True, 100, 100, digest, histogram,
                                                   forward_images=(forward or {}).get(image_id, 2)))
-    side.batches.append(tables.batch_row({"index": 0, "worker": "w", "pid": 1, "node": "n", "images": len(outputs),
+    side.batches.append(sidefiles.batch_row({"index": 0, "worker": "w", "pid": 1, "node": "n", "images": len(outputs),
                                           "submitted": 0.0, "started": 0.1, "ended": 0.2, "completed": 0.3,
                                           "stages": {"forward": 0.05}}))
     record = RunRecord.begin({"strategy": "sequential", "model": "tiny", "device": "cpu"}, name, {}, status="ok",
@@ -48,7 +48,7 @@ def test_tables_are_streamed_in_row_groups_and_named_by_the_record(tmp_path):
     info = record.tables["outputs"]
     parquet = pq.ParquetFile(tmp_path / info["file"])
     assert info["rows"] == parquet.metadata.num_rows == 8 and parquet.metadata.num_row_groups == 3
-    assert info == tables.describe(tmp_path / info["file"], 3)  # rows and sha256 are the file's own
+    assert info == sidefiles.describe(tmp_path / info["file"], 3)  # rows and sha256 are the file's own
     assert not list(tmp_path.glob(".*"))  # no partial left behind
     data = json.loads((tmp_path / "r0.json").read_text())
     assert not {"outputs", "batches", "samples"} & set(data) and set(data["tables"]) == {"outputs", "batches",
@@ -66,29 +66,29 @@ def test_a_missing_or_replaced_side_file_is_one_clear_error(tmp_path):
     record = _record_with_outputs(tmp_path, "r0", [("a", "d", {1: 100})])
     path = tmp_path / record.tables["outputs"]["file"]
     path.write_bytes(path.read_bytes() + b"x")
-    with pytest.raises(tables.SideFileError, match=r"not the \d+ its record names"):
+    with pytest.raises(sidefiles.SideFileError, match=r"not the \d+ its record names"):
         record.rows("outputs")
     path.unlink()
-    with pytest.raises(tables.SideFileError, match="is missing"):
+    with pytest.raises(sidefiles.SideFileError, match="is missing"):
         list(record.iter_table("outputs"))
     for elsewhere in ("../r0.outputs.parquet", "/etc/passwd", ".hidden.parquet"):  # a record is data
         record.tables["outputs"]["file"] = elsewhere
-        with pytest.raises(tables.SideFileError, match="a plain name beside it"):
+        with pytest.raises(sidefiles.SideFileError, match="a plain name beside it"):
             record.rows("outputs")
 
 
 def test_a_run_that_never_writes_its_record_leaves_only_hidden_partials_that_the_store_ignores(tmp_path):
-    side = tables.RunTables(tmp_path / "r0.json")
-    side.outputs.append(tables.output_row("a", True, 1, 1, "d", {0: 1}))
+    side = sidefiles.RunTables(tmp_path / "r0.json")
+    side.outputs.append(sidefiles.output_row("a", True, 1, 1, "d", {0: 1}))
     side.outputs.flush()
     assert [p.name for p in tmp_path.iterdir()] != [] and all(p.name.startswith(".") for p in tmp_path.iterdir())
     assert ResultStore([tmp_path]).records() == []
     side.discard()
     assert list(tmp_path.iterdir()) == []
     # Finished tables whose record never came (the cell died after committing them) are removed too.
-    tables.RunTables(tmp_path / "r1.json").commit([{"t": 0.5}])
+    sidefiles.RunTables(tmp_path / "r1.json").commit([{"t": 0.5}])
     assert len(list(tmp_path.glob("r1.*.parquet"))) == 3
-    tables.discard_unrecorded(tmp_path / "r1.json")
+    sidefiles.discard_unrecorded(tmp_path / "r1.json")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -113,7 +113,7 @@ def _chunks(ids: list[str], size: int = 3):
 @pytest.fixture(params=[250_000, 4], ids=["one pass", "passes of 4 rows"])
 def partition_rows(request, monkeypatch):
     """Whole-table passes as they run, and split into several shares of the hash range."""
-    monkeypatch.setattr(tables, "PARTITION_ROWS", request.param)
+    monkeypatch.setattr(sidefiles, "PARTITION_ROWS", request.param)
     return request.param
 
 
@@ -184,7 +184,7 @@ def test_a_table_written_before_a_column_was_added_reads_it_as_nulls(tmp_path):
     record = _record_with_outputs(tmp_path, "r0", [("a", "d", {1: 4})])
     path = tmp_path / record.tables["outputs"]["file"]
     pq.write_table(pq.read_table(path).drop_columns(["forward_images"]), path)
-    record.tables["outputs"] = tables.describe(path, 1)
+    record.tables["outputs"] = sidefiles.describe(path, 1)
     (chunk,) = record.iter_table("outputs", ["id", "forward_images"])
     assert chunk.to_pylist() == [{"id": "a", "forward_images": None}]
     assert record.rows("outputs")[0]["forward_images"] is None  # the whole table has it too

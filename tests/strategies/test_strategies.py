@@ -9,11 +9,12 @@ import shutil
 import pytest
 
 import strategies
-from bench.config import ConfigError, RunSpec
-from bench.measure.budget import CellRefused, WorkerPlan
+from bench.config import RunSpec
+from bench.errors import ConfigError
 from bench.measure.runner import run_cell
 from bench.workload.images import EncodedImage, SyntheticSource, open_source
 from bench.workload.predictor import Predictor, PredictorSpec
+from strategies.budget import CellRefused, WorkerPlan
 from tests.conftest import SKIPPED_FILES
 
 VARIANTS = {

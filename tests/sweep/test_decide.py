@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from bench.cli.decide import parse_budget
-from bench.config import ConfigError
+from bench.errors import ConfigError
 from bench.results.store import ResultStore
 from bench.sweep.decide import run_decide
 from bench.sweep.spec import SweepSpec

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from bench.cli import nightly
-from bench.config import TIMEOUT_EXIT, ConfigError
+from bench.config import TIMEOUT_EXIT
+from bench.errors import ConfigError
 from bench.results.record import RunRecord
 from bench.results.store import write_atomic
 from bench.sweep import interleave

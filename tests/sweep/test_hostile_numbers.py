@@ -11,7 +11,8 @@ import pytest
 
 import strategies
 from bench.cli import main
-from bench.config import TIMEOUT_EXIT, ConfigError, RunSpec
+from bench.config import TIMEOUT_EXIT, RunSpec
+from bench.errors import ConfigError
 from bench.sweep import executor
 from bench.sweep.spec import _NOT_IN_CELL, SweepSpec
 

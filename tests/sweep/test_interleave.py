@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import ConfigError
+from bench.errors import ConfigError
 from bench.results.record import RunRecord
 from bench.results.store import write_atomic
 from bench.sweep import interleave

@@ -13,7 +13,8 @@ import psutil
 import pytest
 
 import strategies
-from bench.config import ConfigError, RunSpec
+from bench.config import RunSpec
+from bench.errors import ConfigError
 from bench.platform.host import machine_ray_processes
 from bench.results.store import read_record
 from bench.sweep.executor import run_sweep

@@ -9,7 +9,8 @@ import threading
 import numpy as np
 import pytest
 
-from bench.config import ConfigError, RunSpec
+from bench.config import RunSpec
+from bench.errors import ConfigError
 from bench.measure import runtime_parity
 from bench.measure.runner import run_cell
 from bench.report.render import build_report

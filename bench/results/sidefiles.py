@@ -50,6 +50,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from bench.errors import SideFileError
 from bench.results import parquet_pages
 
 if TYPE_CHECKING:
@@ -102,10 +103,6 @@ NAMES = ("outputs", "batches", "samples")
 SCHEMAS = {"outputs": OUTPUTS, "batches": BATCHES}  # samples: whatever the samplers recorded
 
 
-class SideFileError(FileNotFoundError):
-    """A side file a record names is unusable: not beside it (moved without it, deleted), not the one
-    written (size, sha256), not readable Parquet, or larger than a reader may take. Callers treat the
-    table as missing, with this as the reason."""
 
 
 def table_path(record_path: Path, name: str) -> Path:

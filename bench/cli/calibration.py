@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 
 import strategies
-from bench.cli import AllowOpenCluster, bench_app, isolate_local_ray
+from bench.cli import AllowOpenCluster, calibration_app, isolate_local_ray
 from bench.config import RunSpec
 from bench.report.format import fmt
 
 
-@bench_app.command("predictor")
+@calibration_app.command("predictor")
 def bench_predictor_cmd(
     models: Annotated[list[str] | None, typer.Option("--model", help="Repeat for several")] = None,
     images: Annotated[int, typer.Option()] = 16,
@@ -26,7 +26,7 @@ def bench_predictor_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from bench.selfbench.predictor import bench_predictor
+    from bench.calibration.predictor import bench_predictor
 
     table = Table("model", "batch", "threads", "bare forward img/s", "end-to-end img/s", "pipelined img/s",
                   "e2e / forward",
@@ -40,14 +40,14 @@ def bench_predictor_cmd(
     Console(width=160).print(table)
 
 
-@bench_app.command("overhead")
+@calibration_app.command("overhead")
 def bench_overhead_cmd(
     model: Annotated[str, typer.Option()] = "b0",
     images: Annotated[int, typer.Option()] = 32,
     repeats: Annotated[int, typer.Option()] = 3,
 ) -> None:
     """The harness's own overhead (runner + sampler) against a plain predict loop."""
-    from bench.selfbench.overhead import bench_overhead
+    from bench.calibration.overhead import bench_overhead
 
     r = bench_overhead(model, images, repeats=repeats)
     typer.echo(f"plain loop: {r.plain_loop:.3f} img/s")
@@ -55,7 +55,7 @@ def bench_overhead_cmd(
         typer.echo(f"runner, sampling every {interval:g} s: {rate:.3f} img/s ({r.overhead(interval):+.1%} overhead)")
 
 
-@bench_app.command("truth")
+@calibration_app.command("truth")
 def bench_truth_cmd(
     model: Annotated[str, typer.Option()] = "b0",
     images: Annotated[int, typer.Option(help="Images per record-vs-driver cell")] = 48,
@@ -72,8 +72,8 @@ def bench_truth_cmd(
     from rich.markup import escape
     from rich.table import Table
 
+    from bench.calibration.truth import truth_table
     from bench.platform.ray_session import ray_session
-    from bench.selfbench.truth import truth_table
 
     base = RunSpec(model=model, images=images, batch_size=batch_size, image_scale=image_scale)
     chosen = tuple(names or strategies.names())

@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from bench.config import ConfigError, RunSpec
+from bench.config import RunSpec
+from bench.errors import ConfigError
 
 
 class CellRefused(ConfigError):

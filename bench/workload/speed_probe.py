@@ -10,8 +10,8 @@ thread and with every core) and the model itself (a random-weight b0 forward on 
 with every core). About 2 s on the 2-core build machine, always on the CPU: a GPU cell's probe still
 describes its host, and the comparison says so.
 
-What a probe cannot see is said by `caveats`: core count beyond the probe's own threads, memory
-bandwidth at the cell's working-set size, and accelerators. `SEGBENCH_SPEED_PROBE=0` turns it off
+What a probe cannot see is said by `bench.results.compare.probe_caveats`: core count beyond the probe's
+own threads, memory bandwidth at the cell's working-set size, and accelerators. `SEGBENCH_SPEED_PROBE=0` turns it off
 (the test suite does, to keep its hundreds of tiny cells fast); such records cannot be normalised.
 """
 
@@ -77,28 +77,3 @@ def safe_measure() -> dict | None:
         return measure()
     except Exception as err:  # a probe must never cost the cell
         return {"version": VERSION, "error": f"{type(err).__name__}: {err}"}
-
-
-def caveats(base: list[dict], cand: list[dict]) -> str:
-    """What dividing by the probe cannot remove, for two sets of records' environments."""
-    from bench.results.baselines import gpu_names
-
-    def one(values: list) -> str:
-        return "/".join(sorted({str(v) for v in values}))
-
-    def side(environments: list[dict], key: str) -> str:
-        return one([e.get(key) for e in environments])
-
-    parts = [f"cores {side(base, 'cpu_logical')} vs {side(cand, 'cpu_logical')} (a probe with every core does not "
-             "show how a strategy's workers share them)",
-             "memory bandwidth and caches beyond what one b0 forward touches",
-             f"GPUs {one([gpu_names(e.get('gpus')) for e in base])} vs {one([gpu_names(e.get('gpus')) for e in cand])} "
-             "(the probe runs on the CPU; with a remote cluster it measures the driver's host)"]
-    versions = []
-    for name in ("torch", "transformers", "ray"):
-        b, c = (one([(e.get("packages") or {}).get(name) for e in envs]) for envs in (base, cand))
-        if b != c:
-            versions.append(f"{name} {b} vs {c}")
-    if versions:
-        parts.append("versions differ: " + ", ".join(versions))
-    return "normalisation cannot remove: " + "; ".join(parts)
