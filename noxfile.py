@@ -20,8 +20,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff over the whole tree."""
+    """ruff over the whole tree, and the layers contract in pyproject.toml (import-linter)."""
+    from pathlib import Path
+
     session.run(PY, "-m", "ruff", "check", ".")
+    session.run(str(Path(PY).parent / "lint-imports"), "--no-cache")
 
 
 @nox.session(default=False)
