@@ -29,10 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from bench.workload import kernels, replay
+from bench.workload.postprocess_modes import APPROX, EXACT, POSTPROCESS_MODES, REFERENCE
 from bench.workload.replay import source_axis
-
-EXACT, APPROX, REFERENCE = "exact", "approx", "reference"
-POSTPROCESS_MODES = (EXACT, APPROX, REFERENCE)
 
 # Bounded working memory: float32 elements of one chunk of upsampled channels (≈128 MB), and
 # ambiguous pixels handled per chunk (their candidate table is classes × pixels).

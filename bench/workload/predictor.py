@@ -26,7 +26,8 @@ import numpy as np
 from bench.workload import calibrated, kernels, runtimes
 from bench.workload.images import EncodedImage, unreadable_reason
 from bench.workload.models import IMAGENET_MEAN, IMAGENET_STD, RANDOM_WEIGHTS, build_model, model_size
-from bench.workload.postprocess import EXACT, POSTPROCESS_MODES, upsample_argmax
+from bench.workload.postprocess import upsample_argmax
+from bench.workload.postprocess_modes import EXACT, POSTPROCESS_MODES
 
 STAGES = ("decode", "preprocess", "forward", "postprocess")
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
@@ -51,8 +52,8 @@ class PredictorSpec:
 
     def __post_init__(self) -> None:
         model_size(self.model)  # raises on an unknown model
-        if self.runtime not in runtimes.RUNTIMES:
-            raise ValueError(f"unknown runtime {self.runtime!r}; choose from {', '.join(runtimes.RUNTIMES)}")
+        if self.runtime not in runtimes.names():
+            raise ValueError(f"unknown runtime {self.runtime!r}; choose from {', '.join(runtimes.names())}")
         if self.postprocess not in POSTPROCESS_MODES:
             raise ValueError(f"unknown postprocess {self.postprocess!r}; choose from {', '.join(POSTPROCESS_MODES)}")
 
@@ -170,8 +171,8 @@ class Predictor:
         model = model if model is not None else build_model(spec.model, spec.weights, spec.seed)
         self.model = model.to(self.device).eval()
         built = time.perf_counter()
-        self.runtime = runtimes.load(spec.runtime, self.model, self.device, spec.threads, spec.batch_size,
-                                     spec.native_size)
+        self.runtime = runtimes.get(spec.runtime)(self.model, self.device, spec.threads, spec.batch_size,
+                                                  spec.native_size)
         # Model ready to run: the build, then the runtime's export, session or compile.
         self.load_seconds = time.perf_counter() - started
         self.runtime_cold = None if spec.runtime == runtimes.EAGER else {

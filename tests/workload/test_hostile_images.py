@@ -133,8 +133,8 @@ def test_a_cell_feeds_and_expects_the_one_listing(tmp_path, monkeypatch, request
                    prefetch_mb=0.0, **options)
     record, _ = run_cell(spec, tmp_path, write=False)
     assert record.status == "ok", record.error
-    assert record.counts["inputs_expected"] == 4 and record.counts["exactly_once"]
-    assert record.counts["ok"] == 3 and record.bad_images == [
+    assert record.counts.inputs_expected == 4 and record.counts.exactly_once
+    assert record.counts.ok == 3 and record.bad_images == [
         {"id": "2.jpg", "reason": "cannot be read: gone since the folder was listed"}]
 
 

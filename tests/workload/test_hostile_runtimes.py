@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from bench.workload import runtimes
+from bench.workload.runtimes import onnx_export
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def cache(monkeypatch, tmp_path):
         written.write_bytes(b"onnx graph " * 100)
         os.replace(written, path)
 
-    monkeypatch.setattr(runtimes, "_export", fake_export)
+    monkeypatch.setattr(onnx_export, "_export", fake_export)
     from bench.workload.models import build_model
 
     return build_model("tiny", seed=0), exports
@@ -31,37 +31,37 @@ def cache(monkeypatch, tmp_path):
 
 def test_a_cached_export_cut_short_is_exported_again(cache):
     model, exports = cache
-    path, cold = runtimes.exported_onnx(model, 64)
+    path, cold = onnx_export.exported_onnx(model, 64)
     assert not cold["cache_hit"] and len(exports) == 1
-    assert runtimes.exported_onnx(model, 64)[1]["cache_hit"]  # whole: a hit
+    assert onnx_export.exported_onnx(model, 64)[1]["cache_hit"]  # whole: a hit
     path.write_bytes(path.read_bytes()[:100])  # as a crash before the data reached the disk leaves it
-    again, cold = runtimes.exported_onnx(model, 64)
+    again, cold = onnx_export.exported_onnx(model, 64)
     assert again == path and not cold["cache_hit"] and len(exports) == 2
-    assert runtimes.exported_onnx(model, 64)[1]["cache_hit"]
+    assert onnx_export.exported_onnx(model, 64)[1]["cache_hit"]
 
 
 def test_a_cached_export_without_its_digest_is_not_trusted(cache):
     model, exports = cache
-    path, _ = runtimes.exported_onnx(model, 64)
-    runtimes._digest_path(path).unlink()  # an export from before digests, or one whose digest never landed
-    assert not runtimes.exported_onnx(model, 64)[1]["cache_hit"] and len(exports) == 2
+    path, _ = onnx_export.exported_onnx(model, 64)
+    onnx_export._digest_path(path).unlink()  # an export from before digests, or one whose digest never landed
+    assert not onnx_export.exported_onnx(model, 64)[1]["cache_hit"] and len(exports) == 2
 
 
 @pytest.mark.timeout(30)
 def test_a_fifo_in_place_of_the_export_is_not_opened(cache):
     model, exports = cache
-    path, _ = runtimes.exported_onnx(model, 64)
+    path, _ = onnx_export.exported_onnx(model, 64)
     path.unlink()
     os.mkfifo(path)  # opening it would block forever
-    again, cold = runtimes.exported_onnx(model, 64)
+    again, cold = onnx_export.exported_onnx(model, 64)
     assert not cold["cache_hit"] and again.is_file() and len(exports) == 2
 
 
 def test_the_export_is_fsynced_before_its_rename(monkeypatch, tmp_path):
     events = []
     real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(runtimes.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
-    monkeypatch.setattr(runtimes.os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
+    monkeypatch.setattr(onnx_export.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(onnx_export.os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
 
     class Exported:  # torch.onnx.export's part: write the file
         @staticmethod
@@ -74,5 +74,5 @@ def test_the_export_is_fsynced_before_its_rename(monkeypatch, tmp_path):
     monkeypatch.setattr(torch, "onnx", Exported)
     monkeypatch.setattr(torch.export, "Dim", lambda *a, **k: None)
     target = tmp_path / "model.onnx"
-    runtimes._export(torch.nn.Identity(), 8, target)
+    onnx_export._export(torch.nn.Identity(), 8, target)
     assert target.read_bytes() == b"graph" and events == ["fsync", "replace"]

@@ -13,6 +13,7 @@ from bench.workload import runtimes
 from bench.workload.images import EncodedImage, SyntheticSource
 from bench.workload.models import reference_image_processor
 from bench.workload.predictor import Predictor, PredictorSpec, class_histogram, decode, map_digest
+from bench.workload.runtimes.base import Runtime
 
 
 def oracle_maps(model, images, side: int) -> list[torch.Tensor]:
@@ -72,12 +73,13 @@ def test_each_map_records_the_size_of_the_forward_that_computed_it():
     batch = [odd[0], EncodedImage("broken.jpg", b"not an image"), odd[1]]
     result = Predictor(PredictorSpec("tiny")).predict(batch)
     assert [r.forward_images for r in result.images] == [2, 0, 2]
-    eager = runtimes.Runtime(None, torch.device("cpu"), 1, 4, 64)
+    eager = runtimes.get("eager")(None, torch.device("cpu"), 1, 4, 64)
     assert (eager.forward_rows(3), eager.forward_rows(5)) == (3, 5)
-    padded = runtimes.OpenVino.__new__(runtimes.OpenVino)  # its padding, without an OpenVINO compile
-    runtimes.Runtime.__init__(padded, None, torch.device("cpu"), 1, 4, 64)
+    openvino = runtimes.get("openvino")
+    padded = openvino.__new__(openvino)  # its padding, without an OpenVINO compile
+    Runtime.__init__(padded, None, torch.device("cpu"), 1, 4, 64)
     assert (padded.forward_rows(3), padded.forward_rows(5)) == (4, 5)
-    assert runtimes.Compiled.pads and not runtimes.OnnxRuntime.pads  # ONNX Runtime runs a dynamic batch
+    assert runtimes.get("compile").pads and not runtimes.get("onnxruntime").pads  # ORT runs a dynamic batch
 
 
 def test_approx_mode_is_labelled_and_close():

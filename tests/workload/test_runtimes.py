@@ -4,22 +4,26 @@ exports once per node, and a runtime that is not installed is refused or skipped
 
 from __future__ import annotations
 
+import importlib.util
+import re
 import threading
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench.config import RunSpec
 from bench.errors import ConfigError
-from bench.measure import runtime_parity
 from bench.measure.runner import run_cell
 from bench.report.render import build_report
-from bench.results.parity import parity
+from bench.results import parity
 from bench.results.store import ResultStore
 from bench.sweep.spec import HostInfo, SweepSpec
 from bench.workload import runtimes
 from bench.workload.images import SyntheticSource
 from bench.workload.predictor import PredictorSpec
+from bench.workload.runtimes import base, onnx_export
 
 
 @pytest.fixture
@@ -31,6 +35,7 @@ def ade_samples_or_none():
     return [EncodedImage(p.name, p.read_bytes()) for p in sorted(ADE_SAMPLES.glob("ADE_val_*.jpg"))[:2]]
 
 
+ROOT = Path(__file__).resolve().parents[2]
 TINY = {"model": "tiny", "batch_size": 4, "images": 12, "image_scale": 0.25}
 
 
@@ -41,8 +46,8 @@ def needs(runtime: str) -> None:
 
 
 def _missing(monkeypatch, module: str) -> None:
-    real = runtimes.importlib.util.find_spec
-    monkeypatch.setattr(runtimes.importlib.util, "find_spec", lambda name, *a: None if name == module else real(name))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else real(name))
 
 
 def test_a_runtime_that_is_not_installed_is_refused_or_skipped_in_one_line(monkeypatch, tmp_path):
@@ -64,6 +69,16 @@ def test_impossible_runtimes_are_refused_before_any_work():
         RunSpec(model="calibrated:10ms", runtime="onnxruntime")
     assert "Intel GPUs" in runtimes.unavailable("openvino", "cuda")
     assert "CUDA devices only" in runtimes.unavailable("onnxruntime-tensorrt", "cpu")
+
+
+def test_every_registered_runtime_owns_its_rules_and_its_extra_installs_what_it_needs():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for name in runtimes.names():
+        runtime = runtimes.get(name)
+        assert runtime.name == name
+        installs = {re.split(r"[<>=!~\[; ]", requirement)[0] for requirement in extras.get(runtime.extra, [])}
+        assert set(runtime.needs) <= installs, (name, runtime.extra)
+    assert runtimes.EAGER in runtimes.names() and runtimes.unavailable(runtimes.EAGER) is None
 
 
 def test_onnxruntime_on_cuda_needs_its_provider_and_never_falls_back_quietly(monkeypatch):
@@ -91,7 +106,7 @@ def test_onnxruntime_on_cuda_needs_its_provider_and_never_falls_back_quietly(mon
     from bench.workload.models import build_model
 
     with pytest.raises(RuntimeError, match="did not take CUDAExecutionProvider"):
-        runtimes.OnnxRuntime(build_model("tiny"), torch.device("cuda"), 1, 4, 64)
+        runtimes.get("onnxruntime")(build_model("tiny"), torch.device("cuda"), 1, 4, 64)
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
@@ -99,16 +114,17 @@ def test_runtime_maps_agree_with_eager_on_real_and_synthetic_images(runtime, ade
     needs(runtime)
     images = list(SyntheticSource(5, seed=3, scale=0.3)) + ade_samples_or_none
     spec = PredictorSpec("tiny", threads=2, runtime=runtime, batch_size=4)
-    result = runtime_parity.check(spec, images, {})
+    result = parity.runtime_against_eager(spec, images, {})
     assert result["images"] == len(images) and result["passed"], result
-    assert result["pixel_agreement"] >= runtime_parity.THRESHOLD and result["max_logit_abs_diff"] < 1e-4
+    assert result["pixel_agreement"] >= parity.RUNTIME_THRESHOLD and result["max_logit_abs_diff"] < 1e-4
 
 
 def test_a_runtime_that_computes_something_else_fails_its_cell(monkeypatch, tmp_path):
     needs("onnxruntime")
-    real = runtimes.OnnxRuntime.forward
+    onnx_runtime = runtimes.get("onnxruntime")
+    real = onnx_runtime.forward
     # A plausible bug: the logits of the wrong image (a batch shifted by one).
-    monkeypatch.setattr(runtimes.OnnxRuntime, "forward", lambda self, pixels: real(self, pixels).roll(1, 0))
+    monkeypatch.setattr(onnx_runtime, "forward", lambda self, pixels: real(self, pixels).roll(1, 0))
     record, _ = run_cell(RunSpec(runtime="onnxruntime", **TINY), tmp_path, write=False)
     assert record.status == "failed"
     assert "runtime parity: onnxruntime agrees with eager on" in record.error and "99.9% threshold" in record.error
@@ -119,7 +135,7 @@ def test_a_runtime_cell_records_its_cold_costs_and_its_agreement(tmp_path):
     needs("onnxruntime")
     record, _ = run_cell(RunSpec(runtime="onnxruntime", runtime_parity_images=6, **TINY), tmp_path, write=False)
     assert record.status == "ok", record.error
-    [worker] = record.cold["runtime"]
+    [worker] = record.cold.runtime
     assert worker["runtime"] == "onnxruntime" and worker["providers"] == ["CPUExecutionProvider"]
     assert worker["session_s"] > 0 and worker["ready_s"] >= worker["session_s"] and "cache_hit" in worker
     probe = record.runtime_parity
@@ -132,7 +148,7 @@ def test_runtime_cells_on_ray_actors_report_each_worker(ray_local, tmp_path):
     needs("openvino")
     record, _ = run_cell(RunSpec(strategy="actors", actors=2, runtime="openvino", **TINY), tmp_path, write=False)
     assert record.status == "ok", record.error
-    workers = record.cold["runtime"]
+    workers = record.cold.runtime
     assert sorted(w["worker"] for w in workers) == ["actor-0", "actor-1"]
     assert all(w["session_s"] > 0 and w["cache_hit"] in (True, False) for w in workers)
     # one thread per actor here and in the probe: the probe's maps are the workers' maps
@@ -148,34 +164,34 @@ def test_the_export_cache_exports_once_per_node_and_keys_on_the_weights(monkeypa
         threading.Event().wait(0.2)  # long enough for the other worker to queue on the lock
         path.write_bytes(b"onnx")
 
-    monkeypatch.setattr(runtimes, "_export", fake_export)
+    monkeypatch.setattr(onnx_export, "_export", fake_export)
     from bench.workload.models import build_model
 
     model = build_model("tiny", seed=0)
     results = []
-    workers = [threading.Thread(target=lambda: results.append(runtimes.exported_onnx(model, 64))) for _ in range(2)]
+    workers = [threading.Thread(target=lambda: results.append(onnx_export.exported_onnx(model, 64))) for _ in range(2)]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
     assert len(exports) == 1 and sorted(cold["cache_hit"] for _, cold in results) == [False, True]
     assert results[0][0] == results[1][0]
-    other, cold = runtimes.exported_onnx(build_model("tiny", seed=1), 64)  # other weights: another file
+    other, cold = onnx_export.exported_onnx(build_model("tiny", seed=1), 64)  # other weights: another file
     assert other != results[0][0] and not cold["cache_hit"] and len(exports) == 2
 
 
 def test_a_partial_batch_is_padded_to_the_compiled_shape_and_cut_back():
     pixels = np.ones((3, 3, 4, 4), dtype=np.float32)
-    padded = runtimes._pad(pixels, 5)
+    padded = base.pad(pixels, 5)
     assert padded.shape == (5, 3, 4, 4) and not padded[3:].any() and (padded[:3] == 1).all()
-    assert runtimes._pad(pixels, 3) is pixels and runtimes._pad(pixels, None) is pixels
+    assert base.pad(pixels, 3) is pixels and base.pad(pixels, None) is pixels
 
 
 @pytest.mark.slow
 def test_torch_compile_agrees_with_eager_including_a_partial_batch():
     needs("compile")
     images = list(SyntheticSource(6, seed=4, scale=0.3))  # batches of 4 and 2: the 2 is padded
-    result = runtime_parity.check(PredictorSpec("tiny", threads=2, runtime="compile", batch_size=4), images, {})
+    result = parity.runtime_against_eager(PredictorSpec("tiny", threads=2, runtime="compile", batch_size=4), images, {})
     assert result["passed"] and result["images"] == 6, result
 
 
@@ -193,7 +209,8 @@ def test_the_report_ranks_runtimes_with_their_agreement_and_cold_costs(tmp_path)
     assert "100.0000% (8)" in row or "99.9" in row  # agreement with eager over the 8 probe images
     # Its maps against eager's reference: equal on every image (as on the Intel VM), or differing with the
     # runtime named as the cause (as on the AMD VM); never an unexplained difference.
-    (row,) = [r for r in parity(list(ResultStore([runs]).iter_latest()), None) if "onnxruntime" in r["cell_id"]]
+    rows = parity.cells_against_reference(list(ResultStore([runs]).iter_latest()), None)
+    (row,) = [r for r in rows if "onnxruntime" in r["cell_id"]]
     assert not row["error"] and (row["differing"] == 0 or "runtime onnxruntime vs eager" in row["cause"]), row
     assert not [line for line in text.splitlines() if row["cell_id"] in line and "ERROR" in line]
     html = report.html.read_text()
