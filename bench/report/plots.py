@@ -124,7 +124,7 @@ def latency_distributions(records, summary, repeats):
     fig, ax = plt.subplots(figsize=(8, 4.5))
     names = sorted(chosen)
     # A strategy that cannot pair results with submissions records no latency (bench.measure.metrics).
-    names = [n for n in names if chosen[n].metrics.get("latency_defined", True)]
+    names = [n for n in names if chosen[n].metrics.latency_defined is not False]
     if not names:
         return None
     data = []
@@ -174,7 +174,7 @@ def stage_breakdown(records, summary, repeats):
     names = sorted(chosen)
     bottom = np.zeros(len(names))
     for stage, colour in STAGE_COLOURS.items():
-        values = np.array([chosen[n].metrics["stage_ms_per_image"].get(stage) or 0.0 for n in names])
+        values = np.array([chosen[n].metrics.stage_ms_per_image.get(stage) or 0.0 for n in names])
         ax.bar(names, values, bottom=bottom, color=colour, label=stage)
         bottom += values
     ax.set_xlabel("strategy (best configuration)")

@@ -1,9 +1,15 @@
-"""Parity: did every cell compute the same segmentation maps as the reference cell on the same inputs?
+"""Parity: did a cell compute the segmentation maps it should have? Two entry points:
 
-Records keep a digest and a class histogram per image (the outputs table), not the maps. Equal digests
-mean equal maps. Where digests differ, the histograms bound the difference from below: every pixel that
-changes class moves one count between two classes, so at least half the L1 distance of the two
-histograms differs.
+- `cells_against_reference`: across a sweep, from the records alone, every cell's maps against the
+  reference cell's on the same inputs (a report's parity table).
+- `runtime_against_eager`: inside a cell, after its window, a non-eager runtime's maps against eager
+  torch's on the cell's first inputs (the record's `runtime_parity`; below `RUNTIME_THRESHOLD` the
+  cell fails).
+
+Across cells: records keep a digest and a class histogram per image (the outputs table), not the
+maps. Equal digests mean equal maps. Where digests differ, the histograms bound the difference from
+below: every pixel that changes class moves one count between two classes, so at least half the L1
+distance of the two histograms differs.
 
 Column-wise, for tables of a million rows: each side is projected to (hash of id, hash of digest,
 forward size) of its readable images, 24 bytes an image, and the two are matched by sorted
@@ -20,26 +26,48 @@ classes are nearly tied. Forward sizes differ with the batch size, at a partial 
 Data regroups rows between stages. A difference that none of these explains, or one larger than
 rounding flips (`ROUNDING_PIXEL_SHARE` of an image's pixels, by the histogram bound), is an error:
 that cell computed something else.
+
+Inside a cell: the cell's first readable inputs go through eager and through the cell's runtime, in
+this process, at the workers' torch thread count, and the two maps are compared pixel by pixel. ONNX
+Runtime, OpenVINO and inductor reorder float reductions and fuse operations, so logits differ by ~1e-7
+and an argmax can flip where two classes are tied that closely: bit-identical maps are not promised,
+and the record says how close they came. Whether the check speaks for what the workers produced is
+recorded too: `cell_digests_matched` counts the images whose runtime map here has the digest the
+cell's workers returned for them. The probe runs forwards of the cell's batch size from its first
+inputs; an image the workers computed in a forward of another size (a batch with an unreadable input,
+Ray Data regrouping rows) may round differently and not match, with nothing wrong.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+import strategies
 from bench.errors import SideFileError
 from bench.results.record import RunRecord
 from bench.results.sidefiles import hash_ids, partitions
+
+if TYPE_CHECKING:  # the runtime probe runs models; reading records (a report) must not import torch
+    from bench.workload.images import EncodedImage
+    from bench.workload.predictor import PredictorSpec
 
 BOUND_IMAGES = 10_000  # differing images whose histograms are read for the pixel bound
 # Float-rounding flips measured here stay below 1e-4 of an image's pixels (near ties are rare even with
 # random weights); a model, preprocessing or batch mix-up moves a large share. Past this share of one
 # image no rounding cause explains the difference.
 ROUNDING_PIXEL_SHARE = 1e-3
+# Inside a cell, runtime rounding flips measured here stay below 1e-4 of the pixels (ONNX Runtime 0,
+# OpenVINO 1.5e-5 on b0, random weights, whose logits are closer to ties than a trained model's); an
+# export or runtime that computes something else disagrees on a large share (tens of per cent). 99.9%
+# sits between, with room: the bound the cross-cell parity holds rounding causes to.
+RUNTIME_THRESHOLD = 1 - ROUNDING_PIXEL_SHARE
 
 
 def runtime(record: RunRecord) -> str:
@@ -48,9 +76,10 @@ def runtime(record: RunRecord) -> str:
 
 
 def reference_cells(records: list[RunRecord], named: str | None = None) -> dict[tuple[str, str], RunRecord]:
-    """(model, runtime) → its reference record: the named cell, else sequential at that model and runtime
-    (smallest cell id, lowest repeat first, so every cell of a model and runtime is compared with the same
-    one). How a runtime compares with eager is each cell's own probe (bench.measure.runtime_parity)."""
+    """(model, runtime) → its reference record: the named cell, else the reference strategy's at that
+    model and runtime (smallest cell id, lowest repeat first, so every cell of a model and runtime is
+    compared with the same one). How a runtime compares with eager is each cell's own probe
+    (`runtime_against_eager`)."""
     ok = sorted((r for r in records if r.ok and _has_maps(r)), key=lambda r: (r.cell_id, r.repeat_index))
     if named:
         chosen = next((r for r in ok if r.cell_id == named), None)
@@ -59,12 +88,12 @@ def reference_cells(records: list[RunRecord], named: str | None = None) -> dict[
         return {(str(r.spec.get("model")), runtime(r)): chosen for r in ok}
     refs: dict[tuple[str, str], RunRecord] = {}
     for r in ok:
-        if r.spec.get("strategy") == "sequential":
+        if r.spec.get("strategy") == strategies.REFERENCE:
             refs.setdefault((str(r.spec.get("model")), runtime(r)), r)
     return refs
 
 
-def parity(records: list[RunRecord], named: str | None = None) -> list[dict]:
+def cells_against_reference(records: list[RunRecord], named: str | None = None) -> list[dict]:
     """One row per cell (its first ok repeat) against the reference of its model and runtime; that
     reference itself, or a cell whose runtime has none, against its model's eager reference."""
     refs = reference_cells(records, named)
@@ -96,7 +125,7 @@ def not_compared(record: RunRecord, ref: RunRecord, why: str) -> dict:
 
 def _has_maps(record: RunRecord) -> bool:
     """At least one readable image (the outputs table also holds the bad ones)."""
-    counted = (record.counts or {}).get("ok")
+    counted = record.counts and record.counts.ok
     return counted > 0 if counted is not None else any(o.get("digest") for o in record.outputs or [])
 
 
@@ -210,3 +239,50 @@ def thread_groups(rows: list[dict]) -> dict[tuple, list[str]]:
     for row in rows:
         groups[(row["threads"], row["reference_threads"])].append(row["cell_id"])
     return dict(groups)
+
+
+def runtime_against_eager(spec: PredictorSpec, images: list[EncodedImage], cell_digests: dict[str, str]) -> dict:
+    """Pixel agreement of `spec.runtime` with eager on `images`; `cell_digests`: id → the cell's digest."""
+    import torch
+
+    from bench.workload.postprocess import upsample_argmax
+    from bench.workload.predictor import Predictor, map_digest, prepare
+    from bench.workload.runtimes import EAGER
+
+    eager = Predictor(dataclasses.replace(spec, runtime=EAGER, keep_masks=False), worker="parity-eager")
+    other = Predictor(dataclasses.replace(spec, keep_masks=False), worker=f"parity-{spec.runtime}")
+    step = spec.batch_size or len(images)
+    agreeing = pixels = matched = checked = 0
+    worst, max_diff = 1.0, 0.0
+    for first in range(0, len(images), step):
+        prepared = prepare(images[first:first + step], spec.native_size)
+        if not prepared.slots:
+            continue
+        reference, candidate = eager.runtime.forward(prepared.pixels), other.runtime.forward(prepared.pixels)
+        max_diff = max(max_diff, float((reference.float() - candidate.float()).abs().max()))
+        for k, slot in enumerate(prepared.slots):
+            image = prepared.results[slot]
+            size = (image.height, image.width)
+            with torch.inference_mode():
+                a = upsample_argmax(reference[k], size, spec.postprocess).to(torch.uint8).cpu().numpy()
+                b = upsample_argmax(candidate[k], size, spec.postprocess).to(torch.uint8).cpu().numpy()
+            same = int(np.count_nonzero(a == b))
+            agreeing, pixels, checked = agreeing + same, pixels + a.size, checked + 1
+            worst = min(worst, same / a.size)
+            matched += cell_digests.get(image.image_id) == map_digest(b)
+    agreement = agreeing / pixels if pixels else None
+    return {"runtime": spec.runtime, "images": checked, "pixels": pixels, "agreeing_pixels": agreeing,
+            "pixel_agreement": agreement, "worst_image_agreement": worst if checked else None,
+            "max_logit_abs_diff": max_diff, "threads": spec.threads, "cell_digests_matched": matched,
+            "threshold": RUNTIME_THRESHOLD, "passed": agreement is not None and agreement >= RUNTIME_THRESHOLD,
+            "runtime_cold": other.runtime_cold}
+
+
+def runtime_failure(result: dict) -> str | None:
+    """The cell's error when `runtime_against_eager` found the runtime disagreeing beyond the threshold."""
+    if result["passed"]:
+        return None
+    if result["pixel_agreement"] is None:
+        return f"runtime parity: no readable image among the first inputs to compare {result['runtime']} with eager on"
+    return (f"runtime parity: {result['runtime']} agrees with eager on {result['pixel_agreement']:.4%} of "
+            f"{result['pixels']} pixels ({result['images']} images), below the {result['threshold']:.1%} threshold")

@@ -8,6 +8,7 @@ import statistics
 
 import pandas as pd
 
+import strategies
 from bench.results.parity import runtime
 from bench.results.record import RunRecord
 from bench.results.summary import measured
@@ -24,8 +25,8 @@ def runtime_rows(records: list[RunRecord], summary: pd.DataFrame) -> list[dict]:
         return []
     valid = measured(summary)
     baseline = {}
-    for (model, device), rows in valid[(valid["strategy"] == "sequential") & (valid["runtime"] == "eager")].groupby(
-            ["model", "device"]):
+    eager_reference = valid[(valid["strategy"] == strategies.REFERENCE) & (valid["runtime"] == "eager")]
+    for (model, device), rows in eager_reference.groupby(["model", "device"]):
         baseline[(model, device)] = float(rows["throughput"].max())
     by_cell: dict[str, list[RunRecord]] = {}
     for r in records:
@@ -36,7 +37,7 @@ def runtime_rows(records: list[RunRecord], summary: pd.DataFrame) -> list[dict]:
         ok = [r for r in runs if r.ok]
         ranked = cell.cell_id in set(valid["cell_id"])
         base = baseline.get((cell.model, cell.device))
-        workers = [w for r in ok for w in (r.cold or {}).get("runtime") or []]
+        workers = [w for r in ok for w in (r.cold and r.cold.runtime) or []]
         probes = [r.runtime_parity for r in runs if r.runtime_parity]
         out.append({
             "cell_id": cell.cell_id, "model": cell.model, "device": cell.device, "runtime": cell.runtime,

@@ -259,12 +259,12 @@ def _golden_with_changed_map(tmp_path: Path, cell_prefix: str, moved: int) -> Pa
     ("actors-tiny-cpu-bs2-a2", 300, "unexplained: at least 3.82% of one image's pixels differ"),  # not rounding
 ])
 def test_parity_names_the_cause_or_flags_an_error(tmp_path, cell, moved, cause):
-    from bench.results.parity import parity
+    from bench.results.parity import cells_against_reference
     from bench.results.store import ResultStore
 
     explained = not cause.startswith("unexplained")
     runs = _golden_with_changed_map(tmp_path, cell, moved)
-    rows = {r["cell_id"]: r for r in parity(list(ResultStore([runs]).iter_latest()))}
+    rows = {r["cell_id"]: r for r in cells_against_reference(list(ResultStore([runs]).iter_latest()))}
     (row,) = [r for cell_id, r in rows.items() if cell_id.startswith(cell)]
     first = json.loads(next(runs.rglob(f"{cell}*/r0_*.json")).read_text())["outputs"][0]
     assert row["differing"] == 1 and row["equal"] == row["images"] - 1
