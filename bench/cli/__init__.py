@@ -2,6 +2,7 @@
 errors, and a record whose side file is missing or changed, print one line and exit with code 2."""
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -49,6 +50,13 @@ def isolate_local_ray(names: list[str], ray_address: str | None, weights: str, s
           file=sys.stderr)
 
 
+def unreadable_line(skipped: list[tuple[Path, str]]) -> str:
+    """One line for the files a command could not read as records (their cells count as missing)."""
+    path, why = skipped[0]
+    more = f" and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+    return f"not read as records: {len(skipped)} file(s), their cells count as missing ({path}: {why}{more})"
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv)  # standalone: typer reports its own usage errors with exit code 2
@@ -57,5 +65,19 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(USAGE_ERROR)
 
 
-# The commands register themselves on `app` and `calibration_app` when imported.
-from bench.cli import calibration, decide, nightly, report, run, sweep  # noqa: E402,F401
+# The commands, one module each, register themselves on `app` and `calibration_app` when imported.
+from bench.cli import (  # noqa: E402,F401
+    ab,
+    calibration,
+    compare,
+    decide,
+    export_model,
+    history,
+    images,
+    models,
+    nightly,
+    recommend,
+    report,
+    run,
+    sweep,
+)

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bench.cli import AllowOpenCluster, app, isolate_local_ray
+from bench.cli.options import Preset, SweepFile
 from bench.errors import ConfigError
 from bench.report.format import fmt
 from bench.results import race
@@ -37,8 +38,8 @@ def parse_budget(text: str) -> float:
 
 @app.command()
 def decide(
-    file: Annotated[Path | None, typer.Argument(help="Sweep TOML file (or use --preset)")] = None,
-    preset: Annotated[str | None, typer.Option(help="quick | nightly | full | runtimes")] = None,
+    file: SweepFile = None,
+    preset: Preset = None,
     budget: Annotated[str, typer.Option(help="Time for the whole race: 300s, 5m, 1h")] = "5m",
     margin: Annotated[float, typer.Option(help="Smallest speed-up that counts (0.05 = 5%)")] = 0.05,
     alpha: Annotated[float, typer.Option(help="Chance of eliminating the fastest cell, over the whole race")] = 0.05,

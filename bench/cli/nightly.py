@@ -19,10 +19,12 @@ from typing import Annotated
 import typer
 
 from bench.cli import AllowOpenCluster, app, isolate_local_ray
-from bench.cli.report import ALLOW_UNGATED_HELP
+from bench.cli.gating import gate, run_ab
+from bench.cli.options import AllowUngated, Alpha, Preset, Threshold
 from bench.errors import ConfigError
 from bench.results import baselines
 from bench.results.environment import environment
+from bench.results.gate import check_gate
 from bench.sweep.executor import sweep_folder
 from bench.sweep.spec import SweepSpec
 
@@ -30,7 +32,7 @@ from bench.sweep.spec import SweepSpec
 @app.command()
 def nightly(
     file: Annotated[Path | None, typer.Argument(help="Sweep TOML file (default: --preset nightly)")] = None,
-    preset: Annotated[str, typer.Option(help="The preset, when no file is given")] = "nightly",
+    preset: Preset = "nightly",
     baselines_root: Annotated[Path, typer.Option("--baselines", help="One folder per machine under it")] = Path(
         "results/baselines/nightly"),
     results: Annotated[Path, typer.Option(help="Results folder for this run's records")] = Path("results"),
@@ -38,15 +40,15 @@ def nightly(
         help="Re-measure the baseline commit in alternating rounds (else: compare with the stored records)")] = True,
     require_baseline: Annotated[bool, typer.Option(
         help="Fail (exit 2) where this machine has no baseline, instead of recording one and passing")] = False,
-    threshold: Annotated[float, typer.Option(help="Relative change that counts (0.10 = 10%)")] = 0.10,
-    alpha: Annotated[float, typer.Option(help="Family-wise significance level (Holm over all cells)")] = 0.05,
-    allow_ungated: Annotated[bool, typer.Option(help=ALLOW_UNGATED_HELP)] = False,
+    threshold: Threshold = 0.10,
+    alpha: Alpha = 0.05,
+    allow_ungated: AllowUngated = False,
     allow_open_cluster: AllowOpenCluster = False,
 ) -> None:
     """Gate this tree against this machine's baseline; record that baseline first where there is none.
     Exit 1 on a regression, 3 when a baseline cell could not be gated (unless --allow-ungated)."""
-    from bench.cli.report import check_gate, judge
-    from bench.cli.sweep import run_ab, run_with_progress
+    # The sweep command's runner, looked up at call time (tests stand in for it there).
+    from bench.cli.sweep import run_with_progress
     from bench.sweep.interleave import baseline_commit
 
     check_gate(threshold, alpha)
@@ -73,7 +75,7 @@ def nightly(
     code = run_with_progress(spec, candidate, force=False, ray_address=None, quiet=True)
     if code not in (0, 1):
         raise typer.Exit(code)
-    raise typer.Exit(judge([here], candidate, threshold, alpha, allow_ungated=allow_ungated))
+    raise typer.Exit(gate([here], candidate, threshold, alpha, allow_ungated=allow_ungated))
 
 
 def recording_folder(root: Path, env: dict) -> Path:
@@ -130,7 +132,7 @@ def record_baseline(spec: SweepSpec, here: Path, env: dict, root: Path) -> int:
         baselines.write_machine(recorded, env)
         os.replace(recorded, here)
         shutil.rmtree(scratch, ignore_errors=True)
-    invalid = sorted({r.cell_id for r in ResultStore([here]).iter_latest() if not (r.metrics or {}).get("valid")})
+    invalid = sorted({r.cell_id for r in ResultStore([here]).iter_latest() if not (r.metrics and r.metrics.valid)})
     git = env.get("git") or {}
     commit = (git.get("commit") or "an unknown commit")[:12]
     warning = ("; the tree had uncommitted changes, so no commit reproduces it and A/B nights will refuse it: "

@@ -5,22 +5,21 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from bench.cli import AllowOpenCluster, app, isolate_local_ray
+from bench.cli.options import Preset, SweepFile, sweep_overrides
 from bench.cli.progress import image_columns
-from bench.cli.report import ALLOW_UNGATED_HELP
 from bench.errors import ConfigError
 from bench.report.format import fmt
-from bench.results import baselines
 from bench.results.store import ResultStore
 from bench.results.summary import cell_summary
 from bench.sweep.executor import SweepInterrupted, host_info, run_sweep
-from bench.sweep.spec import SweepSpec, estimate_seconds
+from bench.sweep.spec import SWEPT, SweepSpec, estimate_seconds
 
 
 def dry_run_plan(spec: SweepSpec, console: Console | None = None) -> None:
@@ -115,15 +114,10 @@ def print_summary(folder: Path, spec: SweepSpec, console: Console) -> None:
 
 
 @app.command()
+@sweep_overrides
 def sweep(
-    file: Annotated[Path | None, typer.Argument(help="Sweep TOML file (or use --preset)")] = None,
-    preset: Annotated[str | None, typer.Option(help="quick | nightly | full | runtimes")] = None,
-    strategy: Annotated[list[str] | None, typer.Option(help="Override: strategies (repeatable)")] = None,
-    model: Annotated[list[str] | None, typer.Option(help="Override: models (repeatable)")] = None,
-    batch_size: Annotated[list[int] | None, typer.Option(help="Override: batch sizes (repeatable)")] = None,
-    actors: Annotated[list[int] | None, typer.Option(help="Override: actor counts (repeatable)")] = None,
-    device: Annotated[list[str] | None, typer.Option(help="Override: devices (repeatable)")] = None,
-    runtime: Annotated[list[str] | None, typer.Option(help="Override: runtimes (repeatable)")] = None,
+    file: SweepFile = None,
+    preset: Preset = None,
     images: Annotated[int | None, typer.Option(help="Override: images per cell")] = None,
     repeats: Annotated[int | None, typer.Option(help="Override: repeats per cell")] = None,
     timeout: Annotated[float | None, typer.Option(help="Override: per-cell timeout, seconds")] = None,
@@ -134,84 +128,17 @@ def sweep(
     force: Annotated[bool, typer.Option(help="Re-run cells that already have a finished record")] = False,
     quiet: Annotated[bool, typer.Option(help="Plain log lines, no live bars")] = False,
     allow_open_cluster: AllowOpenCluster = False,
+    **overrides: Any,
 ) -> None:
     """Run a grid of cells, each in its own process; resumable."""
     if (file is None) == (preset is None):
         raise ConfigError("give a sweep file or --preset, not both or neither")
     spec = SweepSpec.preset(preset) if preset else SweepSpec.from_toml(file)
-    spec = spec.with_overrides(strategies=strategy, models=model, batch_sizes=batch_size, actors=actors,
-                               devices=device, runtimes=runtime, images=images, repeats=repeats, timeout_s=timeout,
-                               name=name)
+    spec = spec.with_overrides(**{key: overrides[name] for key, name in SWEPT.items()}, images=images,
+                               repeats=repeats, timeout_s=timeout, name=name)
     spec = SweepSpec.from_dict(spec.to_dict(), "command line")  # re-validate after overrides
     if dry_run:
         dry_run_plan(spec)
         return
     isolate_local_ray(spec.strategies, ray_address, spec.weights, spec.source, allow_open_cluster)
     raise typer.Exit(run_with_progress(spec, results, force=force, ray_address=ray_address, quiet=quiet))
-
-
-@app.command()
-def ab(
-    baseline: Annotated[str, typer.Argument(
-        help="A commit id, 7 hex digits or more (an ancestor of HEAD), a folder of records (the commit that "
-             "wrote them), or a baselines root (this machine's)")],
-    file: Annotated[Path | None, typer.Argument(help="Sweep TOML file (or use --preset)")] = None,
-    preset: Annotated[str | None, typer.Option(help="quick | nightly | full")] = None,
-    repeats: Annotated[int | None, typer.Option(help="Rounds per side (default: the sweep's repeats)")] = None,
-    results: Annotated[Path, typer.Option(help="Results folder (records land under RESULTS/ab/)")] = Path("results"),
-    threshold: Annotated[float, typer.Option(help="Relative change that counts (0.05 = 5%)")] = 0.05,
-    alpha: Annotated[float, typer.Option(help="Family-wise significance level (Holm over all cells)")] = 0.05,
-    allow_ungated: Annotated[bool, typer.Option(help=ALLOW_UNGATED_HELP)] = False,
-    allow_open_cluster: AllowOpenCluster = False,
-) -> None:
-    """Run a sweep on a baseline commit and on this tree in alternating rounds, then compare the two
-    (exit 1 on a regression, 3 when a cell could not be gated): the baseline is re-measured side by side,
-    not read from another day."""
-    from bench.cli.report import check_gate
-    from bench.sweep.interleave import baseline_commit
-
-    if (file is None) == (preset is None):
-        raise ConfigError("give a sweep file or --preset, not both or neither")
-    spec = SweepSpec.preset(preset) if preset else SweepSpec.from_toml(file)
-    rounds = repeats or spec.repeats
-    if rounds < 1:
-        raise ConfigError(f"repeats must be at least 1 (got {rounds})")
-    check_gate(threshold, alpha)
-    commit = baseline_commit(str(this_machines_baseline(Path(baseline))) if baselines.is_root(Path(baseline))
-                             else baseline)
-    isolate_local_ray(spec.strategies, None, spec.weights, spec.source, allow_open_cluster)
-    sweep_args = ["--preset", preset] if preset else [str(file.resolve())]
-    raise typer.Exit(run_ab(sweep_args, rounds, commit, results, threshold, alpha, allow_ungated,
-                            allow_open_cluster))
-
-
-def this_machines_baseline(root: Path) -> Path:
-    """This machine's folder under a baselines root; refused (exit 2) where it has none."""
-    from bench.results.environment import environment
-
-    fingerprint = environment()["fingerprint"]
-    if found := baselines.lookup(root, fingerprint):
-        return found
-    raise ConfigError(f"{root} has no baseline for this machine ({fingerprint}); `segbench nightly` records one")
-
-
-def run_ab(sweep_args: list[str], rounds: int, commit: str, results: Path, threshold: float, alpha: float,
-           allow_ungated: bool = False, allow_open_cluster: bool = False) -> int:
-    """The interleaved rounds, then the comparison; the exit code (1 on a regression)."""
-    from bench.cli import ALLOW_OPEN_ENV
-    from bench.cli.report import judge
-    from bench.sweep.interleave import SideStopped, run_interleaved
-
-    started = time.monotonic()
-
-    def on_round(k: int, side: str) -> None:
-        print(f"[{time.monotonic() - started:7.1f}s] round {k + 1}/{rounds}: {side}", file=sys.stderr, flush=True)
-
-    try:
-        sides = run_interleaved(sweep_args, rounds, commit, results, on_round,
-                                {ALLOW_OPEN_ENV: "1"} if allow_open_cluster else None)
-    except SideStopped as stop:
-        print(f"segbench ab: {stop}; the finished rounds are kept", file=sys.stderr)
-        return stop.exit_code
-    print(f"baseline {commit[:12]}: {sides.baseline}; candidate (this tree): {sides.candidate}")
-    return judge([sides.baseline], sides.candidate, threshold, alpha, same_host=True, allow_ungated=allow_ungated)

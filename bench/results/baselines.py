@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.errors import ConfigError
 from bench.results.store import read_json_bounded, write_atomic
 
 MACHINE_FILE = "machine.json"
@@ -78,3 +79,16 @@ def lookup(root: Path, fingerprint: str) -> Path | None:
 def write_machine(path: Path, env: dict) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return write_atomic(path / MACHINE_FILE, machine_description(env))
+
+
+def for_machine(root: Path, fingerprint: str, whose: str, across_machines: bool = False,
+                hint: str = "`segbench nightly` records one") -> Path:
+    """The baseline folder of machine `fingerprint` under `root`. Where it has none: with `across_machines`,
+    the root's only machine's; else refused (exit 2), saying what `root` holds and, in `hint`, what to do."""
+    if found := lookup(root, fingerprint):
+        return found
+    known = machines(root)
+    if across_machines and len(known) == 1:
+        return folder(root, next(iter(known)))
+    listed = "; ".join(describe(m) for m in known.values()) or "none"
+    raise ConfigError(f"{root} has no baseline for {whose} ({fingerprint}); it has: {listed}. {hint}")

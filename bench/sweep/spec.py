@@ -8,7 +8,7 @@ A sweep file is TOML:
     batch_sizes = [4, 8]
     actors = [1, 2]
     devices = ["cpu"]
-    runtimes = ["eager"]  # optional: what executes the model (eager, compile, onnxruntime, openvino)
+    runtimes = ["eager"]  # optional: what executes the model (bench.workload.runtimes names them)
     images = 16       # with stop = "rules", the sample set each cell cycles
     repeats = 1
     stop = "rules"    # run each cell until its stopping rules hold (or "images": the source once)
@@ -26,6 +26,7 @@ import dataclasses
 import itertools
 import re
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -37,8 +38,11 @@ from bench.workload import runtimes
 
 PRESETS = ("quick", "nightly", "full", "runtimes")
 
-# key → type. Lists must be non-empty; counts positive.
-_LIST_KEYS = {"strategies": str, "models": str, "batch_sizes": int, "actors": int, "devices": str, "runtimes": str}
+# The swept lists: key → the RunSpec field each sweeps (the command line overrides them with its options).
+SWEPT = {"strategies": "strategy", "models": "model", "batch_sizes": "batch_size", "actors": "actors",
+         "devices": "device", "runtimes": "runtime"}
+# key → type, its field's. Lists must be non-empty; counts positive.
+_LIST_KEYS = {key: typing.get_type_hints(RunSpec)[name] for key, name in SWEPT.items()}
 _NUMBER = (int, float)
 _SCALAR_KEYS = {"name": str, "label": str, "images": int, "repeats": int, "warmup_batches": int, "timeout_s": _NUMBER,
                 "sample_interval": _NUMBER, "noise_cv": _NUMBER, "source": str, "weights": str, "seed": int,
@@ -55,7 +59,7 @@ _BOUNDS = {**{key: BOUNDS[key] for key in ("timeout_s", "min_steady_s", "target_
            # throughput is positive: repeats that vary by more than their mean are broken, not noisy
            "noise_cv": Bound(0.0, 1.0, low_ok=False)}
 _CELL_FIELDS = {f.name: f for f in dataclasses.fields(RunSpec)}
-_SWEPT = {"strategy", "model", "batch_size", "actors", "device", "runtime"}
+_SWEPT = set(SWEPT.values())
 # RunSpec fields a sweep sets for all its cells from its top level (or, for the cluster, the command line).
 _RULE_KEYS = ("stop", "min_steady_s", "min_steady_batches", "target_rel_ci", "max_s")
 _SET_AT_TOP = {"images", "source", "weights", "seed", "warmup_batches", "timeout_s", "label", *_RULE_KEYS}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.cli.report import judge
+from bench.cli.gating import gate
 from bench.results import baselines
 from bench.results.environment import environment
 from bench.sweep.interleave import REPO, Side, run_rounds
@@ -72,10 +72,10 @@ def test_a_machine_without_a_baseline_records_one_and_passes(tmp_path, capsys):
         record = json.loads(path.read_text())
         record["metrics"]["valid"], record["metrics"]["invalid_reasons"] = False, ["steady window too short"]
         path.write_text(json.dumps(record))
-    assert judge([here], candidate, 0.10, 0.05) == 3
+    assert gate([here], candidate, 0.10, 0.05) == 3
     out = capsys.readouterr().out
     assert "gated 0 of 1 baseline cells" in out and "nothing was gated" in out and "no regression" not in out
-    assert judge([here], candidate, 0.10, 0.05, allow_ungated=True) == 0
+    assert gate([here], candidate, 0.10, 0.05, allow_ungated=True) == 0
 
     # A changed sweep shares no cell with the recorded baseline: refused before any work.
     sweep.write_text(SWEEP.format(repeats=3).replace("min_steady_s = 0.6", "min_steady_s = 0.7"))
@@ -100,9 +100,9 @@ def test_a_planted_20_percent_slowdown_is_caught_in_an_ab_run(tmp_path, capsys):
     sides = [Side("baseline", REPO, tmp_path / "a"), Side("unchanged", REPO, tmp_path / "b"),
              Side("slowed", REPO, tmp_path / "c", {"SEGBENCH_CALIBRATED_SLOWDOWN": "1.2"})]
     run_rounds([str(sweep)], 3, sides)
-    assert judge([tmp_path / "a"], tmp_path / "c", 0.10, 0.05) == 1
+    assert gate([tmp_path / "a"], tmp_path / "c", 0.10, 0.05) == 1
     out = capsys.readouterr().out
     assert "regression" in out and "no regression" not in out
-    assert judge([tmp_path / "a"], tmp_path / "b", 0.10, 0.05) == 0
+    assert gate([tmp_path / "a"], tmp_path / "b", 0.10, 0.05) == 0
     out = capsys.readouterr().out
     assert "no regression" in out and "minimum detectable slowdown" in out

@@ -1,0 +1,51 @@
+"""`segbench recommend`: the strategy to use per model and device, from a sweep's records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bench.cli import app
+from bench.errors import ConfigError
+from bench.report.format import fmt
+
+
+@app.command()
+def recommend(
+    results: Annotated[list[Path], typer.Argument(help="Record files or folders (e.g. results/sweeps/quick)")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decisions as JSON")] = False,
+) -> None:
+    """The recommended strategy per model and device, with its interval and margin over the runner-up."""
+    import json
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from bench.results import decision
+    from bench.results.store import ResultStore
+    from bench.results.summary import cell_summary
+
+    frame = ResultStore(list(results)).frame()
+    if frame.empty:
+        raise ConfigError("no run records found in " + ", ".join(map(str, results)))
+    decisions = decision.recommend(frame, cell_summary(frame))
+    if as_json:
+        typer.echo(json.dumps(decisions, indent=2))
+        return
+    table = Table("model", "device", "recommended", "steady img/s [95% CI]", "runner-up", "margin", "verdict")
+    for d in decisions:
+        best, second = d["recommended"], d["runner_up"]
+        table.add_row(*(escape(str(v)) for v in (
+            d["model"], d["device"], decision.configuration(best), decision.with_interval(best),
+            decision.configuration(second), fmt(d["margin"], 0, 100, "%") if d["margin"] is not None else "-",
+            d["verdict"])))
+    console = Console()
+    console.print(table)
+    for d in decisions:
+        for cell in d["excluded"]:
+            console.print(escape(f"  not ranked: {cell['cell_id']}: {cell['why']}"))
+        for cell_id in d["noisy"]:
+            console.print(escape(f"  noisy (CV over 10% between repeats): {cell_id}"))
