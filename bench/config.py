@@ -12,10 +12,9 @@ from pathlib import Path
 
 import strategies
 from bench.errors import ConfigError
-from bench.workload import calibrated
+from bench.workload import calibrated, runtimes
 from bench.workload.models import model_size, weights_kind
-from bench.workload.postprocess import POSTPROCESS_MODES
-from bench.workload.runtimes import EAGER, RUNTIMES
+from bench.workload.postprocess_modes import POSTPROCESS_MODES
 
 DEVICES = ("cpu", "cuda")
 MODEL_TRANSFERS = ("object_store", "reload")
@@ -101,42 +100,67 @@ _RULES = frozenset({"min_steady_batches", "min_steady_s", "target_rel_ci", "max_
 
 @dataclass(frozen=True)
 class RunSpec:
-    strategy: str = strategies.REFERENCE
-    model: str = "b0"
-    batch_size: int = 8
-    images: int | None = 64  # None: every image of a folder/dataset source
-    source: str = "synthetic"  # synthetic | folder:PATH | PATH | hf:NAME[:SPLIT]
-    image_scale: float = 1.0  # synthetic only: shrink every image (tests)
-    seed: int = 0
-    device: str = "cpu"
-    weights: str = "random"  # random | hub | PATH (save_pretrained folder)
-    warmup_batches: int = 1  # a floor: warm-up lasts until the service time settles (bench.measure.steady)
+    # A field with a "help" is a `segbench run` option (bench.cli.options builds them; "flag" renames one);
+    # the names a choice setting takes are listed there from their registries.
+    strategy: str = dataclasses.field(default=strategies.REFERENCE, metadata={"help": "How batches reach the model"})
+    model: str = dataclasses.field(default="b0", metadata={"help": "A SegFormer size, or a stand-in of known cost"})
+    batch_size: int = dataclasses.field(default=8, metadata={"help": "Images per forward pass"})
+    images: int | None = dataclasses.field(default=64, metadata={  # None: every image of a folder/dataset source
+        "help": "How many images (default: all of a folder, 64 synthetic ones)"})
+    source: str = dataclasses.field(default="synthetic", metadata={"help": "synthetic | folder:PATH | PATH | "
+                                                                           "hf:NAME[:SPLIT]"})
+    image_scale: float = dataclasses.field(default=1.0, metadata={"help": "Shrink synthetic images (tests)"})
+    seed: int = dataclasses.field(default=0, metadata={"help": "Seed of the synthetic images and random weights"})
+    device: str = dataclasses.field(default="cpu", metadata={"help": "Where the model runs"})
+    weights: str = dataclasses.field(default="random", metadata={"help": "random | hub | PATH to a save_pretrained "
+                                                                         "folder"})
+    warmup_batches: int = dataclasses.field(default=1, metadata={  # bench.measure.steady
+        "help": "Warm-up floor per worker (it lasts until service times settle)"})
     # The stopping rules (bench.measure.steady.Rules): with stop = "rules" the cell cycles its `images`
     # until they hold or `max_s` has passed; with stop = "images" they judge the validity of a fixed job.
-    stop: str = "images"
-    min_steady_batches: int = 5  # steady batches needed from every worker
-    min_steady_s: float = 5.0  # shortest steady window
-    target_rel_ci: float | None = None  # widest relative half-width of the steady throughput's 95% interval
-    max_s: float = 300.0  # stop = "rules": the run ends here, rules met or not (the record says which were not)
-    actors: int = 1  # workers for the Ray strategies (tasks: concurrent tasks)
-    cpus_per_worker: float | None = None  # None: the CPUs available split evenly among workers
-    gpus_per_worker: float | None = None  # None: 1 on cuda (fractions share a GPU), 0 on cpu
-    threads: int | None = None  # torch threads per worker; None: the CPUs the worker owns
-    postprocess: str = "exact"
-    runtime: str = EAGER  # what executes the model in each worker (bench.workload.runtimes)
+    stop: str = dataclasses.field(default="images", metadata={
+        "help": "images: the source once (a fixed job); rules: cycle the source until the stopping rules hold"})
+    min_steady_batches: int = dataclasses.field(default=5, metadata={"help": "Rule: steady batches from every "
+                                                                             "worker"})
+    min_steady_s: float = dataclasses.field(default=5.0, metadata={"help": "Rule: shortest steady window, seconds"})
+    target_rel_ci: float | None = dataclasses.field(default=None, metadata={
+        "help": "Rule: widest relative half-width of the steady throughput's 95% interval, e.g. 0.03"})
+    max_s: float = dataclasses.field(default=300.0, metadata={  # the record says which rules were not met
+        "help": "--stop rules: end the run here, rules met or not"})
+    actors: int = dataclasses.field(default=1, metadata={"help": "Workers of the Ray strategies (tasks: concurrent "
+                                                                 "tasks)"})
+    cpus_per_worker: float | None = dataclasses.field(default=None, metadata={
+        "help": "CPUs a worker asks for (default: the CPUs split evenly among workers)"})
+    gpus_per_worker: float | None = dataclasses.field(default=None, metadata={
+        "help": "GPUs a worker asks for; fractions share a GPU (default: 1 on cuda, 0 on cpu)"})
+    threads: int | None = dataclasses.field(default=None, metadata={"help": "torch threads per worker (default: "
+                                                                            "its CPUs)"})
+    postprocess: str = dataclasses.field(default="exact", metadata={"help": "How logits become a map"})
+    runtime: str = dataclasses.field(default=runtimes.EAGER, metadata={"help": "What runs the model in each worker"})
     runtime_parity_images: int = 8  # a non-eager runtime's maps are checked against eager's on this many inputs
-    pipeline: bool = False  # sequential: prepare the next batch on a helper thread during the forward pass
-    model_transfer: str = "object_store"  # tasks only: `reload` builds the model in every task
-    max_in_flight: int = 2  # batches queued per actor (the bounded actor strategies)
-    actors_max: int | None = None  # ray_data: autoscale the actor pool from `actors` up to this
-    ray_data_split: bool = False  # ray_data: decode + preprocess as their own CPU stage
-    prefetch_mb: float = 16.0  # inputs read before the clock starts; the rest streams (bounded driver memory)
-    input_mode: str = "driver"  # driver: read on the driver, sent as task arguments; cluster: read by the workers
-    ray_address: str | None = None  # None: a private local Ray instance
-    timeout_s: float = 1800.0
-    keep_masks: bool = False
-    inject: str | None = None  # fault injection, e.g. kill-actor@batch=5 (see bench.faults)
-    label: str = ""
+    pipeline: bool = dataclasses.field(default=False, metadata={
+        "help": "sequential: prepare the next batch on a helper thread during the forward"})
+    model_transfer: str = dataclasses.field(default="object_store", metadata={
+        "help": "tasks: how each task gets the model, from the object store or built in the task"})
+    max_in_flight: int = dataclasses.field(default=2, metadata={"help": "Batches queued per actor (the bounded actor "
+                                                                        "strategies)"})
+    actors_max: int | None = dataclasses.field(default=None, metadata={"help": "ray_data: autoscale actors up to "
+                                                                               "this"})
+    ray_data_split: bool = dataclasses.field(default=False, metadata={"help": "ray_data: decode/preprocess as a CPU "
+                                                                              "stage"})
+    prefetch_mb: float = dataclasses.field(default=16.0, metadata={  # bounded driver memory
+        "help": "MiB of inputs read before the clock starts; the rest streams"})
+    input_mode: str = dataclasses.field(default="driver", metadata={"flag": "--input", "help": (
+        "driver: read here, ship to workers; cluster: workers read (ray_data)")})
+    ray_address: str | None = dataclasses.field(default=None, metadata={"help": "auto, host:port or ray://… "
+                                                                                "(default: a private local Ray)"})
+    timeout_s: float = dataclasses.field(default=1800.0, metadata={"flag": "--timeout", "help": "Hard limit for the "
+                                                                                                "cell, seconds"})
+    keep_masks: bool = dataclasses.field(default=False, metadata={"help": "Keep the maps, not only their digests"})
+    inject: str | None = dataclasses.field(default=None, metadata={  # see bench.faults
+        "help": "Fault: kill-actor@batch=5, kill-node@batch=5 (needs --ray-address), kill-driver@batch=5"})
+    label: str = dataclasses.field(default="", metadata={"help": "Free text kept in the record (not part of the "
+                                                                 "cell's id)"})
 
     def __post_init__(self) -> None:
         def fail(message: str) -> None:
@@ -155,9 +179,9 @@ class RunSpec:
             fail(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
         if self.postprocess not in POSTPROCESS_MODES:
             fail(f"unknown postprocess {self.postprocess!r}; choose from {', '.join(POSTPROCESS_MODES)}")
-        if self.runtime not in RUNTIMES:
-            fail(f"unknown runtime {self.runtime!r}; choose from {', '.join(RUNTIMES)}")
-        if self.runtime != EAGER and calibrated.is_calibrated(self.model):
+        if self.runtime not in runtimes.names():
+            fail(f"unknown runtime {self.runtime!r}; choose from {', '.join(runtimes.names())}")
+        if self.runtime != runtimes.EAGER and calibrated.is_calibrated(self.model):
             fail(f"{self.model} is a calibrated stand-in (sleep/spin in Python): only the eager runtime runs it")
         for name, bound in BOUNDS.items():  # first: the checks below compare these as numbers
             if problem := bound.problem(getattr(self, name)):
@@ -212,7 +236,7 @@ class RunSpec:
         ignored = _NOT_MEASURED if self.stop == "rules" else _NOT_MEASURED | _RULES
         fields = {k: v for k, v in self.to_dict().items() if k not in ignored and v != defaults[k]}
         digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
-        runtime = "" if self.runtime == EAGER else f"-{self.runtime}"
+        runtime = "" if self.runtime == runtimes.EAGER else f"-{self.runtime}"
         return f"{self.strategy}-{self.model}{runtime}-{self.device}-bs{self.batch_size}-a{self.actors}-{digest}"
 
     def to_dict(self) -> dict:

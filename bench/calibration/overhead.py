@@ -42,7 +42,7 @@ def bench_overhead(model: str = "b0", images: int = 32, batch_size: int = 8, rep
     plain = statistics.median(loop() for _ in range(repeats))
     through_runner = {}
     for interval in intervals:
-        rates = [run_cell(spec, write=False, sample_interval=interval)[0].metrics["throughput_steady"]
+        rates = [run_cell(spec, write=False, sample_interval=interval)[0].metrics.throughput_steady
                  for _ in range(repeats)]
         through_runner[interval] = statistics.median(rates)
     return OverheadBench(plain, through_runner)

@@ -81,10 +81,10 @@ def record_vs_driver(spec: RunSpec) -> Agreement:
     workers = [b["worker"] for b in record.rows("batches")]
     independent = driver_clock_rate(stamps, done, workers, spec.warmup_batches)
     m = record.metrics
-    detail = f"{m['steady_images']} steady images over {m['steady_window_s']:.2f} s"
-    if not m["valid"]:
-        detail += " (invalid: " + "; ".join(m["invalid_reasons"]) + ")"
-    return Agreement(f"{spec.strategy} a{spec.actors}", m["throughput_steady"], independent, RECORD_TOLERANCE, detail)
+    detail = f"{m.steady_images} steady images over {m.steady_window_s:.2f} s"
+    if not m.valid:
+        detail += " (invalid: " + "; ".join(m.invalid_reasons) + ")"
+    return Agreement(f"{spec.strategy} a{spec.actors}", m.throughput_steady, independent, RECORD_TOLERANCE, detail)
 
 
 def sequential_vs_plain_loop(spec: RunSpec, repeats: int = 5) -> Agreement:
@@ -112,7 +112,7 @@ def sequential_vs_plain_loop(spec: RunSpec, repeats: int = 5) -> Agreement:
     plain, recorded = [], []
     for _ in range(repeats):
         plain.append(loop())
-        recorded.append(run_cell(spec, write=False)[0].metrics["throughput_steady"])
+        recorded.append(run_cell(spec, write=False)[0].metrics.throughput_steady)
     detail = (f"{spec.images} images, batch {spec.batch_size}, {threads} threads; runs: record "
               + ", ".join(f"{r:.2f}" for r in recorded) + " / loop " + ", ".join(f"{p:.2f}" for p in plain))
     return Agreement(f"{spec.strategy} vs plain loop, {spec.images} images", statistics.median(recorded),

@@ -20,31 +20,17 @@ One definition per metric (the README repeats them, one line each):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import pandas as pd
 
 from bench.measure.steady import Rules, SteadyState, steady_state
-from bench.results import sidefiles
+from bench.results.measured import Metrics
+from bench.results.sidefiles import BatchEvent
 from bench.stats import distribution
 from bench.workload.predictor import STAGES
 
 MIN_STEADY_BATCHES = 5
 MIN_STEADY_S = 5.0
-
-
-@dataclass
-class BatchEvent:
-    index: int
-    worker: str
-    pid: int
-    node: str
-    images: int
-    submitted: float | None  # seconds since the run started (driver clock); None: not known
-    started: float  # worker clock (wall time), same origin
-    ended: float
-    completed: float  # driver clock: result received
-    stages: dict[str, float]
+DEFAULT_RULES = Rules(MIN_STEADY_S, MIN_STEADY_BATCHES)
 
 
 def events_frame(events: list[BatchEvent] | pd.DataFrame) -> pd.DataFrame:
@@ -52,7 +38,7 @@ def events_frame(events: list[BatchEvent] | pd.DataFrame) -> pd.DataFrame:
     back from its side file as a frame; tests pass hand-made BatchEvents."""
     if isinstance(events, pd.DataFrame):
         return events
-    return pd.DataFrame([sidefiles.batch_row(asdict(e)) for e in events], columns=sidefiles.BATCHES.names)
+    return pd.DataFrame([e.row() for e in events], columns=BatchEvent.schema().names)
 
 
 def steady_window(events: pd.DataFrame, warmup_batches: int, cuts: dict[str, int] | None = None,
@@ -64,13 +50,13 @@ def steady_window(events: pd.DataFrame, warmup_batches: int, cuts: dict[str, int
 
 
 def summarise(events: list[BatchEvent] | pd.DataFrame, warmup_batches: int, run_s: float, start_s: float,
-              min_steady_batches: int = MIN_STEADY_BATCHES, min_steady_s: float = MIN_STEADY_S,
-              latency_defined: bool = True, target_rel_ci: float | None = None,
+              rules: Rules = DEFAULT_RULES, latency_defined: bool = True,
               warmup_cuts: dict[str, int] | None = None, stopped_at: float | None = None,
-              workers: int = 0) -> dict:
-    """Metrics of one run. `warmup_cuts` and `stopped_at`: the warm-up per worker that the stopping rules
-    were met with, and when (a run that stopped on its rules is judged on the window that stopped it,
-    not a later cut, nor the drain of the batches in flight).
+              stopped_because: str | None = None) -> Metrics:
+    """Metrics of one run, judged by the stopping `rules`. `warmup_cuts` and `stopped_at`: the warm-up per
+    worker that the stopping rules were met with, and when (a run that stopped on its rules is judged on
+    the window that stopped it, not a later cut, nor the drain of the batches in flight);
+    `stopped_because`: why the run ended.
     `latency_defined=False` (a strategy that cannot pair a result with its submission) leaves latency
     and waiting out rather than report numbers paired with the wrong batch.
     Columnar throughout: a million-image run's events are a few numeric columns, not a million objects."""
@@ -79,7 +65,7 @@ def summarise(events: list[BatchEvent] | pd.DataFrame, warmup_batches: int, run_
     state = steady_window(ordered, warmup_batches, warmup_cuts, stopped_at)
     steady = ordered[state.mask] if state.opens is not None else ordered.iloc[0:0]
     window, steady_images, per_worker = state.window_s, state.images, state.batches_per_worker
-    reasons = Rules(min_steady_s, min_steady_batches, target_rel_ci, workers).unmet(state, warmup_batches)
+    reasons = rules.unmet(state, warmup_batches)
 
     # `read`: workers that read their own inputs (--input cluster); absent otherwise
     names = ("read", *STAGES) if steady["stage.read"].notna().any() else STAGES
@@ -92,31 +78,32 @@ def summarise(events: list[BatchEvent] | pd.DataFrame, warmup_batches: int, run_
     waiting = float((latency - (paired["ended"] - paired["started"]).to_numpy(dtype=float)).sum())
     per_image_ms["waiting"] = 1000 * waiting / steady_images if steady_images and latency_defined else None
     lat = distribution(latency)
-    return {
-        "images": total,
-        "batches": len(ordered),
-        "warmup_batches": len(ordered) - len(steady),
-        "valid": not reasons,
-        "invalid_reasons": reasons,
-        "steady_from_s": state.opens,
-        "stopped_at_s": stopped_at,
-        "warmup_batches_per_worker": state.warmup_per_worker,
-        "warmup_rule": "mser-10%",  # bench.measure.steady; records before it cut a fixed warmup_batches
-        "throughput_rel_ci": state.rel_half_width,  # relative half-width of the 95% interval (batch means)
-        "steady_images": steady_images,
-        "steady_batches_per_worker": per_worker,
-        "steady_window_s": window,
-        "throughput_steady": state.throughput,
-        "throughput_run": total / run_s if run_s > 0 else None,
-        "throughput_end_to_end": total / (run_s + start_s) if run_s + start_s > 0 else None,
-        "run_s": run_s,
-        "latency_defined": latency_defined,
-        "latency_p50_s": lat["p50"],
-        "latency_p95_s": lat["p95"],
-        "latency_p99_s": lat["p99"],
-        "latency_s": lat,
-        "service_s": distribution(service),
-        "stage_ms_per_image": per_image_ms,
-        "workers_used": len(per_worker),
-        "nodes_used": int(ordered["node"].nunique()),
-    }
+    return Metrics(
+        images=total,
+        batches=len(ordered),
+        warmup_batches=len(ordered) - len(steady),
+        valid=not reasons,
+        invalid_reasons=reasons,
+        steady_from_s=state.opens,
+        stopped_at_s=stopped_at,
+        warmup_batches_per_worker=state.warmup_per_worker,
+        warmup_rule="mser-10%",  # bench.measure.steady; records before it cut a fixed warmup_batches
+        throughput_rel_ci=state.rel_half_width,
+        steady_images=steady_images,
+        steady_batches_per_worker=per_worker,
+        steady_window_s=window,
+        throughput_steady=state.throughput,
+        throughput_run=total / run_s if run_s > 0 else None,
+        throughput_end_to_end=total / (run_s + start_s) if run_s + start_s > 0 else None,
+        run_s=run_s,
+        latency_defined=latency_defined,
+        latency_p50_s=lat["p50"],
+        latency_p95_s=lat["p95"],
+        latency_p99_s=lat["p99"],
+        latency_s=lat,
+        service_s=distribution(service),
+        stage_ms_per_image=per_image_ms,
+        workers_used=len(per_worker),
+        nodes_used=int(ordered["node"].nunique()),
+        stopped_because=stopped_because,
+    )

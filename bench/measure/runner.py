@@ -20,7 +20,7 @@ import signal
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -30,22 +30,26 @@ import strategies
 from bench.config import RunSpec
 from bench.errors import ConfigError, SourceUnavailable, WeightsUnavailable
 from bench.faults import Fault, recovery
-from bench.measure import exactly_once, runtime_parity, watchdog
-from bench.measure.metrics import BatchEvent, summarise
+from bench.measure import exactly_once, watchdog
+from bench.measure.metrics import summarise
 from bench.measure.samplers import ResourceSampler
 from bench.measure.steady import Rules, Watch
 from bench.platform.host import check_device
 from bench.platform.ray_session import ClusterInfo, local_cluster_info, ray_session
 from bench.results import sidefiles
 from bench.results.environment import environment
+from bench.results.measured import Cold, Counts, MemoryBounds, Utilisation
+from bench.results.parity import runtime_against_eager, runtime_failure
 from bench.results.record import RunRecord
-from bench.results.sidefiles import RunTables
+from bench.results.sidefiles import BatchEvent, RunTables
 from bench.results.store import as_json, run_path, write_record
 from bench.workload import runtimes, speed_probe
-from bench.workload.images import EncodedImage, open_source, pass_id
+from bench.workload.images import EncodedImage, ImageSource, open_source, pass_id
 from bench.workload.models import check_weights, model_size, weights_kind
 from bench.workload.predictor import BatchResult, PredictorSpec
-from strategies.feed import Feed
+from strategies.base import StartInfo, Strategy
+from strategies.budget import WorkerPlan
+from strategies.feed import Feed, Prefetched
 
 Progress = Callable[[int, int | None], None]  # (images done, images expected or None)
 
@@ -68,31 +72,37 @@ def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_inter
     check_device(spec.device)
     source = open_source(spec.source, spec.images, spec.seed, spec.image_scale)
     check_weights(spec.model, spec.weights)
+    weights = {"kind": weights_kind(spec.weights), "name": spec.weights, "seed": spec.seed,
+               "hub_id": model_size(spec.model).hub_id}
     missing = runtimes.unavailable(spec.runtime, spec.device)
     if missing:
         raise ConfigError(missing)
     strategy_cls = strategies.get(spec.strategy)
+    local = planned = None
     if not strategy_cls.uses_ray or not spec.ray_address:
         local = local_cluster_info()
-        strategy_cls.plan(spec, local.cpus, local.gpus)  # refuse impossible cells before starting Ray
+        planned = strategy_cls.plan(spec, local.cpus, local.gpus)  # refuse impossible cells before starting Ray
 
-    record = RunRecord.begin(
-        spec.to_dict(), spec.cell_id, environment(), sweep=sweep, repeat=repeat,
-        weights={"kind": weights_kind(spec.weights), "name": spec.weights, "seed": spec.seed,
-                 "hub_id": model_size(spec.model).hub_id},
-        source=source.describe(), sample_interval_s=sample_interval)
-    path = None if not write else record_path or run_path(results_dir, spec.cell_id)
+    cell_id = spec.cell_id
+    record = RunRecord.begin(spec.to_dict(), cell_id, environment(), sweep=sweep, repeat=repeat, weights=weights,
+                             source=source.describe(), sample_interval_s=sample_interval)
+    path = None if not write else record_path or run_path(results_dir, cell_id)
     # The side tables go beside the record; an unwritten record keeps them in a folder removed at exit.
-    side = RunTables(path or sidefiles.scratch_path(spec.cell_id))
+    side = RunTables(path or sidefiles.scratch_path(cell_id))
     record.folder = side.record_path.parent
+    stuck = _stuck_record(spec, record)
     session = ray_session(spec.ray_address) if strategy_cls.uses_ray else contextlib.nullcontext(local)
     try:
         # The watchdog first: starting or joining Ray can hang too.
-        with watchdog.hard_limit(spec.timeout_s, lambda: _hard_stop(spec, record, path, side),
-                                 lambda: _stuck_record(spec, record), path, side.record_path) as expired:
+        with watchdog.hard_limit(spec.timeout_s, lambda: _hard_stop(spec, record, path, side), lambda: stuck,
+                                 path, side.record_path) as expired:
             try:
                 with session as cluster:
-                    _measure(spec, source, strategy_cls, cluster, record, sample_interval, progress, side)
+                    # Planned for the cluster the cell runs on (a Ray cluster's resources are not this host's).
+                    plan = planned if cluster is local else strategy_cls.plan(spec, cluster.cpus, cluster.gpus)
+                    record.plan, record.cluster = asdict(plan), cluster.to_dict()
+                    window = _measure(spec, source, strategy_cls, plan, sample_interval, progress, side)
+                    _assemble(record, window, cluster, side, spec, source)
             except KeyboardInterrupt:
                 if not expired.is_set():
                     raise
@@ -144,24 +154,53 @@ def _hard_stop(spec: RunSpec, record: RunRecord, path: Path | None, side: RunTab
 def _stuck_record(spec: RunSpec, record: RunRecord) -> str:
     """The record the watchdog's watcher process writes if this process stops answering (holds the
     interpreter lock past the hard stop): the cell as it began, timed out."""
-    stuck = RunRecord.from_dict(record.to_dict())
-    stuck.status = "timeout"
-    stuck.error = (f"cell exceeded its {spec.timeout_s:g} s timeout and its process stopped answering (stuck "
-                   "holding the interpreter): killed")
-    return as_json(stuck.to_dict())
+    return as_json({**record.to_dict(), "status": "timeout",
+                    "error": (f"cell exceeded its {spec.timeout_s:g} s timeout and its process stopped answering "
+                              "(stuck holding the interpreter): killed")})
 
 
-def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord, sample_interval, progress,
-             side: RunTables) -> None:
-    plan = strategy_cls.plan(spec, cluster.cpus, cluster.gpus)
+@dataclass
+class Window:
+    """What the measured window saw, as `_measure` returns it for the record (`_assemble`)."""
+
+    predictor: PredictorSpec
+    start_s: float  # the strategy's start (its workers and models)
+    started: StartInfo
+    run_start: float  # wall clock (time.time) when the window opened
+    run_s: float
+    driver_cpu_s: float  # CPU time of the driver process (all threads) in the window
+    first_completed: float | None  # seconds into the window
+    runtime_cold: list[dict]  # per worker, at most RUNTIME_COLD_INLINE
+    ok: int
+    bad: int
+    bad_inline: list[dict]  # the first BAD_INLINE bad images
+    faults: list[dict]  # injected, as the strategy reports them (their recovery is read from the batches)
+    rules: Rules
+    cuts: dict[str, int] | None  # each worker's warm-up when the stopping rules held (None: they did not)
+    stopped_at: float | None
+    stopped_because: str
+    expected: int | None  # inputs expected back (None: not known)
+    cycled: bool
+    budget_bytes: int  # the prefetch budget
+    prefetched: Prefetched
+    in_flight_peak: int
+    latency_defined: bool
+    strategy_stats: dict | None
+    unbounded_input: str | None
+    read_ahead_images: int
+    samples: list[dict]
+    utilisation: Utilisation
+
+
+def _measure(spec: RunSpec, source: ImageSource, strategy_cls: type[Strategy], plan: WorkerPlan,
+             sample_interval: float, progress: Progress | None, side: RunTables) -> Window:
+    """Start the strategy and run the measured window under the samplers, streaming each result to the side
+    tables; stop on the stopping rules (a cycled source) or at the end of the input."""
     predictor = PredictorSpec(spec.model, spec.weights, spec.seed, spec.device, plan.threads, spec.postprocess,
                               spec.keep_masks, spec.runtime, spec.batch_size)
-    record.plan = asdict(plan)
-    record.cluster = cluster.to_dict()
     budget = int(spec.prefetch_mb * 2**20)
     cycle = spec.stop == "rules"
     feed = Feed(source, spec.batch_size, cycle=cycle, cluster=spec.input_mode == "cluster", budget=budget)
-    prefetched = feed.prefetched
     workers = spec.actors if strategy_cls.scales_with_workers else 1  # ray_data autoscaling: its minimum
     rules = Rules(spec.min_steady_s, spec.min_steady_batches, spec.target_rel_ci, workers)
     watch = Watch(rules, spec.warmup_batches)
@@ -193,20 +232,20 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
         with ResourceSampler(sample_interval, include_ray=strategy_cls.uses_ray) as sampler:
             for result in strategy.run(feed, on_submit):
                 event = _event(result, submitted, run_start)
-                side.batches.append(sidefiles.batch_row(event))
+                side.batches.append(event.row())
                 if cycle and not feed.stopped:
-                    watch.add(event["worker"], event["completed"], event["ended"] - event["started"], event["images"])
-                    unmet = watch.unmet(event["completed"])
+                    watch.add(event.worker, event.completed, event.ended - event.started, event.images)
+                    unmet = watch.unmet(event.completed)
                     if unmet == []:
-                        stopped_because, stopped_at = RULES_MET, event["completed"]
+                        stopped_because, stopped_at = RULES_MET, event.completed
                         feed.stop()
-                    elif event["completed"] >= spec.max_s:
+                    elif event.completed >= spec.max_s:
                         unmet = unmet or watch.unmet(float("inf"))
                         stopped_because = f"max-s ({spec.max_s:g} s) reached with rules unmet: {'; '.join(unmet)}"
-                        stopped_at = event["completed"]
+                        stopped_at = event.completed
                         feed.stop()
                 batch_count += 1
-                first_completed = first_completed if first_completed is not None else event["completed"]
+                first_completed = first_completed if first_completed is not None else event.completed
                 if result.runtime_cold and len(runtime_cold) < RUNTIME_COLD_INLINE:
                     runtime_cold.append({"worker": result.worker, "pid": result.pid, "node": result.node,
                                          "first_batch_s": result.end - result.start, **result.runtime_cold})
@@ -233,70 +272,81 @@ def _measure(spec, source, strategy_cls, cluster: ClusterInfo, record: RunRecord
                     progress(done, expected)
         run_s = time.time() - run_start
         driver_cpu_s = time.process_time() - cpu_start
-        record.strategy_stats = strategy.stats()
+        strategy_stats = strategy.stats()
     finally:
         strategy.stop()
 
-    record.tables = side.commit([asdict(s) for s in sampler.samples])
+    if cycle:  # every (image, pass) handed out; Ray Data cycles on its own and reports what it read
+        expected = feed.images_fed if feed.images_fed else getattr(strategy, "images_fed", None)
+    return Window(
+        predictor=predictor, start_s=start_s, started=info, run_start=run_start, run_s=run_s,
+        driver_cpu_s=driver_cpu_s, first_completed=first_completed, runtime_cold=runtime_cold, ok=ok_count,
+        bad=bad_count, bad_inline=bad, faults=faults, rules=rules,
+        cuts=watch.cuts if stopped_because == RULES_MET else None, stopped_at=stopped_at,
+        stopped_because=stopped_because or "the input ended before the rules were met", expected=expected,
+        cycled=cycle, budget_bytes=budget, prefetched=feed.prefetched, in_flight_peak=in_flight_peak,
+        latency_defined=strategy.latency_defined, strategy_stats=strategy_stats,
+        unbounded_input=strategy.unbounded_input(), read_ahead_images=strategy.read_ahead_images(),
+        samples=[asdict(s) for s in sampler.samples], utilisation=sampler.summary())
+
+
+def _assemble(record: RunRecord, window: Window, cluster: ClusterInfo, side: RunTables, spec: RunSpec,
+              source: ImageSource) -> None:
+    """The record of a measured window, in one place: its tables put in place and read back for the metrics
+    and the exactly-once check, then the checks after the window (a non-eager runtime's parity)."""
+    m = window
+    record.strategy_stats = m.strategy_stats
+    record.tables = side.commit(m.samples)
     events = sidefiles.read_table(record, "batches").to_pandas()
-    record.cold = {"ray_init_s": cluster.init_s, "strategy_start_s": start_s, "model_load_s": info.model_load_s,
-                   "worker_pids": dict(zip(info.workers, info.pids, strict=False)),
-                   "time_to_first_batch_s": first_completed}
-    if runtime_cold:
-        record.cold["runtime"] = runtime_cold
-    record.metrics = summarise(events, spec.warmup_batches, run_s, start_s, spec.min_steady_batches,
-                               spec.min_steady_s, strategy.latency_defined, spec.target_rel_ci,
-                               watch.cuts if stopped_because == RULES_MET else None, stopped_at, workers)
-    record.metrics["stopped_because"] = stopped_because or "the input ended before the rules were met"
-    record.run_start_wall = run_start
-    record.utilisation = sampler.summary()
-    record.bad_images = bad
+    record.cold = Cold(ray_init_s=cluster.init_s, strategy_start_s=m.start_s, model_load_s=m.started.model_load_s,
+                       worker_pids=dict(zip(m.started.workers, m.started.pids, strict=False)),
+                       time_to_first_batch_s=m.first_completed, runtime=m.runtime_cold or None)
+    record.metrics = summarise(events, spec.warmup_batches, m.run_s, m.start_s, m.rules, m.latency_defined,
+                               m.cuts, m.stopped_at, m.stopped_because)
+    record.run_start_wall = m.run_start
+    record.utilisation = m.utilisation
+    record.bad_images = m.bad_inline
     record.skipped_files = record.source.get("skipped", [])
-    if faults:
+    if m.faults:
         batch_rows = record.rows("batches")
-        record.faults = [{**f, **recovery(batch_rows, f["t"], f["worker"])} for f in faults]
+        record.faults = [{**f, **recovery(batch_rows, f["t"], f["worker"])} for f in m.faults]
     else:
         record.faults = []
     # Peak resident memory of this (driver) process over its life: flat in the image count when inputs
     # stream and results go to the side tables; what may grow is bounded and recorded below.
     record.driver_peak_rss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    record.memory_bounds = {"prefetch_budget_bytes": budget, "prefetched_bytes": prefetched.bytes,
-                            "prefetched_images": prefetched.images, "in_flight_batches_peak": in_flight_peak,
-                            "table_row_group_rows": sidefiles.ROW_GROUP_ROWS}
-    unbounded = strategy.unbounded_input()
-    if unbounded:  # the strategy's own pattern holds the whole input, whatever the runner bounds
-        record.memory_bounds["unbounded_input"] = unbounded
+    # The strategy's own pattern may hold the whole input, whatever the runner bounds (unbounded_input).
+    record.memory_bounds = MemoryBounds(prefetch_budget_bytes=m.budget_bytes, prefetched_bytes=m.prefetched.bytes,
+                                        prefetched_images=m.prefetched.images,
+                                        in_flight_batches_peak=m.in_flight_peak,
+                                        table_row_group_rows=sidefiles.ROW_GROUP_ROWS,
+                                        unbounded_input=m.unbounded_input or None)
     # Driver CPU in the window (harness, strategy and, for Ray Data, its streaming executor): on a small
     # machine every driver CPU-second is taken from the workers.
-    record.driver_cpu_s = driver_cpu_s
-    if cycle:  # every (image, pass) handed out; Ray Data cycles on its own and reports what it read
-        expected = feed.images_fed if feed.images_fed else getattr(strategy, "images_fed", None)
-    verdict = exactly_once.check(lambda: (b.column(0) for b in record.iter_table("outputs", ["id"])), expected,
+    record.driver_cpu_s = m.driver_cpu_s
+    verdict = exactly_once.check(lambda: (b.column(0) for b in record.iter_table("outputs", ["id"])), m.expected,
                                  record.row_count("outputs"))
-    record.counts = {"inputs_expected": expected, "inputs_seen": verdict["inputs_seen"], "ok": ok_count,
-                     "bad": bad_count, "duplicates": verdict["duplicates"], "exactly_once": verdict["exactly_once"]}
-    if verdict["duplicate_examples"]:
-        record.counts["duplicate_examples"] = verdict["duplicate_examples"]
-    record.inputs_prefetched = prefetched.images
-    if cycle:
-        agree = exactly_once.passes_agree(record.iter_table("outputs", ["id", "ok", "digest", "forward_images"]),
-                                          len(source) if hasattr(source, "__len__") else None,
-                                          strategy.read_ahead_images())
-        record.counts.update(agree)
-        if agree["short_passes"] and not record.error:
-            record.error = f"pass(es) {agree['short_passes']} did not come back whole: inputs were lost"
-        if agree["pass_mismatches"] and not record.error:
-            record.error = (f"{agree['pass_mismatches']} repeated input(s) gave another map on a later pass at the "
-                            f"same forward size, e.g. {agree['pass_mismatch_examples'][0]!r}")
+    agree = (exactly_once.passes_agree(record.iter_table("outputs", ["id", "ok", "digest", "forward_images"]),
+                                       len(source) if hasattr(source, "__len__") else None, m.read_ahead_images)
+             if m.cycled else {})
+    record.counts = Counts(inputs_expected=m.expected, inputs_seen=verdict["inputs_seen"], ok=m.ok, bad=m.bad,
+                           duplicates=verdict["duplicates"], exactly_once=verdict["exactly_once"],
+                           duplicate_examples=verdict["duplicate_examples"] or None, **agree)
+    record.inputs_prefetched = m.prefetched.images
+    if agree and agree["short_passes"] and not record.error:
+        record.error = f"pass(es) {agree['short_passes']} did not come back whole: inputs were lost"
+    if agree and agree["pass_mismatches"] and not record.error:
+        record.error = (f"{agree['pass_mismatches']} repeated input(s) gave another map on a later pass at the "
+                        f"same forward size, e.g. {agree['pass_mismatch_examples'][0]!r}")
     if not verdict["exactly_once"]:
-        record.error = (f"exactly-once check failed: {verdict['inputs_seen']} of {expected} inputs came back, "
+        record.error = (f"exactly-once check failed: {verdict['inputs_seen']} of {m.expected} inputs came back, "
                         f"{verdict['duplicates']} more than once")
-    if spec.runtime != runtimes.EAGER and ok_count and not record.error:
+    if spec.runtime != runtimes.EAGER and m.ok and not record.error:
         # After the window, on the driver (with --input cluster too: a few inputs, outside the window): the
         # first readable inputs through eager and through this runtime.
-        probe, digests = _first_readable(source, record, spec.runtime_parity_images, cycle)
-        record.runtime_parity = runtime_parity.check(predictor, probe, digests)
-        record.error = runtime_parity.failure(record.runtime_parity)
+        probe, digests = _first_readable(source, record, spec.runtime_parity_images, m.cycled)
+        record.runtime_parity = runtime_against_eager(m.predictor, probe, digests)
+        record.error = runtime_failure(record.runtime_parity)
 
 
 def _first_readable(source, record: RunRecord, count: int, cycled: bool = False,
@@ -326,8 +376,8 @@ BAD_INLINE = 100  # bad images named in the record itself; all of them are rows 
 RUNTIME_COLD_INLINE = 64  # workers' runtime cold costs kept (tasks build a runtime per task: one per batch)
 
 
-def _event(result: BatchResult, submitted: dict[int, float], run_start: float) -> dict:
-    """The batch's event (bench.measure.metrics.BatchEvent's fields); its submission leaves `submitted`."""
-    return asdict(BatchEvent(result.batch_index, result.worker, result.pid, result.node, result.num_images,
-                             submitted.pop(result.batch_index, None), result.start - run_start,
-                             result.end - run_start, time.time() - run_start, result.stages))
+def _event(result: BatchResult, submitted: dict[int, float], run_start: float) -> BatchEvent:
+    """The batch's event; its submission leaves `submitted`."""
+    return BatchEvent(result.batch_index, result.worker, result.pid, result.node, result.num_images,
+                      submitted.pop(result.batch_index, None), result.start - run_start, result.end - run_start,
+                      time.time() - run_start, result.stages)

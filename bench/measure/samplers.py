@@ -19,6 +19,7 @@ import psutil
 
 from bench.platform.host import Nvml, is_ray_process, ray_daemons, ray_processes
 from bench.platform.object_store import ObjectStore
+from bench.results.measured import Series, Utilisation
 from bench.stats import series
 
 
@@ -116,17 +117,15 @@ class ResourceSampler:
                                    round(cpu, 1), rss, alive, self.nvml.read(),
                                    self.object_store.read() if self.object_store else None))
 
-    def summary(self) -> dict:
+    def summary(self) -> Utilisation:
         out = utilisation_summary(self.samples)
         store = self.object_store
         if store and store.unavailable:
-            out["object_store_unavailable"] = store.unavailable
+            out.object_store_unavailable = store.unavailable
         elif store and store.read_error:
-            out["object_store_read_error"] = store.read_error  # some readings failed; the series has the rest
-        if self.error:
-            out["sampler_error"] = self.error
-        if self.nvml.unavailable:
-            out["gpu_unavailable"] = dict(self.nvml.unavailable)  # queries the GPU would not answer, and why
+            out.object_store_read_error = store.read_error  # some readings failed; the series has the rest
+        out.sampler_error = self.error or None
+        out.gpu_unavailable = dict(self.nvml.unavailable) or None  # queries the GPU would not answer, and why
         return out
 
 
@@ -137,21 +136,19 @@ def _is_ray(proc: psutil.Process) -> bool:
         return True
 
 
-def utilisation_summary(samples: list[Sample]) -> dict:
+def utilisation_summary(samples: list[Sample]) -> Utilisation:
     """Mean, p95 and peak of each series (series may be empty for very short runs)."""
-    out = {
-        "samples": len(samples),
-        "system_cpu_percent": series([s.system_cpu_percent for s in samples]),
-        "tree_cpu_percent": series([s.tree_cpu_percent for s in samples]),
-        "tree_rss_bytes": series([s.tree_rss_bytes for s in samples]),
-    }
     stores = [s.object_store for s in samples if s.object_store]
-    if stores:  # the peak is what bounded streaming must keep flat; spilled counts bytes spilled in the window
-        out["object_store_used_bytes"] = series([o["used_bytes"] for o in stores])
-        out["object_store_spilled_bytes"] = stores[-1]["spilled_bytes"] - stores[0]["spilled_bytes"]
     gpu_count = max((len(s.gpus) for s in samples), default=0)
-    for i in range(gpu_count):
-        readings = [s.gpus[i] for s in samples if len(s.gpus) > i]
-        out[f"gpu{i}"] = {key: series([g[key] for g in readings if g.get(key) is not None])
-                          for key in ("util_percent", "memory_used_bytes", "power_w")}
-    return out
+    gpus = [{key: Series(**series([g[key] for g in readings if g.get(key) is not None]))
+             for key in ("util_percent", "memory_used_bytes", "power_w")}
+            for readings in ([s.gpus[i] for s in samples if len(s.gpus) > i] for i in range(gpu_count))]
+    return Utilisation(
+        samples=len(samples),
+        system_cpu_percent=Series(**series([s.system_cpu_percent for s in samples])),
+        tree_cpu_percent=Series(**series([s.tree_cpu_percent for s in samples])),
+        tree_rss_bytes=Series(**series([s.tree_rss_bytes for s in samples])),
+        # The peak is what bounded streaming must keep flat; spilled counts bytes spilled in the window.
+        object_store_used_bytes=Series(**series([o["used_bytes"] for o in stores])) if stores else None,
+        object_store_spilled_bytes=stores[-1]["spilled_bytes"] - stores[0]["spilled_bytes"] if stores else None,
+        gpus=gpus or None)

@@ -90,7 +90,7 @@ class NotNormalisable(ValueError):
 
 
 def _ok(records: list[RunRecord]) -> list[RunRecord]:
-    return [r for r in records if r.ok and (r.metrics or {}).get("throughput_steady")]
+    return [r for r in records if r.ok and r.metrics and r.metrics.throughput_steady]
 
 
 def probe_seconds(record: RunRecord) -> float:
@@ -108,7 +108,7 @@ def probe_seconds(record: RunRecord) -> float:
 
 def samples(records: list[RunRecord]) -> np.ndarray:
     """Each ok repeat's steady throughput."""
-    return np.array([r.metrics["throughput_steady"] for r in _ok(records)])
+    return np.array([r.metrics.throughput_steady for r in _ok(records)])
 
 
 @dataclass
@@ -175,8 +175,8 @@ def shifted_log_ratio_test(base: np.ndarray, cand: np.ndarray, shift: float,
 
 
 def _invalid(records: list[RunRecord]) -> str | None:
-    reasons = {"; ".join((r.metrics or {}).get("invalid_reasons") or ["recorded before validity was checked"])
-               for r in records if r.ok and not (r.metrics or {}).get("valid")}
+    reasons = {"; ".join((r.metrics and r.metrics.invalid_reasons) or ["recorded before validity was checked"])
+               for r in records if r.ok and not (r.metrics and r.metrics.valid)}
     return " | ".join(sorted(reasons)) or None
 
 

@@ -47,13 +47,13 @@ def series(runs: dict[str, list[RunRecord]]) -> dict[str, list[Run]]:
     for label, records in runs.items():
         by_cell: dict[str, list[RunRecord]] = {}
         for r in records:
-            if r.ok and r.metrics and r.metrics.get("valid") and r.metrics.get("throughput_steady"):
+            if r.ok and r.metrics and r.metrics.valid and r.metrics.throughput_steady:
                 by_cell.setdefault(r.cell_id, []).append(r)
         for cell_id, group in by_cell.items():
             first = min(group, key=lambda r: r.started_at)
             commit = ((first.environment or {}).get("git") or {}).get("commit")
             cells.setdefault(cell_id, []).append(Run(label, commit, first.started_at,
-                                                     [float(r.metrics["throughput_steady"]) for r in group]))
+                                                     [float(r.metrics.throughput_steady) for r in group]))
     return {cell: sorted(found, key=lambda run: run.date) for cell, found in sorted(cells.items())}
 
 

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import fcntl
+import functools
 import hashlib
 import os
 import re
@@ -40,7 +42,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -86,21 +88,54 @@ OUTPUTS = pa.schema([
     ("forward_images", pa.int32()),  # rows of the forward that computed the map (null: not recorded)
 ])
 
-BATCHES = pa.schema([
-    ("index", pa.int64()),
-    ("worker", pa.string()),
-    ("pid", pa.int64()),
-    ("node", pa.string()),
-    ("images", pa.int32()),
-    ("submitted", pa.float64()),
-    ("started", pa.float64()),
-    ("ended", pa.float64()),
-    ("completed", pa.float64()),
-    *((f"stage.{name}", pa.float64()) for name in STAGE_COLUMNS),
-])
+
+
+def _column(arrow: pa.DataType) -> Any:
+    return field(metadata={"arrow": arrow})
+
+
+@dataclass
+class BatchEvent:
+    """One batch as the runner saw it, and a row of the batches table: each field is a column of the
+    Arrow type in its metadata, and `stages` a column a stage (`stage.<name>`, STAGE_COLUMNS)."""
+
+    index: int = _column(pa.int64())
+    worker: str = _column(pa.string())
+    pid: int = _column(pa.int64())
+    node: str = _column(pa.string())
+    images: int = _column(pa.int32())
+    submitted: float | None = _column(pa.float64())  # seconds since the run started (driver clock); None: not known
+    started: float = _column(pa.float64())  # worker clock (wall time), same origin
+    ended: float = _column(pa.float64())
+    completed: float = _column(pa.float64())  # driver clock: result received
+    stages: dict[str, float] = field(default_factory=dict)  # stage → seconds, in this batch
+
+    @staticmethod
+    @functools.cache
+    def schema() -> pa.Schema:
+        """The batches table's columns."""
+        return pa.schema([*((f.name, f.metadata["arrow"]) for f in dataclasses.fields(BatchEvent) if f.metadata),
+                          *((f"stage.{name}", pa.float64()) for name in STAGE_COLUMNS)])
+
+    def row(self) -> dict:
+        return BatchEvent.flat(vars(self))
+
+    @staticmethod
+    def flat(event: dict) -> dict:
+        """An event's fields (a record of schema 1 keeps them inline) as a flat row of the table."""
+        stages = event.get("stages") or {}
+        return {**{k: v for k, v in event.items() if k != "stages"},
+                **{f"stage.{name}": stages.get(name) for name in STAGE_COLUMNS}}
+
+    @staticmethod
+    def nested(row: dict) -> dict:
+        """A row read back as the event's fields: `stages` nested, with the stages the batch ran."""
+        stages = {k.removeprefix("stage."): v for k, v in row.items() if k.startswith("stage.") and v is not None}
+        return {**{k: v for k, v in row.items() if not k.startswith("stage.")}, "stages": stages}
+
 
 NAMES = ("outputs", "batches", "samples")
-SCHEMAS = {"outputs": OUTPUTS, "batches": BATCHES}  # samples: whatever the samplers recorded
+SCHEMAS = {"outputs": OUTPUTS, "batches": BatchEvent.schema()}  # samples: whatever the samplers recorded
 
 
 
@@ -238,7 +273,7 @@ class RunTables:
         if record_path.parent.is_dir():
             remove_stale_partials(record_path.parent)
         self.outputs = TableWriter(record_path, "outputs", OUTPUTS)
-        self.batches = TableWriter(record_path, "batches", BATCHES)
+        self.batches = TableWriter(record_path, "batches", BatchEvent.schema())
         self._samples: list[dict] | None = None
         self._committed: dict = {}
 
@@ -532,28 +567,16 @@ def rows(record: RunRecord, name: str) -> list[dict]:
     """A small table as dicts in the record's original shape (batch `stages` nested, histograms as dicts)."""
     out = read_table(record, name).to_pylist()
     if name == "batches":
-        return [_nest_stages(row) for row in out]
+        return [BatchEvent.nested(row) for row in out]
     if name == "outputs":
         return [{**row, "histogram": dict(row["histogram"] or [])} for row in out]
     return out
-
-
-def batch_row(event: dict) -> dict:
-    """A batch event (as the runner builds it) as a flat row of the batches table."""
-    stages = event.get("stages") or {}
-    return {**{k: v for k, v in event.items() if k != "stages"},
-            **{f"stage.{name}": stages.get(name) for name in STAGE_COLUMNS}}
 
 
 def output_row(image_id: str, ok: bool, width: int = 0, height: int = 0, digest: str | None = None,
                histogram: dict | None = None, reason: str | None = None, forward_images: int | None = None) -> dict:
     return {"id": image_id, "ok": ok, "width": width, "height": height, "digest": digest,
             "histogram": list((histogram or {}).items()), "reason": reason, "forward_images": forward_images}
-
-
-def _nest_stages(row: dict) -> dict:
-    stages = {k.removeprefix("stage."): v for k, v in row.items() if k.startswith("stage.") and v is not None}
-    return {**{k: v for k, v in row.items() if not k.startswith("stage.")}, "stages": stages}
 
 
 def _inline(record: RunRecord, name: str) -> list[dict] | None:
@@ -579,5 +602,5 @@ def _inline_rows(name: str, items: Iterable[dict]) -> pa.Table:
                                 o.get("reason")) for o in items]
         return pa.Table.from_pylist(converted, schema=OUTPUTS)
     if name == "batches":
-        return pa.Table.from_pylist([batch_row(b) for b in items], schema=BATCHES)
+        return pa.Table.from_pylist([BatchEvent.flat(b) for b in items], schema=BatchEvent.schema())
     return pa.Table.from_pylist(list(items))

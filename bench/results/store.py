@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.results.measured import Series
 from bench.results.record import OtherKind, RunRecord
 
 
@@ -241,8 +242,8 @@ class ResultStore:
 
 
 def _row(path: Path, record: RunRecord) -> dict:
-    metrics = record.metrics or {}
-    util = record.utilisation or {}
+    metrics = record.metrics.to_dict() if record.metrics else {}
+    util = record.utilisation
     head = {
         "path": str(path),
         "cell_id": record.cell_id,
@@ -254,13 +255,18 @@ def _row(path: Path, record: RunRecord) -> dict:
         **{f"spec.{k}": v for k, v in record.spec.items()},
     }
     tail = {
-        "invalid_reason": "; ".join(metrics.get("invalid_reasons") or []) or None,
-        "cpu_tree_mean": (util.get("tree_cpu_percent") or {}).get("mean"),
-        "cpu_system_mean": (util.get("system_cpu_percent") or {}).get("mean"),
-        "rss_tree_peak": (util.get("tree_rss_bytes") or {}).get("peak"),
-        "gpu_util_mean": ((util.get("gpu0") or {}).get("util_percent") or {}).get("mean"),
+        "invalid_reason": "; ".join((record.metrics and record.metrics.invalid_reasons) or []) or None,
+        "cpu_tree_mean": _series(util and util.tree_cpu_percent, "mean"),
+        "cpu_system_mean": _series(util and util.system_cpu_percent, "mean"),
+        "rss_tree_peak": _series(util and util.tree_rss_bytes, "peak"),
+        "gpu_util_mean": _series(util and util.gpus and util.gpus[0].get("util_percent"), "mean"),
         "fingerprint": record.environment.get("fingerprint"),
     }
-    # Headline metrics as columns; a metric named like another column (`cell_id`) never replaces it.
+    # Headline metrics as columns (every scalar the section holds, so a new one needs no line here); a metric
+    # named like another column (`cell_id`) never replaces it.
     figures = {k: v for k, v in metrics.items() if not isinstance(v, dict | list) and k not in head and k not in tail}
     return {**head, **figures, **tail}
+
+
+def _series(series: Series | None, figure: str) -> float | None:
+    return getattr(series, figure) if series else None

@@ -141,10 +141,10 @@ def _round_estimate(costs: list[float], cells: int) -> float:
 
 def _sample(record: RunRecord) -> tuple[float | None, str]:
     """The repeat's steady throughput when it may race, else why not."""
-    metrics = record.metrics or {}
+    metrics = record.metrics
     if not record.ok:
         return None, f"{record.status}: {record.error}"
-    if not metrics.get("valid"):
-        return None, "invalid: " + "; ".join(metrics.get("invalid_reasons") or [])
-    value = metrics.get("throughput_steady")
+    if not (metrics and metrics.valid):
+        return None, "invalid: " + "; ".join((metrics and metrics.invalid_reasons) or [])
+    value = metrics.throughput_steady
     return (float(value), "") if value else (None, "no steady throughput")

@@ -49,14 +49,14 @@ def test_model_names_parse():
 @pytest.mark.parametrize("strategy", strategies.names())
 def test_steady_throughput_of_one_worker(strategy, ray_local):
     m = cell(strategy).metrics
-    assert m["throughput_steady"] == pytest.approx(PER_WORKER, rel=BAND)
+    assert m.throughput_steady == pytest.approx(PER_WORKER, rel=BAND)
 
 
 @pytest.mark.parametrize("strategy", [s for s in strategies.names() if strategies.get(s).scales_with_workers])
 def test_steady_throughput_of_two_workers(strategy, ray_local):
     m = cell(strategy, actors=2, images=96).metrics
-    assert m["throughput_steady"] == pytest.approx(2 * PER_WORKER, rel=BAND)
-    assert m["workers_used"] == 2
+    assert m.throughput_steady == pytest.approx(2 * PER_WORKER, rel=BAND)
+    assert m.workers_used == 2
 
 
 def test_pipelined_sequential_counts_from_the_warmup_result_not_the_prefetch(ray_local):
@@ -64,14 +64,14 @@ def test_pipelined_sequential_counts_from_the_warmup_result_not_the_prefetch(ray
     window) gave about half the true rate here; the driver clock gives the calibrated rate, and each
     batch's service is its own 4 × 40 ms, not the time since its prefetch began."""
     m = cell("sequential", images=20, model=f"calibrated:{MS}ms:first=400ms", pipeline=True).metrics
-    assert m["throughput_steady"] == pytest.approx(PER_WORKER, rel=BAND)
-    assert m["service_s"]["p50"] == pytest.approx(4 * MS / 1000, rel=BAND)
+    assert m.throughput_steady == pytest.approx(PER_WORKER, rel=BAND)
+    assert m.service_s["p50"] == pytest.approx(4 * MS / 1000, rel=BAND)
 
 
 def test_warmup_is_left_out_of_steady_state(ray_local):
     m = cell("actors", model=f"calibrated:{MS}ms:first=1000ms").metrics
-    assert m["throughput_steady"] == pytest.approx(PER_WORKER, rel=BAND)
-    assert m["throughput_run"] < 0.75 * PER_WORKER  # the run as a whole carries the one-off second
+    assert m.throughput_steady == pytest.approx(PER_WORKER, rel=BAND)
+    assert m.throughput_run < 0.75 * PER_WORKER  # the run as a whole carries the one-off second
 
 
 def test_latency_is_service_plus_waiting(ray_local):
@@ -80,11 +80,11 @@ def test_latency_is_service_plus_waiting(ray_local):
     assert record.spec["max_in_flight"] == 2
     m = record.metrics
     service = 4 * MS / 1000
-    assert m["service_s"]["p50"] == pytest.approx(service, rel=BAND)
-    assert m["latency_p50_s"] == pytest.approx(2 * service, rel=BAND)
-    steady = [b for b in record.rows("batches") if b["completed"] > m["steady_from_s"]]
+    assert m.service_s["p50"] == pytest.approx(service, rel=BAND)
+    assert m.latency_p50_s == pytest.approx(2 * service, rel=BAND)
+    steady = [b for b in record.rows("batches") if b["completed"] > m.steady_from_s]
     waiting = sum(b["completed"] - b["submitted"] - (b["ended"] - b["started"]) for b in steady)
-    assert 1000 * waiting / m["steady_images"] == pytest.approx(m["stage_ms_per_image"]["waiting"])
+    assert 1000 * waiting / m.steady_images == pytest.approx(m.stage_ms_per_image["waiting"])
 
 
 def test_utilisation_of_a_spinning_worker(ray_local):
@@ -98,13 +98,13 @@ def test_utilisation_of_a_spinning_worker(ray_local):
 
 def test_speedup_ratio_across_strategies(ray_local):
     """The ratio of two cells' figures (the cells of the tests above, run once) against its closed form."""
-    sequential = cell("sequential").metrics["throughput_steady"]
-    actors = cell("actors", actors=2, images=96).metrics["throughput_steady"]
+    sequential = cell("sequential").metrics.throughput_steady
+    actors = cell("actors", actors=2, images=96).metrics.throughput_steady
     assert actors / sequential == pytest.approx(2.0, rel=BAND)
 
 
 def test_a_short_cell_is_invalid_and_says_why(ray_local):
     spec = RunSpec(strategy="sequential", model=f"calibrated:{MS}ms", batch_size=4, images=16, image_scale=0.2)
     m = run_cell(spec, write=False)[0].metrics
-    assert not m["valid"] and any("fewer than 5 steady batches" in r for r in m["invalid_reasons"])
-    assert any("shorter than 5 s" in r for r in m["invalid_reasons"])
+    assert not m.valid and any("fewer than 5 steady batches" in r for r in m.invalid_reasons)
+    assert any("shorter than 5 s" in r for r in m.invalid_reasons)

@@ -71,14 +71,14 @@ def test_bad_images_are_recorded_and_good_ones_processed(tmp_path, mixed_folder)
     assert set(bad) == set(BAD_FILES)
     for name, words in BAD_FILES.items():
         assert words in bad[name]
-    assert record.counts["ok"] == GOOD_IN_MIXED
+    assert record.counts.ok == GOOD_IN_MIXED
     readable = {o["id"] for o in record.rows("outputs") if o["ok"]}
     assert readable >= {"cmyk.jpg", "deep16.png", "one_pixel.png", "sub/rgba.png", "anim.gif", "scan.tif", "UPPER.PNG",
                         "sub/no_extension", "link.jpg"}
     assert {o["id"]: o["reason"] for o in record.rows("outputs") if not o["ok"]} == bad  # every bad one, in the table
     skipped = {s["path"]: s["reason"] for s in record.skipped_files}
     assert set(skipped) == set(SKIPPED_FILES) and all(w in skipped[p] for p, w in SKIPPED_FILES.items())
-    assert record.counts["inputs_seen"] == record.counts["ok"] + record.counts["bad"]
+    assert record.counts.inputs_seen == record.counts.ok + record.counts.bad
     one = next(o for o in record.rows("outputs") if o["id"] == "one_pixel.png")
     assert (one["width"], one["height"]) == (1, 1) and sum(one["histogram"].values()) == 1
 
@@ -96,9 +96,9 @@ def test_inputs_past_the_prefetch_budget_stream_and_the_bounds_are_recorded(tmp_
     record, _ = run_cell(tiny(images=12, prefetch_mb=0.001), tmp_path, write=False)  # ~1 KB: the first batch
     assert record.status == "ok", record.error
     bounds = record.memory_bounds
-    assert bounds["prefetch_budget_bytes"] == 1048 and bounds["prefetched_images"] == 4 < 12
-    assert bounds["prefetched_bytes"] > 0 and bounds["in_flight_batches_peak"] == 1
-    assert record.counts["inputs_seen"] == 12 and record.row_count("outputs") == 12
+    assert bounds.prefetch_budget_bytes == 1048 and bounds.prefetched_images == 4 < 12
+    assert bounds.prefetched_bytes > 0 and bounds.in_flight_batches_peak == 1
+    assert record.counts.inputs_seen == 12 and record.row_count("outputs") == 12
 
 
 def test_a_cell_cut_short_keeps_the_rows_it_got_in_its_tables(tmp_path):

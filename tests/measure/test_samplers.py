@@ -62,7 +62,7 @@ def test_sampler_series_have_the_expected_fields():
     assert sample.gpus == [{"index": 0, "nvml_device": "0", "util_percent": 40.0, "memory_used_bytes": 2**30,
                             "memory_total_bytes": 80 * 2**30, "power_w": 75.0}]
     summary = utilisation_summary(sampler.samples)
-    assert summary["gpu0"]["power_w"]["peak"] == 75.0 and summary["tree_rss_bytes"]["peak"] > 0
+    assert summary.gpus[0]["power_w"].peak == 75.0 and summary.tree_rss_bytes.peak > 0
 
 
 def test_object_store_is_read_from_the_cluster_and_its_absence_is_recorded(ray_local):
@@ -74,13 +74,13 @@ def test_object_store_is_read_from_the_cluster_and_its_absence_is_recorded(ray_l
         time.sleep(0.2)
     del held
     summary = sampler.summary()
-    assert summary["object_store_used_bytes"]["peak"] >= 4 * 2**20
-    assert summary["object_store_spilled_bytes"] == 0 and "object_store_unavailable" not in summary
+    assert summary.object_store_used_bytes.peak >= 4 * 2**20
+    assert summary.object_store_spilled_bytes == 0 and summary.object_store_unavailable is None
 
     ray.shutdown()  # the next test to need Ray starts it again
     with ResourceSampler(0.05, include_ray=True) as sampler:
         time.sleep(0.1)
-    assert "Ray is not initialised" in sampler.summary()["object_store_unavailable"]
+    assert "Ray is not initialised" in sampler.summary().object_store_unavailable
     assert all(s.object_store is None for s in sampler.samples)
 
 
@@ -129,14 +129,14 @@ def test_one_unsupported_nvml_query_leaves_the_others_and_the_sampler_running(fa
         time.sleep(0.3)
     assert len(sampler.samples) >= 3 and sampler._thread.is_alive() is False  # ran to the end, not killed
     summary = sampler.summary()
-    assert "sampler_error" not in summary
+    assert summary.sampler_error is None
     query = {"nvmlDeviceGetUtilizationRates": "utilisation", "nvmlDeviceGetMemoryInfo": "memory",
              "nvmlDeviceGetPowerUsage": "power", "nvmlDeviceGetName": "name",
              "nvmlSystemGetDriverVersion": "driver"}[failing]
-    assert any(query in key and "NotSupported" in why for key, why in summary["gpu_unavailable"].items())
+    assert any(query in key and "NotSupported" in why for key, why in summary.gpu_unavailable.items())
     answered = {"utilisation": "util_percent", "memory": "memory_used_bytes", "power": "power_w"}
     for what, key in answered.items():  # every other query still produced its series
-        assert (summary["gpu1"][key]["peak"] is None) == (what == query)
+        assert (summary.gpus[1][key].peak is None) == (what == query)
 
 
 def test_cuda_visible_devices_picks_the_sampled_gpus_in_cuda_order():

@@ -51,21 +51,21 @@ def test_two_hundred_thousand_images_keep_the_driver_and_the_record_flat(tmp_pat
         runs = {images: run(strategy, images, tmp_path / str(images)) for images in (2_000, 20_000, 200_000)}
         for images, (path, record) in runs.items():
             assert record.status == "ok", record.error
-            assert record.counts["inputs_seen"] == record.counts["ok"] == record.row_count("outputs") == images
-            assert record.counts["duplicates"] == 0
+            assert record.counts.inputs_seen == record.counts.ok == record.row_count("outputs") == images
+            assert record.counts.duplicates == 0
             assert path.stat().st_size < 100_000, f"{path.stat().st_size} bytes of JSON for {images} images"
             assert set(record.tables) == {"outputs", "batches", "samples"}
         small, large = runs[2_000][1], runs[200_000][1]
         grown = large.driver_peak_rss_bytes - small.driver_peak_rss_bytes
         assert grown < 50 * MB, f"{strategy}: driver peak RSS grew {grown / MB:.0f} MiB from 2,000 to 200,000 images"
         bounds = large.memory_bounds
-        assert bounds["prefetched_bytes"] <= bounds["prefetch_budget_bytes"] + 32 * 5_000  # one batch past it
-        assert bounds["in_flight_batches_peak"] <= (4 if strategy == "actors" else 1)
+        assert bounds.prefetched_bytes <= bounds.prefetch_budget_bytes + 32 * 5_000  # one batch past it
+        assert bounds.in_flight_batches_peak <= (4 if strategy == "actors" else 1)
         figures[strategy] = {images: {"driver_peak_rss_mib": round(r.driver_peak_rss_bytes / MB, 1),
                                       "record_bytes": p.stat().st_size,
                                       "outputs_table_bytes": r.tables["outputs"]["bytes"],
-                                      "throughput_steady": round(r.metrics["throughput_steady"]),
-                                      "prefetched_images": r.memory_bounds["prefetched_images"]}
+                                      "throughput_steady": round(r.metrics.throughput_steady),
+                                      "prefetched_images": r.memory_bounds.prefetched_images}
                              for images, (p, r) in runs.items()}
 
     # Report (parity included: actors against sequential on every image) and compare, at each size. The

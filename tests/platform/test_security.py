@@ -135,7 +135,7 @@ def test_ten_thousand_images_with_bounded_driver_memory(strategy, tmp_path):
                    actors=1 if strategy == "sequential" else 2, timeout_s=3000)
     record, _ = run_cell(spec, tmp_path)
     assert record.status == "ok", record.error
-    assert record.counts["inputs_seen"] == 10_000 and record.counts["duplicates"] == 0
+    assert record.counts.inputs_seen == 10_000 and record.counts.duplicates == 0
     assert record.driver_peak_rss_bytes < 1.5 * 2**30
     print(json.dumps({"strategy": strategy, "driver_peak_rss_mib": record.driver_peak_rss_bytes / 2**20,
-                      "throughput_steady": record.metrics["throughput_steady"]}))
+                      "throughput_steady": record.metrics.throughput_steady}))

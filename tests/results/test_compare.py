@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bench.results.compare import compare, compare_cell, decide, detectable_summary, minimum_detectable
+from bench.results.measured import Metrics
 from bench.results.record import RunRecord
 from bench.results.store import write_atomic
 from bench.stats import holm, log_ratio_test
@@ -22,7 +23,7 @@ UNCHANGED_CAND = [2.73, 2.53, 2.12, 2.48, 2.36]
 
 def _records(cell: str, values: list[float]) -> list[RunRecord]:
     spec = {"strategy": cell, "model": "b0", "device": "cpu", "batch_size": 2, "actors": 1}
-    return [RunRecord.begin(spec, cell, {}, repeat=i, status="ok", metrics={"throughput_steady": v, "valid": True})
+    return [RunRecord.begin(spec, cell, {}, repeat=i, status="ok", metrics=Metrics(throughput_steady=v, valid=True))
             for i, v in enumerate(values)]
 
 
@@ -104,7 +105,7 @@ def _write(folder: Path, cell: str, values: list[float], fingerprint: str, probe
     for i, v in enumerate(values):
         record = RunRecord.begin({"strategy": cell, "model": "b0", "device": "cpu", "batch_size": 2, "actors": 1},
                                  cell, {"fingerprint": fingerprint, "cpu_logical": 2, "packages": {"torch": "2.13"}},
-                                 repeat=i, status="ok", metrics={"throughput_steady": v, "valid": True},
+                                 repeat=i, status="ok", metrics=Metrics(throughput_steady=v, valid=True),
                                  machine_probe={"b0_forward_s": probe_s} if probe_s else None)
         write_atomic(folder / "runs" / cell / f"r{i}.json", record.to_dict())
     return folder

@@ -21,9 +21,10 @@ from bench.results.store import ResultStore, read_record, write_record
 SPEC = {"strategy": "sequential", "model": "tiny", "device": "cpu", "batch_size": 2, "actors": 1}
 
 
-def _record(cell: str = "cell", repeat: int = 0, throughput: float = 10.0, **fields) -> dict:
-    fields.setdefault("metrics", {"throughput_steady": throughput, "valid": True})
-    return RunRecord.begin(SPEC, cell, {"fingerprint": "m"}, status="ok", repeat=repeat, **fields).to_dict()
+def _record(cell: str = "cell", repeat: int = 0, throughput: float = 10.0, metrics: dict | None = None) -> dict:
+    """A record's JSON; `metrics` as written (it may hold keys no Metrics field names)."""
+    record = RunRecord.begin(SPEC, cell, {"fingerprint": "m"}, status="ok", repeat=repeat).to_dict()
+    return {**record, "metrics": metrics or {"throughput_steady": throughput, "valid": True}}
 
 
 MALFORMED = {
@@ -176,7 +177,7 @@ def test_compare_keeps_same_index_repeats_from_different_baseline_folders_apart(
                                                  "started_at": "9999-01-01T00:00:00+00:00"})
     (cell,) = compare([first, first / "r1.json", first], [candidate]).cells
     assert cell.samples == "3/3 repeats"
-    assert 11.0 in [r.metrics["throughput_steady"] for r in ResultStore([first]).latest()["cell"]]
+    assert 11.0 in [r.metrics.throughput_steady for r in ResultStore([first]).latest()["cell"]]
 
 
 def test_compare_and_history_name_the_files_they_could_not_read(tmp_path, capsys):

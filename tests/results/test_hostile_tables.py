@@ -19,7 +19,8 @@ import pytest
 
 from bench.report import render
 from bench.results import sidefiles
-from bench.results.parity import parity
+from bench.results.measured import Counts
+from bench.results.parity import cells_against_reference
 from bench.results.record import RunRecord
 from bench.results.store import ResultStore, read_record, write_record
 
@@ -33,9 +34,8 @@ def _written(folder: Path, name: str, ids: list[str], strategy: str = "sequentia
     side = sidefiles.RunTables(path)
     for image_id in ids:
         side.outputs.append(sidefiles.output_row(image_id, True, 10, 10, f"d-{image_id}", {1: 100}, forward_images=2))
-    side.batches.append(sidefiles.batch_row({"index": 0, "worker": "w", "pid": 1, "node": "n", "images": len(ids),
-                                          "submitted": 0.0, "started": 0.1, "ended": 0.2, "completed": 0.3}))
-    record = RunRecord.begin({**SPEC, "strategy": strategy}, name, {}, status="ok", counts={"ok": len(ids)})
+    side.batches.append(sidefiles.BatchEvent(0, "w", 1, "n", len(ids), 0.0, 0.1, 0.2, 0.3).row())
+    record = RunRecord.begin({**SPEC, "strategy": strategy}, name, {}, status="ok", counts=Counts(ok=len(ids)))
     record.tables = side.commit()
     write_record(path, record)
     return read_record(path)
@@ -179,18 +179,18 @@ def test_parity_treats_an_unusable_table_as_missing_with_its_reason(tmp_path):
     other = _written(tmp_path / "other", "cell", ["x", "y", "z"], strategy="tasks")
     (tmp_path / cell.tables["outputs"]["file"]).write_bytes(
         (tmp_path / "other" / other.tables["outputs"]["file"]).read_bytes())
-    (row,) = parity([reference, cell])
+    (row,) = cells_against_reference([reference, cell])
     assert row["cell_id"] == "cell" and row["images"] == 0 and not row["error"]
     assert row["cause"].startswith("not compared: ") and "sha256" in row["cause"]
 
 
 def test_parity_over_more_images_than_it_bounds_is_not_compared_rather_than_hours(tmp_path, monkeypatch):
-    from bench.results import parity as parity_module
+    from bench.results import parity
 
     reference = _written(tmp_path, "ref", ["a", "b", "c"])
     cell = _written(tmp_path, "cell", ["a", "b", "c"], strategy="tasks")
-    monkeypatch.setattr(parity_module, "MAX_PARITY_IMAGES", 2)
-    (row,) = parity([reference, cell])
+    monkeypatch.setattr(parity, "MAX_PARITY_IMAGES", 2)
+    (row,) = parity.cells_against_reference([reference, cell])
     assert row["cause"] == "not compared: 3 images; parity compares at most 2" and not row["error"]
 
 

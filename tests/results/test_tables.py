@@ -32,9 +32,8 @@ def _record_with_outputs(folder: Path, name: str, outputs: list[tuple], threads:
         else:
             side.outputs.append(sidefiles.output_row(image_id, True, 100, 100, digest, histogram,
                                                   forward_images=(forward or {}).get(image_id, 2)))
-    side.batches.append(sidefiles.batch_row({"index": 0, "worker": "w", "pid": 1, "node": "n", "images": len(outputs),
-                                          "submitted": 0.0, "started": 0.1, "ended": 0.2, "completed": 0.3,
-                                          "stages": {"forward": 0.05}}))
+    side.batches.append(sidefiles.BatchEvent(0, "w", 1, "n", len(outputs), 0.0, 0.1, 0.2, 0.3,
+                                             {"forward": 0.05}).row())
     record = RunRecord.begin({"strategy": "sequential", "model": "tiny", "device": "cpu"}, name, {}, status="ok",
                              plan={"threads": threads})
     record.tables = side.commit([{"t": 0.5, "tree_cpu_percent": 100.0, "gpus": []}])

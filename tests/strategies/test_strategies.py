@@ -132,9 +132,9 @@ def test_strategy_matches_sequential(variant, inputs, reference, ray_local):
     assert not regrouped or variant.startswith("ray_data")  # the others keep the driver's batches
     digests, bad, _ = outputs(record)
     assert bad == reference[1]  # same bad images with the same reasons
-    assert record.counts["duplicates"] == 0
+    assert record.counts.duplicates == 0
     listed = [s["path"] for s in record.skipped_files]  # nothing read twice, nothing lost
-    assert record.counts["inputs_seen"] == record.counts["ok"] + record.counts["bad"] == len(digests) + len(bad)
+    assert record.counts.inputs_seen == record.counts.ok + record.counts.bad == len(digests) + len(bad)
     assert set(listed).isdisjoint(digests) and set(listed).isdisjoint(bad) and len(listed) == len(SKIPPED_FILES)
     assert all(b["pid"] > 0 and b["node"] for b in record.rows("batches"))
     if variant.startswith("tasks"):
@@ -145,7 +145,7 @@ def test_strategy_matches_sequential(variant, inputs, reference, ray_local):
     if variant.startswith("ray_data"):  # Ray Data's own figures: its model stage saw every image once
         model_stage = record.strategy_stats["operators"][-1]
         assert model_stage["name"].startswith("MapBatches(") and model_stage["rows"] == len(digests) + len(bad)
-        peak = record.utilisation["object_store_used_bytes"]["peak"]
+        peak = record.utilisation.object_store_used_bytes.peak
         assert 0 < peak < record.strategy_stats["object_store_budget_bytes"]
 
 
@@ -154,12 +154,12 @@ def test_actor_kill_mid_run_still_processes_every_image_once(ray_local):
                    inject="kill-actor@batch=3,target=0")
     record, _ = run_cell(cell, write=False)
     assert record.status == "ok", record.error
-    assert record.counts == {"inputs_expected": 24, "inputs_seen": 24, "ok": 24, "bad": 0, "duplicates": 0,
-                             "exactly_once": True}
+    assert record.counts.to_dict() == {"inputs_expected": 24, "inputs_seen": 24, "ok": 24, "bad": 0, "duplicates": 0,
+                                       "exactly_once": True}
     (fault,) = record.faults
     assert fault["kind"] == "kill-actor" and fault["worker"] == "actor-0"
     assert fault["recovered"] and fault["recovery_s"] > 0
-    first_pid = record.cold["worker_pids"]["actor-0"]
+    first_pid = record.cold.worker_pids["actor-0"]
     after = {b["pid"] for b in record.rows("batches") if b["worker"] == "actor-0" and b["started"] > fault["t"]}
     assert after and first_pid not in after  # a new process: the actor really restarted
 
@@ -352,9 +352,9 @@ def test_a_cell_run_to_its_rules_cycles_its_inputs_and_keeps_their_maps(variant,
                                  **RULES, **options), write=False)
     assert record.status == "ok", record.error
     m, counts = record.metrics, record.counts
-    assert m["valid"] and m["stopped_because"] == "every stopping rule held"  # it runs until they hold
-    assert counts["exactly_once"] and counts["passes"] >= 2 and counts["images"] == 10
-    assert counts["pass_mismatches"] == 0 and counts["short_passes"] == []
+    assert m.valid and m.stopped_because == "every stopping rule held"  # it runs until they hold
+    assert counts.exactly_once and counts.passes >= 2 and counts.images == 10
+    assert counts.pass_mismatches == 0 and counts.short_passes == []
     digests, _, forward = outputs(record)
     ref_digests, ref_forward = fixed_reference
     for image_id, digest in digests.items():
