@@ -96,8 +96,6 @@ _NOT_MEASURED = frozenset({"label", "timeout_s", "keep_masks", "ray_address", "r
 _RULES = frozenset({"min_steady_batches", "min_steady_s", "target_rel_ci", "max_s"})
 
 
-
-
 @dataclass(frozen=True)
 class RunSpec:
     # A field with a "help" is a `segbench run` option (bench.cli.options builds them; "flag" renames one);

@@ -29,20 +29,20 @@ def history(
     from rich.markup import escape
 
     from bench.report import plots
-    from bench.results import history as steps_over_runs
+    from bench.results import history
     from bench.results.store import ResultStore, write_atomic
 
     if len(runs) < 2:
         raise ConfigError("history needs at least two runs (sweep folders)")
     check_gate(threshold, alpha)  # nan or 5 would find no step, or every one, and say nothing
     stores = {str(path): ResultStore([path]) for path in runs}
-    cells = steps_over_runs.series({name: list(store.iter_latest()) for name, store in stores.items()})
+    cells = history.series({name: list(store.iter_latest()) for name, store in stores.items()})
     unreadable = [skipped for store in stores.values() for skipped in store.skipped()]
     if not cells:
         raise ConfigError("no valid, finished cells in " + ", ".join(map(str, runs)))
-    found = {cell: steps_over_runs.steps(series, threshold, alpha) for cell, series in cells.items()}
+    found = {cell: history.steps(series, threshold, alpha) for cell, series in cells.items()}
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "history.json", {"runs": steps_over_runs.table(cells), "steps": found})
+    write_atomic(out / "history.json", {"runs": history.table(cells), "steps": found})
     fig = plots.history(cells, found)
     fig.savefig(out / "history.png", dpi=110, bbox_inches="tight")
     fig.savefig(out / "history.svg", bbox_inches="tight")

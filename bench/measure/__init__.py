@@ -1,2 +1,2 @@
-"""Measuring one cell: the runner, its metrics and statistics, the utilisation samplers, fault injection,
-and the CPU/GPU budget of its workers."""
+"""Measuring one cell: the runner, its metrics, the utilisation samplers, the stopping rules and the
+cell's hard time limit."""

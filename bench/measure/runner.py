@@ -94,8 +94,8 @@ def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_inter
     session = ray_session(spec.ray_address) if strategy_cls.uses_ray else contextlib.nullcontext(local)
     try:
         # The watchdog first: starting or joining Ray can hang too.
-        with watchdog.hard_limit(spec.timeout_s, lambda: _hard_stop(spec, record, path, side), lambda: stuck,
-                                 path, side.record_path) as expired:
+        with watchdog.hard_limit(spec.timeout_s, lambda: _hard_stop(spec, record, path, side), stuck, path,
+                                 side.record_path) as expired:
             try:
                 with session as cluster:
                     # Planned for the cluster the cell runs on (a Ray cluster's resources are not this host's).
@@ -147,8 +147,7 @@ def _hard_stop(spec: RunSpec, record: RunRecord, path: Path | None, side: RunTab
         sidefiles.discard_unrecorded(side.record_path)
     if path:
         write_record(path, record)
-    # Straight to the descriptor: the stuck main thread may hold sys.stderr's lock.
-    os.write(2, (f"segbench: error: {record.error}" + (f"; record: {path}" if path else "") + "\n").encode())
+    watchdog.announce(record.error, path)
 
 
 def _stuck_record(spec: RunSpec, record: RunRecord) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from bench.measure.watchdog import WATCHERS
 from bench.platform.host import Nvml, is_ray_process, ray_daemons, ray_processes
 from bench.platform.object_store import ObjectStore
 from bench.results.measured import Series, Utilisation
@@ -83,7 +84,7 @@ class ResourceSampler:
 
     def _tree(self) -> list[psutil.Process]:
         try:
-            current = [self.root, *self.root.children(recursive=True)]
+            current = [self.root, *(p for p in self.root.children(recursive=True) if p.pid not in WATCHERS)]
         except psutil.Error:
             return []
         if self.include_ray:

@@ -34,7 +34,8 @@ WATCHER_MARGIN_S = 15.0  # after the hard stop was due: the watcher acts only wh
 # The watchdog's own signal, not SIGINT: a background job (a CI step, `cmd &`) starts with SIGINT ignored,
 # and then Python has no handler for it and an interrupt of the main thread does nothing.
 WATCHDOG_SIGNAL = signal.SIGUSR2
-_LEFT = b"left\n"  # what the cell tells its watcher as it leaves
+# This process's live watchers: the samplers leave them out of the cell's process tree (not the cell's work).
+WATCHERS: set[int] = set()
 
 
 def _interrupted(signum: int, frame: object) -> None:
@@ -42,15 +43,18 @@ def _interrupted(signum: int, frame: object) -> None:
 
 
 @contextlib.contextmanager
-def hard_limit(timeout_s: float, hard_stop: Callable[[], None], stuck_record: Callable[[], str],
-               record_path: Path | None, tables_path: Path) -> Iterator[threading.Event]:
+def hard_limit(timeout_s: float, hard_stop: Callable[[], None], stuck_record: str, record_path: Path | None,
+               tables_path: Path) -> Iterator[threading.Event]:
     """Hold the cell to `timeout_s` (the module's three steps). Yields an event set at the timeout, so
     the caller can tell the watchdog's interrupt from the user's. `hard_stop` writes the record of step 2;
     `stuck_record` is the JSON of step 3's record (written to `record_path`, if any); `tables_path` names
-    the side tables step 3 discards when no record names them. Off the main thread no handler can be set:
+    the side tables step 3 discards when it wrote the record. Off the main thread no handler can be set:
     there the interrupt is `_thread.interrupt_main` (SIGINT)."""
     from bench.config import TIMEOUT_EXIT  # here: the watcher process, importing this module, must not load torch
 
+    # Before the handler is set: a watcher that cannot start costs the cell only step 3, said on stderr.
+    watcher = _start_watcher(timeout_s + HARD_STOP_GRACE_S + WATCHER_MARGIN_S, stuck_record, record_path,
+                             tables_path)
     expired, left, deciding = threading.Event(), threading.Event(), threading.Lock()
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(WATCHDOG_SIGNAL, _interrupted) if main else None
@@ -76,52 +80,71 @@ def hard_limit(timeout_s: float, hard_stop: Callable[[], None], stuck_record: Ca
             finally:
                 os._exit(TIMEOUT_EXIT)  # no unwinding: the main thread is stuck where no exception reaches
 
-    watcher = _start_watcher(timeout_s + HARD_STOP_GRACE_S + WATCHER_MARGIN_S, stuck_record(), record_path,
-                             tables_path)
     threading.Thread(target=watch, name="cell watchdog", daemon=True).start()
     try:
         yield expired
     finally:
         with deciding:
             left.set()
-        _release(watcher)
+        if watcher is not None:
+            _release(watcher)
         if main:
             signal.signal(WATCHDOG_SIGNAL, previous if previous is not None else signal.SIG_DFL)
 
 
-def _start_watcher(after_s: float, record: str, record_path: Path | None, tables_path: Path) -> subprocess.Popen:
+def _start_watcher(after_s: float, record: str, record_path: Path | None, tables_path: Path) -> subprocess.Popen | None:
     import psutil
 
-    watcher = subprocess.Popen([sys.executable, "-m", "bench.measure.watchdog"], stdin=subprocess.PIPE,
-                               stdout=subprocess.DEVNULL, close_fds=True)
     orders = {"pid": os.getpid(), "started": psutil.Process().create_time(), "after_s": after_s,
               "record": record, "record_path": str(record_path) if record_path else None,
               "tables_path": str(tables_path)}
-    watcher.stdin.write(json.dumps(orders).encode() + b"\n")
-    watcher.stdin.flush()
+    # -P and this package's root first: the watcher runs this code, not a `bench` in the working directory.
+    # A session of its own: the terminal's Ctrl-C is the cell's to handle, and the watcher ends with it.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    try:
+        watcher = subprocess.Popen([sys.executable, "-P", "-m", "bench.measure.watchdog"], stdin=subprocess.PIPE,
+                                   stdout=subprocess.DEVNULL, close_fds=True, start_new_session=True, env=env)
+    except OSError as err:
+        os.write(2, f"segbench: warning: no watcher for the cell's hard limit ({err})\n".encode())
+        return None
+    WATCHERS.add(watcher.pid)
+    try:
+        watcher.stdin.write(json.dumps(orders).encode() + b"\n")
+        watcher.stdin.flush()
+    except OSError as err:  # it died at once
+        os.write(2, f"segbench: warning: no watcher for the cell's hard limit ({err})\n".encode())
+        _release(watcher)
+        return None
     return watcher
 
 
 def _release(watcher: subprocess.Popen) -> None:
-    """Tell the watcher the cell has left, and reap it (it exits as soon as it reads that)."""
-    with contextlib.suppress(OSError):  # a watcher that died already: nothing to tell
-        watcher.stdin.write(_LEFT)
+    """Close the watcher's pipe, which tells it the cell has left, and reap it (it exits at once)."""
+    with contextlib.suppress(OSError):
         watcher.stdin.close()
     try:
         watcher.wait(timeout=10)
     except subprocess.TimeoutExpired:
         watcher.kill()
         watcher.wait()
+    WATCHERS.discard(watcher.pid)
+
+
+def announce(error: str, record_path: Path | None) -> None:
+    """The one line a hard-stopped cell leaves on stderr, written straight to the descriptor: a stuck main
+    thread may hold sys.stderr's lock."""
+    os.write(2, (f"segbench: error: {error}" + (f"; record: {record_path}" if record_path else "") + "\n").encode())
 
 
 def _watch(orders: dict) -> None:
-    """The watcher process: wait for the cell to say it left (or for its end of the pipe to close) until
-    `after_s`; if neither came and the cell's process is still the same one, end it (module docstring)."""
-    import psutil
+    """The watcher process: wait for the cell to close its end of the pipe (it left, or its process ended)
+    until `after_s`; if it did not and the cell's process is still the same one, end it (module docstring)."""
+    stdin = sys.stdin.fileno()
+    if select.select([stdin], [], [], orders["after_s"])[0]:
+        return
+    import psutil  # only now: the watcher waits as a bare interpreter
 
-    readable, _, _ = select.select([sys.stdin.fileno()], [], [], orders["after_s"])
-    if readable:
-        return  # the cell left, or its process ended (EOF): nothing to do
     try:
         cell = psutil.Process(orders["pid"])
         if cell.create_time() != orders["started"]:
@@ -129,8 +152,11 @@ def _watch(orders: dict) -> None:
         tree = [cell, *(p for p in cell.children(recursive=True) if p.pid != os.getpid())]
     except psutil.NoSuchProcess:
         return
+    if select.select([stdin], [], [], 0)[0]:  # it left while the tree was listed
+        return
     path = Path(orders["record_path"]) if orders["record_path"] else None
-    if path and not path.exists():
+    wrote = path is not None and not path.exists()  # a record written by step 2 may name its tables: kept
+    if wrote:
         from bench.results.store import write_atomic
 
         write_atomic(path, orders["record"])
@@ -138,11 +164,11 @@ def _watch(orders: dict) -> None:
         with contextlib.suppress(psutil.Error):
             process.kill()
     psutil.wait_procs(tree, timeout=10)
-    from bench.results import sidefiles
+    if wrote or path is None:
+        from bench.results import sidefiles
 
-    sidefiles.discard_unrecorded(Path(orders["tables_path"]))
-    error = json.loads(orders["record"])["error"]
-    os.write(2, (f"segbench: error: {error}" + (f"; record: {path}" if path else "") + "\n").encode())
+        sidefiles.discard_unrecorded(Path(orders["tables_path"]))
+    announce(json.loads(orders["record"])["error"], path)
 
 
 if __name__ == "__main__":

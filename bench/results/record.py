@@ -7,7 +7,7 @@ back exactly as read); the others are plain JSON objects, described where they a
 - `spec` — RunSpec.to_dict(); kept as a dict, so a record from another machine loads even when its
   image or weights folder is absent there;
 - `plan` — strategies.budget.WorkerPlan; `cluster` — bench.platform.ray_session.ClusterInfo;
-- `metrics` — bench.measure.metrics.summarise; `batches` — its BatchEvents;
+- `metrics` — bench.measure.metrics.summarise; `batches` — bench.results.sidefiles.BatchEvent;
 - `samples`, `utilisation` — bench.measure.samplers; `faults` — bench.faults.recovery;
 - `cold`, `counts`, `memory_bounds` — bench.measure.runner;
 - `environment` — bench.results.environment; `machine_probe` — bench.workload.speed_probe (absent
@@ -131,7 +131,8 @@ class RunRecord:
     driver_cpu_s: float | None = None  # CPU time of the driver process (all threads) in the measured window
     strategy_stats: dict | None = None  # what the strategy's framework reports of itself (Ray Data's operators)
     counts: Counts | None = None
-    runtime_parity: dict | None = None  # a non-eager runtime's maps against eager's (bench.measure.runtime_parity)
+    # A non-eager runtime's maps against eager's (bench.results.parity.runtime_against_eager).
+    runtime_parity: dict | None = None
     inputs_prefetched: int | None = None
     # Why it failed, in detail.
     traceback: str | None = None

@@ -89,7 +89,6 @@ OUTPUTS = pa.schema([
 ])
 
 
-
 def _column(arrow: pa.DataType) -> Any:
     return field(metadata={"arrow": arrow})
 
@@ -136,8 +135,6 @@ class BatchEvent:
 
 NAMES = ("outputs", "batches", "samples")
 SCHEMAS = {"outputs": OUTPUTS, "batches": BatchEvent.schema()}  # samples: whatever the samplers recorded
-
-
 
 
 def table_path(record_path: Path, name: str) -> Path:
@@ -428,18 +425,18 @@ def _check(path: Path, handle: BinaryIO, info: dict, whole: bool) -> Opened:
         raise SideFileError(f"{path} holds {rows} rows in {found.st_size} bytes: more than a side table may")
     budget = max(MIN_DECODE_BUDGET, MAX_EXPANSION * found.st_size)
     budget = min(budget, MAX_READ_BYTES) if whole else budget
+    limit = f"{budget} ({'a whole read' if whole else f'{MAX_EXPANSION} times its size'}): not read"
     decoded = _footer_bytes(footer)
     if decoded > budget:
-        raise SideFileError(f"{path} decodes to {decoded} bytes by its footer, more than {budget} "
-                            f"({'a whole read' if whole else f'{MAX_EXPANSION} times its size'}): not read")
+        raise SideFileError(f"{path} decodes to {decoded} bytes by its footer, more than {limit}")
     if identity not in _VERIFIED:
         try:
             _VERIFIED[identity] = parquet_pages.declared_bytes(handle, footer, found.st_size)
         except parquet_pages.BadPages as err:
             raise SideFileError(f"{path}: {err}: not read") from None
     if _VERIFIED[identity] > budget:
-        raise SideFileError(f"{path}'s page headers declare {_VERIFIED[identity]} bytes uncompressed, more than "
-                            f"{budget} ({'a whole read' if whole else f'{MAX_EXPANSION} times its size'}): not read")
+        raise SideFileError(f"{path}'s page headers declare {_VERIFIED[identity]} bytes uncompressed, more "
+                            f"than {limit}")
     return Opened(path, file, plain.schema_arrow, rows, budget)
 
 

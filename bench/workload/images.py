@@ -38,8 +38,6 @@ ADE_SIZES = ((683, 512), (512, 683), (500, 375), (400, 300), (800, 600), (1024, 
 ADE_SIZE_WEIGHTS = (0.38, 0.2, 0.14, 0.1, 0.1, 0.04, 0.04)
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class EncodedImage:
     image_id: str
@@ -280,7 +278,6 @@ def _hf_dataset(name: str, split: str, data_dir: str | None, image_column: str, 
     # Keep the encoded bytes: decoding belongs to the measured work, not to the loader.
     ds = ds.cast_column(image_column, datasets.Image(decode=False))
     return ds if count is None else ds.select(range(min(count, len(ds))))
-
 
 
 def _datasets_module():

@@ -82,8 +82,6 @@ RANDOM_WEIGHTS = "random"
 HUB_WEIGHTS = "hub"
 
 
-
-
 @functools.cache
 def ade20k_labels() -> tuple[str, ...]:
     """The 150 ADE20K (SceneParse150) class names; model label i is the CSV's index i+1."""

@@ -91,3 +91,17 @@ def test_a_cell_stuck_holding_the_interpreter_lock_is_killed_from_outside_with_i
     assert written["status"] == "timeout" and "holding the interpreter" in written["error"]
     assert written["spec"]["model"] == "tiny"
     assert not list(tmp_path.glob("*.parquet*"))
+
+
+def test_the_watcher_is_not_counted_as_the_cells_work_and_is_reaped_when_the_cell_leaves(tmp_path):
+    """It is a child of the cell's process, so the samplers' process tree would have counted its memory."""
+    import psutil
+
+    from bench.measure import watchdog
+    from bench.measure.samplers import ResourceSampler
+
+    with watchdog.hard_limit(60, lambda: None, '{"error": "x"}', None, tmp_path / "r0.json"):
+        (pid,) = watchdog.WATCHERS
+        assert pid in {p.pid for p in psutil.Process().children()}
+        assert pid not in {p.pid for p in ResourceSampler(0.1, include_ray=False)._tree()}
+    assert not watchdog.WATCHERS and not psutil.pid_exists(pid)
