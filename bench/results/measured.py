@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -39,15 +40,21 @@ class Check:
 
 
 def _finite(value: Any) -> bool:
-    """A finite number (JSON has no NaN; a bool is not a number)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite number a float can hold (JSON has no NaN, but its integers have no bound; a bool is not a
+    number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float: every use of it as one would raise
+        return False
 
 
 NUMBER = Check(_finite, "a finite number")
 # What is divided by or taken the log of (a throughput, a probe's seconds).
 POSITIVE = Check(lambda value: _finite(value) and value > 0, "a number above 0")
-COUNT = Check(lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 0,
-              "a whole number of at least 0")
+COUNT = Check(lambda value: isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= sys.maxsize,
+              f"a whole number from 0 to {sys.maxsize}")
 # A value pandas can group by (the report shows a mistyped one as text).
 SCALAR = Check(lambda value: isinstance(value, str | bool) or _finite(value), "text or a number")
 

@@ -77,3 +77,13 @@ def test_the_batch_event_owns_the_columns_of_the_batches_table():
     row = event.row()
     assert list(row) == BatchEvent.schema().names and row["stage.forward"] == 0.05 and row["stage.read"] is None
     assert BatchEvent(**BatchEvent.nested(row)) == event
+
+
+@pytest.mark.parametrize("sections", [
+    {"metrics": {"throughput_steady": 10**400}},  # JSON integers have no bound; math.isfinite raised on it
+    {"counts": {"ok": 10**400}},
+    {"cold": {"model_load_s": [10**400]}},
+])
+def test_an_integer_beyond_any_float_is_not_a_record_rather_than_an_overflow(sections):
+    with pytest.raises(NotARecord):
+        _loaded(**sections)
