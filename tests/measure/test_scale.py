@@ -75,7 +75,8 @@ def test_two_hundred_thousand_images_keep_the_driver_and_the_record_flat(tmp_pat
     for images in (2_000, 20_000, 200_000):
         folder = tmp_path / str(images)
         report_peak, _ = segbench("report", str(folder), "--out", str(tmp_path / f"report-{images}"), "--examples", "0")
-        compare_peak, _ = segbench("compare", str(folder), "-c", str(folder))
+        # --allow-ungated: the 2,000-image cells are too short to be gated, which is not what is measured here
+        compare_peak, _ = segbench("compare", str(folder), "-c", str(folder), "--allow-ungated")
         peaks[images] = {"report": report_peak, "compare": compare_peak}
     parity = (tmp_path / "report-200000" / "report.md").read_text()
     assert "| 200000 |" in parity and "ERROR" not in parity
