@@ -14,6 +14,7 @@ the budget) and `validate`.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -48,10 +49,17 @@ class Strategy(ABC):
     options: ClassVar[tuple[str, ...]] = ()  # RunSpec fields that only this strategy honours
     input_modes: ClassVar[tuple[str, ...]] = ("driver",)  # where inputs are read: driver, cluster
 
-    def __init__(self, spec: RunSpec, predictor: PredictorSpec, plan: WorkerPlan,
-                 source: ImageSource | None = None) -> None:
-        # `source`: the runner's, listed once; a strategy whose workers read inputs reads these, no other.
-        self.spec, self.predictor, self.plan, self.source = spec, predictor, plan, source
+    def __init__(self, spec: RunSpec, source: ImageSource | None, cluster_cpus: float,
+                 cluster_gpus: float = 0.0) -> None:
+        """Plan the cell on the cluster it runs on: CellRefused here, before anything starts, when it cannot
+        run. `source`: the runner's, listed once; a strategy whose workers read inputs reads these, no other."""
+        self.spec, self.source = spec, source
+        self.plan: WorkerPlan = type(self).plan(spec, cluster_cpus, cluster_gpus)
+
+    @functools.cached_property
+    def predictor(self) -> PredictorSpec:
+        """What each worker builds, made where it is first used (start)."""
+        return PredictorSpec.from_settings(self.spec, threads=self.plan.threads)
 
     @classmethod
     def needs(cls, spec: RunSpec) -> Needs:

@@ -96,7 +96,7 @@ def sequential_vs_plain_loop(spec: RunSpec, repeats: int = 5) -> Agreement:
 
     spec = spec.replace(strategy=strategies.REFERENCE)
     threads = strategies.get(spec.strategy).plan(spec, local_cluster_info().cpus).threads
-    predictor = Predictor(PredictorSpec(spec.model, spec.weights, spec.seed, spec.device, threads, spec.postprocess))
+    predictor = Predictor(PredictorSpec.from_settings(spec, threads=threads))
     batches = list(batched(iter(open_source(spec.source, spec.images, spec.seed, spec.image_scale)),
                            spec.batch_size))
 

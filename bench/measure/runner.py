@@ -48,7 +48,6 @@ from bench.workload.images import EncodedImage, ImageSource, open_source, pass_i
 from bench.workload.models import check_weights, model_size, weights_kind
 from bench.workload.predictor import BatchResult, PredictorSpec
 from strategies.base import StartInfo, Strategy
-from strategies.budget import WorkerPlan
 from strategies.feed import Feed, Prefetched
 
 Progress = Callable[[int, int | None], None]  # (images done, images expected or None)
@@ -78,10 +77,10 @@ def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_inter
     if missing:
         raise ConfigError(missing)
     strategy_cls = strategies.get(spec.strategy)
-    local = planned = None
+    local = strategy = None
     if not strategy_cls.uses_ray or not spec.ray_address:
         local = local_cluster_info()
-        planned = strategy_cls.plan(spec, local.cpus, local.gpus)  # refuse impossible cells before starting Ray
+        strategy = strategy_cls(spec, source, local.cpus, local.gpus)  # plans: an impossible cell is refused here
 
     cell_id = spec.cell_id
     record = RunRecord.begin(spec.to_dict(), cell_id, environment(), sweep=sweep, repeat=repeat, weights=weights,
@@ -99,9 +98,9 @@ def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_inter
             try:
                 with session as cluster:
                     # Planned for the cluster the cell runs on (a Ray cluster's resources are not this host's).
-                    plan = planned if cluster is local else strategy_cls.plan(spec, cluster.cpus, cluster.gpus)
-                    record.plan, record.cluster = asdict(plan), cluster.to_dict()
-                    window = _measure(spec, source, strategy_cls, plan, sample_interval, progress, side)
+                    strategy = strategy or strategy_cls(spec, source, cluster.cpus, cluster.gpus)
+                    record.plan, record.cluster = asdict(strategy.plan), cluster.to_dict()
+                    window = _measure(spec, source, strategy, sample_interval, progress, side)
                     _assemble(record, window, cluster, side, spec, source)
             except KeyboardInterrupt:
                 if not expired.is_set():
@@ -191,21 +190,18 @@ class Window:
     utilisation: Utilisation
 
 
-def _measure(spec: RunSpec, source: ImageSource, strategy_cls: type[Strategy], plan: WorkerPlan,
-             sample_interval: float, progress: Progress | None, side: RunTables) -> Window:
+def _measure(spec: RunSpec, source: ImageSource, strategy: Strategy, sample_interval: float,
+             progress: Progress | None, side: RunTables) -> Window:
     """Start the strategy and run the measured window under the samplers, streaming each result to the side
     tables; stop on the stopping rules (a cycled source) or at the end of the input."""
-    predictor = PredictorSpec(spec.model, spec.weights, spec.seed, spec.device, plan.threads, spec.postprocess,
-                              spec.keep_masks, spec.runtime, spec.batch_size)
     budget = int(spec.prefetch_mb * 2**20)
     cycle = spec.stop == "rules"
     feed = Feed(source, spec.batch_size, cycle=cycle, cluster=spec.input_mode == "cluster", budget=budget)
-    workers = spec.actors if strategy_cls.scales_with_workers else 1  # ray_data autoscaling: its minimum
+    workers = spec.actors if strategy.scales_with_workers else 1  # ray_data autoscaling: its minimum
     rules = Rules(spec.min_steady_s, spec.min_steady_batches, spec.target_rel_ci, workers)
     watch = Watch(rules, spec.warmup_batches)
     stopped_because = None if cycle else "fixed job: every input of the source once"
     stopped_at = None
-    strategy = strategy_cls(spec, predictor, plan, source)
     clock = time.perf_counter()
     info = strategy.start()
     start_s = time.perf_counter() - clock
@@ -228,7 +224,7 @@ def _measure(spec: RunSpec, source: ImageSource, strategy_cls: type[Strategy], p
     faults = []
     done = 0
     try:
-        with ResourceSampler(sample_interval, include_ray=strategy_cls.uses_ray) as sampler:
+        with ResourceSampler(sample_interval, include_ray=strategy.uses_ray) as sampler:
             for result in strategy.run(feed, on_submit):
                 event = _event(result, submitted, run_start)
                 side.batches.append(event.row())
@@ -278,7 +274,7 @@ def _measure(spec: RunSpec, source: ImageSource, strategy_cls: type[Strategy], p
     if cycle:  # every (image, pass) handed out; Ray Data cycles on its own and reports what it read
         expected = feed.images_fed if feed.images_fed else getattr(strategy, "images_fed", None)
     return Window(
-        predictor=predictor, start_s=start_s, started=info, run_start=run_start, run_s=run_s,
+        predictor=strategy.predictor, start_s=start_s, started=info, run_start=run_start, run_s=run_s,
         driver_cpu_s=driver_cpu_s, first_completed=first_completed, runtime_cold=runtime_cold, ok=ok_count,
         bad=bad_count, bad_inline=bad, faults=faults, rules=rules,
         cuts=watch.cuts if stopped_because == RULES_MET else None, stopped_at=stopped_at,

@@ -19,7 +19,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -56,6 +56,12 @@ class PredictorSpec:
             raise ValueError(f"unknown runtime {self.runtime!r}; choose from {', '.join(runtimes.names())}")
         if self.postprocess not in POSTPROCESS_MODES:
             raise ValueError(f"unknown postprocess {self.postprocess!r}; choose from {', '.join(POSTPROCESS_MODES)}")
+
+    @classmethod
+    def from_settings(cls, settings: object, **given: object) -> PredictorSpec:
+        """The spec of a cell's workers: each field read from the same-named attribute of `settings` (a
+        RunSpec), unless `given` (the plan's threads)."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls) if f.name not in given}, **given)
 
     @property
     def native_size(self) -> int:
