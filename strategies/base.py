@@ -23,6 +23,7 @@ from typing import ClassVar
 from bench.config import RunSpec
 from bench.errors import ConfigError
 from bench.faults import Fault
+from bench.workload import plant
 from bench.workload.images import EncodedImage, ImageSource, KeyBatch
 from bench.workload.predictor import BatchResult, PredictorSpec
 from strategies.budget import Needs, WorkerPlan, plan_workers
@@ -50,16 +51,17 @@ class Strategy(ABC):
     input_modes: ClassVar[tuple[str, ...]] = ("driver",)  # where inputs are read: driver, cluster
 
     def __init__(self, spec: RunSpec, source: ImageSource | None, cluster_cpus: float,
-                 cluster_gpus: float = 0.0) -> None:
+                 cluster_gpus: float = 0.0, planted: plant.Plant | None = None) -> None:
         """Plan the cell on the cluster it runs on: CellRefused here, before anything starts, when it cannot
-        run. `source`: the runner's, listed once; a strategy whose workers read inputs reads these, no other."""
-        self.spec, self.source = spec, source
+        run. `source`: the runner's, listed once; a strategy whose workers read inputs reads these, no other.
+        `planted`: a slowdown its workers plant (bench.workload.plant), to test the gate."""
+        self.spec, self.source, self.planted = spec, source, planted or plant.Plant()
         self.plan: WorkerPlan = type(self).plan(spec, cluster_cpus, cluster_gpus)
 
     @functools.cached_property
     def predictor(self) -> PredictorSpec:
         """What each worker builds, made where it is first used (start)."""
-        return PredictorSpec.from_settings(self.spec, threads=self.plan.threads)
+        return PredictorSpec.from_settings(self.spec, threads=self.plan.threads, plant=self.planted)
 
     @classmethod
     def needs(cls, spec: RunSpec) -> Needs:

@@ -58,6 +58,8 @@ def _result_columns(result: BatchResult, call: str, load_s: float) -> dict[str, 
         "worker": np.array([result.worker] * n, dtype=object), "pid": np.full(n, result.pid),
         "node": np.array([result.node] * n, dtype=object), "start": np.full(n, result.start),
         "end": np.full(n, result.end), "stages": np.array([json.dumps(result.stages)] * n, dtype=object),
+        # each row's share of its call's CPU: a batch the driver regroups from several calls sums its rows'
+        "cpu_s": np.full(n, (result.cpu_s or 0.0) / max(n, 1)),
         "load_s": np.full(n, load_s),
         "runtime_cold": np.array([json.dumps(result.runtime_cold) if result.runtime_cold else ""] * n, dtype=object),
     }
@@ -295,7 +297,8 @@ class RayDataStrategy(Strategy):
                   for r in rows]
         return BatchResult(images, json.loads(first["stages"]), float(first["start"]), float(first["end"]),
                            int(first["pid"]), first["node"], first["worker"], index,
-                           json.loads(first["runtime_cold"]) if first["runtime_cold"] else None)
+                           json.loads(first["runtime_cold"]) if first["runtime_cold"] else None,
+                           float(sum(r["cpu_s"] for r in rows)))
 
 
 class _Credit:

@@ -20,6 +20,7 @@ One definition per metric (the README repeats them, one line each):
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from bench.measure.steady import Rules, SteadyState, steady_state
@@ -72,6 +73,7 @@ def summarise(events: list[BatchEvent] | pd.DataFrame, warmup_batches: int, run_
     per_image_ms = {s: 1000 * float(steady[f"stage.{s}"].fillna(0.0).sum()) / steady_images if steady_images
                     else None for s in names}
     service = (steady["ended"] - steady["started"]).to_numpy(dtype=float)
+    cpu = steady["cpu_s"].to_numpy(dtype=float, na_value=np.nan) if "cpu_s" in steady else np.array([np.nan])
     # A result whose submission is unknown (a batch index seen twice) has no latency; it is not a NaN.
     paired = steady[steady["submitted"].notna()] if latency_defined else steady.iloc[0:0]
     latency = (paired["completed"] - paired["submitted"]).to_numpy(dtype=float)
@@ -102,6 +104,7 @@ def summarise(events: list[BatchEvent] | pd.DataFrame, warmup_batches: int, run_
         latency_p99_s=lat["p99"],
         latency_s=lat,
         service_s=distribution(service),
+        cpu_s_per_image=float(cpu.sum()) / steady_images if steady_images and np.isfinite(cpu).all() else None,
         stage_ms_per_image=per_image_ms,
         workers_used=len(per_worker),
         nodes_used=int(ordered["node"].nunique()),

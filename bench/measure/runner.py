@@ -43,7 +43,7 @@ from bench.results.parity import runtime_against_eager, runtime_failure
 from bench.results.record import RunRecord
 from bench.results.sidefiles import BatchEvent, RunTables
 from bench.results.store import as_json, run_path, write_record
-from bench.workload import runtimes, speed_probe
+from bench.workload import plant, runtimes, speed_probe
 from bench.workload.images import EncodedImage, ImageSource, open_source, pass_id
 from bench.workload.models import check_weights, model_size, weights_kind
 from bench.workload.predictor import BatchResult, PredictorSpec
@@ -77,14 +77,16 @@ def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_inter
     if missing:
         raise ConfigError(missing)
     strategy_cls = strategies.get(spec.strategy)
+    cell_id = spec.cell_id
+    planted = plant.for_cell(cell_id)  # a malformed SEGBENCH_PLANT is refused here, before any work
+    record = RunRecord.begin(spec.to_dict(), cell_id, environment(), sweep=sweep, repeat=repeat, weights=weights,
+                             source=source.describe(), sample_interval_s=sample_interval,
+                             planted=asdict(planted) if planted else None)
     local = strategy = None
     if not strategy_cls.uses_ray or not spec.ray_address:
         local = local_cluster_info()
-        strategy = strategy_cls(spec, source, local.cpus, local.gpus)  # plans: an impossible cell is refused here
-
-    cell_id = spec.cell_id
-    record = RunRecord.begin(spec.to_dict(), cell_id, environment(), sweep=sweep, repeat=repeat, weights=weights,
-                             source=source.describe(), sample_interval_s=sample_interval)
+        # It plans: an impossible cell is refused here, before Ray starts.
+        strategy = strategy_cls(spec, source, local.cpus, local.gpus, planted)
     path = None if not write else record_path or run_path(results_dir, cell_id)
     # The side tables go beside the record; an unwritten record keeps them in a folder removed at exit.
     side = RunTables(path or sidefiles.scratch_path(cell_id))
@@ -98,7 +100,7 @@ def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_inter
             try:
                 with session as cluster:
                     # Planned for the cluster the cell runs on (a Ray cluster's resources are not this host's).
-                    strategy = strategy or strategy_cls(spec, source, cluster.cpus, cluster.gpus)
+                    strategy = strategy or strategy_cls(spec, source, cluster.cpus, cluster.gpus, planted)
                     record.plan, record.cluster = asdict(strategy.plan), cluster.to_dict()
                     window = _measure(spec, source, strategy, sample_interval, progress, side)
                     _assemble(record, window, cluster, side, spec, source)
@@ -375,4 +377,4 @@ def _event(result: BatchResult, submitted: dict[int, float], run_start: float) -
     """The batch's event; its submission leaves `submitted`."""
     return BatchEvent(result.batch_index, result.worker, result.pid, result.node, result.num_images,
                       submitted.pop(result.batch_index, None), result.start - run_start, result.end - run_start,
-                      time.time() - run_start, result.stages)
+                      time.time() - run_start, result.stages, result.cpu_s)

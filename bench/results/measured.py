@@ -248,6 +248,9 @@ class Metrics(Section):
     latency_p99_s: float | None = None
     latency_s: dict[str, float | None] | None = None  # distribution: count, mean, stdev, min, p50...p99, max
     service_s: dict[str, float | None] | None = None  # the workers' own time per batch, same distribution
+    # CPU-seconds (user + system, every thread) of the workers' processes over their batches' service, per
+    # steady image: waits for dispatch and time stolen by the hypervisor do not count (quieter than throughput)
+    cpu_s_per_image: float | None = field(default=None, metadata=WHEN_SET)
     stage_ms_per_image: dict[str, float | None] | None = None  # per stage (and "waiting"), steady batches only
     workers_used: int | None = None
     nodes_used: int | None = None

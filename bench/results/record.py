@@ -127,6 +127,8 @@ class RunRecord:
     bad_images: list[dict] | None = None
     skipped_files: list[dict] | None = None
     faults: list[dict] | None = None
+    # A slowdown planted in the workers to test the gate (bench.workload.plant): not the code's own speed.
+    planted: dict | None = None
     driver_peak_rss_bytes: int | None = None
     driver_cpu_s: float | None = None  # CPU time of the driver process (all threads) in the measured window
     strategy_stats: dict | None = None  # what the strategy's framework reports of itself (Ray Data's operators)

@@ -108,6 +108,8 @@ class BatchEvent:
     ended: float = _column(pa.float64())
     completed: float = _column(pa.float64())  # driver clock: result received
     stages: dict[str, float] = field(default_factory=dict)  # stage → seconds, in this batch
+    # CPU-seconds (user + system, all threads) of the worker's process over the batch's service
+    cpu_s: float | None = field(default=None, metadata={"arrow": pa.float64()})
 
     @staticmethod
     @functools.cache

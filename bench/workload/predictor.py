@@ -26,6 +26,7 @@ import numpy as np
 from bench.workload import calibrated, kernels, runtimes
 from bench.workload.images import EncodedImage, unreadable_reason
 from bench.workload.models import IMAGENET_MEAN, IMAGENET_STD, RANDOM_WEIGHTS, build_model, model_size
+from bench.workload.plant import Plant
 from bench.workload.postprocess import upsample_argmax
 from bench.workload.postprocess_modes import EXACT, POSTPROCESS_MODES
 
@@ -49,6 +50,7 @@ class PredictorSpec:
     keep_masks: bool = False  # return the maps themselves, not only digests
     runtime: str = runtimes.EAGER  # what executes the model (bench.workload.runtimes)
     batch_size: int | None = None  # the shape a static-shape runtime is compiled for
+    plant: Plant = field(default_factory=Plant)  # a planted slowdown (bench.workload.plant): tests of the gate only
 
     def __post_init__(self) -> None:
         model_size(self.model)  # raises on an unknown model
@@ -99,6 +101,7 @@ class BatchResult:
     worker: str = ""
     batch_index: int = -1
     runtime_cold: dict | None = None  # a non-eager runtime's cold costs, on the worker's first batch only
+    cpu_s: float | None = None  # the process's CPU-seconds (all its threads) from the batch's start to its end
 
     @property
     def num_images(self) -> int:
@@ -186,8 +189,10 @@ class Predictor:
             **self.runtime.cold}
         self._cold_unreported = self.runtime_cold is not None  # reported with this worker's first batch
         self.node = _node_id()
+        self._last_service_s: float | None = None  # for a planted dispatch delay
 
     def predict(self, batch: list[EncodedImage], batch_index: int = -1) -> BatchResult:
+        self.spec.plant.delay(self._last_service_s)  # before `prepare` stamps the batch's start
         self._own_threads()  # numba's parallel preprocess honours the budget too
         return self.infer(prepare(batch, self.spec.native_size), batch_index)
 
@@ -223,15 +228,17 @@ class Predictor:
                 prepared = helper.submit(prepare, batch, side, False)
                 if ahead is not None:
                     yield self._infer_ahead(ahead, resumed)
-                    resumed = time.time()
+                    self.spec.plant.delay(self._last_service_s)
+                    resumed = time.time(), time.process_time()
                 ahead = (index, prepared)
             if ahead is not None:
                 yield self._infer_ahead(ahead, resumed)
 
-    def _infer_ahead(self, ahead: tuple[int, Future], resumed: float | None) -> BatchResult:
+    def _infer_ahead(self, ahead: tuple[int, Future], resumed: tuple[float, float] | None) -> BatchResult:
         prepared = ahead[1].result()
-        if resumed is not None:  # prefetched during the previous batch: this batch's own turn starts now
-            prepared.start = max(prepared.start, resumed)
+        if resumed is not None and resumed[0] > prepared.start:
+            # prefetched during the previous batch: this batch's own turn starts now
+            prepared.start, prepared.cpu_start = resumed
         return self.infer(prepared, ahead[0])
 
     def infer(self, prepared: PreparedBatch, batch_index: int = -1) -> BatchResult:
@@ -259,9 +266,15 @@ class Predictor:
             if self.spec.keep_masks:
                 result.mask = seg
         stages["postprocess"] = time.perf_counter() - clock
+        if self.spec.plant.compute:
+            clock = time.perf_counter()
+            self.spec.plant.burn(sum(stages.values()))
+            stages["forward"] += time.perf_counter() - clock  # the model, made slower
         cold, self._cold_unreported = (self.runtime_cold if self._cold_unreported else None), False
-        return BatchResult(results, stages, prepared.start, time.time(), os.getpid(), self.node, self.worker,
-                           batch_index, cold)
+        end = time.time()
+        self._last_service_s = end - prepared.start
+        return BatchResult(results, stages, prepared.start, end, os.getpid(), self.node, self.worker,
+                           batch_index, cold, time.process_time() - prepared.cpu_start)
 
 
 @dataclass(slots=True)
@@ -273,6 +286,9 @@ class PreparedBatch:
     pixels: np.ndarray | None  # (len(slots), 3, S, S) float32, normalised
     stages: dict[str, float]
     start: float  # wall clock when the batch started
+    # The process's CPU time then (all its threads: torch's, a prefetching helper's). What the batch costs
+    # is read over its service only: a worker's background threads over a wait would count otherwise.
+    cpu_start: float = field(default_factory=time.process_time)
 
 
 _TABLE = None
@@ -285,7 +301,7 @@ def prepare(batch: list[EncodedImage], side: int, parallel: bool = True) -> Prep
     global _TABLE
     if _TABLE is None:
         _TABLE = _normalise_table()
-    start, clock = time.time(), time.perf_counter()
+    start, clock, cpu_start = time.time(), time.perf_counter(), time.process_time()
     results, decoded = [], []
     for item in batch:
         try:
@@ -307,7 +323,7 @@ def prepare(batch: list[EncodedImage], side: int, parallel: bool = True) -> Prep
         else:
             pixels = np.stack([_TABLE[c][codes[..., c]] for c in range(3)], axis=1)
     stages["preprocess"] = time.perf_counter() - clock
-    return PreparedBatch(results, [slot for slot, _ in decoded], pixels, stages, start)
+    return PreparedBatch(results, [slot for slot, _ in decoded], pixels, stages, start, cpu_start)
 
 
 def _synchronise(device) -> None:

@@ -72,8 +72,8 @@ def test_a_record_assembled_here_serialises_as_the_sections_say():
 
 def test_the_batch_event_owns_the_columns_of_the_batches_table():
     assert BatchEvent.schema().names == ["index", "worker", "pid", "node", "images", "submitted", "started", "ended",
-                                         "completed", *(f"stage.{s}" for s in STAGE_COLUMNS)]
-    event = BatchEvent(3, "w", 7, "n", 4, None, 0.1, 0.2, 0.3, {"forward": 0.05})
+                                         "completed", "cpu_s", *(f"stage.{s}" for s in STAGE_COLUMNS)]
+    event = BatchEvent(3, "w", 7, "n", 4, None, 0.1, 0.2, 0.3, {"forward": 0.05}, 0.12)
     row = event.row()
     assert list(row) == BatchEvent.schema().names and row["stage.forward"] == 0.05 and row["stage.read"] is None
     assert BatchEvent(**BatchEvent.nested(row)) == event
