@@ -54,3 +54,34 @@ def holm(p_values: list[float]) -> list[float]:
         running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
         adjusted[i] = running
     return adjusted
+
+
+def one_sided_p(diff: float, se: float, df: float) -> tuple[float, float]:
+    """Welch's one-sided p-values for a log ratio `diff` (candidate − baseline) with standard error `se` and
+    `df` degrees of freedom: (p against "no slowdown", p against "no speed-up"). No spread (se 0): 0 for
+    the side the difference points to, 1 for the other (1 for both when there is no difference)."""
+    from scipy import stats
+
+    if se == 0:
+        return (0.0 if diff < 0 else 1.0), (0.0 if diff > 0 else 1.0)
+    return float(stats.t.cdf(diff / se, df)), float(stats.t.sf(diff / se, df))
+
+
+def tost(diff: float, se: float, df: float, bound: float) -> float:
+    """Two one-sided tests (Schuirmann's TOST) that the log ratio `diff` lies within ±`bound`: the larger
+    of the two one-sided p-values, below alpha when both nulls (|true diff| ≥ bound on either side) are
+    rejected at alpha."""
+    from scipy import stats
+
+    if se == 0:
+        return 0.0 if abs(diff) < bound else 1.0
+    return float(max(stats.t.sf((diff + bound) / se, df), stats.t.cdf((diff - bound) / se, df)))
+
+
+def equivalence_reach(diff: float, se: float, df: float, alpha: float) -> float:
+    """How far from 0 the log ratio may still be at one-sided confidence 1 − `alpha` on either side: the
+    largest |bound| of diff ± t(1 − alpha)·se. `tost` passes at alpha exactly when this is below its bound."""
+    from scipy import stats
+
+    half = float(stats.t.ppf(1 - alpha, df)) * se if se else 0.0
+    return max(abs(diff - half), abs(diff + half))

@@ -27,6 +27,7 @@ def compare(
 ) -> None:
     """Compare a candidate run with a baseline. Exit 0: every baseline cell gated, no regression; 1: a
     regression (or a failed cell); 2: bad input; 3: a baseline cell could not be gated (invalid on a side,
-    or missing), unless --allow-ungated. Records from different machines are refused unless --across-machines."""
+    missing, or unknown: neither a change nor shown within the threshold, so more rounds are needed), unless
+    --allow-ungated. Records from different machines are refused unless --across-machines."""
     check_gate(threshold, alpha)
     raise typer.Exit(gate(list(baseline), candidate, threshold, alpha, across_machines, allow_ungated=allow_ungated))

@@ -1,26 +1,40 @@
-"""Baseline vs candidate: match cells by id, compare throughput with a statistical test and a threshold.
-Pure (JSON records in, a verdict per cell out): no torch, no Ray.
+"""Baseline vs candidate: match cells by id, judge each on throughput and on a quieter signal, with
+statistical tests, a floor and an equivalence threshold. Pure (JSON records in, a verdict per cell out):
+no torch, no Ray.
 
-Samples per cell: the steady throughput of each repeat (driver clock, bench.measure.metrics) — what the
-user gets, dispatch, queueing and transfer included. Per-batch worker service rates are not used:
-they leave those out.
+Signals (`SIGNALS`), each a per-repeat sample turned into a rate where higher is better, so a ratio below
+1 is a slowdown on every one: `throughput`, the steady img/s of each repeat (driver clock,
+bench.measure.metrics) — what the user gets, dispatch, queueing and transfer included; `cpu`, images per
+CPU-second of the workers (1 / cpu_s_per_image); `service`, batches per second of worker service
+(1 / the median service_s). The last two leave dispatch and queueing out and are quieter, so a compute
+slowdown hidden in throughput's noise can show there. A signal is used for a cell only when every ok
+repeat on both sides has it (finite, above 0); older records lack cpu_s_per_image.
 
-Statistics are on log throughput, so a change is a ratio: the ratio is the geometric mean of the
-candidate's repeats over the baseline's, with a Welch t 95% interval, and the test is Welch's t-test
-(two-sided). The p-values of all cells are Holm-adjusted together, so the chance that an unchanged
-tree fails the gate stays below `alpha` however many cells the sweep has. Mann–Whitney U was used
-before: with 5 repeats a side its smallest p is 0.008, so no cell of a 9-cell sweep could ever pass a
-family-wise correction, while uncorrected it flagged one noise cell in a few nightly runs.
-A cell regresses when the ratio is below 1 − threshold *and* the adjusted p is below `alpha`;
-improvements mirror that. Too few samples for a test: the threshold alone decides, and the table says so.
-Invalid cells (too short a steady state) on either side are reported as such and never gate.
+Statistics are on logs, so a change is a ratio: the geometric mean of the candidate's repeats over the
+baseline's, with a Welch t 95% interval. Each tested cell is judged on throughput and on its most
+precise other gated signal (`GATED_SIGNALS`; the smallest pooled log variance over both sides, ties to
+the first listed). The one-sided Welch p-values ("no slowdown") of every test performed — all cells ×
+the signals each is judged on — are Holm-adjusted together, so the chance that an unchanged tree fails
+the gate stays below `alpha` however many cells and signals there are. Mann–Whitney U was used before:
+with 5 repeats a side its smallest p is 0.008, so no cell of a 9-cell sweep could ever pass a family-wise
+correction, while uncorrected it flagged one noise cell in a few nightly runs.
 
-Each tested cell also gets its minimum detectable slowdown: the smallest true slowdown that would be
-flagged about 4 times in 5. A cell is flagged when its ratio is below 1 − threshold *and* its Holm
-p is below alpha, so both bounds enter: δ = max(t(1 − α/2m) · SE, −ln(1 − threshold)) + t(0.8) · SE on
-log throughput, SE from Welch, m the tested cells (Holm's first step: a slowdown in one cell alone). The
-spread is estimated from the same few repeats, so the figure is an estimate too. "Unchanged" then means
-"no slowdown larger than this would likely have passed", and the gate prints it.
+Verdicts, three-way (Chromium Pinpoint's DIFFERENT / SAME / UNKNOWN):
+- regression: on some judged signal the adjusted p is below `alpha` and the ratio below 1 − `floor`
+  (Perfherder's 2%: smaller effects are never reported); `flagged_by` names the signal(s);
+- improvement: the mirror, on throughput;
+- unchanged: an equivalence test (TOST) on throughput shows the ratio within ±`threshold` (in logs:
+  both one-sided Welch tests at `alpha` put the log ratio inside ±log(1 + threshold));
+- unknown: neither — more rounds are needed. It never passes the gate (bench.results.gate).
+Too few samples for a test: a ratio past the threshold alone is a regression (or an improvement), and
+anything else is unknown; the table says so. Invalid cells (too short a steady state) on either side are
+reported as such and never gate.
+
+Each tested cell also gets its minimum detectable slowdown, per signal: the smallest true slowdown that
+would be flagged about 4 times in 5. A signal flags a cell when its ratio is below 1 − floor *and* its
+Holm p is below alpha, so both bounds enter: δ = max(t(1 − α/m) · SE, −ln(1 − floor)) + t(0.8) · SE on
+the log signal, SE from Welch, m the tests performed (Holm's first step: a slowdown in one test alone).
+The spread is estimated from the same few repeats, so the figure is an estimate too; the gate prints it.
 
 Across machines (`normalise=True`) each side is put on its machine's scale: the median of every probe
 on that side (bench.workload.speed_probe: seconds of a fixed b0 forward, one per record, all cells
@@ -29,38 +43,110 @@ as noisy as a cell's throughput), so dividing each repeat by its own probe added
 as it removed it from, and the pooled median is used instead. The normalised ratio is the raw ratio
 times P_candidate / P_baseline; the uncertainty of each median (1.2533 · sd(log probe) / √n) is added
 to the Welch variance of the test, its interval and its detectable slowdown. What a probe cannot
-remove is listed by `probe_caveats`.
+remove is listed by `probe_caveats`. The probe scales throughput only: cpu and service rates are
+machine-dependent too and are not normalised, so across machines a cell is judged on throughput alone.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from bench.results.baselines import gpu_names
+from bench.results.measured import Metrics
 from bench.results.record import RunRecord
 from bench.results.store import ResultStore
-from bench.stats import holm, log_ratio_test
+from bench.stats import equivalence_reach, holm, one_sided_p, tost
 from bench.workload import speed_probe
+
+FLOOR = 0.02  # Perfherder's floor: a slowdown (or speed-up) smaller than this is never reported
+
+
+def _rate(value: object) -> float | None:
+    """A positive finite number, else None (the signal is absent)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value) if math.isfinite(value) and value > 0 else None
+    except OverflowError:
+        return None
+
+
+def _inverse(value: object) -> float | None:
+    rate = _rate(value)
+    return _rate(1 / rate) if rate is not None else None
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One per-repeat sample the gate can test, as a rate where higher is better (a ratio below 1 is a
+    slowdown); `extract` gives None where a record lacks it."""
+
+    name: str
+    description: str
+    extract: Callable[[Metrics], float | None]
+
+
+SIGNALS: tuple[Signal, ...] = (
+    Signal("throughput", "steady images per second (driver clock: dispatch, queueing and transfer included)",
+           lambda m: _rate(m.throughput_steady)),
+    Signal("cpu", "images per CPU-second of the workers (1 / cpu_s_per_image)",
+           lambda m: _inverse(m.cpu_s_per_image)),
+    Signal("service", "batches per second of worker service (1 / the median service_s per batch)",
+           lambda m: _inverse(m.service_s.get("p50")) if isinstance(m.service_s, dict) else None),
+)
+SIGNAL_NAMES = tuple(s.name for s in SIGNALS)
+# The signals admitted to the gate. A signal joins only after tests/measure/test_signals.py shows that it
+# tracks throughput under a planted compute slowdown and stays put under a dispatch-only one.
+GATED_SIGNALS = ("throughput", "cpu", "service")
+PRIMARY = "throughput"  # every tested cell is judged on it; improvements and "unchanged" on it alone
+
+
+@dataclass
+class SignalTest:
+    """One signal of one cell: the log ratio candidate/baseline of the geometric means, its Welch standard
+    error and degrees of freedom, and the tests on it."""
+
+    log_ratio: float
+    se: float
+    df: float
+    variance: float  # pooled variance of the log samples over both sides (the most precise is judged)
+    ci: tuple[float, float]  # 95% interval of the ratio
+    p_slower: float  # one-sided Welch p, H0: no slowdown
+    p_faster: float  # one-sided Welch p, H0: no speed-up
+    p_slower_adjusted: float | None = None  # Holm over every test performed (cells × judged signals)
+    p_faster_adjusted: float | None = None
+
+    @property
+    def ratio(self) -> float:
+        return float(np.exp(self.log_ratio))
 
 
 @dataclass
 class CellComparison:
     cell_id: str
     label: str
-    verdict: str  # regression | improvement | unchanged | missing | new | failed | invalid
+    verdict: str  # regression | improvement | unchanged | unknown | missing | new | failed | invalid
     baseline: float | None = None  # geometric mean of the repeats' steady img/s
     candidate: float | None = None
     ratio: float | None = None
     ci: tuple[float, float] | None = None
-    p_value: float | None = None  # Welch's t-test on log throughput
-    p_adjusted: float | None = None  # Holm-adjusted over every tested cell of the comparison
+    p_value: float | None = None  # one-sided Welch p on log throughput, in the direction of its change
+    p_adjusted: float | None = None  # Holm-adjusted over every test of the comparison (cells × signals)
     samples: str = ""
     note: str = ""
-    detectable: float | None = None  # minimum detectable slowdown (80% power), a fraction
+    detectable: float | None = None  # minimum detectable slowdown (80% power) on throughput, a fraction
     probe_ratio: float | None = None  # across machines: candidate machine's probe speed over the baseline's
+    signals: dict[str, SignalTest] = field(default_factory=dict)  # every signal it had samples for
+    judged_on: list[str] = field(default_factory=list)  # throughput and its most precise other gated signal
+    flagged_by: list[str] = field(default_factory=list)  # the judged signals that flagged a regression
+    detectable_by_signal: dict[str, float] = field(default_factory=dict)
+    tost_p: float | None = None  # equivalence test on throughput: below alpha means within ±threshold
+    reach: float | None = None  # how far from 1 the throughput ratio may be (1 − alpha each side), a fraction
 
 
 @dataclass
@@ -111,6 +197,12 @@ def samples(records: list[RunRecord]) -> np.ndarray:
     return np.array([r.metrics.throughput_steady for r in _ok(records)])
 
 
+def signal_samples(records: list[RunRecord], signal: Signal) -> np.ndarray | None:
+    """Each ok repeat's value of `signal`; None when a repeat lacks it."""
+    values = [signal.extract(r.metrics) for r in _ok(records)]
+    return None if any(v is None for v in values) else np.array(values, dtype=float)
+
+
 @dataclass
 class MachineScale:
     """One side's machine speed: the log of its median probe seconds and the variance of that estimate."""
@@ -131,21 +223,25 @@ def machine_scale(records: list[RunRecord]) -> MachineScale:
 POWER = 0.8
 
 
-def minimum_detectable(base: np.ndarray, cand: np.ndarray, alpha: float, threshold: float = 0.0,
+def minimum_detectable(base: np.ndarray, cand: np.ndarray, alpha: float, floor: float = 0.0,
                        power: float = POWER, extra_variance: float = 0.0) -> float | None:
     """The smallest slowdown (a fraction) flagged with probability `power` by a gate that needs both a
-    two-sided Welch test at `alpha` and a ratio below 1 − `threshold`, given these samples' spread (plus
+    one-sided Welch test at `alpha` and a ratio below 1 − `floor`, given these samples' spread (plus
     `extra_variance` on the log ratio: the machine scales' across machines); None with fewer than 2
     samples a side."""
-    from scipy import stats
-
     if len(base) < 2 or len(cand) < 2:
         return None
-    se, df = _welch(np.log(base), np.log(cand), extra_variance)
-    floor = -np.log(1 - threshold)
+    return _detectable(*_welch(np.log(base), np.log(cand), extra_variance), alpha, floor, power)
+
+
+def _detectable(se: float, df: float, alpha: float, floor: float, power: float = POWER) -> float:
+    """`minimum_detectable` from a log ratio's Welch standard error and degrees of freedom."""
+    from scipy import stats
+
+    least = -np.log(1 - floor)
     if se == 0:
-        return float(1 - np.exp(-floor))
-    delta = max(stats.t.ppf(1 - alpha / 2, df) * se, floor) + stats.t.ppf(power, df) * se
+        return float(1 - np.exp(-least))
+    delta = max(stats.t.ppf(1 - alpha, df) * se, least) + stats.t.ppf(power, df) * se
     return float(1 - np.exp(-delta))
 
 
@@ -158,20 +254,21 @@ def _welch(lb: np.ndarray, lc: np.ndarray, extra_variance: float = 0.0) -> tuple
     return se, float((vb + vc) ** 2 / (vb**2 / (len(lb) - 1) + vc**2 / (len(lc) - 1)))
 
 
-def shifted_log_ratio_test(base: np.ndarray, cand: np.ndarray, shift: float,
-                           extra_variance: float) -> tuple[float, tuple[float, float], float]:
-    """`log_ratio_test` with the log ratio moved by `shift` (a known scale between the sides) whose
-    estimate has `extra_variance`: ratio, 95% interval, two-sided p."""
+def signal_test(base: np.ndarray, cand: np.ndarray, shift: float = 0.0,
+                extra_variance: float = 0.0) -> SignalTest:
+    """Welch on the logs of two samples of a rate: the log ratio of the geometric means moved by `shift`
+    (a known scale between the sides) whose estimate has `extra_variance`, its 95% interval, both one-sided
+    p-values, and the pooled log variance that ranks signals by precision."""
     from scipy import stats
 
     lb, lc = np.log(base), np.log(cand)
     diff = float(lc.mean() - lb.mean() + shift)
     se, df = _welch(lb, lc, extra_variance)
-    if se == 0:
-        return float(np.exp(diff)), (float(np.exp(diff)),) * 2, 1.0 if diff == 0 else 0.0
-    half = stats.t.ppf(0.975, df) * se
-    p = float(2 * stats.t.sf(abs(diff) / se, df))
-    return float(np.exp(diff)), (float(np.exp(diff - half)), float(np.exp(diff + half))), p
+    half = float(stats.t.ppf(0.975, df)) * se if se else 0.0
+    pooled = float(((len(lb) - 1) * np.var(lb, ddof=1) + (len(lc) - 1) * np.var(lc, ddof=1))
+                   / (len(lb) + len(lc) - 2))
+    return SignalTest(diff, se, df, pooled, (float(np.exp(diff - half)), float(np.exp(diff + half))),
+                      *one_sided_p(diff, se, df))
 
 
 def _invalid(records: list[RunRecord]) -> str | None:
@@ -208,42 +305,74 @@ def compare_cell(base: list[RunRecord], cand: list[RunRecord],
     # Normalised figures are images per probe-forward: img/s × the side's median probe seconds.
     geo_b = float(np.exp(np.log(b).mean() + base_scale.log_seconds))
     geo_c = float(np.exp(np.log(c).mean() + cand_scale.log_seconds))
-    cell = CellComparison(cell_id, label, "unchanged", geo_b, geo_c, geo_c / geo_b, samples=kind)
+    cell = CellComparison(cell_id, label, "unknown", geo_b, geo_c, geo_c / geo_b, samples=kind)
     if scales:  # a probe in seconds: the machine's speed is its inverse
         cell.probe_ratio = float(np.exp(base_scale.log_seconds - cand_scale.log_seconds))
-    if len(b) >= MIN_SAMPLES_FOR_TEST and len(c) >= MIN_SAMPLES_FOR_TEST:
-        if scales:
-            _, cell.ci, cell.p_value = shifted_log_ratio_test(b, c, cand_scale.log_seconds - base_scale.log_seconds,
-                                                              base_scale.variance + cand_scale.variance)
-        else:
-            _, cell.ci, cell.p_value = log_ratio_test(b, c)  # its ratio is the same geometric-mean ratio
-    else:
-        cell.note = "too few samples for a test: threshold only"
+    if len(b) < MIN_SAMPLES_FOR_TEST or len(c) < MIN_SAMPLES_FOR_TEST:
+        cell.note = f"too few samples for a test (needs {MIN_SAMPLES_FOR_TEST} repeats a side): threshold only"
+        return cell
+    # The probe scales throughput only: across machines the other signals are not comparable.
+    for signal in SIGNALS if not scales else [s for s in SIGNALS if s.name == PRIMARY]:
+        if signal.name == PRIMARY:
+            cell.signals[PRIMARY] = signal_test(b, c, cand_scale.log_seconds - base_scale.log_seconds,
+                                                base_scale.variance + cand_scale.variance)
+        elif (sb := signal_samples(base, signal)) is not None and (sc := signal_samples(cand, signal)) is not None:
+            cell.signals[signal.name] = signal_test(sb, sc)
+    cell.ci = cell.signals[PRIMARY].ci
+    others = [name for name in GATED_SIGNALS if name != PRIMARY and name in cell.signals]
+    best = min(others, key=lambda name: cell.signals[name].variance, default=None)  # ties: the first listed
+    cell.judged_on = [PRIMARY, *([best] if best else [])]
     return cell
 
 
-def decide(cells: list[CellComparison], threshold: float, alpha: float,
-           detectable: dict[str, float | None] | None = None) -> None:
-    """Holm-adjust the tested cells' p-values together, then give each compared cell its verdict
-    (and, from `detectable`'s per-cell values, what it could have seen)."""
-    tested = [c for c in cells if c.p_value is not None]
-    for cell, adjusted in zip(tested, holm([c.p_value for c in tested]), strict=True):
-        cell.p_adjusted = adjusted
-        cell.detectable = (detectable or {}).get(cell.cell_id)
+def decide(cells: list[CellComparison], threshold: float, alpha: float, floor: float = FLOOR) -> None:
+    """Holm-adjust the one-sided p-values of every test (each tested cell × the signals it is judged on)
+    together, then give each compared cell its verdict and what it could have seen on each signal."""
+    tests = [(cell, cell.signals[name]) for cell in cells if cell.ratio is not None for name in cell.judged_on]
+    for (_, test), slower, faster in zip(tests, holm([t.p_slower for _, t in tests]),
+                                         holm([t.p_faster for _, t in tests]), strict=True):
+        test.p_slower_adjusted, test.p_faster_adjusted = slower, faster
     for cell in cells:
-        if cell.verdict != "unchanged" or cell.ratio is None:
+        if cell.ratio is None or cell.verdict not in ("regression", "improvement", "unchanged", "unknown"):
             continue
-        significant = cell.p_adjusted is None or cell.p_adjusted < alpha
-        if cell.ratio < 1 - threshold and significant:
-            cell.verdict = "regression"
-        elif cell.ratio > 1 + threshold and significant:
-            cell.verdict = "improvement"
+        cell.detectable_by_signal = {name: _detectable(t.se, t.df, alpha / max(len(tests), 1), floor)
+                                     for name, t in cell.signals.items()}
+        cell.detectable = cell.detectable_by_signal.get(PRIMARY)
+        cell.verdict, cell.flagged_by = _verdict(cell, threshold, alpha, floor)
+
+
+def _verdict(cell: CellComparison, threshold: float, alpha: float, floor: float) -> tuple[str, list[str]]:
+    if PRIMARY not in cell.signals:  # too few samples for a test: the threshold alone
+        if cell.ratio < 1 - threshold:
+            return "regression", [PRIMARY]
+        if cell.ratio > 1 + threshold:
+            return "improvement", []
+        cell.note = f"needs more rounds: too few samples for a test (needs {MIN_SAMPLES_FOR_TEST} repeats a side)"
+        return "unknown", []
+    primary = cell.signals[PRIMARY]
+    slower = primary.log_ratio < 0
+    cell.p_value = primary.p_slower if slower else primary.p_faster
+    cell.p_adjusted = primary.p_slower_adjusted if slower else primary.p_faster_adjusted
+    cell.tost_p = tost(primary.log_ratio, primary.se, primary.df, float(np.log1p(threshold)))
+    cell.reach = float(np.expm1(equivalence_reach(primary.log_ratio, primary.se, primary.df, alpha)))
+    flagged = [name for name in cell.judged_on
+               if cell.signals[name].p_slower_adjusted < alpha and cell.signals[name].ratio < 1 - floor]
+    if flagged:
+        return "regression", flagged
+    if primary.p_faster_adjusted < alpha and primary.ratio > 1 + floor:
+        return "improvement", []
+    if cell.tost_p < alpha:
+        return "unchanged", []
+    cell.note = f"needs more rounds: ±{cell.reach:.1%} at {1 - alpha:.0%} vs threshold {threshold:.0%}"
+    return "unknown", []
 
 
 def compare(baseline: list[Path], candidate: list[Path], threshold: float = 0.05, alpha: float = 0.05,
-            normalise: bool = False) -> Comparison:
-    """Match cells by id and judge each. `normalise`: across machines, each side on its machine's scale
-    (raises NotNormalisable where a record has no probe)."""
+            normalise: bool = False, floor: float = FLOOR) -> Comparison:
+    """Match cells by id and judge each: `threshold` bounds "unchanged" (the equivalence test), `floor` is
+    the smallest change ever reported, `alpha` the family-wise level over cells × signals. `normalise`:
+    across machines, each side on its machine's scale, judged on throughput alone (raises
+    NotNormalisable where a record has no probe)."""
     stores = ResultStore(baseline), ResultStore(candidate)
     base, cand = (store.latest() for store in stores)
     scales = None
@@ -251,32 +380,58 @@ def compare(baseline: list[Path], candidate: list[Path], threshold: float = 0.05
         scales = tuple(machine_scale([r for rs in side.values() for r in rs]) for side in (base, cand))
     ids = sorted(set(base) | set(cand))
     cells = [compare_cell(base.get(cell_id, []), cand.get(cell_id, []), scales) for cell_id in ids]
-    tested = [c for c in cells if c.p_value is not None]
-    extra = sum(s.variance for s in scales) if scales else 0.0
-    detectable = {c.cell_id: minimum_detectable(samples(base[c.cell_id]), samples(cand[c.cell_id]),
-                                                alpha / max(len(tested), 1), threshold, extra_variance=extra)
-                  for c in tested}
-    decide(cells, threshold, alpha, detectable)
+    decide(cells, threshold, alpha, floor)
     machines = lambda cells: {r.environment.get("fingerprint") for rs in cells.values() for r in rs}  # noqa: E731
     environments = lambda cells: [r.environment for rs in cells.values() for r in rs]  # noqa: E731
     caveats = ""
     if scales:
         caveats = (f"machine scales: median b0-forward probe {np.exp(scales[0].log_seconds) * 1000:.0f} ms "
                    f"({scales[0].probes} probes) vs {np.exp(scales[1].log_seconds) * 1000:.0f} ms "
-                   f"({scales[1].probes}); " + probe_caveats(environments(base), environments(cand)))
+                   f"({scales[1].probes}); " + probe_caveats(environments(base), environments(cand))
+                   + "; judged on throughput only: the probe does not scale the cpu and service signals, which "
+                   "depend on the machine too")
     return Comparison(cells, machines(base), machines(cand), caveats, [*stores[0].skipped(), *stores[1].skipped()])
 
 
 def detectable_summary(result: Comparison) -> str | None:
-    """One line: what an unchanged verdict rules out, over the tested cells."""
+    """One line: what the gate could have seen over the tested cells — on throughput, on each other signal,
+    and on the best signal each cell was judged on."""
     found = [(c.detectable, c.label) for c in result.cells if c.detectable is not None]
     if not found:
         return None
     worst, label = max(found)
     median = float(np.median([d for d, _ in found]))
     compared = sum(c.ratio is not None for c in result.cells)
-    return (f"minimum detectable slowdown over the {len(found)} tested of {compared} compared cells (flagged about "
-            f"4 times in 5; estimated from their repeats): median {median:.0%}, worst {worst:.0%} ({label})")
+    line = (f"minimum detectable slowdown over the {len(found)} tested of {compared} compared cells (flagged about "
+            f"4 times in 5; estimated from their repeats): {PRIMARY} median {median:.0%}, worst {worst:.0%} ({label})")
+    for name in SIGNAL_NAMES:
+        values = [c.detectable_by_signal[name] for c in result.cells if name in c.detectable_by_signal]
+        if name != PRIMARY and values:
+            line += f"; {name} median {float(np.median(values)):.0%} ({_cells(len(values))})"
+    best = [min((c.detectable_by_signal[name], name) for name in c.judged_on if name in c.detectable_by_signal)
+            for c in result.cells if c.detectable is not None]
+    if any(name != PRIMARY for _, name in best):
+        counts = {name: sum(n == name for _, n in best) for name in SIGNAL_NAMES}
+        line += (f"; best judged signal median {float(np.median([d for d, _ in best])):.0%} ("
+                 + ", ".join(f"{name} on {_cells(k)}" for name, k in counts.items() if k) + ")")
+    return line
+
+
+def _cells(n: int) -> str:
+    return f"{n} cell" + ("" if n == 1 else "s")
+
+
+def judged_summary(result: Comparison) -> str | None:
+    """One line: which signals the tested cells were judged on, and what each means."""
+    judged = [c.judged_on for c in result.cells if c.judged_on]
+    if not judged:
+        return None
+    others = {name: sum(name in on for on in judged) for name in SIGNAL_NAMES if name != PRIMARY}
+    alone = sum(len(on) == 1 for on in judged)
+    parts = [f"{name} on {k}" for name, k in others.items() if k] + ([f"{PRIMARY} alone on {alone}"] if alone else [])
+    used = [s for s in SIGNALS if s.name == PRIMARY or others.get(s.name)]
+    return (f"judged on {PRIMARY} and each cell's most precise other signal ({', '.join(parts)} of {len(judged)} "
+            "tested cells); " + "; ".join(f"{s.name}: {s.description}" for s in used))
 
 
 def probe_caveats(base: list[dict], cand: list[dict]) -> str:

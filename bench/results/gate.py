@@ -1,5 +1,7 @@
 """The regression gate's verdict (`segbench compare`, `ab`, `nightly`): which baseline cells were gated,
-which could not be, and the exit code that says so. Bad input is refused with ConfigError (exit 2)."""
+which could not be, and the exit code that says so. Bad input is refused with ConfigError (exit 2).
+A cell whose comparison is "unknown" (neither a significant change nor shown unchanged) is not a pass:
+it is ungated, like a missing or invalid one."""
 
 from __future__ import annotations
 
@@ -8,12 +10,12 @@ from pathlib import Path
 
 from bench.errors import ConfigError
 from bench.results import baselines
-from bench.results.compare import CellComparison, Comparison, NotNormalisable, compare
+from bench.results.compare import FLOOR, CellComparison, Comparison, NotNormalisable, compare
 from bench.results.store import ResultStore
 
 REGRESSION_EXIT = 1  # a cell regressed or failed
 UNGATED_EXIT = 3  # beside 1 (a regression) and 2 (bad input): the gate could not test every baseline cell
-_GATED = ("regression", "improvement", "unchanged", "failed")
+_GATED = ("regression", "improvement", "unchanged", "failed")  # not "unknown": that needs more rounds
 
 
 def check_gate(threshold: float, alpha: float) -> None:
@@ -28,6 +30,7 @@ class Verdict:
     alpha: float
     across_machines: bool
     notes: tuple[str, ...] = ()  # what was chosen on the user's behalf (another machine's baseline)
+    floor: float = FLOOR  # the smallest change reported
 
     @property
     def in_baseline(self) -> list[CellComparison]:
@@ -43,7 +46,7 @@ class Verdict:
 
     def exit_code(self, allow_ungated: bool = False) -> int:
         """1 when a cell regressed or failed, else UNGATED_EXIT when a baseline cell could not be gated
-        (unless `allow_ungated`), else 0."""
+        (missing, invalid, or unknown) unless `allow_ungated`, else 0."""
         if self.comparison.regressions:
             return REGRESSION_EXIT
         return UNGATED_EXIT if self.ungated and not allow_ungated else 0
@@ -60,7 +63,7 @@ def candidate_machine(candidate: Path) -> str:
 
 
 def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float, across_machines: bool = False,
-          same_host: bool = False) -> Verdict:
+          same_host: bool = False, floor: float = FLOOR) -> Verdict:
     """Compare the candidate's records with the baseline's; a baselines root stands for the candidate's
     machine's folder in it. `same_host`: both sides were measured here in one job (an A/B), whatever
     fingerprint each side's code computed."""
@@ -80,7 +83,7 @@ def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float,
             notes.append(f"no baseline for {fingerprint}; across machines with {chosen}")
         folders.append(chosen)
     try:
-        result = compare(folders, [candidate], threshold, alpha, normalise=across_machines)
+        result = compare(folders, [candidate], threshold, alpha, normalise=across_machines, floor=floor)
     except NotNormalisable as err:
         raise ConfigError(str(err)) from None
     if not result.cells:
@@ -92,4 +95,4 @@ def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float,
                           f"{sorted(map(str, result.candidate_machines))}; ratios would mix hardware and code. "
                           "Compare with this machine's baseline, or pass --across-machines to normalise by each "
                           "record's machine-speed probe")
-    return Verdict(result, threshold, alpha, across_machines, tuple(notes))
+    return Verdict(result, threshold, alpha, across_machines, tuple(notes), floor)

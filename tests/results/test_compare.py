@@ -46,10 +46,11 @@ def test_log_ratio_is_the_geometric_mean_ratio_with_an_interval_around_it():
     assert ratio == 1.0 and ci == (1.0, 1.0) and p == 1.0
 
 
-def test_the_unchanged_tree_that_failed_the_old_gate_passes():
+def test_the_unchanged_tree_that_failed_the_old_gate_is_no_regression():
+    # Not flagged after Holm; but its repeats are too noisy to show it within ±10%: unknown, never a pass.
     noise = {f"cell{i}": ([3.0, 3.1, 2.9, 3.05, 2.95], [3.02, 2.97, 3.08, 2.93, 3.0]) for i in range(8)}
     verdicts = _gate({"ray_data": (UNCHANGED_BASE, UNCHANGED_CAND), **noise})
-    assert set(verdicts.values()) == {"unchanged"}
+    assert verdicts.pop("ray_data") == "unknown" and set(verdicts.values()) == {"unchanged"}
 
 
 def test_one_cell_alone_is_not_corrected_into_silence():
@@ -64,7 +65,8 @@ def test_a_clear_regression_is_caught_among_noisy_cells():
     slow = 3 * 0.6 * np.exp(rng.normal(0, 0.07, 5))
     cells["slow"] = (list(3 * np.exp(rng.normal(0, 0.07, 5))), list(slow))
     verdicts = _gate(cells)
-    assert verdicts.pop("slow") == "regression" and set(verdicts.values()) == {"unchanged"}
+    # 7% noise with 5 repeats cannot show a cell within ±10% (unknown), but flags none of them.
+    assert verdicts.pop("slow") == "regression" and set(verdicts.values()) <= {"unchanged", "unknown"}
 
 
 def test_improvements_mirror_regressions_and_few_samples_use_the_threshold_alone():
@@ -85,18 +87,18 @@ def test_the_minimum_detectable_slowdown_follows_the_noise_and_the_repeats():
     assert minimum_detectable(noisy[:1], noisy, 0.05) is None
 
 
-@pytest.mark.parametrize("threshold", [0.01, 0.10])
-def test_a_slowdown_the_size_of_the_detectable_one_is_mostly_caught(threshold):
-    """The power claim checked by simulation, with a threshold below and above what the test alone
+@pytest.mark.parametrize("floor", [0.01, 0.10])
+def test_a_slowdown_the_size_of_the_detectable_one_is_mostly_caught(floor):
+    """The power claim checked by simulation, with a floor below and above what the test alone
     resolves: at the detectable size, most planted slowdowns are flagged."""
     rng = np.random.default_rng(1)
     caught, trials = 0, 300
     for _ in range(trials):
         base, cand_noise = np.exp(rng.normal(0, 0.04, 5)), np.exp(rng.normal(0, 0.04, 5))
-        size = minimum_detectable(base, cand_noise, 0.05, threshold)
+        size = minimum_detectable(base, cand_noise, 0.05, floor)
         cand = np.exp(rng.normal(np.log(1 - size), 0.04, 5))
         cell = compare_cell(_records("x", list(base)), _records("x", list(cand)))
-        decide([cell], threshold, 0.05)
+        decide([cell], 0.05, 0.05, floor)
         caught += cell.verdict == "regression"
     assert caught / trials > 0.6  # 80% nominal: the size is estimated from the same noisy samples
 

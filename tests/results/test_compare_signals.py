@@ -1,0 +1,204 @@
+"""The gate's judgement over signals (throughput, cpu, service) and its three verdicts: regression
+(significant after Holm over cells × signals, beyond the floor), unchanged (TOST within ±threshold),
+unknown (neither: never a pass). Plain numbers: no Ray, no torch."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from bench.cli.gating import print_verdict
+from bench.results.compare import (
+    GATED_SIGNALS,
+    SIGNAL_NAMES,
+    CellComparison,
+    Comparison,
+    compare,
+    compare_cell,
+    decide,
+    detectable_summary,
+)
+from bench.results.gate import UNGATED_EXIT, Verdict
+from bench.results.measured import Metrics
+from bench.results.record import RunRecord
+from bench.results.store import write_atomic
+
+SPEC = {"model": "b0", "device": "cpu", "batch_size": 2, "actors": 1}
+
+
+def _metrics(throughput: float, cpu: float | None, service: float | None) -> Metrics:
+    """Rates in (img/s, images per CPU-second, batches per service second), as a record holds them."""
+    return Metrics(throughput_steady=throughput, valid=True,
+                   cpu_s_per_image=None if cpu is None else 1 / cpu,
+                   service_s=None if service is None else {"p50": 1 / service})
+
+
+def _records(cell: str, throughput: list[float], cpu: list[float] | None = None,
+             service: list[float] | None = None) -> list[RunRecord]:
+    return [RunRecord.begin({"strategy": cell, **SPEC}, cell, {}, repeat=i, status="ok",
+                            metrics=_metrics(t, cpu[i] if cpu else None, service[i] if service else None))
+            for i, t in enumerate(throughput)]
+
+
+def _spread(centre: float, cv: float, n: int, seed: int) -> list[float]:
+    """n values around `centre` whose log sample has mean exactly log(centre) and sd `cv`."""
+    z = np.random.default_rng(seed).normal(size=n)
+    z = (z - z.mean()) / z.std(ddof=1)
+    return list(centre * np.exp(cv * z))
+
+
+def _judge(cells: dict[str, tuple[list[RunRecord], list[RunRecord]]], threshold: float = 0.05,
+           alpha: float = 0.05, **kwargs) -> dict[str, CellComparison]:
+    compared = [compare_cell(b, c) for b, c in cells.values()]
+    decide(compared, threshold, alpha, **kwargs)
+    return {c.cell_id: c for c in compared}
+
+
+def test_the_signals_are_listed_once_and_all_are_gated():
+    assert SIGNAL_NAMES == ("throughput", "cpu", "service")
+    assert set(GATED_SIGNALS) <= set(SIGNAL_NAMES) and GATED_SIGNALS[0] == "throughput"
+
+
+def test_a_5_percent_slowdown_seen_only_in_a_quiet_cpu_signal_is_flagged_by_cpu():
+    """Throughput (10% noise) and service (6%) cannot see a 5% compute slowdown; cpu (0.5%) can."""
+    base = _records("x", _spread(3.0, 0.10, 5, 1), _spread(10.0, 0.005, 5, 2), _spread(2.0, 0.06, 5, 3))
+    cand = _records("x", _spread(3.0 * 0.97, 0.10, 5, 4), _spread(10.0 * 0.95, 0.005, 5, 5),
+                    _spread(2.0, 0.06, 5, 6))
+    cell = _judge({"x": (base, cand)})["x"]
+    assert cell.judged_on == ["throughput", "cpu"]  # cpu: the most precise other signal
+    assert cell.verdict == "regression" and cell.flagged_by == ["cpu"]
+    assert cell.signals["cpu"].ratio == pytest.approx(0.95)
+    assert cell.signals["throughput"].p_slower_adjusted > 0.05  # throughput alone would not have seen it
+
+
+def test_a_tight_unchanged_cell_is_unchanged_by_the_equivalence_test():
+    base = _records("x", _spread(3.0, 0.005, 5, 1))
+    cand = _records("x", _spread(3.0 * 1.002, 0.005, 5, 2))
+    cell = _judge({"x": (base, cand)})["x"]
+    assert cell.verdict == "unchanged" and cell.tost_p < 0.05 and cell.reach < 0.05 and not cell.flagged_by
+
+
+def test_a_noisy_unchanged_cell_with_few_repeats_is_unknown_and_never_passes():
+    base = _records("x", _spread(3.0, 0.08, 3, 1))
+    cand = _records("x", _spread(3.0, 0.08, 3, 2))
+    cell = _judge({"x": (base, cand)})["x"]
+    assert cell.verdict == "unknown" and cell.tost_p >= 0.05 and cell.reach > 0.05
+    assert cell.note.startswith("needs more rounds: ±") and "at 95% vs threshold 5%" in cell.note
+    verdict = Verdict(Comparison([cell]), 0.05, 0.05, across_machines=False)
+    assert verdict.ungated == [cell] and verdict.gated == []
+    assert verdict.exit_code() == UNGATED_EXIT == 3 and verdict.exit_code(allow_ungated=True) == 0
+
+
+def test_a_significant_slowdown_below_the_floor_is_never_flagged():
+    base = _records("x", _spread(3.0, 0.002, 5, 1))
+    cand = _records("x", _spread(3.0 * 0.985, 0.002, 5, 2))
+    cell = _judge({"x": (base, cand)})["x"]
+    assert cell.signals["throughput"].p_slower_adjusted < 1e-4  # significant, yet 1.5% < the 2% floor
+    assert cell.verdict == "unchanged" and cell.flagged_by == []
+    assert _judge({"x": (base, cand)}, floor=0.01)["x"].verdict == "regression"  # a lower floor flags it
+
+
+def test_holm_runs_over_every_test_cells_times_signals():
+    """A slowdown significant alone (p ≈ 0.01) is not after correction over 5 cells × 2 signals."""
+    slow = (_records("slow", [3.0, 3.06, 2.94, 3.03, 2.97]), _records("slow", [2.94, 2.94, 2.87, 2.94, 2.87]))
+    alone = _judge({"slow": slow})["slow"]
+    p = alone.signals["throughput"].p_slower
+    assert 0.005 < p < 0.01 and alone.verdict == "regression" and alone.flagged_by == ["throughput"]
+
+    quiet = _spread(10.0, 0.05, 5, 7)
+    cells = {"slow": tuple(_records("slow", [r.metrics.throughput_steady for r in side], quiet, quiet)
+                           for side in slow)}
+    for i in range(4):
+        cells[f"c{i}"] = (_records(f"c{i}", _spread(3.0, 0.02, 5, 10 + i), quiet, _spread(5.0, 0.001, 5, 20 + i)),
+                          _records(f"c{i}", _spread(3.0, 0.02, 5, 30 + i), quiet, _spread(5.0, 0.001, 5, 40 + i)))
+    judged = _judge(cells)
+    assert all(len(c.judged_on) == 2 for c in judged.values())  # 10 tests in all
+    slow_cell = judged["slow"]
+    assert slow_cell.signals["throughput"].p_slower_adjusted == pytest.approx(min(1.0, 10 * p))
+    assert slow_cell.verdict != "regression" and not slow_cell.flagged_by
+    # Over cells alone (5 tests) it would still have passed Holm: the signals are in the family.
+    assert 5 * p < 0.05
+
+
+def test_records_without_cpu_seconds_fall_back_to_throughput_and_service():
+    base = _records("x", _spread(3.0, 0.03, 5, 1), service=_spread(2.0, 0.01, 5, 2))
+    cand = _records("x", _spread(3.0, 0.03, 5, 3), service=_spread(2.0, 0.01, 5, 4))
+    cell = _judge({"x": (base, cand)})["x"]
+    assert set(cell.signals) == {"throughput", "service"} and cell.judged_on == ["throughput", "service"]
+    # One repeat without it on one side: the signal is not used for the cell.
+    partial = _records("x", _spread(3.0, 0.03, 5, 3), _spread(10.0, 0.001, 5, 5), _spread(2.0, 0.01, 5, 4))
+    partial[2].metrics.cpu_s_per_image = None
+    cell = _judge({"x": (_records("x", _spread(3.0, 0.03, 5, 1), _spread(10.0, 0.001, 5, 6),
+                                  _spread(2.0, 0.01, 5, 2)), partial)})["x"]
+    assert "cpu" not in cell.signals and cell.judged_on == ["throughput", "service"]
+    # Neither: throughput alone.
+    cell = _judge({"x": (_records("x", _spread(3.0, 0.03, 5, 1)), _records("x", _spread(3.0, 0.03, 5, 3)))})["x"]
+    assert cell.judged_on == ["throughput"] and set(cell.detectable_by_signal) == {"throughput"}
+
+
+def test_the_detectable_summary_names_each_signals_median():
+    cells = {}
+    for i in range(5):  # cpu is the quietest on three cells, service on two
+        cpu_cv, service_cv = (0.005, 0.02) if i < 3 else (0.02, 0.005)
+        cells[f"c{i}"] = tuple(_records(f"c{i}", _spread(3.0, 0.08, 5, 10 * i + k),
+                                        _spread(10.0, cpu_cv, 5, 10 * i + k + 1),
+                                        _spread(2.0, service_cv, 5, 10 * i + k + 2)) for k in (0, 5))
+    judged = list(_judge(cells).values())
+    assert [c.judged_on[1] for c in judged] == ["cpu"] * 3 + ["service"] * 2
+    for c in judged:
+        assert set(c.detectable_by_signal) == {"throughput", "cpu", "service"}
+        assert min(c.detectable_by_signal.values()) < c.detectable_by_signal["throughput"] == c.detectable
+    line = detectable_summary(Comparison(judged))
+    medians = {name: float(np.median([c.detectable_by_signal[name] for c in judged])) for name in SIGNAL_NAMES}
+    assert f"throughput median {medians['throughput']:.0%}" in line
+    assert f"cpu median {medians['cpu']:.0%} (5 cells)" in line and f"service median {medians['service']:.0%}" in line
+    assert "best judged signal median" in line and "(cpu on 3 cells, service on 2 cells)" in line
+
+
+def test_too_few_samples_flag_a_slowdown_past_the_threshold_and_are_unknown_otherwise():
+    judged = _judge({"slow": (_records("slow", [3.0, 3.0]), _records("slow", [2.0, 2.0])),
+                     "same": (_records("same", [3.0, 3.0]), _records("same", [3.01, 2.99]))})
+    assert judged["slow"].verdict == "regression" and judged["slow"].flagged_by == ["throughput"]
+    assert judged["same"].verdict == "unknown" and judged["same"].note.startswith("needs more rounds: too few samples")
+
+
+def _write(folder: Path, cell: str, throughput: list[float], cpu: list[float], probe_s: float) -> Path:
+    for i, record in enumerate(_records(cell, throughput, cpu, cpu)):
+        record.environment = {"fingerprint": folder.name, "cpu_logical": 2}
+        record.machine_probe = {"b0_forward_s": probe_s}
+        write_atomic(folder / "runs" / cell / f"r{i}.json", record.to_dict())
+    return folder
+
+
+def test_across_machines_judges_throughput_alone_and_says_so(tmp_path):
+    """The probe scales throughput, not cpu or service: a faster machine's cpu rate is no improvement,
+    and its slower cpu rate no regression."""
+    base = _write(tmp_path / "a", "actors", _spread(2.0, 0.005, 5, 1), _spread(10.0, 0.001, 5, 2), 0.30)
+    cand = _write(tmp_path / "b", "actors", _spread(3.0, 0.005, 5, 3), _spread(8.0, 0.001, 5, 4), 0.20)
+    result = compare([base], [cand], 0.05, normalise=True)
+    (cell,) = result.cells
+    assert cell.judged_on == ["throughput"] and set(cell.signals) == {"throughput"}
+    assert cell.verdict == "unchanged" and cell.ratio == pytest.approx(1.0)
+    assert "judged on throughput only" in result.caveats
+    same = compare([base], [cand], 0.05)  # on one machine's terms, cpu flags the slowdown
+    assert same.cells[0].verdict == "regression" and same.cells[0].flagged_by == ["cpu"]
+
+
+def test_the_table_prints_unknown_with_its_reason_and_what_flagged_a_regression():
+    slow = _records("slow", _spread(3.0, 0.10, 5, 1), _spread(10.0, 0.005, 5, 2)), \
+        _records("slow", _spread(3.0, 0.10, 5, 3), _spread(9.5, 0.005, 5, 4))
+    noisy = _records("noisy[/]", _spread(3.0, 0.08, 3, 5)), _records("noisy[/]", _spread(3.0, 0.08, 3, 6))
+    judged = _judge({"slow": slow, "noisy": noisy})
+    comparison = Comparison(list(judged.values()), {"m"}, {"m"})
+    out = io.StringIO()
+    print_verdict(Verdict(comparison, 0.05, 0.05, across_machines=False), Console(file=out, width=400))
+    text = out.getvalue()
+    assert "flagged by" in text and "cpu 0.950" in text and "unknown" in text and "needs more rounds" in text
+    assert "noisy[/] b0" in text  # the label escaped, as every record-borne text is
+    assert "not gated: noisy[/] b0 cpu bs2 a1 (unknown: needs more rounds" in text
+    assert "judged on throughput and each cell's most precise other signal (cpu on 1" in text
+    assert "1 regression(s) in 1 gated cells" in text
