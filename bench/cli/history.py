@@ -18,8 +18,13 @@ def history(
     runs: Annotated[list[Path], typer.Argument(help="Sweep folders, one per run (e.g. nightly runs over days)")],
     out: Annotated[Path, typer.Option(help="Folder for history.png/.svg and history.json")] = Path(
         "results/reports/history"),
-    threshold: Annotated[float, typer.Option(help="Smallest step that counts (0.10 = 10%)")] = 0.10,
-    alpha: Annotated[float, typer.Option(help="Significance of a step (Welch's t on log throughput)")] = 0.01,
+    threshold: Annotated[float, typer.Option(help=(
+        "Smallest step that counts, either way (0.05 = 5%). Was 0.10: a slow drift (2% a night) is seen as a "
+        "step once the runs after it average past the threshold: a median 4 nights in at 5%, 8 at 10%"))] = 0.05,
+    alpha: Annotated[float, typer.Option(help=(
+        "Largest p-value of a step (Otava's t-test on log throughput either side of an E-Divisive split). "
+        "Was 0.01: the split is the best of many, so its p understates chance, and flat noisy series were "
+        "flagged 7-18% of the time; at 0.0005 about 1%"))] = 0.0005,
     as_json: Annotated[bool, typer.Option("--json", help="Print the steps as JSON")] = False,
 ) -> None:
     """Each cell's steady throughput across runs, with step changes and the commit range to bisect."""
