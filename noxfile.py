@@ -57,7 +57,8 @@ def nightly(session: nox.Session) -> None:
     folder for this machine's fingerprint, record one and pass; otherwise re-measure that baseline's
     commit beside this tree in alternating rounds and compare, failing on a regression. Figures from
     another machine or another session are never the reference."""
-    # 10%: near what 5 rounds a side can resolve on a 2-core VM; the run prints what it could resolve.
+    # 10%: the equivalence margin (a cell is unchanged when shown within it); any significant slowdown over 2%
+    # is a regression. Its budget (40 min) gives the cells still unknown after 5 rounds more rounds.
     session.run(PY, "-m", "bench", "nightly", "--preset", "nightly", "--threshold", "0.10", *session.posargs)
 
 

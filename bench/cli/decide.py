@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import statistics
 import sys
 from pathlib import Path
@@ -15,25 +14,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from bench.cli import AllowOpenCluster, app, isolate_local_ray
-from bench.cli.options import Preset, SweepFile
+from bench.cli.options import Preset, SweepFile, parse_budget
 from bench.errors import ConfigError
 from bench.report.format import fmt
 from bench.results import race
 from bench.sweep.spec import SweepSpec
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(s|m|h)?")
-MAX_BUDGET_S = 7 * 86400.0
-
-
-def parse_budget(text: str) -> float:
-    """'300', '300s', '5m', '1.5h' → seconds (finite, positive, at most a week)."""
-    match = _DURATION.fullmatch(text.strip())
-    if not match:
-        raise ConfigError(f"--budget {text!r}: give a duration such as 300s, 5m or 1h")
-    seconds = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
-    if not 0 < seconds <= MAX_BUDGET_S:
-        raise ConfigError(f"--budget {text!r} must be above 0 and at most a week")
-    return seconds
 
 
 @app.command()

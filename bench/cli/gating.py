@@ -13,8 +13,10 @@ from rich.table import Table
 
 from bench.cli import ALLOW_OPEN_ENV, unreadable_line
 from bench.report.format import fmt
-from bench.results.compare import detectable_summary
+from bench.results.compare import PRIMARY, CellComparison, detectable_summary, judged_summary
 from bench.results.gate import Verdict, judge
+from bench.sweep.interleave import Rounds, Sides
+from bench.sweep.spec import SweepSpec
 
 
 def gate(baseline: list[Path], candidate: Path, threshold: float, alpha: float, across_machines: bool = False,
@@ -32,33 +34,35 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     console = console or Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     result, across = verdict.comparison, verdict.across_machines
     unit = "img/s × probe s" if across else "img/s"
-    title = (f"compare (threshold {verdict.threshold:.0%}, alpha {verdict.alpha} family-wise; {unit} are geometric "
-             "means" + ("; across machines: each repeat times its own b0-forward probe" if across else "") + ")")
+    title = (f"compare (unchanged within ±{verdict.threshold:.0%}, changes under {verdict.floor:.0%} never flagged, "
+             f"alpha {verdict.alpha} family-wise over cells × signals; {unit} are geometric means"
+             + ("; across machines: each repeat times its own b0-forward probe" if across else "") + ")")
     columns = ["cell", "verdict", f"baseline {unit}", f"candidate {unit}", "ratio", "95% CI", "p", "p (Holm)",
-               "detectable", "samples", "note"]
+               "flagged by", "detectable", "samples", "note"]
     if across:
         columns.insert(4, "machine speed c/b")
     table = Table(*columns, title=title)
     for c in result.cells:
-        style = {"regression": "red", "failed": "red", "improvement": "green"}.get(c.verdict, "")
+        style = {"regression": "red", "failed": "red", "improvement": "green", "unknown": "yellow"}.get(c.verdict, "")
         row = [escape(c.label), f"[{style}]{c.verdict}[/]" if style else c.verdict,
                fmt(c.baseline, 3), fmt(c.candidate, 3), fmt(c.ratio, 3),
                f"{c.ci[0]:.3f}–{c.ci[1]:.3f}" if c.ci else "-",
                f"{c.p_value:.3g}" if c.p_value is not None else "-",
-               f"{c.p_adjusted:.3g}" if c.p_adjusted is not None else "-",
+               f"{c.p_adjusted:.3g}" if c.p_adjusted is not None else "-", escape(flagged_by(c)),
                f"{c.detectable:.0%}" if c.detectable is not None else "-", c.samples, escape(c.note)]
         if across:
             row.insert(4, fmt(c.probe_ratio, 3))
         table.add_row(*row)
     console.print(table)
+    if line := judged_summary(result):
+        console.print(escape(line))
     if result.caveats:
         console.print(escape(result.caveats))
     if result.unreadable:
         console.print(escape(unreadable_line(result.unreadable)))
     bad, gated, ungated = result.regressions, verdict.gated, verdict.ungated
     console.print(f"gated {len(gated)} of {len(verdict.in_baseline)} baseline cells"
-                  + (f"; not gated: {', '.join(escape(f'{c.label} ({c.verdict})') for c in ungated)}" if ungated
-                     else ""))
+                  + (f"; not gated: {', '.join(escape(_ungated(c)) for c in ungated)}" if ungated else ""))
     if bad:
         console.print(f"{len(bad)} regression(s) in {len(gated)} gated cells")
     elif gated:
@@ -69,21 +73,39 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
         console.print(escape(line))
 
 
-def run_ab(sweep_args: list[str], rounds: int, commit: str, results: Path, threshold: float, alpha: float,
-           allow_ungated: bool = False, allow_open_cluster: bool = False) -> int:
-    """The interleaved rounds, then the comparison; the exit code (1 on a regression)."""
-    from bench.sweep.interleave import SideStopped, run_interleaved
+def flagged_by(c: CellComparison) -> str:
+    """The signals that flagged a regression, each other than throughput with its own ratio; "-" if none."""
+    return ", ".join(name if name == PRIMARY or name not in c.signals else f"{name} {c.signals[name].ratio:.3f}"
+                     for name in c.flagged_by) or "-"
 
-    started = time.monotonic()
 
-    def on_round(k: int, side: str) -> None:
-        print(f"[{time.monotonic() - started:7.1f}s] round {k + 1}/{rounds}: {side}", file=sys.stderr, flush=True)
+def _ungated(c: CellComparison) -> str:
+    return f"{c.label} (unknown: {c.note})" if c.verdict == "unknown" and c.note else f"{c.label} ({c.verdict})"
+
+
+def run_ab(sweep_args: list[str], spec: SweepSpec, rounds: Rounds, commit: str, results: Path, threshold: float,
+           alpha: float, allow_ungated: bool = False, allow_open_cluster: bool = False, planted: str = "") -> int:
+    """The interleaved rounds, cell by cell, with more for the cells still unknown while the budget lasts;
+    then the comparison at alpha over the looks taken; the exit code (1 on a regression)."""
+    from bench.sweep.executor import host_info
+    from bench.sweep.interleave import SideStopped, cell_args, run_interleaved
+
+    started, level = time.monotonic(), alpha / rounds.looks
+
+    def unknown(sides: Sides) -> set[str]:
+        verdict = judge([sides.baseline], sides.candidate, threshold, level, same_host=True)
+        return {c.cell_id for c in verdict.comparison.cells if c.verdict == "unknown"}
+
+    def on_run(k: int, cell_id: str, side: str) -> None:
+        print(f"[{time.monotonic() - started:7.1f}s] round {k + 1}: {cell_id} {side}", file=sys.stderr, flush=True)
 
     try:
-        sides = run_interleaved(sweep_args, rounds, commit, results, on_round,
-                                {ALLOW_OPEN_ENV: "1"} if allow_open_cluster else None)
+        sides = run_interleaved(sweep_args, cell_args(spec, host_info()), rounds, commit, results, unknown, on_run,
+                                {ALLOW_OPEN_ENV: "1"} if allow_open_cluster else None, planted)
     except SideStopped as stop:
         print(f"segbench ab: {stop}; the finished rounds are kept", file=sys.stderr)
         return stop.exit_code
-    print(f"baseline {commit[:12]}: {sides.baseline}; candidate (this tree): {sides.candidate}")
-    return gate([sides.baseline], sides.candidate, threshold, alpha, same_host=True, allow_ungated=allow_ungated)
+    print(f"baseline {commit[:12]}: {sides.baseline}; candidate (this tree): {sides.candidate}; "
+          f"{time.monotonic() - started:.0f} s" + (f"; alpha {alpha:g} over {rounds.looks} looks: {level:.3g} each"
+                                                   if rounds.looks > 1 else ""))
+    return gate([sides.baseline], sides.candidate, threshold, level, same_host=True, allow_ungated=allow_ungated)

@@ -13,6 +13,7 @@ import datetime as dt
 import fcntl
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -20,7 +21,7 @@ import typer
 
 from bench.cli import AllowOpenCluster, app, isolate_local_ray
 from bench.cli.gating import gate, run_ab
-from bench.cli.options import AllowUngated, Alpha, Preset, Threshold
+from bench.cli.options import AllowUngated, Alpha, Budget, MaxRounds, Preset, Threshold, parse_budget
 from bench.errors import ConfigError
 from bench.results import baselines
 from bench.results.environment import environment
@@ -42,6 +43,8 @@ def nightly(
         help="Fail (exit 2) where this machine has no baseline, instead of recording one and passing")] = False,
     threshold: Threshold = 0.10,
     alpha: Alpha = 0.05,
+    budget: Budget = "40m",
+    max_rounds: MaxRounds = 12,
     allow_ungated: AllowUngated = False,
     allow_open_cluster: AllowOpenCluster = False,
 ) -> None:
@@ -49,9 +52,11 @@ def nightly(
     Exit 1 on a regression, 3 when a baseline cell could not be gated (unless --allow-ungated)."""
     # The sweep command's runner, looked up at call time (tests stand in for it there).
     from bench.cli.sweep import run_with_progress
-    from bench.sweep.interleave import baseline_commit
+    from bench.sweep.interleave import Rounds, baseline_commit
 
+    started = time.monotonic()
     check_gate(threshold, alpha)
+    seconds = parse_budget(budget) if budget else None
     spec = SweepSpec.from_toml(file) if file else SweepSpec.preset(preset)
     sweep_args = [str(file.resolve())] if file else ["--preset", preset]
     env = environment()
@@ -67,8 +72,8 @@ def nightly(
                                          baselines_root))
     print(f"segbench nightly: this machine is {baselines.describe(machine)}; its baseline: {here}")
     if interleave:
-        rounds = spec.repeats
-        raise typer.Exit(run_ab(sweep_args, rounds, baseline_commit(str(here)), results, threshold, alpha,
+        rounds = Rounds.within(spec.repeats, max_rounds, seconds, started)
+        raise typer.Exit(run_ab(sweep_args, spec, rounds, baseline_commit(str(here)), results, threshold, alpha,
                                 allow_ungated, allow_open_cluster))
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     candidate = results / "nightly" / stamp

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ import typer
 
 import strategies
 from bench.config import DEVICES, MODEL_TRANSFERS, RunSpec
+from bench.errors import ConfigError
 from bench.sweep.spec import PRESETS, SWEPT
 from bench.workload import calibrated, runtimes
 from bench.workload.models import SIZES
@@ -24,8 +26,14 @@ Command = TypeVar("Command", bound=Callable[..., None])
 
 SweepFile = Annotated[Path | None, typer.Argument(help="Sweep TOML file (or use --preset)")]
 Preset = Annotated[str | None, typer.Option(help=f"A preset sweep, instead of a file: {' | '.join(PRESETS)}")]
-Threshold = Annotated[float, typer.Option(help="Relative change that counts (0.05 = 5%)")]
-Alpha = Annotated[float, typer.Option(help="Family-wise significance level (Holm over all cells)")]
+Threshold = Annotated[float, typer.Option(
+    help="Equivalence margin: a cell is unchanged only when shown within ±this (0.05 = 5%); a significant "
+         "slowdown over 2% is a regression whatever it is")]
+Alpha = Annotated[float, typer.Option(help="Family-wise significance level (Holm over cells × signals)")]
+Budget = Annotated[str | None, typer.Option(
+    help="Time for the whole A/B (300s, 40m, 1h): after the first rounds, cells still unknown get more rounds "
+         "while a pair of runs fits; none: the first rounds only")]
+MaxRounds = Annotated[int, typer.Option(help="The most rounds a cell still unknown gets, with --budget")]
 AllowUngated = Annotated[bool, typer.Option(
     help="Pass (exit 0) even when a baseline cell could not be gated (else exit 3)")]
 
@@ -86,3 +94,18 @@ def _with_options(command: Command, options: list[inspect.Parameter]) -> Command
     kept = [p.replace(kind=p.KEYWORD_ONLY) for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
     command.__signature__ = own.replace(parameters=[*options, *kept])
     return command
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(s|m|h)?")
+MAX_BUDGET_S = 7 * 86400.0
+
+
+def parse_budget(text: str) -> float:
+    """'300', '300s', '5m', '1.5h' → seconds (finite, positive, at most a week)."""
+    match = _DURATION.fullmatch(text.strip())
+    if not match:
+        raise ConfigError(f"--budget {text!r}: give a duration such as 300s, 5m or 1h")
+    seconds = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
+    if not 0 < seconds <= MAX_BUDGET_S:
+        raise ConfigError(f"--budget {text!r} must be above 0 and at most a week")
+    return seconds

@@ -6,31 +6,42 @@ one session and 2.74–3.21 in the next, while each session's own repeats agreed
 A gate against records from another day then fails on the host, not on the code. So the nightly gate
 re-measures the baseline commit in the same job, as asv's `continuous` does, and compares the two.
 
-Rounds alternate A B, B A, A B, … so that drift within the job falls on both sides alike. Each side runs
-its own tree's CLI (`python -m bench sweep … --repeats k+1`: a sweep resumes the repeats it already
-has, so each call adds one round), so the baseline measures with its own code, whatever it was. A
-repeat that failed is run again in the next round (resume only skips ok repeats); the failed record
-stays on disk beside the newer one.
+Rounds run cell by cell: each side runs one cell (its own tree's CLI, `python -m bench sweep … --strategy
+S --model M … --repeats k+1`: a sweep resumes the repeats it already has, so each call adds one), and the
+order alternates at that grain, A B for a cell and B A for the next, reversed every round (google-benchmark's
+interleaving; a session's drift then falls on both sides of each cell within seconds, not a sweep's
+minutes). Each side measures with its own code, whatever it was. A repeat that failed is run again in
+the next round (resume only skips ok repeats); the failed record stays on disk beside the newer one.
+
+After the first `rounds`, a look (`judge`) names the cells whose verdict is still unknown, and only those
+get another round, while the next pair of runs fits in the budget and up to `max_rounds` (Pinpoint gives
+an UNKNOWN comparison more samples). The caller judges every look at alpha / looks (Bonferroni over the
+looks, as the race does), so looking after each round does not raise the chance of a false alarm.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
+import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.config import TIMEOUT_EXIT
+from bench.config import TIMEOUT_EXIT, RunSpec
 from bench.errors import ConfigError
 from bench.results.store import ResultStore
+from bench.sweep.spec import SWEPT, HostInfo, SweepSpec
+from bench.workload import plant
 
 REPO = Path(__file__).resolve().parents[2]
 GIT_TIMEOUT_S = 600.0  # a checkout here takes seconds; git stuck on a lock or a dead mount must not hold the job
-SIDE_ROUND_TIMEOUT_S = 24 * 3600.0  # one side's round of a sweep: hours for the full preset here; a day is stuck
+SIDE_RUN_TIMEOUT_S = 24 * 3600.0  # one side's run of one cell: its own timeout bounds it well before; a day is stuck
 # A baseline is named by what cannot move: a commit id, or a prefix of one of at least 7 hex digits (a ref
 # such as HEAD or a branch can move, and "HEAD" would measure the candidate against itself).
 _FULL_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256 repositories
@@ -127,35 +138,105 @@ def worktree(commit: str, results: Path) -> Path:
     return path
 
 
-def run_interleaved(sweep_args: list[str], repeats: int, commit: str, results: Path,
-                    on_round: Callable[[int, str], None] | None = None, env: dict[str, str] | None = None) -> Sides:
-    """Run the sweep named by `sweep_args` (a file or `--preset NAME`, plus overrides) `repeats` times
-    per side, alternating sides, into a fresh folder under `results/ab/`; `env` goes to both sides."""
+@dataclass(frozen=True)
+class CellArgs:
+    """One cell of the sweep, and the sweep command's options that select it alone."""
+
+    cell_id: str
+    args: tuple[str, ...]
+
+
+def cell_args(spec: SweepSpec, host: HostInfo) -> list[CellArgs]:
+    """The sweep's cells on this host, each as the options of its swept settings (as `segbench sweep` names them)."""
+    fields = {f.name: f for f in dataclasses.fields(RunSpec)}
+    cells, _ = spec.expand(host)
+    return [CellArgs(cell.cell_id, tuple(arg for name in SWEPT.values() for arg in (
+        fields[name].metadata.get("flag") or f"--{name.replace('_', '-')}", str(getattr(cell.spec, name)))))
+        for cell in cells]
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """How many rounds each cell gets: `rounds` for every cell, then more for the cells still unknown, up to
+    `max_rounds`, while a pair of runs fits before `deadline` (time.monotonic; None: no more than `rounds`)."""
+
+    rounds: int
+    max_rounds: int
+    deadline: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.rounds <= self.max_rounds:
+            raise ConfigError(f"rounds must be at least 1 and at most max rounds (got {self.rounds}, "
+                              f"{self.max_rounds})")
+
+    @classmethod
+    def within(cls, rounds: int, max_rounds: int, budget_s: float | None, started: float) -> Rounds:
+        """`rounds` for every cell, and with a budget (seconds from `started`) up to `max_rounds` for the unknown."""
+        if budget_s is None:
+            return cls(rounds, rounds)
+        return cls(rounds, max(rounds, max_rounds), started + budget_s)
+
+    @property
+    def looks(self) -> int:
+        """The verdicts the job can take: one after the first `rounds`, one after each round more."""
+        return 1 + (self.max_rounds - self.rounds if self.deadline is not None else 0)
+
+
+def run_interleaved(sweep_args: list[str], cells: list[CellArgs], rounds: Rounds, commit: str, results: Path,
+                    judge: Callable[[Sides], set[str]] | None = None,
+                    on_run: Callable[[int, str, str], None] | None = None,
+                    env: dict[str, str] | None = None, planted: str = "") -> Sides:
+    """Run the sweep named by `sweep_args` (a file or `--preset NAME`, plus overrides) cell by cell on both
+    sides, alternating, into a fresh folder under `results/ab/`; `env` goes to both sides, `planted` (a
+    bench.workload.plant text) to the candidate's only. `judge(sides)`: the ids of the cells still unknown,
+    for the rounds beyond the first."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = (results / "ab" / f"{stamp}-{commit[:8]}").resolve()
     sides = Sides(out / "baseline", out / "candidate", commit)
-    run_rounds(sweep_args, repeats, [Side("baseline", worktree(commit, results), sides.baseline, dict(env or {})),
-                                     Side("candidate", REPO, sides.candidate, dict(env or {}))], on_round)
+    run_rounds(sweep_args, cells, rounds,
+               [Side("baseline", worktree(commit, results), sides.baseline, {**(env or {}), plant.ENV: ""}),
+                Side("candidate", REPO, sides.candidate, {**(env or {}), plant.ENV: planted})],
+               (lambda: judge(sides)) if judge else None, on_run)
     return sides
 
 
-def run_rounds(sweep_args: list[str], repeats: int, sides: list[Side],
-               on_round: Callable[[int, str], None] | None = None,
-               round_timeout_s: float = SIDE_ROUND_TIMEOUT_S) -> None:
-    """`repeats` rounds of every side, the order reversed every other round (A B, B A, A B, …); each side's
-    round is bounded by `round_timeout_s`."""
-    for k in range(repeats):
-        for side in sides if k % 2 == 0 else sides[::-1]:
-            if on_round:
-                on_round(k, side.name)
-            # Exit code 1 (a failed cell) is recorded in the records and judged by compare; carry on.
-            try:
-                code = subprocess.run([sys.executable, "-m", "bench", "sweep", *sweep_args, "--repeats", str(k + 1),
-                                       "--results", str(side.folder), "--quiet"], cwd=side.tree,
-                                      env={**os.environ, **side.env} if side.env else None,
-                                      timeout=round_timeout_s).returncode
-            except subprocess.TimeoutExpired:  # run() has killed it; its finished cells are kept
-                raise SideStopped(side.name, k + 1, TIMEOUT_EXIT, f"ran past {round_timeout_s:g} s and was killed") \
-                    from None
-            if code not in (0, 1):
-                raise SideStopped(side.name, k + 1, code)
+def run_rounds(sweep_args: list[str], cells: list[CellArgs], rounds: Rounds, sides: list[Side],
+               unknown: Callable[[], set[str]] | None = None,
+               on_run: Callable[[int, str, str], None] | None = None,
+               run_timeout_s: float = SIDE_RUN_TIMEOUT_S) -> dict[str, int]:
+    """The rounds, cell by cell, the sides' order alternating by cell and by round (A B, B A, …); each run
+    (one side, one cell) bounded by `run_timeout_s`. `unknown()`: the cells to go on with after the first
+    `rounds.rounds`. Returns the rounds each cell got."""
+    active, spent, done = list(cells), {}, dict.fromkeys((c.cell_id for c in cells), 0)
+    for k in range(rounds.max_rounds):
+        if k >= rounds.rounds:
+            if unknown is None or rounds.deadline is None:
+                break
+            still = unknown()
+            active = [c for c in active if c.cell_id in still]
+            if not active:
+                break
+        for i, cell in enumerate(active):
+            if k >= rounds.rounds and time.monotonic() + 2 * statistics.median(spent[cell.cell_id]) > rounds.deadline:
+                return done  # the next pair would not end within the budget
+            for side in sides if (k + i) % 2 == 0 else sides[::-1]:
+                if on_run:
+                    on_run(k, cell.cell_id, side.name)
+                clock = time.monotonic()
+                _run_one(sweep_args, cell, k, side, run_timeout_s)
+                spent.setdefault(cell.cell_id, []).append(time.monotonic() - clock)
+            done[cell.cell_id] = k + 1
+    return done
+
+
+def _run_one(sweep_args: list[str], cell: CellArgs, k: int, side: Side, timeout_s: float) -> None:
+    """One side's run of one cell, its repeat k (exit code 1, a failed cell, is in the records: carry on)."""
+    try:
+        code = subprocess.run([sys.executable, "-m", "bench", "sweep", *sweep_args, *cell.args, "--repeats",
+                               str(k + 1), "--results", str(side.folder), "--quiet"], cwd=side.tree,
+                              env={**os.environ, **side.env} if side.env else None, timeout=timeout_s).returncode
+    except subprocess.TimeoutExpired:  # run() has killed it; its finished cells are kept
+        raise SideStopped(side.name, k + 1, TIMEOUT_EXIT, f"ran past {timeout_s:g} s on {cell.cell_id} and was "
+                                                           "killed") from None
+    if code not in (0, 1):
+        raise SideStopped(side.name, k + 1, code)

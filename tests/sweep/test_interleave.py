@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from bench.errors import ConfigError
 from bench.results.record import RunRecord
 from bench.results.store import write_atomic
 from bench.sweep import interleave
+from bench.sweep.spec import HostInfo, SweepSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,7 +61,7 @@ def test_a_baseline_from_mixed_or_dirty_trees_is_refused(tmp_path):
         interleave.baseline_commit("no-such-ref")
 
 
-def test_rounds_alternate_sides_and_each_side_runs_its_own_tree(tmp_path, monkeypatch):
+def _fake_sides(tmp_path, monkeypatch) -> list:
     calls = []
 
     def fake_run(args, cwd=None, **_):
@@ -68,11 +70,76 @@ def test_rounds_alternate_sides_and_each_side_runs_its_own_tree(tmp_path, monkey
 
     monkeypatch.setattr(interleave, "worktree", lambda commit, results: tmp_path / "tree")
     monkeypatch.setattr(interleave.subprocess, "run", fake_run)
-    sides = interleave.run_interleaved(["--preset", "nightly"], 3, "abc123", tmp_path)
-    order = [("baseline" if cwd == tmp_path / "tree" else "candidate", args[args.index("--repeats") + 1])
-             for args, cwd in calls]
-    assert order == [("baseline", "1"), ("candidate", "1"), ("candidate", "2"), ("baseline", "2"),
-                     ("baseline", "3"), ("candidate", "3")]
+    return calls
+
+
+def _runs(calls, tree) -> list[tuple[str, str, str]]:
+    """(side, strategy, repeats asked) of each run, in order."""
+    return [("baseline" if cwd == tree else "candidate", args[args.index("--strategy") + 1],
+             args[args.index("--repeats") + 1]) for args, cwd in calls]
+
+
+def test_rounds_alternate_sides_cell_by_cell_and_each_side_runs_its_own_tree(tmp_path, monkeypatch):
+    calls = _fake_sides(tmp_path, monkeypatch)
+    spec = SweepSpec.preset("nightly").with_overrides(strategies=["sequential", "tasks"], actors=[1])
+    cells = interleave.cell_args(spec, HostInfo(cpus=2))
+    assert [c.cell_id for c in cells] == [c.cell_id for c in spec.expand(HostInfo(cpus=2))[0]]
+    sides = interleave.run_interleaved(["--preset", "nightly"], cells, interleave.Rounds(2, 2), "abc123", tmp_path)
+    assert _runs(calls, tmp_path / "tree") == [  # A B, B A within a round; reversed the next round
+        ("baseline", "sequential", "1"), ("candidate", "sequential", "1"),
+        ("candidate", "tasks", "1"), ("baseline", "tasks", "1"),
+        ("candidate", "sequential", "2"), ("baseline", "sequential", "2"),
+        ("baseline", "tasks", "2"), ("candidate", "tasks", "2")]
     assert all(cwd == ROOT for args, cwd in calls if cwd != tmp_path / "tree")
-    results = {args[args.index("--results") + 1] for args, _ in calls}
-    assert results == {str(sides.baseline), str(sides.candidate)}
+    assert {args[args.index("--results") + 1] for args, _ in calls} == {str(sides.baseline), str(sides.candidate)}
+    # Each run selects its one cell by the same options `segbench sweep` takes (and the preset re-expands to it).
+    args = calls[0][0]
+    alone = SweepSpec.preset("nightly").with_overrides(
+        strategies=[args[args.index("--strategy") + 1]], actors=[int(args[args.index("--actors") + 1])],
+        batch_sizes=[int(args[args.index("--batch-size") + 1])])
+    assert [c.cell_id for c in alone.expand(HostInfo(cpus=2))[0]] == [cells[0].cell_id]
+
+
+def test_only_unknown_cells_get_more_rounds_while_the_budget_lasts(tmp_path, monkeypatch):
+    calls = _fake_sides(tmp_path, monkeypatch)
+    cells = [interleave.CellArgs(name, ("--strategy", name)) for name in ("a", "b", "c")]
+    looks = []
+
+    def unknown(sides) -> set[str]:
+        looks.append(len(calls))
+        return {"b"} if len(looks) < 3 else set()  # b stays unknown for two looks
+
+    rounds = interleave.Rounds(2, 10, deadline=time.monotonic() + 3600)
+    assert rounds.looks == 9
+    interleave.run_interleaved(["--preset", "nightly"], cells, rounds, "abc123", tmp_path, unknown)
+    runs = _runs(calls, tmp_path / "tree")
+    assert [r[1] for r in runs[:12]] == ["a", "a", "b", "b", "c", "c"] * 2
+    assert [r[1:] for r in runs[12:]] == [("b", "3"), ("b", "3"), ("b", "4"), ("b", "4")] and len(looks) == 3
+    # Without the time for another pair, no more rounds start, whatever is still unknown.
+    calls.clear()
+    spent = interleave.Rounds(1, 10, deadline=time.monotonic() - 1)
+    interleave.run_interleaved(["--preset", "nightly"], cells, spent, "abc123", tmp_path, lambda sides: {"a", "b"})
+    assert len(calls) == 6  # the first round only
+    with pytest.raises(ConfigError, match="at least 1"):
+        interleave.Rounds(0, 3)
+
+
+def test_a_planted_slowdown_reaches_the_candidate_only(tmp_path, monkeypatch):
+    envs = []
+    monkeypatch.setattr(interleave, "worktree", lambda commit, results: tmp_path / "tree")
+    monkeypatch.setattr(interleave.subprocess, "run",
+                        lambda args, cwd=None, env=None, **_: envs.append((Path(cwd), env))
+                        or subprocess.CompletedProcess(args, 0))
+    monkeypatch.setenv("SEGBENCH_PLANT", "compute=0.5@tasks")  # an exported one never reaches the baseline
+    interleave.run_interleaved(["--preset", "nightly"], [interleave.CellArgs("c", ())], interleave.Rounds(1, 1),
+                               "a" * 40, tmp_path, planted="compute=0.1@actors")
+    assert {("baseline" if cwd == tmp_path / "tree" else "candidate", env["SEGBENCH_PLANT"]) for cwd, env in envs} \
+        == {("baseline", ""), ("candidate", "compute=0.1@actors")}
+
+
+def test_a_malformed_plant_is_refused_before_any_work(capsys):
+    from bench.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ab", "a" * 40, "--preset", "nightly", "--plant", "compute=fast@tasks"])
+    assert exit_info.value.code == 2 and "SEGBENCH_PLANT" in capsys.readouterr().err
