@@ -127,10 +127,14 @@ def latency_distributions(records, summary, repeats):
     names = [n for n in names if chosen[n].metrics.latency_defined is not False]
     if not names:
         return None
-    data = []
+    data = {}
     for n in names:
         batches = chosen[n].frame("batches", ["submitted", "completed"]).dropna()  # unpaired: no latency
-        data.append((batches["completed"] - batches["submitted"]).to_numpy())
+        if len(batches):  # a record whose table holds no paired batch has no distribution to draw
+            data[n] = (batches["completed"] - batches["submitted"]).to_numpy()
+    names, data = list(data), list(data.values())
+    if not names:
+        return None
     boxes = ax.boxplot(data, tick_labels=names, whis=(5, 95), patch_artist=True)
     for box, name in zip(boxes["boxes"], names, strict=True):
         box.set_facecolor(colour(name))
@@ -174,7 +178,7 @@ def stage_breakdown(records, summary, repeats):
     names = sorted(chosen)
     bottom = np.zeros(len(names))
     for stage, colour in STAGE_COLOURS.items():
-        values = np.array([chosen[n].metrics.stage_ms_per_image.get(stage) or 0.0 for n in names])
+        values = np.array([(chosen[n].metrics.stage_ms_per_image or {}).get(stage) or 0.0 for n in names])
         ax.bar(names, values, bottom=bottom, color=colour, label=stage)
         bottom += values
     ax.set_xlabel("strategy (best configuration)")
