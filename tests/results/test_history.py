@@ -193,3 +193,31 @@ def test_without_otava_history_says_what_to_install(tmp_path, capsys, monkeypatc
     assert exit_info.value.code == 2
     assert err.strip().splitlines() == [
         "segbench: error: change-point detection needs apache-otava: pip install 'segbench[history]'"]
+
+
+@pytest.mark.slow
+def test_history_of_calibrated_nights_reports_a_2_percent_a_night_drift_within_5_nights(tmp_path, monkeypatch):
+    """Fifteen nights of real sequential runs on the calibrated workload (three repeats each): nights 10-14
+    each 2% slower than the night before (SEGBENCH_CALIBRATED_SLOWDOWN, read when each cell builds its
+    model). History must report a slowdown step at night 9 or later, within the 5 drifting nights. ~2 min."""
+    from bench.config import RunSpec
+    from bench.measure.runner import run_cell
+    from bench.results.store import repeat_path
+
+    spec = RunSpec(strategy="sequential", model="calibrated:30ms", batch_size=4, images=24, image_scale=0.1,
+                   min_steady_batches=5, min_steady_s=1.0)
+    folders = []
+    for night, factor in enumerate(DRIFT):
+        monkeypatch.setenv("SEGBENCH_CALIBRATED_SLOWDOWN", f"{1 / factor:.6f}")
+        folder = tmp_path / f"night-{night:02d}"
+        for repeat in range(3):
+            record, _ = run_cell(spec, folder, write=False, repeat=repeat)
+            record.environment["git"] = {"commit": f"c{night}", "dirty": False}
+            record.started_at = f"2026-11-{night + 1:02d}T0{repeat}:00:00+00:00"
+            path = repeat_path(folder, record.cell_id, repeat)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record.to_dict()))
+        folders.append(folder)
+    ((_, series),) = history.series({str(p): list(ResultStore([p]).iter_latest()) for p in folders}).items()
+    found = [s for s in history.steps(series) if s["ratio"] < 1 and s["after_index"] >= 9]
+    assert found, [run.median for run in series]
