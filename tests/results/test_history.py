@@ -204,8 +204,8 @@ def test_history_of_calibrated_nights_reports_a_2_percent_a_night_drift_within_5
     from bench.measure.runner import run_cell
     from bench.results.store import repeat_path
 
-    spec = RunSpec(strategy="sequential", model="calibrated:30ms", batch_size=4, images=24, image_scale=0.1,
-                   min_steady_batches=5, min_steady_s=1.0)
+    spec = RunSpec(strategy="sequential", model="calibrated:30ms", batch_size=4, images=48, image_scale=0.1,
+                   min_steady_batches=2, min_steady_s=0.1)
     folders = []
     for night, factor in enumerate(DRIFT):
         monkeypatch.setenv("SEGBENCH_CALIBRATED_SLOWDOWN", f"{1 / factor:.6f}")
