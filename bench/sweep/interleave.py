@@ -203,11 +203,11 @@ def run_interleaved(sweep_args: list[str], cells: list[CellArgs], rounds: Rounds
 def run_rounds(sweep_args: list[str], cells: list[CellArgs], rounds: Rounds, sides: list[Side],
                unknown: Callable[[], set[str]] | None = None,
                on_run: Callable[[int, str, str], None] | None = None,
-               run_timeout_s: float = SIDE_RUN_TIMEOUT_S) -> dict[str, int]:
+               run_timeout_s: float = SIDE_RUN_TIMEOUT_S) -> None:
     """The rounds, cell by cell, the sides' order alternating by cell and by round (A B, B A, …); each run
     (one side, one cell) bounded by `run_timeout_s`. `unknown()`: the cells to go on with after the first
-    `rounds.rounds`. Returns the rounds each cell got."""
-    active, spent, done = list(cells), {}, dict.fromkeys((c.cell_id for c in cells), 0)
+    `rounds.rounds`."""
+    active, spent = list(cells), {}
     for k in range(rounds.max_rounds):
         if k >= rounds.rounds:
             if unknown is None or rounds.deadline is None:
@@ -218,15 +218,13 @@ def run_rounds(sweep_args: list[str], cells: list[CellArgs], rounds: Rounds, sid
                 break
         for i, cell in enumerate(active):
             if k >= rounds.rounds and time.monotonic() + 2 * statistics.median(spent[cell.cell_id]) > rounds.deadline:
-                return done  # the next pair would not end within the budget
+                return  # the next pair would not end within the budget
             for side in sides if (k + i) % 2 == 0 else sides[::-1]:
                 if on_run:
                     on_run(k, cell.cell_id, side.name)
                 clock = time.monotonic()
                 _run_one(sweep_args, cell, k, side, run_timeout_s)
                 spent.setdefault(cell.cell_id, []).append(time.monotonic() - clock)
-            done[cell.cell_id] = k + 1
-    return done
 
 
 def _run_one(sweep_args: list[str], cell: CellArgs, k: int, side: Side, timeout_s: float) -> None:

@@ -92,12 +92,29 @@ def slowed_predictor(monkeypatch):
     return slow_down
 
 
+def _night(spec, folder: Path, night: int, day: int, repeats: int = 3) -> Path:
+    """One night's real runs of `spec` in `folder`, recorded as commit c<night> on 2026-11-<day>."""
+    from bench.measure.runner import run_cell
+    from bench.results.store import repeat_path
+
+    for repeat in range(repeats):
+        record, _ = run_cell(spec, folder, write=False, repeat=repeat)
+        record.environment["git"] = {"commit": f"c{night}", "dirty": False}
+        record.started_at = f"2026-11-{day:02d}T0{repeat}:00:00+00:00"
+        path = repeat_path(folder, record.cell_id, repeat)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record.to_dict()))
+    return folder
+
+
+def _series(folders: list[Path]) -> dict:
+    return history.series({str(p): list(ResultStore([p]).iter_latest()) for p in folders})
+
+
 def test_history_of_real_runs_finds_the_commit_that_slowed_the_predictor(tmp_path, slowed_predictor):
     """Three nights of real sequential runs (calibrated 20 ms per image, three repeats each); from the
     third night the predictor is slowed by a fixture. The step is found between nights 1 and 2."""
     from bench.config import RunSpec
-    from bench.measure.runner import run_cell
-    from bench.results.store import repeat_path
 
     spec = RunSpec(strategy="sequential", model="calibrated:20ms", batch_size=4, images=24, image_scale=0.1,
                    min_steady_batches=2, min_steady_s=0.1)
@@ -105,17 +122,8 @@ def test_history_of_real_runs_finds_the_commit_that_slowed_the_predictor(tmp_pat
     for night in range(3):
         if night == 2:
             slowed_predictor(12.0)
-        folder = tmp_path / f"night-{night}"
-        for repeat in range(3):
-            record, _ = run_cell(spec, folder, write=False, repeat=repeat)
-            record.environment["git"] = {"commit": f"c{night}", "dirty": False}
-            record.started_at = f"2026-11-{10 + night:02d}T0{repeat}:00:00+00:00"
-            path = repeat_path(folder, record.cell_id, repeat)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(record.to_dict()))
-        runs.append(folder)
-    cells = history.series({str(p): list(ResultStore([p]).iter_latest()) for p in runs})
-    ((_, series),) = cells.items()
+        runs.append(_night(spec, tmp_path / f"night-{night}", night, 10 + night))
+    ((_, series),) = _series(runs).items()
     (step,) = history.steps(series)
     assert (step["good"], step["bad"]) == ("c1", "c2") and step["ratio"] < 0.8
 
@@ -201,23 +209,13 @@ def test_history_of_calibrated_nights_reports_a_2_percent_a_night_drift_within_5
     each 2% slower than the night before (SEGBENCH_CALIBRATED_SLOWDOWN, read when each cell builds its
     model). History must report a slowdown step at night 9 or later, within the 5 drifting nights. ~2 min."""
     from bench.config import RunSpec
-    from bench.measure.runner import run_cell
-    from bench.results.store import repeat_path
 
     spec = RunSpec(strategy="sequential", model="calibrated:30ms", batch_size=4, images=48, image_scale=0.1,
                    min_steady_batches=2, min_steady_s=0.1)
     folders = []
     for night, factor in enumerate(DRIFT):
         monkeypatch.setenv("SEGBENCH_CALIBRATED_SLOWDOWN", f"{1 / factor:.6f}")
-        folder = tmp_path / f"night-{night:02d}"
-        for repeat in range(3):
-            record, _ = run_cell(spec, folder, write=False, repeat=repeat)
-            record.environment["git"] = {"commit": f"c{night}", "dirty": False}
-            record.started_at = f"2026-11-{night + 1:02d}T0{repeat}:00:00+00:00"
-            path = repeat_path(folder, record.cell_id, repeat)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(record.to_dict()))
-        folders.append(folder)
-    ((_, series),) = history.series({str(p): list(ResultStore([p]).iter_latest()) for p in folders}).items()
+        folders.append(_night(spec, tmp_path / f"night-{night:02d}", night, night + 1))
+    ((_, series),) = _series(folders).items()
     found = [s for s in history.steps(series) if s["ratio"] < 1 and s["after_index"] >= 9]
     assert found, [run.median for run in series]
