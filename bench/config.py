@@ -85,12 +85,15 @@ BOUNDS = {
     "warmup_batches": Bound(0, MAX_BATCHES, integer=True),
     "min_steady_batches": Bound(1, MAX_BATCHES, integer=True),
     "runtime_parity_images": Bound(1, MAX_BATCH, integer=True),
+    "calibration_images": Bound(1, MAX_BATCH, integer=True),
+    "min_agreement": Bound(0.0, 1.0, low_ok=False, optional=True),
 }
 SAMPLE_INTERVAL = Bound(*SAMPLE_INTERVAL_S)
 
 
 # Settings that change where or how a cell is watched, not what is measured.
-_NOT_MEASURED = frozenset({"label", "timeout_s", "keep_masks", "ray_address", "runtime_parity_images"})
+_NOT_MEASURED = frozenset({"label", "timeout_s", "keep_masks", "ray_address", "runtime_parity_images",
+                           "min_agreement"})
 # The stopping rules decide how long a cell measures when it runs to them (stop = "rules"); for a fixed job
 # they only judge the result, so they stay out of its id (ids of records made before the rules existed hold).
 _RULES = frozenset({"min_steady_batches", "min_steady_s", "target_rel_ci", "max_s"})
@@ -136,6 +139,13 @@ class RunSpec:
     postprocess: str = dataclasses.field(default="exact", metadata={"help": "How logits become a map"})
     runtime: str = dataclasses.field(default=runtimes.EAGER, metadata={"help": "What runs the model in each worker"})
     runtime_parity_images: int = 8  # a non-eager runtime's maps are checked against eager's on this many inputs
+    precision: str = dataclasses.field(default=runtimes.FP32, metadata={
+        "help": "Numeric precision the runtime computes in (bf16 needs a CPU or GPU with bf16 units)"})
+    calibration_images: int = dataclasses.field(default=8, metadata={
+        "help": "int8: the cell's first images its quantization is calibrated on"})
+    min_agreement: float | None = dataclasses.field(default=None, metadata={
+        "help": "Quality floor: least pixel agreement with fp32 eager's maps to rank (default: rounding for fp32, "
+                "0.99 otherwise)"})
     pipeline: bool = dataclasses.field(default=False, metadata={
         "help": "sequential: prepare the next batch on a helper thread during the forward"})
     model_transfer: str = dataclasses.field(default="object_store", metadata={
@@ -181,6 +191,10 @@ class RunSpec:
             fail(f"unknown runtime {self.runtime!r}; choose from {', '.join(runtimes.names())}")
         if self.runtime != runtimes.EAGER and calibrated.is_calibrated(self.model):
             fail(f"{self.model} is a calibrated stand-in (sleep/spin in Python): only the eager runtime runs it")
+        if self.precision not in runtimes.PRECISIONS:
+            fail(f"unknown precision {self.precision!r}; choose from {', '.join(runtimes.PRECISIONS)}")
+        if self.precision != runtimes.FP32 and calibrated.is_calibrated(self.model):
+            fail(f"{self.model} is a calibrated stand-in (sleep/spin in Python): it runs fp32 only")
         for name, bound in BOUNDS.items():  # first: the checks below compare these as numbers
             if problem := bound.problem(getattr(self, name)):
                 fail(f"{name.replace('_', '-')} {problem}")
@@ -232,9 +246,12 @@ class RunSpec:
         default) later keeps the ids of committed baselines valid."""
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         ignored = _NOT_MEASURED if self.stop == "rules" else _NOT_MEASURED | _RULES
+        if self.precision != "int8":  # only int8 calibrates
+            ignored |= {"calibration_images"}
         fields = {k: v for k, v in self.to_dict().items() if k not in ignored and v != defaults[k]}
         digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
         runtime = "" if self.runtime == runtimes.EAGER else f"-{self.runtime}"
+        runtime += "" if self.precision == runtimes.FP32 else f"-{self.precision}"
         return f"{self.strategy}-{self.model}{runtime}-{self.device}-bs{self.batch_size}-a{self.actors}-{digest}"
 
     def to_dict(self) -> dict:

@@ -15,6 +15,7 @@ the budget) and `validate`.
 from __future__ import annotations
 
 import functools
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -61,7 +62,11 @@ class Strategy(ABC):
     @functools.cached_property
     def predictor(self) -> PredictorSpec:
         """What each worker builds, made where it is first used (start)."""
-        return PredictorSpec.from_settings(self.spec, threads=self.plan.threads, plant=self.planted)
+        # int8 calibrates on the cell's first images (read again here; before the clock starts)
+        calibration = tuple(itertools.islice(self.source, self.spec.calibration_images)) \
+            if self.spec.precision == "int8" else ()
+        return PredictorSpec.from_settings(self.spec, threads=self.plan.threads, plant=self.planted,
+                                           calibration=calibration)
 
     @classmethod
     def needs(cls, spec: RunSpec) -> Needs:

@@ -46,6 +46,7 @@ def choices() -> dict[str, tuple[str, ...]]:
         "device": DEVICES,
         "postprocess": POSTPROCESS_MODES,
         "runtime": runtimes.names(),
+        "precision": runtimes.PRECISIONS,
         "model_transfer": MODEL_TRANSFERS,
     }
 

@@ -73,7 +73,7 @@ def run_cell(spec: RunSpec, results_dir: Path = Path("results"), *, sample_inter
     check_weights(spec.model, spec.weights)
     weights = {"kind": weights_kind(spec.weights), "name": spec.weights, "seed": spec.seed,
                "hub_id": model_size(spec.model).hub_id}
-    missing = runtimes.unavailable(spec.runtime, spec.device)
+    missing = runtimes.unavailable(spec.runtime, spec.device, spec.precision)
     if missing:
         raise ConfigError(missing)
     strategy_cls = strategies.get(spec.strategy)

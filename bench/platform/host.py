@@ -36,6 +36,30 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The CPU features a numeric precision runs on natively (AVX-512, its bf16 and VNNI extensions, AMX); where a
+# bf16 unit is missing, bf16 is emulated and slower than fp32.
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as the kernel lists them (/proc/cpuinfo); empty where it cannot be read."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_isa() -> dict[str, bool]:
+    """Which of ISA_FLAGS this CPU offers (the record's `cpu_isa`)."""
+    flags = cpu_flags()
+    return {flag: flag in flags for flag in ISA_FLAGS}
+
+
 def visible_gpus(nvml: Nvml | None = None) -> list[str]:
     """Names of the GPUs this process may use, in CUDA's order (CUDA_VISIBLE_DEVICES honoured)."""
     return (nvml or Nvml()).names()
@@ -88,6 +112,12 @@ class Nvml:
 
     def names(self) -> list[str]:
         return [self._query(i, "name", lambda h: _text(self._nvml.nvmlDeviceGetName(h))) or "unknown GPU"
+                for i in range(len(self._devices))]
+
+    def compute_capabilities(self) -> list[str | None]:
+        """Each GPU's CUDA compute capability ("8.0"), or None where NVML does not say."""
+        capability = self._nvml.nvmlDeviceGetCudaComputeCapability if self.available else None
+        return [self._query(i, "capability", lambda h: "{}.{}".format(*capability(h)))
                 for i in range(len(self._devices))]
 
     def driver(self) -> str | None:

@@ -11,7 +11,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from bench.platform.host import Nvml, cpu_model, visible_gpus
+from bench.platform.host import Nvml, cpu_isa, cpu_model, visible_gpus
 
 
 def environment() -> dict:
@@ -23,6 +23,7 @@ def environment() -> dict:
         "platform": platform.platform(),
         "hostname": socket.gethostname(),
         "cpu_model": cpu_model(),
+        "cpu_isa": cpu_isa(),  # what a precision runs on natively (bf16, int8 units)
         "cpu_logical": os.cpu_count(),
         "cpu_physical": psutil.cpu_count(logical=False),
         "memory_bytes": psutil.virtual_memory().total,
@@ -32,6 +33,7 @@ def environment() -> dict:
     nvml = Nvml()
     env["gpus"] = visible_gpus(nvml)
     env["gpu_driver"] = nvml.driver()
+    env["gpu_compute_capability"] = nvml.compute_capabilities()
     try:
         import torch
 

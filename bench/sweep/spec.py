@@ -9,6 +9,7 @@ A sweep file is TOML:
     actors = [1, 2]
     devices = ["cpu"]
     runtimes = ["eager"]  # optional: what executes the model (bench.workload.runtimes names them)
+    precisions = ["fp32"]  # optional: fp32, bf16, bf16-weights, int8 where the runtime and hardware offer it
     images = 16       # with stop = "rules", the sample set each cell cycles
     repeats = 1
     stop = "rules"    # run each cell until its stopping rules hold (or "images": the source once)
@@ -40,7 +41,7 @@ PRESETS = ("quick", "nightly", "full", "runtimes")
 
 # The swept lists: key → the RunSpec field each sweeps (the command line overrides them with its options).
 SWEPT = {"strategies": "strategy", "models": "model", "batch_sizes": "batch_size", "actors": "actors",
-         "devices": "device", "runtimes": "runtime"}
+         "devices": "device", "runtimes": "runtime", "precisions": "precision"}
 # key → type, its field's. Lists must be non-empty; counts positive.
 _LIST_KEYS = {key: typing.get_type_hints(RunSpec)[name] for key, name in SWEPT.items()}
 _NUMBER = (int, float)
@@ -97,6 +98,7 @@ class SweepSpec:
     actors: list[int] = field(default_factory=lambda: [1])
     devices: list[str] = field(default_factory=lambda: ["cpu"])
     runtimes: list[str] = field(default_factory=lambda: ["eager"])
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
     images: int = 32  # stop = "rules": the sample set each cell cycles; "images": the fixed job
     repeats: int = 1
     warmup_batches: int = 1
@@ -219,11 +221,13 @@ def expand(sweep: SweepSpec, host: HostInfo, origin: str = "sweep") -> tuple[lis
             raise ConfigError(f"{origin}: cell.{key} applies to {', '.join(owners[key])}, none of which this sweep "
                               "runs")
     cells, skipped, seen = [], [], set()
-    # runtimes beside models: the cells a runtime is judged against run close together in time (drift)
-    for strategy, model, runtime, device, batch_size, actors in itertools.product(
-            sweep.strategies, sweep.models, sweep.runtimes, sweep.devices, sweep.batch_sizes, sweep.actors):
+    # runtimes and precisions beside models: the cells a runtime or precision is judged against run close
+    # together in time (drift)
+    for strategy, model, runtime, precision, device, batch_size, actors in itertools.product(
+            sweep.strategies, sweep.models, sweep.runtimes, sweep.precisions, sweep.devices, sweep.batch_sizes,
+            sweep.actors):
         values = {"strategy": strategy, "model": model, "device": device, "batch_size": batch_size, "actors": actors,
-                  "runtime": runtime}
+                  "runtime": runtime, "precision": precision}
         # A strategy's own options in [cell] apply to the cells of the strategies that honour them.
         cell = {k: v for k, v in sweep.cell.items() if k not in owners or strategy in owners[k]}
         strategy_cls = strategies.get(strategy)
@@ -256,10 +260,7 @@ def expand(sweep: SweepSpec, host: HostInfo, origin: str = "sweep") -> tuple[lis
 def _skip_reason(spec: RunSpec, host: HostInfo) -> str | None:
     if spec.device == "cuda" and host.gpus <= 0:
         return "no CUDA device"
-    missing = runtimes.unavailable(spec.runtime, spec.device)
-    if missing:
-        return missing
-    return None
+    return runtimes.unavailable(spec.runtime, spec.device, spec.precision)
 
 
 def estimate_seconds(cells: list[Cell], repeats: int, host: HostInfo) -> float:

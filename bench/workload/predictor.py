@@ -50,20 +50,25 @@ class PredictorSpec:
     keep_masks: bool = False  # return the maps themselves, not only digests
     runtime: str = runtimes.EAGER  # what executes the model (bench.workload.runtimes)
     batch_size: int | None = None  # the shape a static-shape runtime is compiled for
+    precision: str = runtimes.FP32  # the numeric precision the runtime computes in (bench.workload.runtimes)
+    calibration: tuple[EncodedImage, ...] = ()  # the cell's first images, for a precision that calibrates (int8)
     plant: Plant = field(default_factory=Plant)  # a planted slowdown (bench.workload.plant): tests of the gate only
 
     def __post_init__(self) -> None:
         model_size(self.model)  # raises on an unknown model
         if self.runtime not in runtimes.names():
             raise ValueError(f"unknown runtime {self.runtime!r}; choose from {', '.join(runtimes.names())}")
+        if self.precision not in runtimes.PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose from {', '.join(runtimes.PRECISIONS)}")
         if self.postprocess not in POSTPROCESS_MODES:
             raise ValueError(f"unknown postprocess {self.postprocess!r}; choose from {', '.join(POSTPROCESS_MODES)}")
 
     @classmethod
     def from_settings(cls, settings: object, **given: object) -> PredictorSpec:
         """The spec of a cell's workers: each field read from the same-named attribute of `settings` (a
-        RunSpec), unless `given` (the plan's threads)."""
-        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls) if f.name not in given}, **given)
+        RunSpec), unless `given` (the plan's threads, the calibration images, which a RunSpec only counts)."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)
+                      if f.name not in given and f.name != "calibration"}, **given)
 
     @property
     def native_size(self) -> int:
@@ -180,13 +185,16 @@ class Predictor:
         model = model if model is not None else build_model(spec.model, spec.weights, spec.seed)
         self.model = model.to(self.device).eval()
         built = time.perf_counter()
+        calibration = prepare(list(spec.calibration), spec.native_size).pixels if spec.calibration else None
         self.runtime = runtimes.get(spec.runtime)(self.model, self.device, spec.threads, spec.batch_size,
-                                                  spec.native_size)
-        # Model ready to run: the build, then the runtime's export, session or compile.
+                                                  spec.native_size, precision=spec.precision, calibration=calibration)
+        # Model ready to run: the build, then the runtime's export, session, compile or quantization.
         self.load_seconds = time.perf_counter() - started
-        self.runtime_cold = None if spec.runtime == runtimes.EAGER else {
-            "runtime": spec.runtime, "build_s": built - started, "ready_s": self.load_seconds,
-            **self.runtime.cold}
+        plain = spec.runtime == runtimes.EAGER and spec.precision == runtimes.FP32
+        self.runtime_cold = None if plain else {
+            "runtime": spec.runtime, "precision": spec.precision,
+            "execution_precision": self.runtime.execution_precision, "build_s": built - started,
+            "ready_s": self.load_seconds, **self.runtime.cold}
         self._cold_unreported = self.runtime_cold is not None  # reported with this worker's first batch
         self.node = _node_id()
         self._last_service_s: float | None = None  # for a planted dispatch delay

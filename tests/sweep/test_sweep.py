@@ -92,10 +92,11 @@ _CELL_HONOURED = {  # [cell] key → (value, strategies the cell needs to run it
     "actors_max": (2, ["ray_data"]), "ray_data_split": (True, ["ray_data"]), "input_mode": ("cluster", ["actors"]),
     "keep_masks": (True, ["sequential"]), "inject": ("kill-actor@batch=2", ["actors"]),
     "runtime_parity_images": (3, ["sequential"]), "prefetch_mb": (8.0, ["sequential"]),
+    "calibration_images": (4, ["sequential"]), "min_agreement": (0.95, ["sequential"]),
 }
 _CELL_REFUSED = {
     **{key: "swept by the top-level lists" for key in ("strategy", "model", "batch_size", "actors", "device",
-                                                       "runtime")},
+                                                       "runtime", "precision")},
     **{key: "set at the top level" for key in ("images", "source", "weights", "seed", "warmup_batches",
                                                 "timeout_s", "label", "stop", "min_steady_s", "min_steady_batches",
                                                 "target_rel_ci", "max_s")},
@@ -104,10 +105,10 @@ _CELL_REFUSED = {
 _TOP_HONOURED = {"name": "n1", "label": "lab", "images": 7, "repeats": 3, "warmup_batches": 2, "timeout_s": 60,
                  "sample_interval": 0.25, "noise_cv": 0.2, "source": "synthetic", "seed": 5, "weights": "random",
                  "strategies": ["actors"], "models": ["tiny"], "batch_sizes": [3], "actors": [2], "devices": ["cpu"],
-                 "runtimes": ["eager"], "stop": "rules", "min_steady_s": 2.0, "min_steady_batches": 3,
-                 "target_rel_ci": 0.05, "max_s": 40}
+                 "runtimes": ["eager"], "precisions": ["fp32"], "stop": "rules", "min_steady_s": 2.0,
+                 "min_steady_batches": 3, "target_rel_ci": 0.05, "max_s": 40}
 _SPEC_FIELD = {"strategies": "strategy", "models": "model", "batch_sizes": "batch_size", "actors": "actors",
-               "devices": "device", "runtimes": "runtime"}
+               "devices": "device", "runtimes": "runtime", "precisions": "precision"}
 
 
 def test_every_key_a_sweep_can_hold_is_either_honoured_or_refused():
@@ -132,7 +133,7 @@ def test_cell_key_is_honoured(key):
 def test_cell_key_is_refused_in_one_line(key, tmp_path):
     path = tmp_path / "s.toml"
     value = '"x"' if key in ("strategy", "model", "device", "source", "weights", "label", "ray_address",
-                             "runtime") else "2"
+                             "runtime", "precision") else "2"
     path.write_text(f"[cell]\n{key} = {value}\n")
     with pytest.raises(ConfigError) as err:
         SweepSpec.from_toml(path)

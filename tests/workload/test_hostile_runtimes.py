@@ -74,5 +74,5 @@ def test_the_export_is_fsynced_before_its_rename(monkeypatch, tmp_path):
     monkeypatch.setattr(torch, "onnx", Exported)
     monkeypatch.setattr(torch.export, "Dim", lambda *a, **k: None)
     target = tmp_path / "model.onnx"
-    onnx_export._export(torch.nn.Identity(), 8, target)
+    onnx_export._build_durably(target, lambda tmp: onnx_export._export(torch.nn.Identity(), 8, tmp))
     assert target.read_bytes() == b"graph" and events == ["fsync", "replace"]

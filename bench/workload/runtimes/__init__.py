@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from bench.workload.runtimes.base import Runtime
 
 EAGER = "eager"  # the reference every other runtime's maps are checked against
+FP32 = "fp32"  # the reference precision: every other precision's maps are measured against eager fp32's
+# The numeric precisions a runtime may offer (each runtime class lists its own, with what it means there).
+PRECISIONS = (FP32, "bf16", "bf16-weights", "int8")
 _REGISTRY = {
     EAGER: "bench.workload.runtimes.eager:Eager",
     "compile": "bench.workload.runtimes.compiled:Compiled",
@@ -35,9 +38,9 @@ def get(name: str) -> type[Runtime]:
     return getattr(importlib.import_module(module), cls)
 
 
-def unavailable(runtime: str, device: str = "cpu") -> str | None:
-    """Why `runtime` cannot run on `device` here (one line), or None. Checked where the sweep is planned;
-    a worker node missing a package fails its cell with the import error."""
+def unavailable(runtime: str, device: str = "cpu", precision: str = FP32) -> str | None:
+    """Why `runtime` cannot run on `device` at `precision` here (one line), or None. Checked where the sweep
+    is planned; a worker node missing a package fails its cell with the import error."""
     if runtime not in _REGISTRY:
         return f"unknown runtime {runtime!r}; choose from {', '.join(names())}"
-    return get(runtime).unavailable(device)
+    return get(runtime).unavailable(device, precision)

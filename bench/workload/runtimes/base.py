@@ -1,15 +1,23 @@
 """The runtime contract: a class per runtime that makes a model ready to run and owns its rules (the
-devices it refuses, the packages it needs and the pip extra that installs them), so no module outside
-`bench/workload/runtimes/` tests a runtime's name beyond eager's. The forward pass here is eager's: the
-module in torch, as it is.
+devices it refuses, the precisions it offers, the packages it needs and the pip extra that installs them),
+so no module outside `bench/workload/runtimes/` tests a runtime's name beyond eager's. The forward pass here
+is eager's: the module in torch, as it is, at fp32, in bf16 by autocast (`bf16`: matmuls and convolutions
+in bf16, reductions such as softmax and layer norm kept in fp32), or with bf16 weights and activations
+throughout (`bf16-weights`). Logits are returned as fp32 either way, so the postprocess is the same.
+
+A precision without a native unit is refused, not emulated: bf16 on a CPU without avx512_bf16 or AMX runs
+slower than fp32 (oneDNN falls back to conversions), so a sweep would measure the emulation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
+
+from bench.platform.host import BF16_FLAGS, cpu_flags, cpu_model
 
 if TYPE_CHECKING:
     import torch
@@ -22,10 +30,29 @@ class Runtime:
     pads: ClassVar[bool] = False  # whether a partial batch is padded to the compiled batch shape
     needs: ClassVar[tuple[str, ...]] = ()  # modules it imports beyond torch and transformers
     extra: ClassVar[str] = ""  # the pyproject extra that installs `needs`
+    # precision → how this runtime runs it (the README's runtime table quotes these)
+    precisions: ClassVar[dict[str, str]] = {
+        "fp32": "float32 throughout",
+        "bf16": "torch.autocast(bfloat16): matmuls and convolutions in bf16, reductions in fp32",
+        "bf16-weights": "model.to(torch.bfloat16): weights and activations in bf16 throughout",
+    }
 
-    def __init__(self, model, device: torch.device, threads: int | None, batch_size: int | None, side: int) -> None:
+    def __init__(self, model, device: torch.device, threads: int | None, batch_size: int | None, side: int,
+                 precision: str = "fp32", calibration: np.ndarray | None = None) -> None:
+        """`calibration`: preprocessed pixels of the cell's first images, for a precision that calibrates (int8)."""
         self.model, self.device, self.threads, self.batch_size, self.side = model, device, threads, batch_size, side
+        self.precision, self.calibration = precision, calibration
+        if precision == "bf16-weights":
+            import torch
+
+            self.model = model.to(torch.bfloat16)
         self.cold: dict = {}
+
+    @property
+    def execution_precision(self) -> str:
+        """What the runtime reports it computes in (the record's `execution_precision`)."""
+        return {"fp32": "float32", "bf16": "bfloat16 autocast", "bf16-weights": "bfloat16"}.get(self.precision,
+                                                                                                 self.precision)
 
     @classmethod
     def refuses(cls, device: str) -> str | None:
@@ -33,9 +60,14 @@ class Runtime:
         return None
 
     @classmethod
-    def unavailable(cls, device: str) -> str | None:
-        """Why it cannot run on `device` here (one line), or None: its device rule, then its packages."""
+    def unavailable(cls, device: str, precision: str = "fp32") -> str | None:
+        """Why it cannot run on `device` at `precision` here (one line), or None: its device rule, the
+        precision (offered, and native on this hardware), then its packages."""
         if reason := cls.refuses(device):
+            return reason
+        if precision not in cls.precisions:
+            return f"{cls.name} offers {', '.join(cls.precisions)}, not {precision}"
+        if reason := not_native(device, precision):
             return reason
         missing = [m for m in cls.needs if importlib.util.find_spec(m) is None]
         if missing:
@@ -53,8 +85,30 @@ class Runtime:
         tensor = torch.from_numpy(pixels)
         if self.device.type == "cuda":  # pinned memory lets the copy overlap host work
             tensor = tensor.pin_memory()
-        with torch.inference_mode():
-            return self.model(pixel_values=tensor.to(self.device, non_blocking=True)).logits
+        tensor = tensor.to(self.device, non_blocking=True)
+        if self.precision == "bf16-weights":
+            tensor = tensor.to(torch.bfloat16)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision == "bf16" else \
+            contextlib.nullcontext()
+        with torch.inference_mode(), autocast:
+            logits = self.model(pixel_values=tensor).logits
+        return logits if logits.dtype == torch.float32 else logits.float()
+
+
+def not_native(device: str, precision: str) -> str | None:
+    """Why `precision` has no native unit on `device` here (one line), or None."""
+    if not precision.startswith("bf16"):
+        return None
+    if device == "cuda":
+        import torch
+
+        if torch.cuda.is_available() and not torch.cuda.is_bf16_supported(including_emulation=False):
+            return f"{precision} needs a GPU with bf16 units (compute capability 8.0 or later)"
+        return None
+    if not cpu_flags() & set(BF16_FLAGS):
+        return (f"{precision} needs a CPU with a bf16 unit ({' or '.join(BF16_FLAGS)}); {cpu_model()} has neither, so "
+                "bf16 would be emulated, slower than fp32")
+    return None
 
 
 def channels_last(nhwc: torch.Tensor) -> torch.Tensor:

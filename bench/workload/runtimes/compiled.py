@@ -25,12 +25,12 @@ class Compiled(Runtime):
     name = "compile"
     pads = True
 
-    def __init__(self, *args) -> None:
+    def __init__(self, *args, **kwargs) -> None:
         import torch
         from torch._dynamo.utils import counters
         from torch._inductor.runtime.cache_dir_utils import cache_dir
 
-        super().__init__(*args)
+        super().__init__(*args, **kwargs)
         self.model = torch.compile(self.model, dynamic=False)
         hits = counters["inductor"]["fxgraph_cache_hit"]
         clock = time.perf_counter()
@@ -41,13 +41,13 @@ class Compiled(Runtime):
                      "cache": cache_dir()}
 
     @classmethod
-    def unavailable(cls, device: str) -> str | None:
+    def unavailable(cls, device: str, precision: str = "fp32") -> str | None:
         # inductor's toolchains come with torch or the system, not with a segbench extra
         if device == "cuda" and importlib.util.find_spec("triton") is None:
             return "torch.compile on CUDA needs triton (it comes with CUDA builds of torch)"
         if device == "cpu" and not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")):
             return "torch.compile (inductor) on the CPU needs a C++ compiler on PATH (g++)"
-        return None
+        return super().unavailable(device, precision)
 
     def forward(self, pixels: np.ndarray) -> torch.Tensor:
         n = len(pixels)

@@ -23,6 +23,7 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 ONNX_OPSET = 18
@@ -56,27 +57,49 @@ def exported_onnx(model, side: int) -> tuple[Path, dict]:
         "transformers": transformers.__version__, "opset": ONNX_OPSET, "format": _EXPORT_FORMAT,
     }, sort_keys=True).encode(), digest_size=12).hexdigest()
     digest_s = time.perf_counter() - clock
+    path, cold = cached(f"segformer-{key}.onnx", lambda tmp: _export(model, side, tmp))
+    return path, {"digest_s": digest_s, **cold}
+
+
+def cached(name: str, build: Callable[[Path], None]) -> tuple[Path, dict]:
+    """The file `name` in this node's ONNX cache, built first (`build(tmp)` writes it) if absent or not the
+    file it was. Returns (path, cold costs: lock_wait_s, cache_hit, verify_s, export_s)."""
     folder = cache_root() / "onnx"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"segformer-{key}.onnx"
+    path = folder / name
     clock = time.perf_counter()
-    with open(folder / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_SH)  # workers verify a cached export side by side, not one by one
+    with open(folder / f"{name.removesuffix('.onnx')}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)  # workers verify a cached file side by side, not one by one
         waited = time.perf_counter() - clock
         clock = time.perf_counter()
         hit = _verified(path)
         verify_s = time.perf_counter() - clock
         if not hit:
             clock = time.perf_counter()
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one export per node (not atomic: another may have exported)
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one build per node (not atomic: another may have built it)
             waited += time.perf_counter() - clock
             hit = _verified(path)
         clock = time.perf_counter()
         if not hit:
-            _export(model, side, path)
+            _build_durably(path, build)
             _write_durably(_digest_path(path), _sha256(path).encode())
-    return path, {"digest_s": digest_s, "lock_wait_s": waited, "cache_hit": hit, "verify_s": verify_s,
+    return path, {"lock_wait_s": waited, "cache_hit": hit, "verify_s": verify_s,
                   "export_s": 0.0 if hit else time.perf_counter() - clock, "artifact": path.name}
+
+
+def _build_durably(path: Path, build: Callable[[Path], None]) -> None:
+    """`build` writes a temporary file, which reaches the disk before it is renamed into place: a crash
+    mid-build leaves no file a later worker would trust."""
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
+    os.close(fd)
+    try:
+        build(Path(tmp))
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def _digest_path(path: Path) -> Path:
@@ -130,25 +153,16 @@ def _export(model, side: int, path: Path) -> None:
 
     example = torch.zeros(2, 3, side, side)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    try:
-        # The exporter prints its progress and warns about what it decomposes: neither is the user's to act on.
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet("torch.onnx"):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(Logits().eval(), (example,), tmp, input_names=["pixel_values"], output_names=["logits"],
-                              dynamic_shapes={"pixel_values": {0: batch}}, opset_version=ONNX_OPSET, dynamo=True,
-                              external_data=False)
-        with open(tmp, "rb") as written:  # on the disk before the rename: else a crash can leave it in place, short
-            os.fsync(written.fileno())
-        os.replace(tmp, path)  # whole or absent: a crash mid-export leaves no file a later worker would trust
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    # The exporter prints its progress and warns about what it decomposes: neither is the user's to act on.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), quiet("torch.onnx"):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Logits().eval(), (example,), str(path), input_names=["pixel_values"],
+                          output_names=["logits"], dynamic_shapes={"pixel_values": {0: batch}},
+                          opset_version=ONNX_OPSET, dynamo=True, external_data=False)
 
 
 @contextlib.contextmanager
-def _quiet(logger: str):
+def quiet(logger: str):
     """Silence a library logger below errors for a while (the ONNX exporter logs each op it skips)."""
     log = logging.getLogger(logger)
     level = log.level

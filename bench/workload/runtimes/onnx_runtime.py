@@ -10,6 +10,7 @@ import numpy as np
 
 from bench.workload.runtimes.base import Runtime, channels_last
 from bench.workload.runtimes.onnx_export import exported_onnx
+from bench.workload.runtimes.quantize import quantized_onnx
 
 if TYPE_CHECKING:
     import torch
@@ -26,12 +27,20 @@ class OnnxRuntime(Runtime):
         "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
     }
     provider_package: ClassVar[str] = "onnxruntime-gpu"  # what to install when the first provider is missing
+    precisions: ClassVar[dict[str, str]] = {
+        "fp32": "float32 throughout",
+        "int8": "static post-training quantization by ORT's quantizer (QDQ, per-channel int8 weights, uint8 "
+                "activations), calibrated on the cell's first images",
+    }
 
-    def __init__(self, *args) -> None:
+    def __init__(self, *args, **kwargs) -> None:
         import onnxruntime
 
-        super().__init__(*args)
+        super().__init__(*args, **kwargs)
         path, self.cold = exported_onnx(self.model, self.side)
+        if self.precision == "int8":
+            path, quantized = quantized_onnx(path, self.calibration)
+            self.cold.update(quantized)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = self.threads or 0  # 0: ORT's default (one per core)
         options.inter_op_num_threads = 1
@@ -45,9 +54,15 @@ class OnnxRuntime(Runtime):
             raise RuntimeError(f"{self.name} did not take {wanted} (the session runs: {used})")
         self.cold.update(session_s=time.perf_counter() - clock, providers=used)
 
+    @property
+    def execution_precision(self) -> str:
+        return "int8 (QDQ)" if self.precision == "int8" else "float32"
+
     @classmethod
-    def unavailable(cls, device: str) -> str | None:
-        if reason := super().unavailable(device):
+    def unavailable(cls, device: str, precision: str = "fp32") -> str | None:
+        if precision == "int8" and device != "cpu":
+            return "int8 runs on the CPU here (ORT's quantized kernels); run it with --device cpu"
+        if reason := super().unavailable(device, precision):
             return reason
         import onnxruntime
 

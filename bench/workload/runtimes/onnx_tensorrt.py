@@ -15,6 +15,7 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
         "cuda": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
     }
     provider_package = "onnxruntime-gpu and TensorRT"
+    precisions: ClassVar[dict[str, str]] = {"fp32": "float32 (TensorRT's fp16 and int8 modes are not offered)"}
 
     @classmethod
     def refuses(cls, device: str) -> str | None:

@@ -1,0 +1,53 @@
+"""int8 by post-training static quantization: the exported ONNX graph quantized by ONNX Runtime's own
+quantizer (`onnxruntime.quantization.quantize_static`: QDQ format, per-channel int8 weights, uint8
+activations with MinMax ranges), calibrated on the cell's first images, cached per node like the export.
+
+The calibration set is part of the cache key (its pixels' digest), so another set or other weights never
+reuse a quantized graph. What it cost (calibration images, seconds, cache hit) is in the worker's `cold`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.workload.runtimes.onnx_export import cached, quiet
+
+
+def quantized_onnx(fp32: Path, calibration: np.ndarray) -> tuple[Path, dict]:
+    """The int8 graph of the ONNX file `fp32`, calibrated on `calibration` (preprocessed pixels, N×3×S×S).
+    Returns (path, cold costs: calibration_images, calibration_digest, quantize_s, quantize_cache_hit)."""
+    if calibration is None or not len(calibration):
+        raise ValueError("int8 needs calibration images: none of the cell's first inputs was readable")
+    digest = hashlib.blake2b(np.ascontiguousarray(calibration, dtype=np.float32).tobytes(), digest_size=8)
+    key = f"{fp32.stem}-int8-{digest.hexdigest()}"
+    clock = time.perf_counter()
+    path, cold = cached(f"{key}.onnx", lambda tmp: _quantize(fp32, calibration, tmp))
+    return path, {"calibration_images": len(calibration), "calibration_digest": digest.hexdigest(),
+                  "quantize_s": time.perf_counter() - clock, "quantize_cache_hit": cold["cache_hit"]}
+
+
+def _quantize(fp32: Path, calibration: np.ndarray, out: Path) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Images(CalibrationDataReader):  # one image a step: MinMax keeps every activation of a step
+        def __init__(self) -> None:
+            self.rows = iter(range(len(calibration)))
+
+        def get_next(self) -> dict | None:
+            row = next(self.rows, None)
+            return None if row is None else {"pixel_values": calibration[row:row + 1]}
+
+    prepared = out.with_name(f"{out.stem}-pre.onnx")
+    try:
+        # The quantizer warns once per weight that has no channel axis (layer norms): not the user's to act on.
+        with quiet("root"):
+            quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+            quantize_static(str(prepared), str(out), Images(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    finally:
+        prepared.unlink(missing_ok=True)
