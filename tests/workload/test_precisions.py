@@ -1,0 +1,133 @@
+"""The precision axis: a precision is refused where its runtime does not offer it or the hardware has no
+native unit (tested with faked CPU flags, so it holds on any host), it is part of the cell id (fp32 ids stay
+as they were), bf16 really computes in bf16 and hands fp32 logits to the postprocess, and int8 quantizes
+once per calibration set and node."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from bench.config import RunSpec
+from bench.errors import ConfigError
+from bench.measure.runner import run_cell
+from bench.results.environment import environment
+from bench.sweep.spec import HostInfo, SweepSpec
+from bench.workload import runtimes
+from bench.workload.images import SyntheticSource
+from bench.workload.predictor import Predictor, PredictorSpec, prepare
+from bench.workload.runtimes import base
+
+TINY = {"model": "tiny", "batch_size": 2, "images": 4, "image_scale": 0.25}
+NO_BF16 = frozenset({"sse4_2", "avx2", "avx512f"})
+BF16 = NO_BF16 | {"avx512_bf16"}
+
+
+def _flags(monkeypatch, flags: frozenset[str]) -> None:
+    monkeypatch.setattr(base, "cpu_flags", lambda: flags)
+
+
+def test_bf16_is_refused_on_a_cpu_without_a_bf16_unit_and_its_cells_are_skipped_with_the_reason(monkeypatch,
+                                                                                                tmp_path):
+    _flags(monkeypatch, NO_BF16)
+    reason = runtimes.unavailable("eager", "cpu", "bf16")
+    assert reason and "avx512_bf16 or amx_bf16" in reason and "emulated" in reason and "\n" not in reason
+    assert runtimes.unavailable("eager", "cpu", "fp32") is None
+    cells, skipped = SweepSpec(strategies=["sequential"], models=["b0"], precisions=["fp32", "bf16"]).expand(
+        HostInfo(cpus=2))
+    assert [c.spec.precision for c in cells] == ["fp32"]
+    assert [(s.values["precision"], s.reason) for s in skipped] == [("bf16", reason)]
+    with pytest.raises(ConfigError, match="bf16 unit"):  # `segbench run` exits 2 before any work
+        run_cell(RunSpec(precision="bf16", model="b0", images=2), tmp_path, write=False)
+
+
+def test_bf16_is_offered_where_the_cpu_has_a_bf16_unit(monkeypatch):
+    _flags(monkeypatch, BF16)
+    assert runtimes.unavailable("eager", "cpu", "bf16") is None
+    assert runtimes.unavailable("compile", "cpu", "bf16-weights") in (None, runtimes.unavailable("compile", "cpu"))
+    _flags(monkeypatch, NO_BF16 | {"amx_bf16"})
+    assert runtimes.unavailable("eager", "cpu", "bf16") is None
+
+
+@pytest.mark.parametrize(("runtime", "precision", "words"), [
+    ("openvino", "int8", "openvino offers fp32, bf16, not int8"),
+    ("onnxruntime", "bf16", "onnxruntime offers fp32, int8, not bf16"),
+    ("eager", "int8", "eager offers fp32, bf16, bf16-weights, not int8"),
+])
+def test_a_precision_its_runtime_does_not_offer_is_skipped_in_one_line(monkeypatch, runtime, precision, words):
+    _flags(monkeypatch, BF16)
+    reason = runtimes.unavailable(runtime, "cpu", precision)
+    if reason and "needs" in reason and "pip install" in reason:
+        pytest.skip(reason)  # the runtime's extra is not installed (`nox -s floors`)
+    assert reason == words
+
+
+def test_int8_on_a_gpu_is_refused():
+    assert "CPU" in runtimes.unavailable("onnxruntime", "cuda", "int8")
+
+
+def test_the_precision_is_in_the_cell_id_and_fp32_ids_are_unchanged():
+    fp32 = RunSpec(**TINY)
+    assert fp32.cell_id == RunSpec(**TINY, precision="fp32").cell_id
+    bf16 = RunSpec(**{**TINY, "model": "b0"}, precision="bf16")
+    assert "-b0-bf16-cpu-" in bf16.cell_id
+    int8 = RunSpec(**{**TINY, "model": "b0"}, runtime="onnxruntime", precision="int8")
+    assert "-onnxruntime-int8-" in int8.cell_id
+    # the calibration set is what an int8 cell measures; it means nothing to the others
+    assert int8.replace(calibration_images=4).cell_id != int8.cell_id
+    assert fp32.replace(calibration_images=4).cell_id == fp32.cell_id
+    with pytest.raises(ConfigError, match="unknown precision"):
+        RunSpec(precision="fp8")
+    with pytest.raises(ConfigError, match="fp32 only"):
+        RunSpec(model="calibrated:10ms", precision="bf16")
+
+
+def _pixels(count: int = 2) -> np.ndarray:
+    images = list(SyntheticSource(count, seed=0, scale=0.25))
+    return prepare(images, 64).pixels
+
+
+@pytest.mark.parametrize("precision", ["bf16", "bf16-weights"])
+def test_bf16_computes_in_bf16_and_hands_fp32_logits_to_the_postprocess(precision):
+    pixels = _pixels()
+    reference = Predictor(PredictorSpec(model="tiny", threads=1)).runtime.forward(pixels)
+    predictor = Predictor(PredictorSpec(model="tiny", threads=1, precision=precision))
+    logits = predictor.runtime.forward(pixels)
+    assert logits.dtype == reference.dtype == __import__("torch").float32 and logits.shape == reference.shape
+    difference = float((logits - reference).abs().max())
+    assert 0 < difference < 0.1 * float(reference.abs().max())  # rounded as bf16 rounds, not another model
+    assert predictor.runtime_cold["precision"] == precision
+    if precision == "bf16-weights":
+        assert {p.dtype for p in predictor.runtime.model.parameters()} == {__import__("torch").bfloat16}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime is not installed")
+def test_int8_quantizes_once_per_calibration_set_and_node(monkeypatch, tmp_path):
+    monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path))
+    images = tuple(SyntheticSource(4, seed=0, scale=0.25))
+    spec = PredictorSpec(model="tiny", threads=1, runtime="onnxruntime", precision="int8", calibration=images[:2])
+    first = Predictor(spec)
+    again = Predictor(spec)
+    other = Predictor(PredictorSpec(model="tiny", threads=1, runtime="onnxruntime", precision="int8",
+                                    calibration=images[2:]))
+    assert first.runtime_cold["quantize_cache_hit"] is False and again.runtime_cold["quantize_cache_hit"] is True
+    assert other.runtime_cold["calibration_digest"] != first.runtime_cold["calibration_digest"]
+    assert first.runtime_cold["calibration_images"] == 2
+    assert first.runtime_cold["execution_precision"] == "int8 (QDQ)"
+    logits = first.runtime.forward(_pixels())
+    assert logits.dtype.is_floating_point and logits.shape[:2] == (2, 150)
+    assert len(list((tmp_path / "onnx").glob("*-int8-*.onnx"))) == 2
+
+
+def test_int8_without_calibration_images_says_so():
+    with pytest.raises(ValueError, match="calibration images"):
+        Predictor(PredictorSpec(model="tiny", threads=1, runtime="onnxruntime", precision="int8"))
+
+
+def test_the_record_says_what_the_hardware_offers():
+    env = environment()
+    assert set(env["cpu_isa"]) >= {"avx512_bf16", "amx_bf16", "avx512_vnni"}
+    assert all(isinstance(v, bool) for v in env["cpu_isa"].values())
+    assert isinstance(env["gpu_compute_capability"], list)
