@@ -10,6 +10,10 @@ ahead of the textbook transformers path it is. Same model, images, batch size an
 After one warm-up pass of each, forward and end to end are timed in turns, `repeats` rounds, so that a
 machine whose speed drifts (this VM drifts ~10% within minutes) shifts both alike; then the textbook,
 `repeats` passes. The median pass is reported.
+
+`segbench bench precision` (`bench_variants`) is the plain loop beside a precision sweep: several
+(runtime, precision) predictors of one model, each timed end to end over the same batches, in turns, in
+one fresh process, so the speed-up a sweep reports for bf16 or int8 can be checked without Ray or the runner.
 """
 
 from __future__ import annotations
@@ -109,3 +113,41 @@ def _textbook(model, batches, side: int) -> None:
         with torch.inference_mode():
             outputs = model(**processor(pil, return_tensors="pt"))
             processor.post_process_semantic_segmentation(outputs, target_sizes=[(p.height, p.width) for p in pil])
+
+
+@dataclass
+class VariantRate:
+    runtime: str
+    precision: str
+    forward: float  # images/s, the runtime's forward on prepared pixels
+    end_to_end: float  # images/s, Predictor.predict on encoded images
+
+
+def bench_variants(model: str, variants: list[tuple[str, str]], images: int = 16, batch_size: int = 4,
+                   threads: int | None = None, repeats: int = 5, seed: int = 0) -> list[VariantRate]:
+    """Each (runtime, precision) predictor's forward and end-to-end rate on the same batches, timed in turns
+    (int8 calibrates on the first `batch_size` images, as a cell with that many calibration images would)."""
+    from bench.platform.host import available_cpus
+    from bench.workload.images import batched
+    from bench.workload.predictor import Predictor, PredictorSpec, prepare
+
+    threads = threads or available_cpus()
+    source = list(SyntheticSource(images, seed=seed))
+    batches: list[list[EncodedImage]] = list(batched(iter(source), batch_size))
+    predictors = {(runtime, precision): Predictor(PredictorSpec(
+        model, threads=threads, seed=seed, runtime=runtime, precision=precision, batch_size=batch_size,
+        calibration=tuple(source[:batch_size]) if precision == "int8" else ())) for runtime, precision in variants}
+    side = next(iter(predictors.values())).spec.native_size
+    pixels = [prepare(b, side).pixels for b in batches]
+
+    def forward(predictor) -> Callable[[], None]:
+        return lambda: [predictor.runtime.forward(p) for p in pixels]
+
+    def end_to_end(predictor) -> Callable[[], None]:
+        return lambda: [predictor.predict(batch, index) for index, batch in enumerate(batches)]
+
+    runs = {(key, "forward"): forward(p) for key, p in predictors.items()}
+    runs |= {(key, "e2e"): end_to_end(p) for key, p in predictors.items()}
+    rates = _interleaved_rates(runs, images, repeats)
+    return [VariantRate(runtime, precision, rates[((runtime, precision), "forward")],
+                        rates[((runtime, precision), "e2e")]) for runtime, precision in variants]

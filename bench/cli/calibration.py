@@ -40,6 +40,40 @@ def bench_predictor_cmd(
     Console(width=160).print(table)
 
 
+@calibration_app.command("precision")
+def bench_precision_cmd(
+    variants: Annotated[list[str], typer.Option("--variant", help="RUNTIME:PRECISION, e.g. openvino:bf16 (repeat)")],
+    model: Annotated[str, typer.Option()] = "b0",
+    images: Annotated[int, typer.Option()] = 16,
+    batch_size: Annotated[int, typer.Option()] = 4,
+    threads: Annotated[int | None, typer.Option()] = None,
+    repeats: Annotated[int, typer.Option()] = 5,
+) -> None:
+    """A plain loop per runtime and precision, in turns in this process: the check beside a precision sweep."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from bench.calibration.predictor import bench_variants
+    from bench.errors import ConfigError
+    from bench.workload import runtimes
+
+    pairs = []
+    for text in variants:
+        runtime, _, precision = text.partition(":")
+        if reason := runtimes.unavailable(runtime, "cpu", precision or runtimes.FP32):
+            raise ConfigError(f"--variant {text}: {reason}")
+        pairs.append((runtime, precision or runtimes.FP32))
+    RunSpec(model=model, batch_size=batch_size, images=images, threads=threads)  # bounds, before any work
+    rows = bench_variants(model, pairs, images, batch_size, threads, repeats)
+    first = rows[0]
+    table = Table("runtime", "precision", "forward img/s", "end-to-end img/s", f"× {first.runtime} {first.precision}",
+                  title=f"plain loop: {model}, batch {batch_size}, median of {repeats} turns")
+    for r in rows:
+        table.add_row(r.runtime, r.precision, f"{r.forward:.2f}", f"{r.end_to_end:.2f}",
+                      f"{r.end_to_end / first.end_to_end:.2f}")
+    Console(width=160).print(table)
+
+
 @calibration_app.command("overhead")
 def bench_overhead_cmd(
     model: Annotated[str, typer.Option()] = "b0",

@@ -37,7 +37,7 @@ from bench.config import BOUNDS, SAMPLE_INTERVAL, Bound, RunSpec
 from bench.errors import ConfigError
 from bench.workload import runtimes
 
-PRESETS = ("quick", "nightly", "full", "runtimes")
+PRESETS = ("quick", "nightly", "full", "runtimes", "precisions")
 
 # The swept lists: key → the RunSpec field each sweeps (the command line overrides them with its options).
 SWEPT = {"strategies": "strategy", "models": "model", "batch_sizes": "batch_size", "actors": "actors",

@@ -37,7 +37,7 @@ def test_a_sweep_refuses_numbers_that_are_not_bounded(key, value):
         SweepSpec.from_dict({"models": ["tiny"], key: value})
 
 
-@pytest.mark.parametrize("preset", ["quick", "nightly", "full", "runtimes"])
+@pytest.mark.parametrize("preset", ["quick", "nightly", "full", "runtimes", "precisions"])
 def test_presets_state_rules_not_image_counts(preset):
     spec = SweepSpec.preset(preset)
     assert spec.stop == "rules" and spec.min_steady_s >= 5.0 and spec.max_s > spec.min_steady_s

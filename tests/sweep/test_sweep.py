@@ -33,7 +33,7 @@ def test_quick_preset_expands_deterministically_with_reasons():
     assert {c.spec.actors for c in cells if c.spec.strategy != "sequential"} == {2}
 
 
-@pytest.mark.parametrize("preset", ["quick", "nightly", "runtimes"])
+@pytest.mark.parametrize("preset", ["quick", "nightly", "runtimes", "precisions"])
 def test_presets_give_every_strategy_the_compute_of_sequential(preset):
     """Equal budgets: on the 2-CPU host every cell runs as many torch threads in all as sequential."""
     cells, _ = SweepSpec.preset(preset).expand(CPU_HOST)
