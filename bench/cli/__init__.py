@@ -77,6 +77,7 @@ from bench.cli import (  # noqa: E402,F401
     models,
     nightly,
     recommend,
+    reference,
     report,
     run,
     sweep,
