@@ -9,12 +9,27 @@ import typer
 
 from bench.errors import ConfigError, SideFileError, SourceUnavailable, WeightsUnavailable
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# Completion is typer's (`segbench --install-completion`, `--show-completion`).
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark SegFormer batch-inference architectures on Ray.")
 calibration_app = typer.Typer(help="segbench measuring itself (heavy; `nox -s bench` runs them).", no_args_is_help=True)
 app.add_typer(calibration_app, name="bench")
 
 USAGE_ERROR = 2
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"segbench {version('segbench')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                   help="Print the version and exit")] = False) -> None:
+    """Benchmark SegFormer batch-inference architectures on Ray."""
 
 
 ALLOW_OPEN_ENV = "SEGBENCH_ALLOW_OPEN_CLUSTER"  # also how an A/B job passes the flag to its sides' own CLIs
