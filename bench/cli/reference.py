@@ -64,7 +64,7 @@ def cli_page() -> str:
     lines = ["# Command line", "", "Generated from the command definitions (`segbench reference`); "
              "`segbench COMMAND --help` prints the same.", ""]
     root = typer.main.get_command(app)
-    for path, command in _commands(root, ["segbench"]):
+    for path, command in [(["segbench"], root), *_commands(root, ["segbench"])]:
         # A context in resilient mode: the help records without parsing (and so without requiring) anything.
         ctx = command.make_context(" ".join(path), [], resilient_parsing=True)
         usage = command.get_usage(ctx).removeprefix("Usage:").strip()
