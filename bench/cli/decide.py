@@ -14,10 +14,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from bench.cli import AllowOpenCluster, app, isolate_local_ray
-from bench.cli.options import Preset, SweepFile, parse_budget
+from bench.cli.options import MinAgreement, Preset, SweepFile, parse_budget
 from bench.errors import ConfigError
 from bench.report.format import fmt
 from bench.results import race
+from bench.results.decision import against_fp32
+from bench.results.quality import check_floor
 from bench.sweep.spec import SweepSpec
 
 
@@ -32,6 +34,7 @@ def decide(
         "results"),
     ray_address: Annotated[str | None, typer.Option(help="Run Ray cells on this cluster")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print what recommend --json prints, and the race")] = False,
+    min_agreement: MinAgreement = None,
     allow_open_cluster: AllowOpenCluster = False,
 ) -> None:
     """Run every cell once under its stopping rules, then race the cells that could still be fastest."""
@@ -41,6 +44,7 @@ def decide(
         raise ConfigError(f"--margin must be a fraction in [0, 1) (got {margin})")
     if not (0 < alpha < 0.5):
         raise ConfigError(f"--alpha must be in (0, 0.5) (got {alpha})")
+    check_floor(min_agreement)
     seconds = parse_budget(budget)
     spec = SweepSpec.preset(preset) if preset else SweepSpec.from_toml(file)
     isolate_local_ray(spec.strategies, ray_address, spec.weights, spec.source, allow_open_cluster)
@@ -49,8 +53,9 @@ def decide(
     def on_cell(name: str) -> None:
         print(f"decide: {name}", file=sys.stderr, flush=True)
 
-    decision = run_decide(spec, results, seconds, margin, alpha, ray_address=ray_address, on_cell=on_cell)
-    payload = decision_payload(decision.folder)
+    decision = run_decide(spec, results, seconds, margin, alpha, ray_address=ray_address, on_cell=on_cell,
+                          min_agreement=min_agreement)
+    payload = decision_payload(decision.folder, min_agreement)
     if as_json:
         typer.echo(json.dumps(payload, indent=2))
     else:
@@ -58,25 +63,29 @@ def decide(
     typer.echo(f"records: {decision.folder}", err=as_json)
 
 
-def decision_payload(folder: Path) -> dict:
+def decision_payload(folder: Path, min_agreement: float | None = None) -> dict:
     """`recommend --json`'s decisions for the decision's records, with the race (decision.json) beside them."""
     from bench.results.decision import recommend
     from bench.results.store import ResultStore, read_json_bounded
     from bench.results.summary import cell_summary
 
-    frame = ResultStore([folder / "runs"]).frame()
+    store = ResultStore([folder / "runs"])
+    frame = store.frame()
     race = read_json_bounded(folder / "decision.json")
-    return {"decisions": recommend(frame, cell_summary(frame)) if not frame.empty else [], **race}
+    records = {str(path): record for path, record in store.records()}
+    return {"decisions": recommend(frame, cell_summary(frame), min_agreement, records) if not frame.empty else [],
+            **race}
 
 
 def cell_names(folder: Path) -> dict[str, str]:
-    """Cell id → a short configuration name ("actors a2", "ray_data b4 a2 onnxruntime")."""
+    """Cell id → a short configuration name ("actors a2", "ray_data b4 a2 openvino bf16")."""
     from bench.results.store import read_json_bounded
 
     plan = read_json_bounded(folder / "plan.json")
     out = {}
     for cell in plan.get("cells", []):
         runtime = "" if cell.get("runtime", "eager") == "eager" else f" {cell['runtime']}"
+        runtime += "" if cell.get("precision", "fp32") == "fp32" else f" {cell['precision']}"
         out[cell["cell_id"]] = f"{cell['strategy']} {cell['model']} bs{cell['batch_size']} a{cell['actors']}{runtime}"
     return out
 
@@ -107,6 +116,9 @@ def print_decision(payload: dict, folder: Path | None = None, console: Console |
         if cell["not_rankable"]:
             console.print(escape(f"  not rankable: {names[cell['cell_id']]}: {cell['not_rankable']}"))
     console.print(escape(race.verdict(payload, names)))
+    for decision in payload.get("decisions") or []:
+        if line := against_fp32(decision):
+            console.print(escape(f"{decision['model']} on {decision['device']}: {line}"))
 
 
 def _geo(samples: list[float]) -> float:

@@ -34,6 +34,9 @@ Budget = Annotated[str | None, typer.Option(
     help="Time for the whole A/B (300s, 40m, 1h): after the first rounds, cells still unknown get more rounds "
          "while a pair of runs fits; none: the first rounds only")]
 MaxRounds = Annotated[int, typer.Option(help="The most rounds a cell still unknown gets, with --budget")]
+MinAgreement = Annotated[float | None, typer.Option(
+    help="Quality floor: the least pixel agreement with fp32 eager's maps a cell needs to be ranked, in (0, 1] "
+         "(default: the floor each cell ran with, else float rounding for fp32 and 0.99 for lower precisions)")]
 AllowUngated = Annotated[bool, typer.Option(
     help="Pass (exit 0) even when a baseline cell could not be gated (else exit 3)")]
 

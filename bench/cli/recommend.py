@@ -8,14 +8,17 @@ from typing import Annotated
 import typer
 
 from bench.cli import app
+from bench.cli.options import MinAgreement
 from bench.errors import ConfigError
 from bench.report.format import fmt
+from bench.results.quality import check_floor
 
 
 @app.command()
 def recommend(
     results: Annotated[list[Path], typer.Argument(help="Record files or folders (e.g. results/sweeps/quick)")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the decisions as JSON")] = False,
+    min_agreement: MinAgreement = None,
 ) -> None:
     """The recommended strategy per model and device, with its interval and margin over the runner-up."""
     import json
@@ -28,10 +31,13 @@ def recommend(
     from bench.results.store import ResultStore
     from bench.results.summary import cell_summary
 
-    frame = ResultStore(list(results)).frame()
+    check_floor(min_agreement)
+    store = ResultStore(list(results))
+    frame = store.frame()
     if frame.empty:
         raise ConfigError("no run records found in " + ", ".join(map(str, results)))
-    decisions = decision.recommend(frame, cell_summary(frame))
+    decisions = decision.recommend(frame, cell_summary(frame), min_agreement,
+                                   {str(path): record for path, record in store.records()})
     if as_json:
         typer.echo(json.dumps(decisions, indent=2))
         return
@@ -45,6 +51,8 @@ def recommend(
     console = Console()
     console.print(table)
     for d in decisions:
+        if line := decision.against_fp32(d):
+            console.print(escape(f"  {d['model']} on {d['device']}: {line}"))
         for cell in d["excluded"]:
             console.print(escape(f"  not ranked: {cell['cell_id']}: {cell['why']}"))
         for cell_id in d["noisy"]:

@@ -39,7 +39,7 @@ from bench.platform.ray_session import ClusterInfo, local_cluster_info, ray_sess
 from bench.results import sidefiles
 from bench.results.environment import environment
 from bench.results.measured import Cold, Counts, MemoryBounds, Utilisation
-from bench.results.parity import runtime_against_eager, runtime_failure
+from bench.results.parity import runtime_against_eager
 from bench.results.record import RunRecord
 from bench.results.sidefiles import BatchEvent, RunTables
 from bench.results.store import as_json, run_path, write_record
@@ -290,7 +290,8 @@ def _measure(spec: RunSpec, source: ImageSource, strategy: Strategy, sample_inte
 def _assemble(record: RunRecord, window: Window, cluster: ClusterInfo, side: RunTables, spec: RunSpec,
               source: ImageSource) -> None:
     """The record of a measured window, in one place: its tables put in place and read back for the metrics
-    and the exactly-once check, then the checks after the window (a non-eager runtime's parity)."""
+    and the exactly-once check, then the checks after the window (the quality probe of a cell of another
+    runtime or precision)."""
     m = window
     record.strategy_stats = m.strategy_stats
     record.tables = side.commit(m.samples)
@@ -338,22 +339,25 @@ def _assemble(record: RunRecord, window: Window, cluster: ClusterInfo, side: Run
     if not verdict["exactly_once"]:
         record.error = (f"exactly-once check failed: {verdict['inputs_seen']} of {m.expected} inputs came back, "
                         f"{verdict['duplicates']} more than once")
-    if spec.runtime != runtimes.EAGER and m.ok and not record.error:
+    if (spec.runtime != runtimes.EAGER or spec.precision != runtimes.FP32) and m.ok and not record.error:
         # After the window, on the driver (with --input cluster too: a few inputs, outside the window): the
-        # first readable inputs through eager and through this runtime.
-        probe, digests = _first_readable(source, record, spec.runtime_parity_images, m.cycled)
-        record.runtime_parity = runtime_against_eager(m.predictor, probe, digests)
-        record.error = runtime_failure(record.runtime_parity)
+        # first readable inputs after the calibration ones through fp32 eager and through this cell's runtime
+        # and precision. However far they disagree, the cell is measured: its floor applies where it is ranked.
+        skip = len(m.predictor.calibration)
+        probe, digests = _first_readable(source, record, spec.runtime_parity_images, m.cycled, skip)
+        record.runtime_parity = runtime_against_eager(m.predictor, probe, digests, skip)
 
 
-def _first_readable(source, record: RunRecord, count: int, cycled: bool = False,
+def _first_readable(source, record: RunRecord, count: int, cycled: bool = False, skip: int = 0,
                     chunk: int = 64) -> tuple[list, dict[str, str]]:
-    """The first `count` inputs of the source that came back readable, with their digests, looked up
-    in the outputs table a chunk of source ids at a time (one column pass each; the first usually does,
-    and the chunk doubles each time, so a source whose first inputs are bad costs a few passes). A cycled
-    run's inputs are looked up as their first pass named them."""
+    """The first `count` inputs of the source after its first `skip` (an int8 cell's calibration images)
+    that came back readable, with their digests, looked up in the outputs table a chunk of source ids at a
+    time (one column pass each; the first usually does, and the chunk doubles each time, so a source whose
+    first inputs are bad costs a few passes). A cycled run's inputs are looked up as their first pass named
+    them."""
     chosen, digests = [], {}
-    images = iter(source) if not cycled else (EncodedImage(pass_id(i.image_id, 0), i.data) for i in source)
+    listed = itertools.islice(source, skip, None)
+    images = listed if not cycled else (EncodedImage(pass_id(i.image_id, 0), i.data) for i in listed)
     while len(chosen) < count:
         candidates = list(itertools.islice(images, chunk))
         if not candidates:

@@ -2,9 +2,10 @@
 
 - `cells_against_reference`: across a sweep, from the records alone, every cell's maps against the
   reference cell's on the same inputs (a report's parity table).
-- `runtime_against_eager`: inside a cell, after its window, a non-eager runtime's maps against eager
-  torch's on the cell's first inputs (the record's `runtime_parity`; below `RUNTIME_THRESHOLD` the
-  cell fails).
+- `runtime_against_eager`: inside a cell, after its window, the maps of a cell that runs another runtime
+  or precision against fp32 eager torch's on the cell's first inputs (the record's `runtime_parity`: how
+  close, measured; the floor a cell must reach to be ranked is applied where cells are ranked,
+  bench.results.quality).
 
 Across cells: records keep a digest and a class histogram per image (the outputs table), not the
 maps. Equal digests mean equal maps. Where digests differ, the histograms bound the difference from
@@ -27,11 +28,13 @@ Data regroups rows between stages. A difference that none of these explains, or 
 rounding flips (`ROUNDING_PIXEL_SHARE` of an image's pixels, by the histogram bound), is an error:
 that cell computed something else.
 
-Inside a cell: the cell's first readable inputs go through eager and through the cell's runtime, in
-this process, at the workers' torch thread count, and the two maps are compared pixel by pixel. ONNX
-Runtime, OpenVINO and inductor reorder float reductions and fuse operations, so logits differ by ~1e-7
-and an argmax can flip where two classes are tied that closely: bit-identical maps are not promised,
-and the record says how close they came. Whether the check speaks for what the workers produced is
+Inside a cell: the cell's first readable inputs go through fp32 eager and through the cell's runtime at
+its precision, in this process, at the workers' torch thread count, and the two maps are compared pixel
+by pixel (pooled agreement, the worst image, mean IoU). ONNX Runtime, OpenVINO and inductor reorder float
+reductions and fuse operations, so logits differ by ~1e-7 and an argmax can flip where two classes are
+tied that closely; bf16 and int8 round by design and flip more: bit-identical maps are not promised,
+and the record says how close they came. An int8 cell's probe starts after its calibration images, so
+its quality is not measured on the images it was tuned on. Whether the check speaks for what the workers produced is
 recorded too: `cell_digests_matched` counts the images whose runtime map here has the digest the
 cell's workers returned for them. The probe runs forwards of the cell's batch size from its first
 inputs; an image the workers computed in a forward of another size (a batch with an unreadable input,
@@ -42,7 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -63,10 +66,11 @@ BOUND_IMAGES = 10_000  # differing images whose histograms are read for the pixe
 # random weights); a model, preprocessing or batch mix-up moves a large share. Past this share of one
 # image no rounding cause explains the difference.
 ROUNDING_PIXEL_SHARE = 1e-3
-# Inside a cell, runtime rounding flips measured here stay below 1e-4 of the pixels (ONNX Runtime 0,
+# Inside a cell, fp32 runtime rounding flips measured here stay below 1e-4 of the pixels (ONNX Runtime 0,
 # OpenVINO 1.5e-5 on b0, random weights, whose logits are closer to ties than a trained model's); an
 # export or runtime that computes something else disagrees on a large share (tens of per cent). 99.9%
-# sits between, with room: the bound the cross-cell parity holds rounding causes to.
+# sits between, with room: the bound the cross-cell parity holds rounding causes to, and the default
+# floor of an fp32 cell (bench.results.quality).
 RUNTIME_THRESHOLD = 1 - ROUNDING_PIXEL_SHARE
 
 
@@ -241,19 +245,23 @@ def thread_groups(rows: list[dict]) -> dict[tuple, list[str]]:
     return dict(groups)
 
 
-def runtime_against_eager(spec: PredictorSpec, images: list[EncodedImage], cell_digests: dict[str, str]) -> dict:
-    """Pixel agreement of `spec.runtime` with eager on `images`; `cell_digests`: id → the cell's digest."""
+def runtime_against_eager(spec: PredictorSpec, images: list[EncodedImage], cell_digests: dict[str, str],
+                          calibration_images_skipped: int = 0) -> dict:
+    """The cell's quality on `images`: its maps (its runtime, at its precision) against fp32 eager's, pixel by
+    pixel. `cell_digests`: id → the digest the cell's workers returned; `calibration_images_skipped`: the
+    calibration images the caller left out of `images` (an int8 cell is not judged on what it was tuned on)."""
     import torch
 
     from bench.workload.postprocess import upsample_argmax
     from bench.workload.predictor import Predictor, map_digest, prepare
-    from bench.workload.runtimes import EAGER
+    from bench.workload.runtimes import EAGER, FP32
 
-    eager = Predictor(dataclasses.replace(spec, runtime=EAGER, keep_masks=False), worker="parity-eager")
-    other = Predictor(dataclasses.replace(spec, keep_masks=False), worker=f"parity-{spec.runtime}")
-    step = spec.batch_size or len(images)
-    agreeing = pixels = matched = checked = 0
-    worst, max_diff = 1.0, 0.0
+    eager = Predictor(dataclasses.replace(spec, runtime=EAGER, precision=FP32, calibration=(), keep_masks=False),
+                      worker="parity-eager")
+    other = Predictor(dataclasses.replace(spec, keep_masks=False), worker=f"parity-{spec.runtime}-{spec.precision}")
+    step = spec.batch_size or len(images) or 1
+    pairs: list[tuple[np.ndarray, np.ndarray]] = []
+    matched, max_diff = 0, 0.0
     for first in range(0, len(images), step):
         prepared = prepare(images[first:first + step], spec.native_size)
         if not prepared.slots:
@@ -266,23 +274,35 @@ def runtime_against_eager(spec: PredictorSpec, images: list[EncodedImage], cell_
             with torch.inference_mode():
                 a = upsample_argmax(reference[k], size, spec.postprocess).to(torch.uint8).cpu().numpy()
                 b = upsample_argmax(candidate[k], size, spec.postprocess).to(torch.uint8).cpu().numpy()
-            same = int(np.count_nonzero(a == b))
-            agreeing, pixels, checked = agreeing + same, pixels + a.size, checked + 1
-            worst = min(worst, same / a.size)
+            pairs.append((a, b))
             matched += cell_digests.get(image.image_id) == map_digest(b)
-    agreement = agreeing / pixels if pixels else None
-    return {"runtime": spec.runtime, "images": checked, "pixels": pixels, "agreeing_pixels": agreeing,
-            "pixel_agreement": agreement, "worst_image_agreement": worst if checked else None,
+    return {"runtime": spec.runtime, "precision": spec.precision, **map_agreement(pairs),
             "max_logit_abs_diff": max_diff, "threads": spec.threads, "cell_digests_matched": matched,
-            "threshold": RUNTIME_THRESHOLD, "passed": agreement is not None and agreement >= RUNTIME_THRESHOLD,
-            "runtime_cold": other.runtime_cold}
+            "calibration_images_skipped": calibration_images_skipped, "runtime_cold": other.runtime_cold}
 
 
-def runtime_failure(result: dict) -> str | None:
-    """The cell's error when `runtime_against_eager` found the runtime disagreeing beyond the threshold."""
-    if result["passed"]:
-        return None
-    if result["pixel_agreement"] is None:
-        return f"runtime parity: no readable image among the first inputs to compare {result['runtime']} with eager on"
-    return (f"runtime parity: {result['runtime']} agrees with eager on {result['pixel_agreement']:.4%} of "
-            f"{result['pixels']} pixels ({result['images']} images), below the {result['threshold']:.1%} threshold")
+def map_agreement(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """How far maps agree with their reference maps, over (reference, candidate) pairs of class-id arrays:
+    images, pixels, agreeing_pixels, pixel_agreement (pooled), worst_image_agreement, and mean_iou, the mean
+    over the classes present in either side of each class's IoU, its intersections and unions pooled over
+    the images (so a class's IoU weighs its pixels, not its images). None where there was no image."""
+    intersection = union = np.zeros(0, np.int64)
+    images = pixels = agreeing = 0
+    worst = 1.0
+    for reference, candidate in pairs:
+        a, b = np.asarray(reference).ravel(), np.asarray(candidate).ravel()
+        same = a == b
+        classes = int(max(a.max(initial=0), b.max(initial=0))) + 1
+        both = np.bincount(a[same], minlength=classes)
+        either = np.bincount(a, minlength=classes) + np.bincount(b, minlength=classes) - both
+        size = max(classes, intersection.size)
+        intersection = np.pad(intersection, (0, size - intersection.size)) + np.pad(both, (0, size - classes))
+        union = np.pad(union, (0, size - union.size)) + np.pad(either, (0, size - classes))
+        count = int(same.sum())
+        images, pixels, agreeing = images + 1, pixels + a.size, agreeing + count
+        worst = min(worst, count / a.size if a.size else 1.0)
+    present = union > 0
+    return {"images": images, "pixels": pixels, "agreeing_pixels": agreeing,
+            "pixel_agreement": agreeing / pixels if pixels else None,
+            "worst_image_agreement": worst if images else None,
+            "mean_iou": float(np.mean(intersection[present] / union[present])) if present.any() else None}

@@ -73,6 +73,7 @@ class OtherKind(NotARecord):
     """JSON of another kind beside records (a sweep plan, a decision, machine.json): passed over, not a fault."""
 
 
+SHARE = Check(lambda value: NUMBER(value) and 0 <= value <= 1, "a share from 0 to 1")
 KNOWN_STRATEGY = Check(lambda value: isinstance(value, str) and value in strategies.names(),
                        "a strategy this segbench knows")
 
@@ -86,7 +87,9 @@ SECTIONS: dict[str, Shape] = {
     "environment": {"fingerprint": str, "git": {"commit": str}, "packages": {"*": SCALAR}, "gpus": list},
     "plan": {"threads": COUNT, "workers": COUNT},
     "machine_probe": {"b0_forward_s": POSITIVE, "error": str},
-    "runtime_parity": {"pixel_agreement": NUMBER, "max_logit_abs_diff": NUMBER, "images": COUNT},
+    "runtime_parity": {"runtime": str, "precision": str, "pixel_agreement": SHARE, "worst_image_agreement": SHARE,
+                       "mean_iou": SHARE, "max_logit_abs_diff": NUMBER, "images": COUNT,
+                       "calibration_images_skipped": COUNT},
     "strategy_stats": {"operators": [{"name": str, "start": NUMBER, "end": NUMBER}]},
     # Schema 1 kept its tables inline: their rows are read as the side tables' are.
     "batches": [{"index": COUNT, "worker": SCALAR, "started": NUMBER, "ended": NUMBER, "images": COUNT,
@@ -133,7 +136,8 @@ class RunRecord:
     driver_cpu_s: float | None = None  # CPU time of the driver process (all threads) in the measured window
     strategy_stats: dict | None = None  # what the strategy's framework reports of itself (Ray Data's operators)
     counts: Counts | None = None
-    # A non-eager runtime's maps against eager's (bench.results.parity.runtime_against_eager).
+    # The maps of a cell of another runtime or precision against fp32 eager's, and how the probe ran
+    # (bench.results.parity.runtime_against_eager); records before the precision axis also hold `passed`.
     runtime_parity: dict | None = None
     inputs_prefetched: int | None = None
     # Why it failed, in detail.

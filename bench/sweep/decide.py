@@ -4,9 +4,11 @@ how each round is judged).
 Round 1 runs every cell once under its stopping rules. Each later round runs every cell still racing
 once more, in an order rotated each round (so no cell always runs first, after the same neighbour, or
 in the same minute of the host's drift), while the budget still holds a whole round at the rounds'
-measured cost. Every repeat is an ordinary sweep record under the decision's folder, so `report`,
-`compare` and `history` read a decision as they read a sweep. Cells run in their own processes on a
-Ray instance shared by the decision, as a sweep's do (bench.sweep.executor).
+measured cost. A cell below its quality floor (bench.results.quality: its maps' agreement with fp32
+eager's) races no further, whatever its speed, and says why. Every repeat is an ordinary sweep record
+under the decision's folder, so `report`, `compare` and `history` read a decision as they read a sweep.
+Cells run in their own processes on a Ray instance shared by the decision, as a sweep's do
+(bench.sweep.executor).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import strategies
-from bench.results import race
+from bench.results import quality, race
 from bench.results.record import RunRecord
 from bench.results.store import write_atomic
 from bench.sweep.executor import host_info, run_isolated, shared_ray, signals_raise, write_plan
@@ -33,6 +35,7 @@ class Decision:
     margin: float
     alpha: float
     racers: list[race.Racer]
+    min_agreement: float | None = None  # the user's quality floor (None: each cell's own, else its default)
     looks: list[race.Look] = field(default_factory=list)
     spent_s: float = 0.0
     stopped_because: str = ""
@@ -45,6 +48,7 @@ class Decision:
         leader = race.leader(self.racers)
         return {
             "kind": "segbench.decision", "budget_s": self.budget_s, "margin": self.margin, "alpha": self.alpha,
+            "min_agreement": self.min_agreement,
             "spent_s": self.spent_s, "stopped_because": self.stopped_because, "outcome": self.outcome,
             "winner": leader.cell_id if self.outcome == "winner" and leader else None,
             "tie": race.tie_spread(self.racers) if self.outcome == "tie" else None,
@@ -65,13 +69,14 @@ def decision_folder(results_dir: Path, sweep: SweepSpec) -> Path:
 
 def run_decide(sweep: SweepSpec, results_dir: Path, budget_s: float, margin: float, alpha: float = 0.05, *,
                ray_address: str | None = None, on_cell: Callable[[str], None] | None = None,
-               folder: Path | None = None) -> Decision:
+               folder: Path | None = None, min_agreement: float | None = None) -> Decision:
     started = time.monotonic()
     host = host_info()
     cells, skipped = sweep.expand(host)
     folder = folder or decision_folder(results_dir, sweep)
     write_plan(folder, sweep, host, cells, skipped)
-    decision = Decision(folder, budget_s, margin, alpha, [race.Racer(c.cell_id) for c in cells], skipped=skipped)
+    decision = Decision(folder, budget_s, margin, alpha, [race.Racer(c.cell_id) for c in cells], min_agreement,
+                        skipped=skipped)
     by_id = {c.cell_id: c for c in cells}
     round_costs: list[float] = []  # seconds per cell run, each round
     level = alpha
@@ -103,7 +108,11 @@ def run_decide(sweep: SweepSpec, results_dir: Path, budget_s: float, margin: flo
                 record = run_isolated(spec, folder, number - 1, sweep, current)
                 decision.repeats[racer.cell_id] = decision.repeats.get(racer.cell_id, 0) + 1
                 sample, why = _sample(record)
-                if sample is not None:
+                short = quality.below_floor(record, min_agreement) if sample is not None else None
+                if short:  # its maps are below its floor: out of the race, whatever it measured before
+                    racer.samples.clear()
+                    decision.not_rankable[racer.cell_id] = short
+                elif sample is not None:
                     racer.samples.append(sample)
                 elif not racer.samples:
                     decision.not_rankable[racer.cell_id] = why
