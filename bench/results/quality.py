@@ -11,22 +11,12 @@ whose agreement was not measured, is an ok measurement and is kept, but ranked n
 from __future__ import annotations
 
 from bench.errors import ConfigError
-from bench.results.parity import RUNTIME_THRESHOLD
+from bench.results.parity import RUNTIME_THRESHOLD, precision, spec_precision
 from bench.results.record import RunRecord
 
 FP32 = "fp32"
 EAGER = "eager"
 LOWER_PRECISION_FLOOR = 0.99  # bf16 and int8 round by design: 1% of pixels may change class
-
-
-def precision(record: RunRecord) -> str:
-    """The precision a record ran at (records from before the precision axis ran fp32)."""
-    return spec_precision(record.spec)
-
-
-def spec_precision(spec: dict) -> str:
-    value = spec.get("precision")
-    return value if isinstance(value, str) and value else FP32
 
 
 def is_reference(spec: dict) -> bool:
