@@ -9,7 +9,9 @@ import typer
 
 import strategies
 from bench.cli import app
+from bench.cli.options import MinAgreement
 from bench.errors import ConfigError
+from bench.results.quality import check_floor
 
 
 @app.command()
@@ -24,12 +26,15 @@ def report(
     parity_reference: Annotated[str | None, typer.Option(
         help=f"Cell id whose maps every cell is compared with (default: {strategies.REFERENCE} at each "
              "model)")] = None,
+    min_agreement: MinAgreement = None,
 ) -> None:
     """Plots, an HTML and a Markdown report, a Chrome trace and CSV/Parquet summaries."""
     from bench.report.render import build_report
 
+    check_floor(min_agreement)
     try:
-        built = build_report(list(results), out, examples, parity_reference, examples_from)
+        built = build_report(list(results), out, examples, parity_reference, examples_from,
+                             min_agreement=min_agreement)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     typer.echo(f"{len(built.plots)} plots; report: {built.html} and {built.markdown}; exports: "

@@ -5,32 +5,38 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from bench.cli import AllowOpenCluster, app, isolate_local_ray
 from bench.cli.options import Preset, SweepFile, sweep_overrides
 from bench.cli.progress import image_columns
 from bench.errors import ConfigError
 from bench.report.format import fmt
+from bench.results.quality import FP32
 from bench.results.store import ResultStore
 from bench.results.summary import cell_summary
 from bench.sweep.executor import SweepInterrupted, host_info, run_sweep
 from bench.sweep.spec import SWEPT, SweepSpec, estimate_seconds
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def dry_run_plan(spec: SweepSpec, console: Console | None = None) -> None:
     console = console or Console(highlight=False)
     host = host_info()
     cells, skipped = spec.expand(host)
-    table = Table("cell id", "strategy", "model", "runtime", "device", "batch", "actors",
+    table = Table("cell id", "strategy", "model", "runtime", "precision", "device", "batch", "actors",
                   title=f"sweep {spec.name!r}: plan")
     for cell in cells:
         s = cell.spec
-        table.add_row(cell.cell_id, s.strategy, s.model, s.runtime, s.device, str(s.batch_size), str(s.actors))
+        table.add_row(cell.cell_id, s.strategy, s.model, s.runtime, s.precision, s.device, str(s.batch_size),
+                      str(s.actors))
     console.print(table)
     for skip in skipped:
         console.print(f"skip {skip.values}: {skip.reason}", markup=False)
@@ -93,18 +99,28 @@ def validity_line(summary) -> str:
             + ", ".join(bad["cell_id"].astype(str)))
 
 
+def precisions(frame: pd.DataFrame) -> dict[str, str]:
+    """cell id → the precision its records ran at (fp32 for records from before the precision axis)."""
+    column = frame["spec.precision"] if "spec.precision" in frame else [None] * len(frame)
+    return {cell: value if isinstance(value, str) and value else FP32
+            for cell, value in zip(frame["cell_id"], column, strict=True)}
+
+
 def print_summary(folder: Path, spec: SweepSpec, console: Console) -> None:
     frame = ResultStore([folder / "runs"]).frame()
     summary = cell_summary(frame, spec.noise_cv)
     console.print(validity_line(summary), markup=False)
-    table = Table("strategy", "model", "runtime", "device", "batch", "actors", "status", "steady img/s", "cv",
-                  "e2e img/s", "p95 batch s", "cpu % (tree)", "peak RSS MiB", title=f"sweep {spec.name!r}")
-    order = ["model", "device", "runtime", "strategy", "batch_size", "actors"]
+    table = Table("strategy", "model", "runtime", "precision", "device", "batch", "actors", "status", "steady img/s",
+                  "cv", "e2e img/s", "p95 batch s", "cpu % (tree)", "peak RSS MiB", title=f"sweep {spec.name!r}")
+    if not summary.empty:
+        summary = summary.assign(precision=summary["cell_id"].map(precisions(frame)))
+    order = ["model", "device", "runtime", "precision", "strategy", "batch_size", "actors"]
     for row in summary.sort_values(order).itertuples() if not summary.empty else []:
         cv = fmt(row.cv, 0, 100, "%") + (" noisy" if row.noisy else "") + ("" if row.valid else " invalid")
-        table.add_row(row.strategy, row.model, row.runtime, row.device, str(row.batch_size), str(row.actors),
-                      row.status, fmt(row.throughput), cv, fmt(row.throughput_e2e), fmt(row.latency_p95_s),
-                      fmt(row.cpu_tree_mean, 0), fmt(row.rss_tree_peak, 0, 1 / 2**20))
+        cells = [row.strategy, row.model, row.runtime, row.precision, row.device, row.batch_size, row.actors,
+                 row.status, fmt(row.throughput), cv, fmt(row.throughput_e2e), fmt(row.latency_p95_s),
+                 fmt(row.cpu_tree_mean, 0), fmt(row.rss_tree_peak, 0, 1 / 2**20)]
+        table.add_row(*(Text(str(value)) for value in cells))  # a record's text is text, never rich markup
     console.print(table)
     for row in summary.itertuples() if not summary.empty else []:
         if row.status != "ok":

@@ -9,9 +9,12 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.ticker import PercentFormatter
 
 import strategies
 from bench.results.record import RunRecord
+from bench.results.runtime_table import mixes_runtimes, pareto_front, runtime_rows
 from bench.results.summary import measured
 
 # Labels and titles come from records (worker, model, operator, cell names): a '$' in one is text, never
@@ -167,6 +170,60 @@ def pareto(records, summary, repeats):
     ax.set_ylabel("steady images/s")
     ax.set_title("Throughput against p95 latency")
     ax.legend(fontsize=7)
+    return fig
+
+
+PRECISION_MARKERS = {"fp32": "o", "bf16": "s", "bf16-weights": "D", "int8": "^"}
+BELOW_FLOOR = "0.6"  # the edge of a hollow point: a cell below its floor
+
+
+def throughput_vs_agreement(records, summary, repeats, min_agreement: float | None = None):
+    """Steady throughput (median over repeats) against agreement with fp32 eager, one point per valid cell
+    and one panel per model and device: what a runtime or precision buys in speed for what it costs in
+    quality. The Pareto front joins the cells no other beats on both; the floor is drawn (the user's
+    `min_agreement`, else one line per default floor of the precisions present); cells below it are hollow."""
+    if not mixes_runtimes(records):
+        return None
+    rows = runtime_rows(records, summary, min_agreement)
+    drawn = [r for r in rows if r["throughput"] is not None and r["agreement"] is not None]
+    if not drawn:
+        return None
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in drawn:
+        groups.setdefault((str(r["model"]), str(r["device"])), []).append(r)
+    fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 4.8), squeeze=False)
+    for ax, ((model, device), cells) in zip(axes[0], groups.items(), strict=True):
+        for r in cells:
+            below, fill = r["below_floor"] is not None, colour(str(r["strategy"]))
+            ax.scatter(r["agreement"], r["throughput"], marker=PRECISION_MARKERS.get(str(r["precision"]), "P"), s=45,
+                       facecolors="none" if below else fill, edgecolors=BELOW_FLOOR if below else fill, zorder=3)
+            ax.annotate(f"{r['runtime']} {r['precision']} bs{r['batch_size']} a{r['actors']}",
+                        (r["agreement"], r["throughput"]), textcoords="offset points", xytext=(4, 3), fontsize=6)
+        points = [(r["agreement"], r["throughput"]) for r in cells]
+        front = sorted(points[i] for i in pareto_front(points))
+        ax.plot(*zip(*front, strict=True), color="k", linestyle="--", linewidth=1, label="Pareto front")
+        floors: dict[float, set[str]] = {}
+        for r in cells:
+            floors.setdefault(r["floor"], set()).add(str(r["precision"]))
+        for value, precisions in sorted(floors.items()):
+            ax.axvline(value, color="#c44e52", linestyle=":", linewidth=1,
+                       label=f"floor {value:.2%} ({', '.join(sorted(precisions))})")
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.set_xlabel("pixel agreement with fp32 eager (probe images)")
+        ax.set_ylabel("steady images/s (median over repeats)")
+        ax.set_title(f"{model} {device}", fontsize=9)
+        keys = [Line2D([], [], linestyle="", marker="o", color=colour(name), label=name)
+                for name in sorted({str(r["strategy"]) for r in cells})]
+        keys += [Line2D([], [], linestyle="", marker=PRECISION_MARKERS.get(name, "P"), color="k", label=name)
+                 for name in sorted({str(r["precision"]) for r in cells})]
+        keys += [Line2D([], [], linestyle="", marker="o", markerfacecolor="none", markeredgecolor=BELOW_FLOOR,
+                        label="hollow: below its floor (ranked nowhere)")]
+        ax.legend(handles=keys + ax.get_legend_handles_labels()[0], fontsize=6)
+    left_out = len(rows) - len(drawn)
+    fig.suptitle("Throughput against agreement with fp32 eager (colour: strategy; shape: precision)"
+                 + (f"; {left_out} cell(s) without a valid throughput or a probe not drawn" if left_out else ""),
+                 fontsize=10)
+    fig.tight_layout()
     return fig
 
 

@@ -13,6 +13,7 @@ spreadsheet would run as a formula.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,10 @@ class Report:
 
 
 def build_report(paths: list[Path], out: Path, examples: int = 3, parity_reference: str | None = None,
-                 examples_from: Path | None = None) -> Report:
+                 examples_from: Path | None = None, *, min_agreement: float | None = None) -> Report:
+    """The report of the records under `paths`, written to `out`. `min_agreement`: the quality floor every
+    cell is held to in the runtime table and the agreement plot (None: each record's own, else its
+    precision's default, `bench.results.quality`)."""
     from bench.report import plots
 
     if not 0 <= examples <= MAX_EXAMPLES:
@@ -64,7 +68,8 @@ def build_report(paths: list[Path], out: Path, examples: int = 3, parity_referen
     report = Report(out, parity_reference=parity_reference)
     report.unreadable = [(str(path), why) for path, why in store.skipped()] + _drop_unusable_tables(records)
     shown, report.examples_absent = _examples(records, examples, examples_from)
-    makers = dict(plots.PLOTS)
+    makers = {**plots.PLOTS, "throughput_vs_agreement": functools.partial(plots.throughput_vs_agreement,
+                                                                          min_agreement=min_agreement)}
     if shown:
         makers["example_predictions"] = lambda *_: plots.example_predictions(shown, _labels())
     for name, make in makers.items():  # one figure alive at a time: a timeline of many batches is large
@@ -85,7 +90,8 @@ def build_report(paths: list[Path], out: Path, examples: int = 3, parity_referen
         report.unreadable.append(("exports", f"{type(err).__name__}: {err}"[:300]))
     # Computed once for both renderings: parity reads every record's outputs table.
     sections = report_sections(records, repeats, summary, paths, plots=report.plots, unreadable=report.unreadable,
-                               examples_absent=report.examples_absent, parity_reference=report.parity_reference)
+                               examples_absent=report.examples_absent, parity_reference=report.parity_reference,
+                               min_agreement=min_agreement, by_path={str(p): r for p, r in store.records()})
     report.html = write_atomic(out / "report.html", render_html(sections))
     report.markdown = write_atomic(out / "report.md", render_markdown(sections))
     return report

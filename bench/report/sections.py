@@ -11,6 +11,7 @@ specs), the block or section names the formats it is shown in.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -19,11 +20,11 @@ import pandas as pd
 
 import strategies
 from bench.report.format import fmt
-from bench.results import race
-from bench.results.decision import configuration, recommend, with_interval
+from bench.results import quality, race
+from bench.results.decision import against_fp32, configuration, recommend, with_interval
 from bench.results.parity import cells_against_reference, thread_groups
 from bench.results.record import RunRecord
-from bench.results.runtime_table import has_runtimes, runtime_rows
+from bench.results.runtime_table import cold_rows, has_runtimes, runtime_rows
 from bench.results.store import read_json_bounded
 
 HTML, MARKDOWN = "html", "markdown"
@@ -82,21 +83,30 @@ class Section:
 
 
 DECISION_HEADER = ["model", "device", "recommended", "steady img/s [95% CI]", "runner-up", "margin", "verdict",
-                   "not ranked or noisy"]
-DECISION_NOTE = ("Per model and device: the fastest valid cell by median steady throughput, with a 95% bootstrap "
-                 "interval over repeats, and its margin over the runner-up (\"no significant difference\" where the "
-                 "intervals overlap).")
+                   "against the best fp32", "not ranked or noisy"]
+DECISION_NOTE = ("Per model and device: the fastest valid cell at or above its quality floor by median steady "
+                 "throughput, with a 95% bootstrap interval over repeats, and its margin over the runner-up (\"no "
+                 "significant difference\" where the intervals overlap). Where it runs another precision than fp32, "
+                 "the fastest fp32 cell beside it: the speed-up, and the agreement with fp32 eager it costs.")
 OPERATOR_COLUMNS = (("tasks", "tasks", 0), ("blocks", "blocks", 0), ("rows", "rows", 0), ("wall_s", "wall s", 2),
                     ("cpu_s", "CPU s", 2), ("udf_s", "UDF s", 2), ("backpressure_s", "backpressure s", 2),
                     ("obj_store_used_bytes", "object store MiB", 2))
-RUNTIME_HEADER = ["model", "device", "runtime", "strategy", "batch", "actors", "steady img/s", "× eager sequential",
-                  "pixel agreement with eager (images)", "max |Δ logit|", "workers", "export s", "session s",
-                  "compile s", "export cache hits", "first batch s", "not ranked"]
-RUNTIME_NOTE = ("Steady throughput against the best eager sequential cell at the same model and device. Pixel "
-                "agreement: the cell's first inputs through eager and through its runtime after the window, at the "
-                "workers' thread count; below 99.9% the cell fails. Runtimes reorder float arithmetic, so maps are "
-                "not promised bit-identical. Cold costs are medians over the cell's workers (each task, for tasks); "
-                "the first batch is each worker's first service time.")
+RUNTIME_HEADER = ["model", "device", "runtime", "strategy", "precision", "batch", "actors", "steady img/s",
+                  "× fp32 eager sequential", "× fp32 eager (same configuration)",
+                  "agreement with fp32 eager (probe images)", "worst probe image", "mean IoU", "max |Δ logit|",
+                  "computes in", "not ranked"]
+RUNTIME_NOTE = ("Steady throughput against the best fp32 eager sequential cell at the same model and device, and "
+                "against the fp32 eager cell of the same strategy, batch size and actors where the run has it. "
+                "Agreement with fp32 eager: the cell's first inputs through fp32 eager and through its own runtime "
+                "and precision after the window, at the workers' thread count: the share of all their pixels, the "
+                "worst image's share and the mean IoU of the two maps. Runtimes reorder float arithmetic and bf16 "
+                "and int8 round by design, so maps are not promised bit-identical: a cell below its floor is measured "
+                "but ranked nowhere, and says why under \"not ranked\" (in red on the page). Computes in: what the "
+                "workers' runtime reported it computes in.")
+COLD_HEADER = ["cell", "workers", "export s", "session s", "compile s", "export cache hits", "first batch s"]
+COLD_NOTE = ("What each runtime cost cold: medians over the cell's workers (each task, for tasks); the first batch is "
+             "each worker's first service time.")
+PRECISION_ISA = ("avx512_bf16", "amx_bf16", "avx512_vnni", "amx_int8")  # bf16 and int8 units, AVX-512 and AMX
 OPERATOR_HEADER = ["run", "operator", *[label for _, label, _ in OPERATOR_COLUMNS]]
 PARITY_HEADER = ["cell", "reference", "torch threads (cell / reference)", "images", "same map", "differing",
                  "pixels differing, worst image (at least)", "likely cause"]
@@ -104,9 +114,12 @@ PARITY_HEADER = ["cell", "reference", "torch threads (cell / reference)", "image
 
 def report_sections(records: list[RunRecord], repeats: pd.DataFrame, summary: pd.DataFrame, paths: list[Path], *,
                     plots: dict[str, Path], unreadable: list[tuple[str, str]], examples_absent: str | None,
-                    parity_reference: str | None = None) -> list[Section]:
-    """Every section of the report, in order, its values formatted here for both renderings."""
-    runtimes, operators = _runtimes(records, summary), _operators(records)
+                    parity_reference: str | None = None, min_agreement: float | None = None,
+                    by_path: Mapping[str, RunRecord] | None = None) -> list[Section]:
+    """Every section of the report, in order, its values formatted here for both renderings. `min_agreement`:
+    the user's quality floor (None: each record's own, else its precision's default); `by_path`: path → record,
+    as the store read them (the decision reads a record it is not given again)."""
+    runtimes, operators = _runtimes(records, summary, min_agreement), _operators(records)
     # Every cell of a sweep reads the same inputs: each bad or skipped file is listed once.
     bad = sorted({(str(b.get("id")), str(b.get("reason"))) for r in records for b in r.bad_images or []})
     skipped_files = sorted({(str(f.get("path")), str(f.get("reason"))) for r in records for f in r.skipped_files or []})
@@ -115,9 +128,9 @@ def report_sections(records: list[RunRecord], repeats: pd.DataFrame, summary: pd
         Section("environment", "Environment", _environment(records[0].environment or {})),
         Section("decision", "Decision", [Paragraphs(_race(paths, records), strong=True),
                                          Paragraphs([DECISION_NOTE], formats=HTML_ONLY),
-                                         Table(DECISION_HEADER, _decisions(repeats, summary))]),
-        *([Section("runtimes", "Runtimes × strategies", [Paragraphs([RUNTIME_NOTE]), Table(RUNTIME_HEADER, runtimes)])]
-          if runtimes else []),
+                                         Table(DECISION_HEADER,
+                                               _decisions(repeats, summary, min_agreement, by_path or {}))]),
+        *([Section("runtimes", "Runtimes × strategies", runtimes)] if runtimes else []),
         Section("parity", "Parity with the reference", _parity(records, parity_reference)),
         Section("cells", "All cells", _cells(summary)),
         # The Markdown leaves the operators out where no strategy reported them.
@@ -141,21 +154,39 @@ def _environment(env: dict) -> list[Block]:
     commit = f"{git.get('commit')}" + (" (dirty: uncommitted changes)" if git.get("dirty") else "")
     packages = ", ".join(f"{name} {version}" for name, version in (env.get("packages") or {}).items())
     cpu, fingerprint = f"{env.get('cpu_model')}", f"{env.get('fingerprint')}"
-    return [Paragraphs([f"{cpu} · {env.get('cpu_logical')} logical CPUs · {fmt(memory / 2**30 if memory else None, 1)} "
-                        f"GiB · GPUs: {gpus} · Python {env.get('python')} · {packages} · commit {commit} · machine "
-                        f"fingerprint {fingerprint}"], formats=HTML_ONLY),
-            Paragraphs([f"{cpu}, {env.get('cpu_logical')} logical CPUs, GPUs: {gpus}, commit {commit}, fingerprint "
-                        f"{fingerprint}"], formats=MARKDOWN_ONLY)]
+    units = _precision_hardware(env)
+    return [Paragraphs([" · ".join([cpu, f"{env.get('cpu_logical')} logical CPUs",
+                                    f"{fmt(memory / 2**30 if memory else None, 1)} GiB", f"GPUs: {gpus}", *units,
+                                    f"Python {env.get('python')}", packages, f"commit {commit}",
+                                    f"machine fingerprint {fingerprint}"])], formats=HTML_ONLY),
+            Paragraphs([", ".join([cpu, f"{env.get('cpu_logical')} logical CPUs", f"GPUs: {gpus}", *units,
+                                   f"commit {commit}", f"fingerprint {fingerprint}"])], formats=MARKDOWN_ONLY)]
 
 
-def _decisions(repeats: pd.DataFrame, summary: pd.DataFrame) -> list[list[str]]:
-    """Per model and device: the recommended cell, its interval, the runner-up and the margin."""
+def _precision_hardware(env: dict) -> list[str]:
+    """What the hardware offered a lower precision: the CPU's bf16 and int8 ISA flags, each GPU's compute
+    capability; nothing for what the record does not say (records from before, or a value of another shape)."""
+    parts = []
+    isa = env.get("cpu_isa")
+    if isinstance(isa, dict):
+        said = {True: "yes", False: "no"}
+        parts.append("CPU ISA: " + ", ".join(f"{flag} {said.get(isa.get(flag), '?')}" for flag in PRECISION_ISA))
+    capability = env.get("gpu_compute_capability")
+    if isinstance(capability, list) and capability:
+        parts.append("GPU compute capability: " + ", ".join(map(str, capability)))
+    return parts
+
+
+def _decisions(repeats: pd.DataFrame, summary: pd.DataFrame, min_agreement: float | None,
+               by_path: Mapping[str, RunRecord]) -> list[list[str]]:
+    """Per model and device: the recommended cell, its interval, the runner-up, the margin and what it gains
+    over fp32 (cells below their floor are not ranked)."""
     return [[str(d["model"]), str(d["device"]), configuration(d["recommended"]), with_interval(d["recommended"]),
              configuration(d["runner_up"]), fmt(d["margin"], 0, 100, "%") if d["margin"] is not None else "-",
-             str(d["verdict"]),
+             str(d["verdict"]), against_fp32(d) or "-",
              "; ".join([f"{c['cell_id']} ({c['why']})" for c in d["excluded"]] + [f"{c} (noisy)" for c in d["noisy"]])
              or "-"]
-            for d in recommend(repeats, summary)]
+            for d in recommend(repeats, summary, min_agreement, by_path)]
 
 
 def _cells(summary: pd.DataFrame) -> list[Block]:
@@ -189,22 +220,37 @@ def _flags(row) -> str:
     return "; ".join(flags + (["noisy"] if row.noisy else []))
 
 
-def _runtimes(records: list[RunRecord], summary: pd.DataFrame) -> list[list[str]]:
-    """The runtime × strategy table, fastest first per model and device (cold costs: medians over workers)."""
+def _runtimes(records: list[RunRecord], summary: pd.DataFrame, min_agreement: float | None) -> list[Block]:
+    """The runtime × precision × strategy table, fastest first per model and device, cells below their
+    floor marked; then what each cell cost cold. Nothing where every cell ran fp32 eager."""
     if not has_runtimes(records):
         return []
+    found = runtime_rows(records, summary, min_agreement)
     rows = []
-    for r in runtime_rows(records, summary):
-        agreement = "eager itself" if r["runtime"] == "eager" else (
-            f"{fmt(r['pixel_agreement'], 4, 100, '%')} ({r['probe_images']})" if r["pixel_agreement"] is not None
-            else "-")
-        rows.append([str(r["model"]), str(r["device"]), str(r["runtime"]), str(r["strategy"]), str(r["batch_size"]),
-                     str(r["actors"]), fmt(r["throughput"]), fmt(r["vs_eager_sequential"], 2),
-                     agreement, "-" if r["max_logit_abs_diff"] is None else f"{r['max_logit_abs_diff']:.1e}",
-                     str(r["workers"]), fmt(r["export_s"], 1), fmt(r["session_s"], 2), fmt(r["compile_s"], 1),
-                     f"{r['cache_hits']}/{r['workers']}" if r["workers"] else "-", fmt(r["first_batch_s"], 2),
-                     str(r["not_ranked"] or "")])
-    return rows
+    for r in found:
+        agreement = "fp32 eager itself" if r["reference"] else (
+            f"{fmt(r['agreement'], 4, 100, '%')} ({r['probe_images']})" if r["agreement"] is not None else "-")
+        rows.append([str(r["model"]), str(r["device"]), str(r["runtime"]), str(r["strategy"]), str(r["precision"]),
+                     str(r["batch_size"]), str(r["actors"]), fmt(r["throughput"]), fmt(r["vs_eager_sequential"], 2),
+                     fmt(r["vs_fp32_eager"], 2), agreement, fmt(r["worst_image_agreement"], 2, 100, "%"),
+                     fmt(r["mean_iou"], 4),
+                     "-" if r["max_logit_abs_diff"] is None else f"{r['max_logit_abs_diff']:.1e}",
+                     str(r["execution_precision"] or "-"), str(r["not_ranked"] or "")])
+    cold = [[str(c["cell_id"]), str(c["workers"]), fmt(c["export_s"], 1), fmt(c["session_s"], 2),
+             fmt(c["compile_s"], 1), f"{c['cache_hits']}/{c['workers']}" if c["workers"] else "-",
+             fmt(c["first_batch_s"], 2)] for c in cold_rows(records, [r["cell_id"] for r in found])]
+    alerts = frozenset(i for i, r in enumerate(found) if r["below_floor"])
+    return [Paragraphs([RUNTIME_NOTE, _floors(min_agreement)]), Table(RUNTIME_HEADER, rows, alerts=alerts),
+            Paragraphs([COLD_NOTE]), Table(COLD_HEADER, cold)]
+
+
+def _floors(min_agreement: float | None) -> str:
+    """The quality floor the cells are held to, in words."""
+    if min_agreement is not None:
+        return f"Floor: {fmt(min_agreement, 2, 100, '%')} of the probe's pixels, for every cell (--min-agreement)."
+    return (f"Floor: each cell's own (--min-agreement when it ran), else "
+            f"{fmt(quality.default_floor(quality.FP32), 1, 100, '%')} for fp32 (what float rounding explains) and "
+            f"{fmt(quality.default_floor('bf16'), 0, 100, '%')} for bf16 and int8.")
 
 
 def _parity(records: list[RunRecord], reference: str | None) -> list[Block]:

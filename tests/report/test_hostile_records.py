@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.report import render
+from bench.report import render, sections
 from bench.results.store import ResultStore
 from bench.workload import calibrated, images
 
@@ -269,3 +269,47 @@ def test_rows_that_lack_what_a_plot_or_export_reads_leave_it_out_listed_not_a_tr
     assert exit_info.value.code == 0 and "Traceback" not in capsys.readouterr().err
     listed = (tmp_path / "out" / "report.md").read_text().split("## Records and tables not read")[1]
     assert "exports" in listed and "TypeError" in listed
+
+
+def test_malformed_precision_fields_render_as_text_or_dashes(tmp_path):
+    """A probe, the workers' cold costs and the environment's ISA as a foreign writer might leave them: text
+    where numbers go, markup in names, another shape than a dict or a list. The report renders: a probe
+    figure the record's shape check refuses leaves that record out, listed; the rest is escaped text or '-',
+    and the agreement plot is still drawn from what is sound."""
+    script, img = "<script>alert(1)</script>", "<img src=x onerror=alert(1)>"
+
+    def edit(record):
+        record["environment"]["cpu_isa"] = {"avx512_bf16": script, "amx_bf16": True, "amx_int8": False}
+        record["environment"]["gpu_compute_capability"] = [script, None, "9.0"]
+        if record["cell_id"].startswith("actors-tiny-cpu-bs2-a2"):
+            record["spec"]["precision"] = "bf16"
+            record["runtime_parity"] = {"pixel_agreement": 0.995, "images": 4, "max_logit_abs_diff": 0.5,
+                                        "worst_image_agreement": 0.99, "mean_iou": 0.98, "threads": {"n": img},
+                                        "cell_digests_matched": script, "runtime_cold": script}
+            record["cold"]["runtime"] = [{"execution_precision": img, "export_s": "slow", "cache_hit": "yes"},
+                                         {"execution_precision": 5, "session_s": [1.0]}]
+        elif record["cell_id"].startswith("actors-tiny-cpu-bs2-a1"):
+            record["spec"]["precision"] = "int8"
+            record["runtime_parity"] = {"pixel_agreement": 0.995, "images": 4, "worst_image_agreement": "0.5",
+                                        "mean_iou": script}
+        elif record["cell_id"].startswith("actors-tiny-cpu-bs4-a1"):
+            record["spec"]["precision"] = {"bits": img}  # not a name: read as fp32
+
+    report = render.build_report([_records(tmp_path, edit)], tmp_path / "out", examples=0)
+    html, md = report.html.read_text(), report.markdown.read_text()
+    assert "throughput_vs_agreement" in report.plots
+    refused = [what for what, why in report.unreadable if "worst_image_agreement" in why]
+    assert len(refused) == 2 and all("actors-tiny-cpu-bs2-a1" in what for what in refused)
+    for raw in (script, img):
+        assert raw not in html and raw not in md
+    assert "avx512_bf16 ?, amx_bf16 yes, avx512_vnni ?, amx_int8 no" in html
+    assert "GPU compute capability: &lt;script&gt;alert(1)&lt;/script&gt;, None, 9.0" in html
+    row = next(line for line in md.splitlines() if line.startswith("| tiny | cpu | eager | actors | bf16 |"))
+    cells = [cell.strip() for cell in row.split(" | ")]
+    assert cells[10:15] == ["99.5000% (8)", "99.00%", "0.9800", "5.0e-01", r"\<img src=x onerror=alert(1)\>"]
+    assert "<td>&lt;img src=x onerror=alert(1)&gt;</td>" in html and "| fp32 | 4 | 1 |" in md
+    cold = next(line for line in md.splitlines() if line.startswith("| actors-tiny-cpu-bs2-a2"))
+    assert "| 4 | - | - | - | 0/4 |" in cold  # two workers a repeat; no figure from text, no hit from "yes"
+    # Another shape than a dict of flags or a list of capabilities: left out, not guessed at.
+    (line,) = sections._environment({"cpu_isa": script, "gpu_compute_capability": "8.0"})[1].lines
+    assert "ISA" not in line and "compute capability" not in line

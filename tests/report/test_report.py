@@ -275,3 +275,74 @@ def test_parity_names_the_cause_or_flags_an_error(tmp_path, cell, moved, cause):
     assert all(r["differing"] == 0 for cell_id, r in rows.items() if not cell_id.startswith(cell))
     md = build_report([runs], tmp_path / "out", examples=0).markdown.read_text()
     assert ("ERROR: unexplained" in md) is (not explained)
+
+
+def _golden_with_precisions(tmp_path: Path) -> Path:
+    """Golden records where the actors cells at batch 2 ran other precisions: 2 actors in bf16 (agreeing
+    on 99.5% of the probe's pixels, twice as fast), 1 actor in int8 on OpenVINO (90%: below its floor)."""
+    runs = tmp_path / "runs"
+    shutil.copytree(GOLDEN / "runs", runs)
+    changed = {"actors-tiny-cpu-bs2-a2": ("eager", "bf16", 0.995, "bfloat16 autocast"),
+               "actors-tiny-cpu-bs2-a1": ("openvino", "int8", 0.9, "i8")}
+    for path in runs.rglob("r*_*.json"):
+        record = json.loads(path.read_text())
+        for prefix, (runtime, precision, agreement, computes_in) in changed.items():
+            if record["cell_id"].startswith(prefix):
+                record["spec"].update(runtime=runtime, precision=precision)
+                record["metrics"]["throughput_steady"] *= 2
+                record["runtime_parity"] = {"runtime": runtime, "precision": precision, "images": 4,
+                                            "pixel_agreement": agreement, "worst_image_agreement": agreement - 0.01,
+                                            "mean_iou": 0.97, "max_logit_abs_diff": 0.25}
+                record["cold"]["runtime"] = [{"runtime": runtime, "precision": precision,
+                                              "execution_precision": computes_in, "session_s": 0.5}]
+        path.write_text(json.dumps(record))
+    return runs
+
+
+def test_one_precision_and_runtime_draws_no_agreement_plot(report):
+    assert "throughput_vs_agreement" not in report.plots
+    assert "Runtimes × strategies" not in report.html.read_text()
+
+
+def test_precisions_draw_throughput_against_agreement_with_the_front_and_the_floors(tmp_path):
+    from bench.report import plots
+    from bench.results.store import ResultStore
+    from bench.results.summary import cell_summary
+
+    runs = _golden_with_precisions(tmp_path)
+    report = build_report([runs], tmp_path / "out", examples=0)
+    assert "throughput_vs_agreement" in report.plots
+    html, md = report.html.read_text(), report.markdown.read_text()
+    assert html.count('src="data:image/png;base64,') == len(report.plots)
+    assert "![throughput\\_vs\\_agreement](throughput_vs_agreement.png)" in md
+    bf16 = next(line for line in md.splitlines() if line.startswith("| tiny | cpu | eager | actors | bf16 | 2 | 2 |"))
+    assert "99.5000% (8)" in bf16 and "98.50%" in bf16 and "0.9700" in bf16 and "bfloat16 autocast" in bf16
+    int8 = next(line for line in md.splitlines() if line.startswith("| tiny | cpu | openvino | actors | int8 |"))
+    assert "below the floor 99.00%" in int8 and "90.0000% (8)" in int8
+    assert '<tr style="color:#b00"><td>tiny</td><td>cpu</td><td>openvino</td>' in html  # below its floor: red
+    decision = next(line for line in md.splitlines() if line.startswith("| tiny | cpu | actors at bf16, batch 2"))
+    assert "bf16: 1.16× the best fp32 (sequential, batch 4" in decision and "agreement 99.50%" in decision
+    assert "actors-tiny-cpu-bs2-a1-4d9baccd9b (agreement with fp32 eager 90.00%" in decision
+
+    store = ResultStore([runs])
+    records, repeats = list(store.iter_latest()), store.frame()
+    summary = cell_summary(repeats)
+
+    def drawn(min_agreement):
+        fig = plots.throughput_vs_agreement(records, summary, repeats, min_agreement)
+        (ax,) = fig.axes
+        labels = ax.get_legend_handles_labels()[1]
+        hollow = [c for c in ax.collections if not c.get_facecolor().any()]
+        plots.plt.close(fig)
+        return labels, len(ax.collections), len(hollow)
+
+    labels, points, hollow = drawn(None)
+    assert points == 5 and hollow == 1  # the golden's invalid cell is not drawn; int8 is below its floor
+    assert {"Pareto front", "floor 99.90% (fp32)", "floor 99.00% (bf16, int8)"} <= set(labels)
+    labels, _, hollow = drawn(0.8)
+    assert "floor 80.00% (bf16, fp32, int8)" in labels and hollow == 0
+    strict = build_report([runs], tmp_path / "strict", examples=0, min_agreement=0.999).markdown.read_text()
+    assert "Floor: 99.90% of the probe's pixels, for every cell (--min-agreement)" in strict
+    assert "| tiny | cpu | sequential, batch 4, 1 actor(s) |" in strict  # bf16 is below that floor: not ranked
+    assert "below the floor 99.90%" in next(line for line in strict.splitlines()
+                                            if line.startswith("| tiny | cpu | eager | actors | bf16 |"))
