@@ -1,7 +1,9 @@
 """An independent clock for the harness's figures: the same Predictor and images in plain loops, with no
 harness, no Ray and no sampler.
 
-    .venv/bin/python scripts/plain_loop.py --model b0 --runtime eager --runtime openvino --rounds 2
+    .venv/bin/python scripts/plain_loop.py --model b0 --runtime eager --runtime openvino:bf16 --rounds 2
+
+A runtime may name its precision (RUNTIME:PRECISION; int8 calibrates on the first batch's images).
 
 `sequential`: one process with 2 torch threads over every image. `pair`: two processes with 1 thread
 each, the batches dealt alternately, started together and timed from a barrier after each one's
@@ -24,7 +26,10 @@ from bench.workload.predictor import Predictor, PredictorSpec
 def _loop(model: str, runtime: str, threads: int, indices: list[int], batch_size: int, seconds: float | None,
           warmup_s: float, barrier, out) -> None:
     source = SyntheticSource(max(indices) + 1, seed=0)
-    predictor = Predictor(PredictorSpec(model=model, threads=threads, runtime=runtime, batch_size=batch_size))
+    runtime, _, precision = runtime.partition(":")
+    calibration = tuple(source.image(i) for i in range(batch_size)) if precision == "int8" else ()
+    predictor = Predictor(PredictorSpec(model=model, threads=threads, runtime=runtime, batch_size=batch_size,
+                                        precision=precision or "fp32", calibration=calibration))
     batches = list(batched((source.image(i) for i in indices), batch_size))
     warm_until = time.perf_counter() + warmup_s
     predictor.predict(batches[0])
@@ -64,7 +69,7 @@ def rate(model: str, runtime: str, workers: int, images: int, batch_size: int, s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="b0")
-    parser.add_argument("--runtime", action="append", help="repeatable (default: eager)")
+    parser.add_argument("--runtime", action="append", help="RUNTIME[:PRECISION], repeatable (default: eager)")
     parser.add_argument("--images", type=int, default=56)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
