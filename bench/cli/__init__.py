@@ -91,6 +91,7 @@ from bench.cli import (  # noqa: E402,F401
     images,
     models,
     nightly,
+    plan,
     recommend,
     reference,
     report,
