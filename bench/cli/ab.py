@@ -11,6 +11,7 @@ import typer
 from bench.cli import AllowOpenCluster, app, isolate_local_ray
 from bench.cli.gating import run_ab
 from bench.cli.options import AllowUngated, Alpha, Budget, MaxRounds, Preset, SweepFile, Threshold, parse_budget
+from bench.cli.output import Json
 from bench.errors import ConfigError
 from bench.results import baselines
 from bench.results.gate import check_gate
@@ -36,6 +37,7 @@ def ab(
     plant: Annotated[str, typer.Option(
         help="Plant a slowdown in the candidate's workers only, to see what the gate catches: "
              "compute=0.10@CELL;dispatch=0.05@CELL (CELL: a cell id without its hash; bench/workload/plant.py)")] = "",
+    as_json: Json = False,
 ) -> None:
     """Run a sweep on a baseline commit and on this tree, cell by cell in alternating order, then compare the
     two (exit 1 on a regression, 3 when a cell could not be gated or is still unknown): the baseline is
@@ -56,4 +58,4 @@ def ab(
     isolate_local_ray(spec.strategies, None, spec.weights, spec.source, allow_open_cluster)
     sweep_args = ["--preset", preset] if preset else [str(file.resolve())]
     raise typer.Exit(run_ab(sweep_args, spec, rounds, commit, results, threshold, alpha, allow_ungated,
-                            allow_open_cluster, plant))
+                            allow_open_cluster, plant, as_json))

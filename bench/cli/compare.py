@@ -10,6 +10,7 @@ import typer
 from bench.cli import app
 from bench.cli.gating import gate
 from bench.cli.options import AllowUngated, Alpha, Threshold
+from bench.cli.output import Json
 from bench.results.gate import check_gate
 
 
@@ -24,10 +25,12 @@ def compare(
         help="Compare records from different machines, each repeat divided by its own machine-speed probe")] = False,
     require_same_machine: Annotated[bool, typer.Option(hidden=True, help="No effect: now the default")] = False,
     allow_ungated: AllowUngated = False,
+    as_json: Json = False,
 ) -> None:
     """Compare a candidate run with a baseline. Exit 0: every baseline cell gated, no regression; 1: a
     regression (or a failed cell); 2: bad input; 3: a baseline cell could not be gated (invalid on a side,
     missing, or unknown: neither a change nor shown within the threshold, so more rounds are needed), unless
     --allow-ungated. Records from different machines are refused unless --across-machines."""
     check_gate(threshold, alpha)
-    raise typer.Exit(gate(list(baseline), candidate, threshold, alpha, across_machines, allow_ungated=allow_ungated))
+    raise typer.Exit(gate(list(baseline), candidate, threshold, alpha, across_machines, allow_ungated=allow_ungated,
+                          as_json=as_json))

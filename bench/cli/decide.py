@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from rich.table import Table
 
 from bench.cli import AllowOpenCluster, app, isolate_local_ray
 from bench.cli.options import MinAgreement, Preset, SweepFile, parse_budget
+from bench.cli.output import Json, print_json, stdout_to_stderr
 from bench.errors import ConfigError
 from bench.report.format import fmt
 from bench.results import race
@@ -33,11 +33,12 @@ def decide(
     results: Annotated[Path, typer.Option(help="Results folder (the decision goes under decisions/NAME/)")] = Path(
         "results"),
     ray_address: Annotated[str | None, typer.Option(help="Run Ray cells on this cluster")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print what recommend --json prints, and the race")] = False,
+    as_json: Json = False,
     min_agreement: MinAgreement = None,
     allow_open_cluster: AllowOpenCluster = False,
 ) -> None:
-    """Run every cell once under its stopping rules, then race the cells that could still be fastest."""
+    """Run every cell once under its stopping rules, then race the cells that could still be fastest. With
+    --json: what `recommend --json` prints (as "decisions") beside the race's own figures."""
     if (file is None) == (preset is None):
         raise ConfigError("give a sweep file or --preset, not both or neither")
     if not (0 <= margin < 1):
@@ -53,11 +54,12 @@ def decide(
     def on_cell(name: str) -> None:
         print(f"decide: {name}", file=sys.stderr, flush=True)
 
-    decision = run_decide(spec, results, seconds, margin, alpha, ray_address=ray_address, on_cell=on_cell,
-                          min_agreement=min_agreement)
+    with stdout_to_stderr(as_json):
+        decision = run_decide(spec, results, seconds, margin, alpha, ray_address=ray_address, on_cell=on_cell,
+                              min_agreement=min_agreement)
     payload = decision_payload(decision.folder, min_agreement)
     if as_json:
-        typer.echo(json.dumps(payload, indent=2))
+        print_json(payload)
     else:
         print_decision(payload, decision.folder)
     typer.echo(f"records: {decision.folder}", err=as_json)

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bench.cli import ALLOW_OPEN_ENV, unreadable_line
+from bench.cli.output import print_json, stdout_to_stderr
 from bench.report.format import fmt
 from bench.results.compare import PRIMARY, CellComparison, detectable_summary, judged_summary
 from bench.results.gate import Verdict, judge
@@ -20,14 +21,43 @@ from bench.sweep.spec import SweepSpec
 
 
 def gate(baseline: list[Path], candidate: Path, threshold: float, alpha: float, across_machines: bool = False,
-         same_host: bool = False, allow_ungated: bool = False) -> int:
-    """Print the comparison table and how many baseline cells it gated; return the verdict's exit code
-    (bench.results.gate.Verdict.exit_code)."""
+         same_host: bool = False, allow_ungated: bool = False, as_json: bool = False) -> int:
+    """Print the comparison table and how many baseline cells it gated (`as_json`: verdict_payload); return
+    the verdict's exit code (bench.results.gate.Verdict.exit_code)."""
     verdict = judge(baseline, candidate, threshold, alpha, across_machines, same_host)
     for note in verdict.notes:
         print(f"segbench compare: {note}", file=sys.stderr)
-    print_verdict(verdict)
+    if as_json:
+        print_json({"baseline": baseline, "candidate": candidate, **verdict_payload(verdict, allow_ungated)})
+    else:
+        print_verdict(verdict)
     return verdict.exit_code(allow_ungated)
+
+
+def verdict_payload(verdict: Verdict, allow_ungated: bool = False) -> dict:
+    """The verdict as `compare --json` prints it: the table's rows, raw (img/s, fractions, p-values; a
+    signal other than throughput that flagged a cell with its own ratio), and what the lines below it say."""
+    result = verdict.comparison
+    return {
+        "threshold": verdict.threshold, "alpha": verdict.alpha, "floor": verdict.floor,
+        "across_machines": verdict.across_machines, "notes": list(verdict.notes),
+        "cells": [_cell_row(c, verdict.across_machines) for c in result.cells],
+        "in_baseline": len(verdict.in_baseline), "gated": [c.cell_id for c in verdict.gated],
+        "ungated": [{"cell_id": c.cell_id, "verdict": c.verdict, "note": c.note} for c in verdict.ungated],
+        "regressions": [c.cell_id for c in result.regressions],
+        "caveats": result.caveats or None,
+        "unreadable": [{"path": path, "why": why} for path, why in result.unreadable],
+        "exit_code": verdict.exit_code(allow_ungated),
+    }
+
+
+def _cell_row(c: CellComparison, across: bool) -> dict:
+    row = {"cell_id": c.cell_id, "label": c.label, "verdict": c.verdict, "baseline": c.baseline,
+           "candidate": c.candidate, "ratio": c.ratio, "ci": list(c.ci) if c.ci else None, "p_value": c.p_value,
+           "p_adjusted": c.p_adjusted, "flagged_by": {name: c.signals[name].ratio if name in c.signals else None
+                                                  for name in c.flagged_by},
+           "detectable": c.detectable, "samples": c.samples, "note": c.note or None}
+    return row | ({"probe_ratio": c.probe_ratio} if across else {})
 
 
 def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
@@ -84,9 +114,11 @@ def _ungated(c: CellComparison) -> str:
 
 
 def run_ab(sweep_args: list[str], spec: SweepSpec, rounds: Rounds, commit: str, results: Path, threshold: float,
-           alpha: float, allow_ungated: bool = False, allow_open_cluster: bool = False, planted: str = "") -> int:
+           alpha: float, allow_ungated: bool = False, allow_open_cluster: bool = False, planted: str = "",
+           as_json: bool = False) -> int:
     """The interleaved rounds, cell by cell, with more for the cells still unknown while the budget lasts;
-    then the comparison at alpha over the looks taken; the exit code (1 on a regression)."""
+    then the comparison at alpha over the looks taken; the exit code (1 on a regression). `as_json`: the
+    comparison as `compare --json` prints it, the sides' output on stderr."""
     from bench.sweep.executor import host_info
     from bench.sweep.interleave import SideStopped, cell_args, run_interleaved
 
@@ -100,12 +132,15 @@ def run_ab(sweep_args: list[str], spec: SweepSpec, rounds: Rounds, commit: str, 
         print(f"[{time.monotonic() - started:7.1f}s] round {k + 1}: {cell_id} {side}", file=sys.stderr, flush=True)
 
     try:
-        sides = run_interleaved(sweep_args, cell_args(spec, host_info()), rounds, commit, results, unknown, on_run,
-                                {ALLOW_OPEN_ENV: "1"} if allow_open_cluster else None, planted)
+        with stdout_to_stderr(as_json):
+            sides = run_interleaved(sweep_args, cell_args(spec, host_info()), rounds, commit, results, unknown,
+                                    on_run, {ALLOW_OPEN_ENV: "1"} if allow_open_cluster else None, planted)
     except SideStopped as stop:
         print(f"segbench ab: {stop}; the finished rounds are kept", file=sys.stderr)
         return stop.exit_code
     print(f"baseline {commit[:12]}: {sides.baseline}; candidate (this tree): {sides.candidate}; "
           f"{time.monotonic() - started:.0f} s" + (f"; alpha {alpha:g} over {rounds.looks} looks: {level:.3g} each"
-                                                   if rounds.looks > 1 else ""))
-    return gate([sides.baseline], sides.candidate, threshold, level, same_host=True, allow_ungated=allow_ungated)
+                                                   if rounds.looks > 1 else ""),
+          file=sys.stderr if as_json else sys.stdout)
+    return gate([sides.baseline], sides.candidate, threshold, level, same_host=True, allow_ungated=allow_ungated,
+                as_json=as_json)

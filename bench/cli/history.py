@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from bench.cli import app, unreadable_line
+from bench.cli.output import Json, print_json
 from bench.errors import ConfigError
 from bench.results.gate import check_gate
 
@@ -25,11 +27,10 @@ def history(
         "Largest p-value of a step (Otava's t-test on log throughput either side of an E-Divisive split). "
         "Was 0.01: the split is the best of many, so its p understates chance, and flat noisy series were "
         "flagged 7-18% of the time; at 0.0005 about 1%"))] = 0.0005,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the steps as JSON")] = False,
+    as_json: Json = False,
 ) -> None:
-    """Each cell's steady throughput across runs, with step changes and the commit range to bisect."""
-    import json
-
+    """Each cell's steady throughput across runs, with step changes and the commit range to bisect. With
+    --json: cell id → its steps (good and bad commit, run and date, ratio)."""
     from rich.console import Console
     from rich.markup import escape
 
@@ -52,7 +53,9 @@ def history(
     fig.savefig(out / "history.png", dpi=110, bbox_inches="tight")
     fig.savefig(out / "history.svg", bbox_inches="tight")
     if as_json:
-        typer.echo(json.dumps(found, indent=2))
+        if unreadable:
+            print(unreadable_line(unreadable), file=sys.stderr)
+        print_json(found)
         return
     console = Console()
     steps = [(cell, s) for cell, found_steps in found.items() for s in found_steps]

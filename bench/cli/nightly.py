@@ -13,6 +13,7 @@ import datetime as dt
 import fcntl
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +23,7 @@ import typer
 from bench.cli import AllowOpenCluster, app, isolate_local_ray
 from bench.cli.gating import gate, run_ab
 from bench.cli.options import AllowUngated, Alpha, Budget, MaxRounds, Preset, Threshold, parse_budget
+from bench.cli.output import Json, print_json, stdout_to_stderr
 from bench.errors import ConfigError
 from bench.results import baselines
 from bench.results.environment import environment
@@ -47,9 +49,11 @@ def nightly(
     max_rounds: MaxRounds = 12,
     allow_ungated: AllowUngated = False,
     allow_open_cluster: AllowOpenCluster = False,
+    as_json: Json = False,
 ) -> None:
     """Gate this tree against this machine's baseline; record that baseline first where there is none.
-    Exit 1 on a regression, 3 when a baseline cell could not be gated (unless --allow-ungated)."""
+    Exit 1 on a regression, 3 when a baseline cell could not be gated (unless --allow-ungated). With --json:
+    what `compare --json` prints, or, on the night that records the baseline, where it went."""
     # The sweep command's runner, looked up at call time (tests stand in for it there).
     from bench.cli.sweep import run_with_progress
     from bench.sweep.interleave import Rounds, baseline_commit
@@ -68,19 +72,25 @@ def nightly(
         check_same_cells(spec, here)
     isolate_local_ray(spec.strategies, None, spec.weights, spec.source, allow_open_cluster)
     if here is None:
-        raise typer.Exit(record_baseline(spec, baselines.folder(baselines_root, env["fingerprint"]), env,
-                                         baselines_root))
-    print(f"segbench nightly: this machine is {baselines.describe(machine)}; its baseline: {here}")
+        target = baselines.folder(baselines_root, env["fingerprint"])
+        with stdout_to_stderr(as_json):
+            code = record_baseline(spec, target, env, baselines_root)
+        if as_json:
+            print_json({"recorded_baseline": target if code == 0 else None, "exit_code": code})
+        raise typer.Exit(code)
+    print(f"segbench nightly: this machine is {baselines.describe(machine)}; its baseline: {here}",
+          file=sys.stderr if as_json else sys.stdout)
     if interleave:
         rounds = Rounds.within(spec.repeats, max_rounds, seconds, started)
         raise typer.Exit(run_ab(sweep_args, spec, rounds, baseline_commit(str(here)), results, threshold, alpha,
-                                allow_ungated, allow_open_cluster))
+                                allow_ungated, allow_open_cluster, as_json=as_json))
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     candidate = results / "nightly" / stamp
-    code = run_with_progress(spec, candidate, force=False, ray_address=None, quiet=True)
+    with stdout_to_stderr(as_json):
+        code = run_with_progress(spec, candidate, force=False, ray_address=None, quiet=True)
     if code not in (0, 1):
         raise typer.Exit(code)
-    raise typer.Exit(gate([here], candidate, threshold, alpha, allow_ungated=allow_ungated))
+    raise typer.Exit(gate([here], candidate, threshold, alpha, allow_ungated=allow_ungated, as_json=as_json))
 
 
 def recording_folder(root: Path, env: dict) -> Path:

@@ -10,6 +10,7 @@ import typer
 
 from bench.cli import app
 from bench.cli.options import parse_budget
+from bench.cli.output import Json, print_json
 from bench.errors import ConfigError
 from bench.report.format import fmt
 from bench.results.projection import MAX_NODES, parse_count
@@ -34,12 +35,10 @@ def plan(
         help="GPUs of a node (default: the workers' per node, as measured)")] = None,
     cell: Annotated[str | None, typer.Option(
         help="Cell id to project (default: the recommended configuration per model and device)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the projections as JSON")] = False,
+    as_json: Json = False,
 ) -> None:
     """How many nodes it takes to process --images within --deadline, the throughput at --nodes, and which
     resource saturates first; every figure beyond the measured workers is marked projected."""
-    import json
-
     count, seconds = parse_count(images), _deadline(deadline)
     if nodes is not None and not 1 <= nodes <= 100_000:
         raise ConfigError(f"--nodes {nodes}: give a node count from 1 to 100000")
@@ -58,7 +57,7 @@ def plan(
     plans = [projection.plan(records, cell_id, count, seconds, nodes, cpus_per_node, gpus_per_node)
              for cell_id in cells]
     if as_json:
-        typer.echo(json.dumps([p.to_dict() for p in plans], indent=2))
+        print_json([p.to_dict() for p in plans])
         return
     for p in plans:
         _print(p)

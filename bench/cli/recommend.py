@@ -9,6 +9,7 @@ import typer
 
 from bench.cli import app
 from bench.cli.options import MinAgreement
+from bench.cli.output import Json, print_json
 from bench.errors import ConfigError
 from bench.report.format import fmt
 from bench.results.quality import check_floor
@@ -17,12 +18,11 @@ from bench.results.quality import check_floor
 @app.command()
 def recommend(
     results: Annotated[list[Path], typer.Argument(help="Record files or folders (e.g. results/sweeps/quick)")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the decisions as JSON")] = False,
+    as_json: Json = False,
     min_agreement: MinAgreement = None,
 ) -> None:
-    """The recommended strategy per model and device, with its interval and margin over the runner-up."""
-    import json
-
+    """The recommended strategy per model and device, with its interval and margin over the runner-up. With
+    --json: one decision per model and device, with the cells it ranked, left out and found noisy."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -39,7 +39,7 @@ def recommend(
     decisions = decision.recommend(frame, cell_summary(frame), min_agreement,
                                    {str(path): record for path, record in store.records()})
     if as_json:
-        typer.echo(json.dumps(decisions, indent=2))
+        print_json(decisions)
         return
     table = Table("model", "device", "recommended", "steady img/s [95% CI]", "runner-up", "margin", "verdict")
     for d in decisions:

@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from bench.cli import AllowOpenCluster, app, isolate_local_ray
 from bench.cli.options import run_settings
+from bench.cli.output import Json, print_json, stdout_to_stderr
 from bench.cli.progress import LineProgress, image_columns
 from bench.config import SAMPLE_INTERVAL, RunSpec
 from bench.errors import ConfigError
@@ -29,9 +30,11 @@ def run(
     sample_interval: Annotated[float, typer.Option(help="Seconds between utilisation samples")] = 0.5,
     quiet: Annotated[bool, typer.Option(help="No progress")] = False,
     allow_open_cluster: AllowOpenCluster = False,
+    as_json: Json = False,
     **settings: Any,
 ) -> None:
-    """Run one cell: warm-up, measured window, one record under RESULTS/runs/."""
+    """Run one cell: warm-up, measured window, one record under RESULTS/runs/. With --json: the summary's
+    figures (throughput, latency, cold start, resources) and the record's path."""
     if problem := SAMPLE_INTERVAL.problem(sample_interval):
         raise ConfigError(f"sample-interval {problem}")
     if settings["images"] is None and settings["source"] == "synthetic":
@@ -41,9 +44,12 @@ def run(
 
     isolate_local_ray([spec.strategy], spec.ray_address, spec.weights, spec.source, allow_open_cluster)
 
-    with image_progress(quiet) as progress:
+    with stdout_to_stderr(as_json), image_progress(quiet) as progress:
         record, path = run_cell(spec, results, sample_interval=sample_interval, progress=progress)
-    print_run_summary(record, path)
+    if as_json:
+        print_json(run_headline(record, path))
+    else:
+        print_run_summary(record, path)
     if not record.ok:
         raise typer.Exit(1)
 
@@ -66,6 +72,38 @@ def image_progress(quiet: bool = False, every_s: float = 10.0) -> Iterator[Progr
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+def run_headline(record: RunRecord, path: Path | None) -> dict:
+    """`run --json`: the figures the summary prints, raw (img/s, seconds, bytes, percent); the record file
+    (at "record") holds the rest. A cell that failed before measuring has its figures null."""
+    m, util, cold, counts = record.metrics, record.utilisation, record.cold, record.counts
+    spec, plan = record.spec, record.plan or {}
+    loads = getattr(cold, "model_load_s", None)
+
+    def utilised(name: str, stat: str) -> float | None:
+        return getattr(getattr(util, name, None), stat, None)
+
+    return {
+        "cell_id": record.cell_id, "status": record.status, "error": record.error, "record": path,
+        "valid": getattr(m, "valid", None), "invalid_reasons": getattr(m, "invalid_reasons", None),
+        **{key: spec.get(key) for key in ("strategy", "model", "runtime", "precision", "device", "batch_size")},
+        "workers": plan.get("workers"), "threads": plan.get("threads"),
+        **{key: getattr(m, key, None) for key in (
+            "throughput_steady", "throughput_rel_ci", "steady_window_s", "throughput_end_to_end", "images", "batches",
+            "warmup_batches", "stopped_because", "latency_p50_s", "latency_p95_s", "latency_p99_s",
+            "stage_ms_per_image")},
+        "latency_defined": None if m is None else m.latency_defined is not False,  # older records: defined
+        "ray_init_s": getattr(cold, "ray_init_s", None), "strategy_start_s": getattr(cold, "strategy_start_s", None),
+        "model_load_s": max(loads) if loads else None,
+        "time_to_first_batch_s": getattr(cold, "time_to_first_batch_s", None),
+        "system_cpu_percent": utilised("system_cpu_percent", "mean"),
+        "tree_cpu_percent": utilised("tree_cpu_percent", "mean"),
+        "tree_rss_peak_bytes": utilised("tree_rss_bytes", "peak"),
+        "driver_cpu_s": record.driver_cpu_s, "driver_peak_rss_bytes": record.driver_peak_rss_bytes,
+        "images_ok": getattr(counts, "ok", None), "images_bad": getattr(counts, "bad", None),
+        "images_skipped": len(record.skipped_files or []), "faults": record.faults or [],
+    }
 
 
 def print_run_summary(record: RunRecord, path: Path | None, console: Console | None = None) -> None:
