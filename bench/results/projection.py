@@ -31,6 +31,7 @@ from scipy import optimize, stats
 
 from bench.errors import ConfigError
 from bench.results.decision import interval
+from bench.results.parity import spec_precision
 from bench.results.record import RunRecord
 
 # A record is of the same configuration as the chosen cell where these spec fields agree; the worker
@@ -413,8 +414,10 @@ def plan(records: Iterable[RunRecord], cell_id: str, images: int | None = None, 
                  "shared storage and GPUs are not measured")
     return Plan(
         cell_id=cell_id,
-        configuration={k: config.spec.get(k) for k in ("strategy", "model", "device", "runtime", "precision",
-                                                      "batch_size", "actors", "input_mode")},
+        # records from before the runtime and precision axes ran eager at fp32
+        configuration={**{k: config.spec.get(k) for k in ("strategy", "model", "device", "runtime", "precision",
+                                                          "batch_size", "actors", "input_mode")},
+                       "runtime": config.spec.get("runtime") or "eager", "precision": spec_precision(config.spec)},
         resources={"cpus_per_node": resources.cpus_per_node, "gpus_per_node": resources.gpus_per_node,
                    "workers_per_node": per_node, "cpus_per_worker": config.cpus_per_worker,
                    "gpus_per_worker": config.gpus_per_worker},
