@@ -3,6 +3,8 @@ and returns a Figure, or None when the data has nothing to show for it (e.g. one
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window
@@ -10,9 +12,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
 import strategies
+from bench.report.answer import not_ranked_kind
 from bench.results.record import RunRecord
 from bench.results.runtime_table import mixes_runtimes, pareto_front, runtime_rows
 from bench.results.summary import measured
@@ -20,6 +24,8 @@ from bench.results.summary import measured
 # Labels and titles come from records (worker, model, operator, cell names): a '$' in one is text, never
 # mathtext, and no text goes through LaTeX, whatever a matplotlibrc says.
 matplotlib.rcParams.update({"text.parse_math": False, "text.usetex": False})
+# SVG text stays text (searchable, sharp, escaped by matplotlib), not glyph paths; the page names the fonts.
+matplotlib.rcParams["svg.fonttype"] = "none"
 
 STAGE_COLOURS = {"read": "#b3de69", "decode": "#8dd3c7", "preprocess": "#ffffb3", "forward": "#bebada",
                  "postprocess": "#fb8072", "waiting": "#d9d9d9"}
@@ -37,35 +43,95 @@ def _best_cells(summary: pd.DataFrame) -> pd.DataFrame:
     return ok.loc[ok.groupby(["model", "device", "strategy"])["throughput"].idxmax()]
 
 
-def throughput_by_strategy(records, summary, repeats: pd.DataFrame):
-    best = _best_cells(summary)
-    if best.empty:
+NOT_RANKED_FACE, NOT_RANKED_EDGE = "0.9", "0.45"  # a cell not ranked: grey, hatched by why
+NOT_RANKED_HATCHES = {"invalid": "//", "failed": "xx", "below the quality floor": "..", "quality unknown": "\\\\",
+                      "not ranked": "++"}
+LABEL_CHARS, NOTE_CHARS = 120, 140  # a cell id beyond this is cut (with …); notes wrap at this width
+
+
+def throughput_by_cell(records, summary, repeats, decisions: list[dict]):
+    """Every cell's median steady throughput, one bar each, a panel per model and device: ranked cells in
+    their strategy's colour (whiskers: the 95% interval of the median, with 2 repeats or more), the
+    recommended one starred; cells not ranked (invalid, failed, below their floor) grey and hatched, never
+    left out, each with a numbered note saying why (a cell with no throughput: a stub at 0)."""
+    from bench.results.decision import interval
+
+    if summary.empty:
         return None
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    groups = list(best.groupby(["model", "device"]))
-    strategies = sorted(best["strategy"].unique())
-    width = 0.8 / max(1, len(groups))
-    for g, ((model, device), rows) in enumerate(groups):
-        heights, errors = [], []
-        for strategy in strategies:
-            row = rows[rows["strategy"] == strategy]
-            cell = row["cell_id"].iloc[0] if len(row) else None
-            per_repeat = repeats[(repeats["cell_id"] == cell) & (repeats["status"] == "ok")]["throughput_steady"]
-            heights.append(row["throughput"].iloc[0] if len(row) else 0)
-            errors.append(per_repeat.std(ddof=1) if len(per_repeat) > 1 else 0)
-        x = np.arange(len(strategies)) + g * width
-        hatch = ["", "//", "..", "xx"][g % 4]
-        ax.bar(x, heights, width, yerr=errors, capsize=3, color=[colour(s) for s in strategies], hatch=hatch,
-               edgecolor="white")
-        ax.bar([], [], color="0.6", hatch=hatch, edgecolor="white", label=f"{model} {device}")  # legend key
-    ax.set_xticks(np.arange(len(strategies)) + width * (len(groups) - 1) / 2, strategies)
-    ax.set_xlabel("strategy (colour: strategy; hatching: model and device)")
-    ax.set_ylabel("steady images/s")
-    ax.set_title("Throughput per strategy (best configuration; bar: median, whiskers: stdev over repeats)",
+    why = {c["cell_id"]: str(c["why"]) for d in decisions for c in d["excluded"]}
+    chosen = {d["recommended"]["cell_id"] for d in decisions if d["recommended"]}
+    ok = repeats[repeats["status"] == "ok"] if "status" in repeats else repeats.iloc[0:0]
+    groups = [(f"{model} on {device}", _ranked_first(cells, why))
+              for (model, device), cells in summary.groupby(["model", "device"], sort=True, dropna=False)]
+    notes: dict[str, int] = {}
+    for _, cells in groups:
+        for cell in cells.itertuples():
+            if cell.cell_id in why:
+                notes.setdefault(why[cell.cell_id], len(notes) + 1)
+    note_lines = [line for text, n in notes.items()
+                  for line in textwrap.wrap(f"[{n}] {text}", NOTE_CHARS, subsequent_indent="     ")]
+    heights = [len(cells) + 1.2 for _, cells in groups] + ([0.35 * len(note_lines) + 0.4] if note_lines else [])
+    fig, axes = plt.subplots(len(heights), 1, figsize=(10, 0.3 * sum(heights) + 1.2), squeeze=False,
+                             gridspec_kw={"height_ratios": heights}, layout="constrained")
+    kinds: set[str] = set()
+    for ax, (title, cells) in zip(axes[:, 0], groups, strict=False):
+        values = [_or_zero(cell.throughput) for cell in cells.itertuples()]
+        stub = 0.012 * (max(values) or 1.0)
+        for y, cell in enumerate(cells.itertuples()):
+            value, reason = values[y], why.get(cell.cell_id)
+            samples = [float(v) for v in ok.loc[ok["cell_id"] == cell.cell_id, "throughput_steady"].dropna()]
+            low, high = interval(samples) if value else (None, None)
+            error = None if low is None or high is None else [[max(0.0, value - low)], [max(0.0, high - value)]]
+            if reason is None:
+                ax.barh(y, value, 0.7, xerr=error, capsize=3, color=colour(str(cell.strategy)))
+                text = f"{value:.2f}" + ("  ★ recommended" if cell.cell_id in chosen else "")
+                text += "  (noisy)" if cell.noisy else ""
+            else:
+                kinds.add(kind := not_ranked_kind(reason))
+                ax.barh(y, value or stub, 0.7, xerr=error, capsize=3, color=NOT_RANKED_FACE,
+                        edgecolor=NOT_RANKED_EDGE, hatch=NOT_RANKED_HATCHES[kind], linewidth=0.6)
+                text = (f"{value:.2f}" if value else "no throughput") + f"  not ranked [{notes[reason]}]"
+            ax.annotate(text, (max(value, stub) if high is None else high, y), xytext=(4, 0),
+                        textcoords="offset points", va="center", fontsize=7,
+                        fontweight="bold" if cell.cell_id in chosen else "normal",
+                        color="k" if reason is None else NOT_RANKED_EDGE)
+        ax.set_yticks(range(len(cells)), [_cut(str(c)) for c in cells["cell_id"]], fontsize=7)
+        for label, cell in zip(ax.get_yticklabels(), cells.itertuples(), strict=True):
+            label.set_color(NOT_RANKED_EDGE if cell.cell_id in why else "k")
+            label.set_fontweight("bold" if cell.cell_id in chosen else "normal")
+        ax.set_ylim(len(cells) - 0.5, -0.5)  # the first cell on top
+        ax.set_xlim(0, max(values) * 1.45 or 1.0)
+        ax.set_title(title, fontsize=9, loc="left")
+        ax.set_xlabel("steady images/s (median over repeats; whiskers: 95% interval)", fontsize=7)
+        ax.tick_params(axis="x", labelsize=7)
+    if note_lines:
+        notes_ax = axes[-1, 0]
+        notes_ax.axis("off")
+        notes_ax.text(0, 1, "Not ranked:\n" + "\n".join(note_lines), va="top", fontsize=7, color="0.25",
+                      transform=notes_ax.transAxes)
+    keys = [Patch(color=colour(name), label=name) for name in sorted({str(s) for s in summary["strategy"]})]
+    keys += [Patch(facecolor=NOT_RANKED_FACE, edgecolor=NOT_RANKED_EDGE, hatch=NOT_RANKED_HATCHES[k],
+                   label=f"not ranked: {k}") for k in sorted(kinds)]
+    axes[0, 0].legend(handles=keys, loc="lower right", bbox_to_anchor=(1, 1), ncols=min(len(keys), 4), fontsize=7,
+                      frameon=False, borderaxespad=0.2)
+    fig.suptitle("Steady throughput of every cell (★ recommended; grey, hatched: not ranked, why in the notes)",
                  fontsize=10)
-    if len(groups) > 1:
-        ax.legend()
     return fig
+
+
+def _ranked_first(cells: pd.DataFrame, why: dict[str, str]) -> pd.DataFrame:
+    """A group's cells, ranked ones first, each part fastest first (no throughput last)."""
+    order = cells.assign(_unranked=cells["cell_id"].isin(why), _value=pd.to_numeric(cells["throughput"],
+                                                                                   errors="coerce"))
+    return order.sort_values(["_unranked", "_value"], ascending=[True, False], na_position="last")
+
+
+def _cut(label: str) -> str:
+    return label if len(label) <= LABEL_CHARS else label[:LABEL_CHARS - 1] + "…"
+
+
+def _or_zero(value) -> float:
+    return float(value) if isinstance(value, int | float) and value == value and value > 0 else 0.0
 
 
 def scaling_with_actors(records, summary, repeats):
@@ -334,7 +400,6 @@ def speedup_vs_sequential(records, summary, repeats):
 
 
 PLOTS = {
-    "throughput_by_strategy": throughput_by_strategy,
     "scaling_with_actors": scaling_with_actors,
     "throughput_vs_batch_size": throughput_vs_batch_size,
     "latency_distributions": latency_distributions,

@@ -1,10 +1,12 @@
-"""`segbench report`: plots (PNG + SVG), a self-contained HTML report (plots embedded, opens offline),
-a Markdown report, and exports (Chrome trace of the batch timeline, summaries as CSV and Parquet).
+"""`segbench report`: plots (PNG + SVG), a self-contained HTML report (plots inline as SVG, opens offline:
+no script, font or style from elsewhere), a Markdown report (plots as links to the PNGs), and exports
+(Chrome trace of the batch timeline, summaries as CSV and Parquet).
 
 Both renderings walk the one list of sections (`bench.report.sections`). The HTML comes from a Jinja2
 template with autoescape (`bench/report/templates`), so every value from a record or a file name is
-escaped whatever its type; Markdown escapes table and markup characters (`md`). A report renders from
-the records alone: it runs, reads or loads nothing a record names.
+escaped whatever its type; the plots' SVG, the one markup the template does not escape, is rewritten from
+an allow-list first (`bench.report.svg`). Markdown escapes table and markup characters (`md`). A report
+renders from the records alone: it runs, reads or loads nothing a record names.
 Example predictions are drawn only from settings this machine's RunSpec accepts, on synthetic images or a
 folder the user names (`--examples-from`), with random weights. The CSV summary escapes text that a
 spreadsheet would run as a formula.
@@ -12,7 +14,6 @@ spreadsheet would run as a formula.
 
 from __future__ import annotations
 
-import base64
 import functools
 import re
 from dataclasses import dataclass, field
@@ -22,10 +23,26 @@ from urllib.parse import quote
 import pandas as pd
 import pyarrow as pa
 from jinja2 import Environment, PackageLoader
+from markupsafe import Markup
 
 import strategies
 from bench.errors import SideFileError
-from bench.report.sections import MARKDOWN, Figures, Items, Paragraphs, Preformatted, Section, Table, report_sections
+from bench.report import svg
+from bench.report.sections import (
+    MARKDOWN,
+    THROUGHPUT,
+    Answer,
+    Details,
+    Figures,
+    Items,
+    Paragraphs,
+    Preformatted,
+    Section,
+    Table,
+    report_sections,
+    subtitle,
+)
+from bench.results.decision import recommend
 from bench.results.record import RunRecord
 from bench.results.sidefiles import opened
 from bench.results.store import ResultStore, write_atomic
@@ -68,8 +85,10 @@ def build_report(paths: list[Path], out: Path, examples: int = 3, parity_referen
     report = Report(out, parity_reference=parity_reference)
     report.unreadable = [(str(path), why) for path, why in store.skipped()] + _drop_unusable_tables(records)
     shown, report.examples_absent = _examples(records, examples, examples_from)
-    makers = {**plots.PLOTS, "throughput_vs_agreement": functools.partial(plots.throughput_vs_agreement,
-                                                                          min_agreement=min_agreement)}
+    # One ranking for the decision and the figure of every cell (it reads records it is not given again).
+    decisions = recommend(repeats, summary, min_agreement, {str(p): r for p, r in store.records()})
+    makers = {THROUGHPUT: functools.partial(plots.throughput_by_cell, decisions=decisions), **plots.PLOTS,
+              "throughput_vs_agreement": functools.partial(plots.throughput_vs_agreement, min_agreement=min_agreement)}
     if shown:
         makers["example_predictions"] = lambda *_: plots.example_predictions(shown, _labels())
     for name, make in makers.items():  # one figure alive at a time: a timeline of many batches is large
@@ -81,7 +100,7 @@ def build_report(paths: list[Path], out: Path, examples: int = 3, parity_referen
         if fig is None:
             continue
         fig.savefig(out / f"{name}.png", dpi=110, bbox_inches="tight")
-        fig.savefig(out / f"{name}.svg", bbox_inches="tight")
+        fig.savefig(out / f"{name}.svg", bbox_inches="tight", metadata={"Date": None})
         plots.plt.close(fig)
         report.plots[name] = out / f"{name}.png"
     try:
@@ -91,9 +110,9 @@ def build_report(paths: list[Path], out: Path, examples: int = 3, parity_referen
     # Computed once for both renderings: parity reads every record's outputs table.
     sections = report_sections(records, repeats, summary, paths, plots=report.plots, unreadable=report.unreadable,
                                examples_absent=report.examples_absent, parity_reference=report.parity_reference,
-                               min_agreement=min_agreement, by_path={str(p): r for p, r in store.records()})
-    report.html = write_atomic(out / "report.html", render_html(sections))
-    report.markdown = write_atomic(out / "report.md", render_markdown(sections))
+                               min_agreement=min_agreement, decisions=decisions)
+    report.html = write_atomic(out / "report.html", render_html(sections, subtitle(records)))
+    report.markdown = write_atomic(out / "report.md", render_markdown(sections, subtitle(records)))
     return report
 
 
@@ -211,12 +230,13 @@ def _csv_cell(value):
     return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
 
 
-def render_html(sections: list[Section]) -> str:
-    """The report as one self-contained page: its plots embedded as base64 PNGs."""
-    embedded = {name: base64.b64encode(path.read_bytes()).decode()
-                for section in sections for block in section.blocks if isinstance(block, Figures)
-                for name, path in block.plots.items()}
-    return TEMPLATES.get_template("report.html.j2").render(sections=sections, embedded=embedded)
+def render_html(sections: list[Section], headline: str = "") -> str:
+    """The report as one self-contained page, its plots inline as SVG (sharp at any zoom, their text
+    searchable), each rewritten by `svg.inline` before it is marked safe."""
+    inline = {name: Markup(svg.inline(path.with_suffix(".svg"), prefix=f"plot-{name}"))
+              for section in sections for block in section.blocks if isinstance(block, Figures)
+              for name, path in block.plots.items()}
+    return TEMPLATES.get_template("report.html.j2").render(sections=sections, inline=inline, headline=headline)
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]#+!|<>~])")  # what can start markup, a link or a cell
@@ -232,8 +252,8 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
         "| " + " | ".join(md(v) for v in row) + " |" for row in rows]
 
 
-def render_markdown(sections: list[Section]) -> str:
-    lines = ["# segbench report"]
+def render_markdown(sections: list[Section], headline: str = "") -> str:
+    lines = ["# segbench report", *(["", md(headline)] if headline else [])]
     for section in sections:
         if MARKDOWN in section.formats:
             lines += ["", f"## {section.title}"]
@@ -256,4 +276,13 @@ def _md_block(block) -> list[str]:
             return [f"![{md(name)}]({quote(path.name)})" for name, path in block.plots.items()]
         case Preformatted():
             return ["```", block.text, "```"]
+        case Answer():
+            link = [f"- **{md(block.link[0])}:** [{md(block.link[1])}](#{block.link[2]})"] if block.link else []
+            return [f"### {md(block.heading)}", "", f"**{md(block.recommended)}**: {md(block.figure)}", "",
+                    *[f"- **{md(label)}:** {md(text)}" for label, text in block.facts], *link]
+        case Details():
+            inner = [line for b in block.blocks if MARKDOWN in b.formats and (body := _md_block(b))
+                     for line in ["", *body]]
+            return [md(block.summary), *(inner if block.open else
+                                         ["", "<details><summary>details</summary>", *inner, "", "</details>"])]
     raise TypeError(f"no Markdown for {type(block).__name__}")

@@ -1,8 +1,12 @@
 """The report's sections, in the order they are shown: one list, walked by both renderings (the HTML
 template in bench/report/templates and `render.render_markdown`). A section is a title, an anchor id and
-blocks of content (paragraphs, a table, a list of (what, why) items, the plots, preformatted text), each
-block a kind both renderings know. Adding a section is one entry in `report_sections`, plus the results
-module its rows come from where they are new.
+blocks of content (paragraphs, a table, a list of (what, why) items, the plots, preformatted text, the
+answer per model and device, a collapsible part), each block a kind both renderings know. Adding a section is
+one entry in `report_sections`, plus the results module its rows come from where they are new.
+
+The order puts the answer first: the decision, then one figure with every cell (none left out), then
+what a reader checks it against (runtimes, parity, every cell's figures), then what was left out, the
+other plots and the environment.
 
 Where the two formats say something differently (the Markdown keeps shorter lines and leaves out the
 specs), the block or section names the formats it is shown in.
@@ -11,7 +15,6 @@ specs), the block or section names the formats it is shown in.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -19,9 +22,9 @@ from typing import ClassVar
 import pandas as pd
 
 import strategies
+from bench.report import answer
 from bench.report.format import fmt
 from bench.results import quality, race
-from bench.results.decision import against_fp32, configuration, recommend, with_interval
 from bench.results.parity import cells_against_reference, thread_groups
 from bench.results.record import RunRecord
 from bench.results.runtime_table import cold_rows, has_runtimes, runtime_rows
@@ -37,6 +40,7 @@ class Paragraphs:
     lines: list[str]
     strong: bool = False  # a headline: bold where the format has bold
     formats: frozenset[str] = BOTH
+    note: bool = False  # how a figure was made: in small print where the format has it
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,33 @@ class Preformatted:
     formats: frozenset[str] = BOTH
 
 
-Block = Paragraphs | Table | Items | Figures | Preformatted
+@dataclass(frozen=True)
+class Answer:
+    """The decision for one model and device: the pick, its figure, one sentence per fact, and where the
+    cells left out are listed."""
+
+    kind: ClassVar[str] = "answer"
+    heading: str
+    recommended: str
+    figure: str
+    facts: list[tuple[str, str]]  # (label, sentence)
+    link: tuple[str, str, str] | None = None  # (label, text, id of the section it points to)
+    formats: frozenset[str] = BOTH
+
+
+@dataclass(frozen=True)
+class Details:
+    """A one-line summary, its blocks shown under it when `open`, folded away otherwise (the page only: the
+    Markdown shows the summary, then the blocks in a <details> element where they are folded)."""
+
+    kind: ClassVar[str] = "details"
+    summary: str
+    blocks: list[Paragraphs | Table | Items]
+    open: bool = False
+    formats: frozenset[str] = BOTH
+
+
+Block = Paragraphs | Table | Items | Figures | Preformatted | Answer | Details
 
 
 @dataclass(frozen=True)
@@ -82,12 +112,13 @@ class Section:
     formats: frozenset[str] = BOTH
 
 
-DECISION_HEADER = ["model", "device", "recommended", "steady img/s [95% CI]", "runner-up", "margin", "verdict",
-                   "against the best fp32", "not ranked or noisy"]
 DECISION_NOTE = ("Per model and device: the fastest valid cell at or above its quality floor by median steady "
                  "throughput, with a 95% bootstrap interval over repeats, and its margin over the runner-up (\"no "
                  "significant difference\" where the intervals overlap). Where it runs another precision than fp32, "
-                 "the fastest fp32 cell beside it: the speed-up, and the agreement with fp32 eager it costs.")
+                 "the fastest fp32 cell beside it: the speed-up, and the agreement with fp32 eager it costs. Stage "
+                 "times are medians over repeats of the records' milliseconds per steady image.")
+NOT_RANKED = "cells-not-ranked"  # the section's id, and its anchor in the Markdown as GitHub derives it
+THROUGHPUT = "throughput"  # the figure of every cell, shown in its own section rather than among the plots
 OPERATOR_COLUMNS = (("tasks", "tasks", 0), ("blocks", "blocks", 0), ("rows", "rows", 0), ("wall_s", "wall s", 2),
                     ("cpu_s", "CPU s", 2), ("udf_s", "UDF s", 2), ("backpressure_s", "backpressure s", 2),
                     ("obj_store_used_bytes", "object store MiB", 2))
@@ -114,22 +145,24 @@ PARITY_HEADER = ["cell", "reference", "torch threads (cell / reference)", "image
 
 def report_sections(records: list[RunRecord], repeats: pd.DataFrame, summary: pd.DataFrame, paths: list[Path], *,
                     plots: dict[str, Path], unreadable: list[tuple[str, str]], examples_absent: str | None,
-                    parity_reference: str | None = None, min_agreement: float | None = None,
-                    by_path: Mapping[str, RunRecord] | None = None) -> list[Section]:
-    """Every section of the report, in order, its values formatted here for both renderings. `min_agreement`:
-    the user's quality floor (None: each record's own, else its precision's default); `by_path`: path → record,
-    as the store read them (the decision reads a record it is not given again)."""
+                    decisions: list[dict], parity_reference: str | None = None,
+                    min_agreement: float | None = None) -> list[Section]:
+    """Every section of the report, in order, its values formatted here for both renderings. `decisions`:
+    `bench.results.decision.recommend`'s, made once for these sections and the throughput figure;
+    `min_agreement`: the user's quality floor (None: each record's own, else its precision's default)."""
     runtimes, operators = _runtimes(records, summary, min_agreement), _operators(records)
     # Every cell of a sweep reads the same inputs: each bad or skipped file is listed once.
     bad = sorted({(str(b.get("id")), str(b.get("reason"))) for r in records for b in r.bad_images or []})
     skipped_files = sorted({(str(f.get("path")), str(f.get("reason"))) for r in records for f in r.skipped_files or []})
     specs = "\n".join(sorted({json.dumps(r.spec, sort_keys=True) for r in records}))
+    others = {name: path for name, path in plots.items() if name != THROUGHPUT}
     return [
-        Section("environment", "Environment", _environment(records[0].environment or {})),
         Section("decision", "Decision", [Paragraphs(_race(paths, records), strong=True),
-                                         Paragraphs([DECISION_NOTE], formats=HTML_ONLY),
-                                         Table(DECISION_HEADER,
-                                               _decisions(repeats, summary, min_agreement, by_path or {}))]),
+                                         *_answers(decisions, records, summary, repeats),
+                                         Paragraphs([DECISION_NOTE], note=True, formats=HTML_ONLY)]),
+        *([Section(THROUGHPUT, "Throughput of every cell", [Figures({THROUGHPUT: plots[THROUGHPUT]})])]
+          if THROUGHPUT in plots else []),
+        Section(NOT_RANKED, "Cells not ranked", _not_ranked(decisions)),
         *([Section("runtimes", "Runtimes × strategies", runtimes)] if runtimes else []),
         Section("parity", "Parity with the reference", _parity(records, parity_reference)),
         Section("cells", "All cells", _cells(summary)),
@@ -140,10 +173,23 @@ def report_sections(records: list[RunRecord], repeats: pd.DataFrame, summary: pd
         Section("bad-inputs", "Bad inputs", [Items(bad)]),
         Section("skipped-files", "Skipped files", [Items(skipped_files)]),
         Section("unreadable", "Records and tables not read", [Items(unreadable)]),
-        Section("plots", "Plots", [Figures(plots), Paragraphs([f"Example predictions: {examples_absent}"]
-                                                              if examples_absent else [])]),
+        Section("plots", "Plots", [Figures(others), Paragraphs([f"Example predictions: {examples_absent}"]
+                                                               if examples_absent else [])]),
+        Section("environment", "Environment", _environment(records[0].environment or {})),
         Section("specs", "Specs", [Preformatted(specs)], formats=HTML_ONLY),
     ]
+
+
+def subtitle(records: list[RunRecord]) -> str:
+    """One line under the title: what was measured, on what, from which commit and when."""
+    env = records[0].environment or {}
+    git = env.get("git") if isinstance(env.get("git"), dict) else {}
+    commit = str(git.get("commit") or "unknown")[:12] + (" (dirty)" if git.get("dirty") else "")
+    days = sorted({str(r.started_at)[:10] for r in records})
+    when = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+    cells = len({r.cell_id for r in records})
+    return (f"{cells} cell(s), {len(records)} record(s) · {env.get('cpu_model')}, {env.get('cpu_logical')} logical "
+            f"CPUs, GPUs: {', '.join(map(str, env.get('gpus') or [])) or 'none'} · commit {commit} · {when}")
 
 
 def _environment(env: dict) -> list[Block]:
@@ -177,24 +223,54 @@ def _precision_hardware(env: dict) -> list[str]:
     return parts
 
 
-def _decisions(repeats: pd.DataFrame, summary: pd.DataFrame, min_agreement: float | None,
-               by_path: Mapping[str, RunRecord]) -> list[list[str]]:
-    """Per model and device: the recommended cell, its interval, the runner-up, the margin and what it gains
-    over fp32 (cells below their floor are not ranked)."""
-    return [[str(d["model"]), str(d["device"]), configuration(d["recommended"]), with_interval(d["recommended"]),
-             configuration(d["runner_up"]), fmt(d["margin"], 0, 100, "%") if d["margin"] is not None else "-",
-             str(d["verdict"]), against_fp32(d) or "-",
-             "; ".join([f"{c['cell_id']} ({c['why']})" for c in d["excluded"]] + [f"{c} (noisy)" for c in d["noisy"]])
-             or "-"]
-            for d in recommend(repeats, summary, min_agreement, by_path)]
+def _answers(decisions: list[dict], records: list[RunRecord], summary: pd.DataFrame,
+             repeats: pd.DataFrame) -> list[Answer]:
+    """Per model and device: the recommended cell, its interval, the runner-up and the margin, the verdict,
+    why it wins and what it costs; the cells left out counted, with a link to where they are listed."""
+    shown = []
+    for d in decisions:
+        best, second = (answer.footprint(c["cell_id"], records, summary, repeats) if c else None
+                        for c in (d["recommended"], d["runner_up"]))
+        recommended, figure = answer.headline(d)
+        shown.append(Answer(f"{d['model']} on {d['device']}", recommended, figure, answer.facts(d, best, second),
+                            link=_left_out(d)))
+    return shown
+
+
+def _left_out(decision: dict) -> tuple[str, str, str] | None:
+    """How many cells were not ranked, and why in kinds, or how many ranked ones are noisy."""
+    kinds: dict[str, int] = {}
+    for cell in decision["excluded"]:
+        kind = answer.not_ranked_kind(str(cell["why"]))
+        kinds[kind] = kinds.get(kind, 0) + 1
+    parts = [_count(len(decision["excluded"]), "cell") + " (" + ", ".join(f"{k}: {n}" for k, n in kinds.items())
+             + ")"] * bool(kinds)
+    parts += [_count(len(decision["noisy"]), "ranked cell") + " noisy"] * bool(decision["noisy"])
+    return ("Not ranked", "; ".join(parts), NOT_RANKED) if parts else None
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def _not_ranked(decisions: list[dict]) -> list[Block]:
+    """Each cell left out of the ranking with its reason, one line each; then the ranked cells whose
+    repeats vary so much that their interval is wide."""
+    left_out = [(str(c["cell_id"]), str(c["why"])) for d in decisions for c in d["excluded"]]
+    noisy = [str(c) for d in decisions for c in d["noisy"]]
+    return [Items(left_out, empty="none: every cell was ranked"),
+            Paragraphs([f"Ranked, but noisy (steady throughput varies by more than 10% between repeats, so the "
+                        f"interval is wide): {', '.join(noisy)}."] if noisy else [])]
 
 
 def _cells(summary: pd.DataFrame) -> list[Block]:
     """Every cell's median steady throughput, its spread and why it is not ranked (labelled per format)."""
     rows = [[str(r.cell_id), str(r.status), fmt(r.throughput), fmt(r.cv * 100 if r.cv is not None else None, 1),
-             _flags(r), str(r.error or "")] for r in summary.itertuples()]
-    return [Table(["cell", "status", "steady img/s (median)", "CV %", "", "error"], rows, formats=HTML_ONLY),
-            Table(["cell", "status", "steady img/s", "CV %", "flag", "error"], rows, formats=MARKDOWN_ONLY)]
+             fmt(_number(r.rss_tree_peak), 2, 2**-30), fmt(_number(r.cpu_tree_mean), 2, 0.01), _flags(r),
+             str(r.error or "")] for r in summary.itertuples()]
+    costs = ["peak RSS GiB (process tree)", "CPU cores busy (mean)"]
+    return [Table(["cell", "status", "steady img/s (median)", "CV %", *costs, "", "error"], rows, formats=HTML_ONLY),
+            Table(["cell", "status", "steady img/s", "CV %", *costs, "flag", "error"], rows, formats=MARKDOWN_ONLY)]
 
 
 def _number(value):
@@ -280,7 +356,14 @@ def _parity(records: list[RunRecord], reference: str | None) -> list[Block]:
         lines.append(f"{errors} cell(s) differ from the reference with the same threads, device, runtime and "
                      "forward size: they computed something else (ERROR rows).")
     alerts = frozenset(i for i, r in enumerate(rows) if r["error"])
-    return [Table(PARITY_HEADER, table, alerts=alerts), Paragraphs(lines)]
+    images = sum(r["images"] for r in rows if isinstance(r["images"], int))
+    differing = sum(bool(r["differing"]) for r in rows)
+    if not differing:
+        said = f"All {len(rows)} cells produced the reference's maps ({images} images compared)."
+    else:
+        said = (f"{differing} of {len(rows)} cells differ from the reference on some images: "
+                + (f"{errors} unexplained (ERROR rows)." if errors else "each with its likely cause named."))
+    return [Details(said, [Table(PARITY_HEADER, table, alerts=alerts), Paragraphs(lines)], open=bool(differing))]
 
 
 def _skipped(paths: list[Path]) -> list[list[str]]:

@@ -313,3 +313,46 @@ def test_malformed_precision_fields_render_as_text_or_dashes(tmp_path):
     # Another shape than a dict of flags or a list of capabilities: left out, not guessed at.
     (line,) = sections._environment({"cpu_isa": script, "gpu_compute_capability": "8.0"})[1].lines
     assert "ISA" not in line and "compute capability" not in line
+
+
+def test_a_hostile_cell_id_reaches_the_inline_figure_as_text(tmp_path):
+    """A cell id is drawn in the throughput figure, whose SVG sits in the page unescaped by the template:
+    markup in it arrives as text, in the SVG and in the page."""
+    script = "<script>alert(1)</script>"
+
+    def edit(record):
+        if record["cell_id"].startswith("sequential-tiny-cpu-bs2-a1"):
+            record["cell_id"] = script
+
+    report = render.build_report([_records(tmp_path, edit)], tmp_path / "out", examples=0)
+    html = report.html.read_text()
+    assert script not in html and "<script" not in html.lower()
+    figure = html.split('<figure id="figure-throughput">', 1)[1].split("</figure>", 1)[0]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;</text>" in figure
+
+
+def test_inline_svg_keeps_drawing_and_text_and_drops_anything_active(tmp_path):
+    """What `svg.inline` lets through, from an SVG holding everything a page must not run or fetch."""
+    from bench.report import svg
+
+    path = tmp_path / "evil.svg"
+    path.write_text(
+        '<?xml version="1.0"?><!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" '
+        '"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">'
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" onload="alert(1)">'
+        '<metadata><title>https://matplotlib.org/</title></metadata><style>*{x:y}</style><script>alert(2)</script>'
+        '<defs><clipPath id="p1"><rect x="0" y="0" width="1" height="1"/></clipPath></defs>'
+        '<g id="a" clip-path="url(#p1)" style="fill: url(https://example.com/x)"><path d="M 0 0" onclick="alert(3)"/>'
+        '<text x="1">&lt;img src=x onerror=alert(4)&gt; &amp; "q"</text>'
+        '<use xlink:href="#a"/><use xlink:href="https://example.com/x.svg#a"/>'
+        '<image xlink:href="data:image/png;base64,AAAA"/><image xlink:href="javascript:alert(5)"/>'
+        '<foreignObject><div xmlns="http://www.w3.org/1999/xhtml">x</div></foreignObject></g></svg>')
+    out = svg.inline(path, "plot-x")
+    for gone in ("alert(1)", "alert(2)", "alert(3)", "alert(5)", "https://", "http://", "<style", "<metadata",
+                 "<foreignObject", "<div", "xmlns", "DOCTYPE", "<?xml", "onclick", "onload"):
+        assert gone not in out, gone
+    assert '<g id="plot-x-a" clip-path="url(#plot-x-p1)">' in out and '<clipPath id="plot-x-p1">' in out
+    assert '<use href="#plot-x-a"></use>' in out and '<image href="data:image/png;base64,AAAA"></image>' in out
+    assert "<text x=\"1\">&lt;img src=x onerror=alert(4)&gt; &amp; \"q\"</text>" in out
+    with pytest.raises(ValueError):
+        svg.inline(path, '"><script>')

@@ -3,7 +3,9 @@ sequential and actors, batch 2 and 4, 1 and 2 actors, two repeats)."""
 
 from __future__ import annotations
 
+import html as html_text
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,7 +21,7 @@ from bench.report.render import build_report
 from bench.workload import speed_probe
 
 GOLDEN = Path(__file__).parents[1] / "data" / "golden"
-EXPECTED_PLOTS = {*PLOTS, "example_predictions"}
+EXPECTED_PLOTS = {*PLOTS, "throughput", "example_predictions"}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -37,13 +39,89 @@ def test_every_plot_is_rendered_as_valid_images(report):
         assert svg.lstrip().startswith("<?xml") and "<svg" in svg, name
 
 
+def _golden_cells() -> set[str]:
+    from bench.results.store import ResultStore
+
+    return {r.cell_id for r in ResultStore([GOLDEN]).iter_latest()}
+
+
 def test_html_and_markdown_reports(report):
     html = report.html.read_text()
-    assert html.count('src="data:image/png;base64,') == 10  # self-contained: no external files
+    assert html.count("<svg") == 10 and "<img" not in html  # every plot inline, as SVG
     assert "<h2>Decision</h2>" in html and "Skipped cells" in html
     assert "actor counts are meaningless for sequential" in html  # from the sweep's plan.json
     md = report.markdown.read_text()
     assert all(f"![{render.md(name)}]({name}.png)" in md for name in EXPECTED_PLOTS)
+
+
+def test_the_decision_comes_first_and_every_section_is_in_the_contents(report):
+    html, md = report.html.read_text(), report.markdown.read_text()
+    ids = re.findall(r'<section id="([^"]+)">', html)
+    assert ids[:3] == ["decision", "throughput", "cells-not-ranked"] and ids[-2:] == ["environment", "specs"]
+    contents = html.split("<nav", 1)[1].split("</nav>", 1)[0]
+    assert re.findall(r'href="#([^"]+)"', contents) == ids
+    assert next(line for line in md.splitlines() if line.startswith("## ")) == "## Decision"
+    assert "@media print" in html and "nav{display:none}" in html
+
+
+def test_the_html_is_self_contained(report):
+    """Nothing is fetched when the page opens: no script, stylesheet, font or image from elsewhere."""
+    html = report.html.read_text()
+    references = re.findall(r"""\b(?:src|href)\s*=\s*["']?([^"'\s>]*)""", html, flags=re.IGNORECASE)
+    assert references and not [r for r in references if not r.startswith(("#", "data:image/png;base64,"))]
+    assert not re.search(r"<(script|link|iframe|object|embed)\b|@import|url\(\s*['\"]?(https?:)?//", html,
+                         flags=re.IGNORECASE)
+
+
+def test_the_decision_says_why_it_wins_what_it_costs_and_what_was_left_out(report):
+    md = report.markdown.read_text()
+    decision = md.split("## Decision", 1)[1].split("\n## ", 1)[0]
+    assert "### tiny on cpu" in decision
+    assert "**sequential, batch 4, 1 actor(s)**: 334.13 img/s, 95% interval 331.86 to 336.41 over 2 repeats" in decision
+    assert "- **Runner-up:** actors, batch 4, 1 actor(s), 307.89 img/s; the recommended is 9% faster" in decision
+    assert "- **Verdict:** no significant difference (95% intervals overlap)" in decision
+    # Medians over repeats of the records' stage ms per image: forward 1.95 against 2.51 ms
+    assert ("- **Why it wins:** forward makes the difference, 2.0 against 2.5 ms per image (in all 2.9 vs 3.8"
+            in decision)
+    assert ("- **What it costs:** 458 MiB peak memory, the RSS of its process tree (runner-up 1.22 GiB); 1.51 cores "
+            "busy on average, 75% of the machine's 2 logical CPUs (runner-up 1.56 cores)") in decision
+    assert "- **Not ranked:** [1 cell (invalid: 1); 2 ranked cells noisy](#cells-not-ranked)" in decision
+    left_out = md.split("## Cells not ranked", 1)[1].split("\n## ", 1)[0]
+    assert "- actors-tiny-cpu-bs4-a2-d9601328e5: invalid: fewer than 2 steady batches" in left_out
+    assert "noisy" in left_out and "actors-tiny-cpu-bs4-a1-4a375add65" in left_out
+    html = report.html.read_text()
+    link = '<a href="#cells-not-ranked">1 cell (invalid: 1); 2 ranked cells noisy</a>'
+    assert f"<li><b>Not ranked:</b> {link}</li>" in html
+
+
+def _svg_texts(svg: str) -> list[str]:
+    return [html_text.unescape(t) for t in re.findall(r"<text\b[^>]*>([^<]*)</text>", svg)]
+
+
+def test_every_cell_is_in_the_throughput_figure_the_invalid_one_hatched_with_its_reason(report):
+    svg = (report.out / "throughput.svg").read_text()
+    texts = _svg_texts(svg)
+    assert _golden_cells() <= set(texts)
+    assert "286.19  not ranked [1]" in texts and any(t.startswith("[1] invalid: fewer than 2 steady") for t in texts)
+    assert "334.13  ★ recommended" in texts and "<pattern" in svg  # the hatching
+    figure = report.html.read_text().split('<figure id="figure-throughput">', 1)[1].split("</figure>", 1)[0]
+    assert _golden_cells() <= set(_svg_texts(figure))
+
+
+def test_a_failed_cell_is_drawn_at_zero_with_its_reason(tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(GOLDEN / "runs", runs)
+    for path in runs.glob("sequential-tiny-cpu-bs2-a1-*/r*_*.json"):
+        record = json.loads(path.read_text())
+        record.update(status="failed", error="worker died: out of memory")
+        path.write_text(json.dumps(record))
+    report = build_report([runs], tmp_path / "out", examples=0)
+    texts = _svg_texts((report.out / "throughput.svg").read_text())
+    assert _golden_cells() <= set(texts)
+    (label,) = [t for t in texts if t.startswith("no throughput")]
+    note = label.rsplit("[", 1)[1].rstrip("]")
+    assert f"[{note}] failed: worker died: out of memory" in texts
+    assert "sequential-tiny-cpu-bs2-a1-c9ac4bda80: failed: worker died: out of memory" in report.markdown.read_text()
 
 
 def test_exports(report):
@@ -202,12 +280,24 @@ def test_report_loads_in_a_real_browser_with_every_plot(report, tmp_path):
     console_errors = [line for line in dom.stderr.splitlines() if "CONSOLE" in line and ":ERROR:" in line]
     assert not console_errors, console_errors
     probe = tmp_path / "probe.html"
-    check = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
-             "document.title = imgs.length + ' images, ' + imgs.filter(i => i.complete && i.naturalWidth > 0).length"
-             " + ' loaded'; });</script>")
+    # Measured in a copy: how many figures are drawn, where the decision sits on a 1300 × 900 laptop
+    # screen, and which texts the throughput figure holds (as the DOM has them: SVG text, not pixels).
+    check = ("<script>window.addEventListener('load', () => {"
+             "const figures = [...document.querySelectorAll('figure svg')];"
+             "const drawn = figures.filter(s => s.getBoundingClientRect().width > 0 && s.querySelector('text'));"
+             "const below = e => e.getBoundingClientRect().bottom + scrollY;"
+             "document.title = JSON.stringify({figures: figures.length, drawn: drawn.length,"
+             " decision: document.getElementById('decision').getBoundingClientRect().top + scrollY,"
+             " answer: below(document.querySelector('#decision .pick')), width: innerWidth,"
+             " texts: [...document.querySelectorAll('#throughput svg text')].map(t => t.textContent)}); });</script>")
     probe.write_text(report.html.read_text().replace("</body>", check + "</body>"))
-    out = _chromium(tmp_path, "--dump-dom", probe.as_uri())
-    assert "<title>10 images, 10 loaded</title>" in out.stdout, out.stderr[-2000:]
+    out = _chromium(tmp_path, "--dump-dom", "--window-size=1300,900", probe.as_uri())
+    found = re.search(r"<title>(.*?)</title>", out.stdout, flags=re.DOTALL)
+    assert found, out.stderr[-2000:]
+    seen = json.loads(html_text.unescape(found[1]))
+    assert seen["figures"] == seen["drawn"] == 10 and seen["width"] == 1300
+    assert seen["decision"] < 900 and seen["answer"] < 900, seen  # the answer is above the fold
+    assert _golden_cells() <= set(seen["texts"])
     screenshot = tmp_path / "report.png"
     _chromium(tmp_path, f"--screenshot={screenshot}", "--window-size=1200,4000", page)
     with Image.open(screenshot) as image:
@@ -273,8 +363,21 @@ def test_parity_names_the_cause_or_flags_an_error(tmp_path, cell, moved, cause):
     assert row["min_pixels_differing_share"] == pytest.approx(moved / (first["width"] * first["height"]))
     assert row["error"] is (not explained) and row["cause"].startswith(cause)
     assert all(r["differing"] == 0 for cell_id, r in rows.items() if not cell_id.startswith(cell))
-    md = build_report([runs], tmp_path / "out", examples=0).markdown.read_text()
+    report = build_report([runs], tmp_path / "out", examples=0)
+    md, html = report.markdown.read_text(), report.html.read_text()
     assert ("ERROR: unexplained" in md) is (not explained)
+    # One cell differs: the parity table is shown, not folded away, and its summary says how it differs.
+    summary = "1 of 5 cells differ from the reference on some images: "
+    assert f"<details open><summary>{summary}" in html
+    assert summary + ("each with its likely cause named" if explained else "1 unexplained (ERROR rows)") in md
+
+
+def test_parity_folds_to_one_line_when_every_cell_matches(report):
+    html, md = report.html.read_text(), report.markdown.read_text()
+    assert "<details><summary>All 5 cells produced the reference&#39;s maps (120 images compared).</summary>" in html
+    parity = md.split("## Parity with the reference", 1)[1].split("\n## ", 1)[0]
+    assert parity.lstrip().startswith("All 5 cells produced the reference's maps (120 images compared).")
+    assert "<details><summary>details</summary>" in parity and "| actors-tiny-cpu-bs2-a2-8c5bd5a120 |" in parity
 
 
 def _golden_with_precisions(tmp_path: Path) -> Path:
@@ -313,16 +416,19 @@ def test_precisions_draw_throughput_against_agreement_with_the_front_and_the_flo
     report = build_report([runs], tmp_path / "out", examples=0)
     assert "throughput_vs_agreement" in report.plots
     html, md = report.html.read_text(), report.markdown.read_text()
-    assert html.count('src="data:image/png;base64,') == len(report.plots)
+    assert html.count("<svg") == len(report.plots)
     assert "![throughput\\_vs\\_agreement](throughput_vs_agreement.png)" in md
     bf16 = next(line for line in md.splitlines() if line.startswith("| tiny | cpu | eager | actors | bf16 | 2 | 2 |"))
     assert "99.5000% (8)" in bf16 and "98.50%" in bf16 and "0.9700" in bf16 and "bfloat16 autocast" in bf16
     int8 = next(line for line in md.splitlines() if line.startswith("| tiny | cpu | openvino | actors | int8 |"))
     assert "below the floor 99.00%" in int8 and "90.0000% (8)" in int8
-    assert '<tr style="color:#b00"><td>tiny</td><td>cpu</td><td>openvino</td>' in html  # below its floor: red
-    decision = next(line for line in md.splitlines() if line.startswith("| tiny | cpu | actors at bf16, batch 2"))
-    assert "bf16: 1.16× the best fp32 (sequential, batch 4" in decision and "agreement 99.50%" in decision
-    assert "actors-tiny-cpu-bs2-a1-4d9baccd9b (agreement with fp32 eager 90.00%" in decision
+    assert '<tr class="alert"><td>tiny</td><td>cpu</td><td>openvino</td>' in html  # below its floor: red
+    decision = md.split("## Decision", 1)[1].split("\n## ", 1)[0]
+    assert "**actors at bf16, batch 2, 2 actor(s)**" in decision
+    assert "- **Against fp32:** bf16: 1.16× the best fp32 (sequential, batch 4" in decision
+    assert "agreement 99.50%" in decision and "below the quality floor: 1" in decision
+    left_out = md.split("## Cells not ranked", 1)[1].split("\n## ", 1)[0]
+    assert "- actors-tiny-cpu-bs2-a1-4d9baccd9b: agreement with fp32 eager 90.00%" in left_out
 
     store = ResultStore([runs])
     records, repeats = list(store.iter_latest()), store.frame()
@@ -343,6 +449,6 @@ def test_precisions_draw_throughput_against_agreement_with_the_front_and_the_flo
     assert "floor 80.00% (bf16, fp32, int8)" in labels and hollow == 0
     strict = build_report([runs], tmp_path / "strict", examples=0, min_agreement=0.999).markdown.read_text()
     assert "Floor: 99.90% of the probe's pixels, for every cell (--min-agreement)" in strict
-    assert "| tiny | cpu | sequential, batch 4, 1 actor(s) |" in strict  # bf16 is below that floor: not ranked
+    assert "**sequential, batch 4, 1 actor(s)**" in strict  # bf16 is below that floor: not ranked
     assert "below the floor 99.90%" in next(line for line in strict.splitlines()
                                             if line.startswith("| tiny | cpu | eager | actors | bf16 |"))
