@@ -243,6 +243,48 @@ PRECISION_MARKERS = {"fp32": "o", "bf16": "s", "bf16-weights": "D", "int8": "^"}
 BELOW_FLOOR = "0.6"  # the edge of a hollow point: a cell below its floor
 
 
+def what_it_would_take(records, summary, repeats, projections: list[dict]):
+    """The recommended configuration's projected throughput against nodes (bench.results.projection), one
+    panel per projection: solid where measured, dashed where projected, its interval as a band, the
+    measured points on it, and the first resource to saturate where it is within the axis."""
+    if not projections:
+        return None
+    fig, axes = plt.subplots(1, len(projections), figsize=(6 * len(projections), 4), squeeze=False)
+    for ax, shown in zip(axes[0], projections, strict=True):
+        curve, config = shown["curve"], shown["configuration"]
+        nodes = np.array([c["nodes"] for c in curve])
+        rate = np.array([c["images_per_s"] for c in curve])
+        projected = np.array([c["projected"] for c in curve])
+        ax.fill_between(nodes, [c["low"] for c in curve], [c["high"] for c in curve], alpha=0.2, color="C0",
+                        label="95% interval")
+        last = int(np.argmax(projected)) if projected.any() else len(nodes)
+        ax.plot(nodes[:max(last, 1)], rate[:max(last, 1)], "-", color="C0", label="within the measurements")
+        if projected.any():
+            ax.plot(nodes[max(last - 1, 0):], rate[max(last - 1, 0):], "--", color="C0", label="projected")
+        measured = shown["measured"]
+        ax.plot([m["nodes"] for m in measured], [m["throughput"] for m in measured], "ko", label="measured")
+        if (saturation := shown.get("saturation")) and saturation["nodes"] <= nodes[-1]:
+            ax.axvline(saturation["nodes"], color="C3", linestyle=":",
+                       label=f"{saturation['resource']} saturates ({saturation['nodes']} nodes)")
+        ax.set_xscale("log", base=2)  # log-log: linear scaling is a straight line, a cap bends it
+        ax.set_yscale("log")
+        ax.set_xticks(nodes[np.isin(nodes, [1, 2, 4, 8, 16, 32, 64])])
+        plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")  # no mathtext: it is off here
+        ax.xaxis.set_major_formatter(plain)
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("nodes")
+        ax.set_ylabel("images/s")
+        ax.set_title("\n".join(textwrap.wrap(
+            f"{config.get('strategy')} {config.get('model')} on {config.get('device')} ({config.get('runtime')}, "
+            f"{config.get('precision')}), batch {config.get('batch_size')}", 60)), fontsize=9)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle("What it would take: throughput against nodes (projected beyond what was measured)")
+    fig.tight_layout()
+    return fig
+
+
 def throughput_vs_agreement(records, summary, repeats, min_agreement: float | None = None):
     """Steady throughput (median over repeats) against agreement with fp32 eager, one point per valid cell
     and one panel per model and device: what a runtime or precision buys in speed for what it costs in

@@ -26,11 +26,12 @@ from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 
 import strategies
-from bench.errors import SideFileError
+from bench.errors import ConfigError, SideFileError
 from bench.report import svg
 from bench.report.sections import (
     MARKDOWN,
     THROUGHPUT,
+    WHAT_IT_WOULD_TAKE,
     Answer,
     Details,
     Figures,
@@ -87,7 +88,10 @@ def build_report(paths: list[Path], out: Path, examples: int = 3, parity_referen
     shown, report.examples_absent = _examples(records, examples, examples_from)
     # One ranking for the decision and the figure of every cell (it reads records it is not given again).
     decisions = recommend(repeats, summary, min_agreement, {str(p): r for p, r in store.records()})
+    projections, unprojected = _projections(records, decisions)
+    report.unreadable += unprojected
     makers = {THROUGHPUT: functools.partial(plots.throughput_by_cell, decisions=decisions), **plots.PLOTS,
+              WHAT_IT_WOULD_TAKE: functools.partial(plots.what_it_would_take, projections=projections),
               "throughput_vs_agreement": functools.partial(plots.throughput_vs_agreement, min_agreement=min_agreement)}
     if shown:
         makers["example_predictions"] = lambda *_: plots.example_predictions(shown, _labels())
@@ -110,10 +114,27 @@ def build_report(paths: list[Path], out: Path, examples: int = 3, parity_referen
     # Computed once for both renderings: parity reads every record's outputs table.
     sections = report_sections(records, repeats, summary, paths, plots=report.plots, unreadable=report.unreadable,
                                examples_absent=report.examples_absent, parity_reference=report.parity_reference,
-                               min_agreement=min_agreement, decisions=decisions)
+                               min_agreement=min_agreement, decisions=decisions, projections=projections)
     report.html = write_atomic(out / "report.html", render_html(sections, subtitle(records)))
     report.markdown = write_atomic(out / "report.md", render_markdown(sections, subtitle(records)))
     return report
+
+
+def _projections(records: list[RunRecord], decisions: list[dict]) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Each recommended configuration projected to 1–32 nodes (bench.results.projection), and (what, why) of
+    those that could not be."""
+    from bench.results.projection import projection_section_rows
+
+    shown, failed = [], []
+    for decision in decisions:
+        if not decision.get("recommended"):
+            continue
+        cell_id = decision["recommended"]["cell_id"]
+        try:
+            shown.append(projection_section_rows(records, cell_id))
+        except (ConfigError, *UNUSABLE) as err:
+            failed.append((f"what it would take: {cell_id}", f"{type(err).__name__}: {err}"[:300]))
+    return shown, failed
 
 
 def _labels() -> tuple[str, ...]:

@@ -119,6 +119,13 @@ DECISION_NOTE = ("Per model and device: the fastest valid cell at or above its q
                  "times are medians over repeats of the records' milliseconds per steady image.")
 NOT_RANKED = "cells-not-ranked"  # the section's id, and its anchor in the Markdown as GitHub derives it
 THROUGHPUT = "throughput"  # the figure of every cell, shown in its own section rather than among the plots
+WHAT_IT_WOULD_TAKE = "what_it_would_take"  # the projection's figure, in its own section
+PROJECTION_HEADER = ["nodes", "workers", "img/s [95%]", "images/hour", "limit", ""]
+PROJECTION_NOTE = ("The recommended configuration projected to more nodes from its records (`segbench plan`: "
+                   "per-worker rates, a USL fit over the measured worker counts or linear scaling where it cannot "
+                   "be fitted, one driver's CPU, the cold start). Figures beyond what was measured are marked "
+                   "projected. Limits: one machine's measurements; the network between real hosts, shared storage "
+                   "and the object store are not modelled; no GPU measured.")
 OPERATOR_COLUMNS = (("tasks", "tasks", 0), ("blocks", "blocks", 0), ("rows", "rows", 0), ("wall_s", "wall s", 2),
                     ("cpu_s", "CPU s", 2), ("udf_s", "UDF s", 2), ("backpressure_s", "backpressure s", 2),
                     ("obj_store_used_bytes", "object store MiB", 2))
@@ -146,16 +153,17 @@ PARITY_HEADER = ["cell", "reference", "torch threads (cell / reference)", "image
 def report_sections(records: list[RunRecord], repeats: pd.DataFrame, summary: pd.DataFrame, paths: list[Path], *,
                     plots: dict[str, Path], unreadable: list[tuple[str, str]], examples_absent: str | None,
                     decisions: list[dict], parity_reference: str | None = None,
-                    min_agreement: float | None = None) -> list[Section]:
+                    min_agreement: float | None = None, projections: list[dict] | None = None) -> list[Section]:
     """Every section of the report, in order, its values formatted here for both renderings. `decisions`:
     `bench.results.decision.recommend`'s, made once for these sections and the throughput figure;
-    `min_agreement`: the user's quality floor (None: each record's own, else its precision's default)."""
+    `min_agreement`: the user's quality floor (None: each record's own, else its precision's default);
+    `projections`: each recommended configuration projected to more nodes (bench.results.projection)."""
     runtimes, operators = _runtimes(records, summary, min_agreement), _operators(records)
     # Every cell of a sweep reads the same inputs: each bad or skipped file is listed once.
     bad = sorted({(str(b.get("id")), str(b.get("reason"))) for r in records for b in r.bad_images or []})
     skipped_files = sorted({(str(f.get("path")), str(f.get("reason"))) for r in records for f in r.skipped_files or []})
     specs = "\n".join(sorted({json.dumps(r.spec, sort_keys=True) for r in records}))
-    others = {name: path for name, path in plots.items() if name != THROUGHPUT}
+    others = {name: path for name, path in plots.items() if name not in (THROUGHPUT, WHAT_IT_WOULD_TAKE)}
     return [
         Section("decision", "Decision", [Paragraphs(_race(paths, records), strong=True),
                                          *_answers(decisions, records, summary, repeats),
@@ -164,6 +172,8 @@ def report_sections(records: list[RunRecord], repeats: pd.DataFrame, summary: pd
           if THROUGHPUT in plots else []),
         Section(NOT_RANKED, "Cells not ranked", _not_ranked(decisions)),
         *([Section("runtimes", "Runtimes × strategies", runtimes)] if runtimes else []),
+        *([Section("what-it-would-take", "What it would take", _projection(projections, plots))]
+          if projections else []),
         Section("parity", "Parity with the reference", _parity(records, parity_reference)),
         Section("cells", "All cells", _cells(summary)),
         # The Markdown leaves the operators out where no strategy reported them.
@@ -178,6 +188,24 @@ def report_sections(records: list[RunRecord], repeats: pd.DataFrame, summary: pd
         Section("environment", "Environment", _environment(records[0].environment or {})),
         Section("specs", "Specs", [Preformatted(specs)], formats=HTML_ONLY),
     ]
+
+
+def _projection(projections: list[dict], plots: dict[str, Path]) -> list[Block]:
+    """Per recommended configuration: what limits it and when, and images per hour at 1–32 nodes."""
+    blocks: list[Block] = [Figures({WHAT_IT_WOULD_TAKE: plots[WHAT_IT_WOULD_TAKE]})] if WHAT_IT_WOULD_TAKE in plots \
+        else []
+    for shown in projections:
+        config, saturation = shown["configuration"], shown.get("saturation")
+        where = (f"{saturation['resource']} saturates first, at {saturation['nodes']} node(s): {saturation['why']}"
+                 if saturation else "nothing saturates up to 4096 nodes")
+        blocks.append(Paragraphs([f"{config.get('strategy')} {config.get('model')} on {config.get('device')} "
+                                  f"({config.get('runtime')}, {config.get('precision')}), batch "
+                                  f"{config.get('batch_size')}: {where}.", *shown["notes"]]))
+        blocks.append(Table(PROJECTION_HEADER, [
+            [str(row["nodes"]), str(row["workers"]), f"{row['throughput']:.2f} [{row['low']:.2f}, {row['high']:.2f}]",
+             f"{row['images_per_hour']:,.0f}", row["limit"], "projected" if row["projected"] else "measured"]
+            for row in shown["table"]]))
+    return [*blocks, Paragraphs([PROJECTION_NOTE], note=True)]
 
 
 def subtitle(records: list[RunRecord]) -> str:

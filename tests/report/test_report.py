@@ -21,7 +21,7 @@ from bench.report.render import build_report
 from bench.workload import speed_probe
 
 GOLDEN = Path(__file__).parents[1] / "data" / "golden"
-EXPECTED_PLOTS = {*PLOTS, "throughput", "example_predictions"}
+EXPECTED_PLOTS = {*PLOTS, "throughput", "what_it_would_take", "example_predictions"}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -31,7 +31,7 @@ def report(tmp_path_factory):
 
 
 def test_every_plot_is_rendered_as_valid_images(report):
-    assert set(report.plots) == EXPECTED_PLOTS and len(report.plots) == 10
+    assert set(report.plots) == EXPECTED_PLOTS and len(report.plots) == 11
     for name, png in report.plots.items():
         with Image.open(png) as image:
             image.verify()
@@ -47,7 +47,7 @@ def _golden_cells() -> set[str]:
 
 def test_html_and_markdown_reports(report):
     html = report.html.read_text()
-    assert html.count("<svg") == 10 and "<img" not in html  # every plot inline, as SVG
+    assert html.count("<svg") == 11 and "<img" not in html  # every plot inline, as SVG
     assert "<h2>Decision</h2>" in html and "Skipped cells" in html
     assert "actor counts are meaningless for sequential" in html  # from the sweep's plan.json
     md = report.markdown.read_text()
@@ -258,6 +258,17 @@ def test_report_renders_from_records_alone(tmp_path, missing):
     assert reason in report.examples_absent and reason in report.html.read_text()
 
 
+def test_what_it_would_take_projects_the_recommended_cell_and_marks_what_is_projected(report):
+    """The projection section (bench.results.projection): the recommended golden cell is sequential, which
+    runs in the driver's process, so more nodes add nothing, and every row past one node is projected."""
+    md = report.markdown.read_text()
+    section = md.split("## What it would take", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert [row.split(" | ")[0] for row in rows] == ["| 1", "| 2", "| 4", "| 8", "| 16", "| 32"]
+    assert rows[0].endswith("| measured |") and all(row.endswith("| projected |") for row in rows[1:])
+    assert "in-process worker saturates first, at 1 node(s)" in section and "no GPU measured" in section
+
+
 def test_markdown_escape_keeps_tables_intact():
     assert render.md("a|b\nc *d* [e](f) <g>") == r"a\|b c \*d\* \[e\](f) \<g\>"
 
@@ -289,13 +300,16 @@ def test_report_loads_in_a_real_browser_with_every_plot(report, tmp_path):
              "document.title = JSON.stringify({figures: figures.length, drawn: drawn.length,"
              " decision: document.getElementById('decision').getBoundingClientRect().top + scrollY,"
              " answer: below(document.querySelector('#decision .pick')), width: innerWidth,"
-             " texts: [...document.querySelectorAll('#throughput svg text')].map(t => t.textContent)}); });</script>")
+             " texts: [...document.querySelectorAll('#throughput svg text')].map(t => t.textContent),"
+             " plan: [...document.querySelectorAll('#what-it-would-take svg text')].map(t => t.textContent),"
+             " planRows: document.querySelectorAll('#what-it-would-take table tr').length}); });</script>")
     probe.write_text(report.html.read_text().replace("</body>", check + "</body>"))
     out = _chromium(tmp_path, "--dump-dom", "--window-size=1300,900", probe.as_uri())
     found = re.search(r"<title>(.*?)</title>", out.stdout, flags=re.DOTALL)
     assert found, out.stderr[-2000:]
     seen = json.loads(html_text.unescape(found[1]))
-    assert seen["figures"] == seen["drawn"] == 10 and seen["width"] == 1300
+    assert seen["figures"] == seen["drawn"] == 11 and seen["width"] == 1300
+    assert "nodes" in seen["plan"] and seen["planRows"] == 1 + 6  # the projection's figure and its table
     assert seen["decision"] < 900 and seen["answer"] < 900, seen  # the answer is above the fold
     assert _golden_cells() <= set(seen["texts"])
     screenshot = tmp_path / "report.png"
