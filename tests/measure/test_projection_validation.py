@@ -70,16 +70,20 @@ def test_one_node_predicts_two_within_15_percent():
     assert abs(two.throughput / measured - 1) <= TOLERANCE, (two.throughput, measured)
 
 
+def fit_small_predict_large(cluster, model: str, batch_size: int, limit: str) -> None:
+    """Fit on 1 and 2 nodes, predict 4 and 8, measure them: each within TOLERANCE, limited by `limit`."""
+    fitted = [measure(cluster, n, model, batch_size) for n in (1, 2)]
+    for at in predict(fitted, [4, 8]):
+        measured = measure(cluster, at.nodes, model, batch_size).metrics.throughput_steady
+        print(f"{model} at {at.nodes} nodes: predicted {at.throughput:.1f} img/s "
+              f"[{at.low:.1f}, {at.high:.1f}] ({at.limit}), measured {measured:.1f}")
+        assert at.limit == limit
+        assert abs(at.throughput / measured - 1) <= TOLERANCE, (at.nodes, at.throughput, measured)
+
+
 @pytest.mark.slow  # a nine-node cluster and four measured cells: a few minutes
 def test_one_and_two_nodes_predict_four_and_eight_within_15_percent(eight_nodes):
-    fitted = [measure(eight_nodes, n, "calibrated:100ms", 4) for n in (1, 2)]
-    predicted = predict(fitted, [4, 8])
-    for at in predicted:
-        measured = measure(eight_nodes, at.nodes, "calibrated:100ms", 4).metrics.throughput_steady
-        print(f"calibrated:100ms at {at.nodes} nodes: predicted {at.throughput:.1f} img/s "
-              f"[{at.low:.1f}, {at.high:.1f}] ({at.limit}), measured {measured:.1f}")
-        assert at.limit == projection.WORKERS
-        assert abs(at.throughput / measured - 1) <= TOLERANCE, (at.nodes, at.throughput, measured)
+    fit_small_predict_large(eight_nodes, "calibrated:100ms", 4, projection.WORKERS)
 
 
 @pytest.mark.slow
@@ -90,10 +94,4 @@ def test_one_and_two_nodes_predict_four_and_eight_within_15_percent(eight_nodes)
 def test_a_planted_driver_bound_case_names_the_driver(eight_nodes):
     """A cost of 1 ms per image, one image a batch: the driver's dispatch caps the throughput before the
     workers do, and the projection must say so."""
-    fitted = [measure(eight_nodes, n, "calibrated:1ms", 1) for n in (1, 2)]
-    predicted = predict(fitted, [4, 8])
-    for at in predicted:
-        measured = measure(eight_nodes, at.nodes, "calibrated:1ms", 1).metrics.throughput_steady
-        print(f"calibrated:1ms at {at.nodes} nodes: predicted {at.throughput:.1f} img/s "
-              f"[{at.low:.1f}, {at.high:.1f}] ({at.limit}), measured {measured:.1f}")
-        assert at.limit == projection.DRIVER
+    fit_small_predict_large(eight_nodes, "calibrated:1ms", 1, projection.DRIVER)
