@@ -66,6 +66,11 @@ class Bound:
 
 # Every number setting of a cell. Each number field of RunSpec needs an entry (tests walk the fields): a
 # number outside its bounds, or of the wrong type, never reaches a run.
+# int8 calibration keeps every activation of every calibration image in memory (ORT's MinMax), in the worker
+# that quantizes and again in the driver's probe: tens of images calibrate a static quantization, and a few
+# hundred at 512² would run a worker out of memory.
+MAX_CALIBRATION_IMAGES = 32
+
 BOUNDS = {
     "image_scale": Bound(0.0, MAX_IMAGE_SCALE, low_ok=False),
     "seed": Bound(0, sys.maxsize, integer=True),  # numpy and torch take seeds up to 64 bits
@@ -85,7 +90,7 @@ BOUNDS = {
     "warmup_batches": Bound(0, MAX_BATCHES, integer=True),
     "min_steady_batches": Bound(1, MAX_BATCHES, integer=True),
     "runtime_parity_images": Bound(1, MAX_BATCH, integer=True),
-    "calibration_images": Bound(1, MAX_BATCH, integer=True),
+    "calibration_images": Bound(1, MAX_CALIBRATION_IMAGES, integer=True),
     "min_agreement": Bound(0.0, 1.0, low_ok=False, optional=True),
 }
 SAMPLE_INTERVAL = Bound(*SAMPLE_INTERVAL_S)

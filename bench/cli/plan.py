@@ -54,8 +54,11 @@ def plan(
     if not records:
         raise ConfigError("no run records found in " + ", ".join(map(str, results)))
     cells = [cell] if cell else _recommended(store)
-    plans = [projection.plan(records, cell_id, count, seconds, nodes, cpus_per_node, gpus_per_node)
-             for cell_id in cells]
+    try:
+        plans = [projection.plan(records, cell_id, count, seconds, nodes, cpus_per_node, gpus_per_node)
+                 for cell_id in cells]
+    except projection.UNPROJECTABLE as err:  # records whose figures no fit or arithmetic can take: one line
+        raise ConfigError(f"cannot project {', '.join(cells)}: {type(err).__name__}: {err}"[:500]) from None
     if as_json:
         print_json([p.to_dict() for p in plans])
         return

@@ -123,7 +123,7 @@ def build_report(paths: list[Path], out: Path, examples: int = 3, parity_referen
 def _projections(records: list[RunRecord], decisions: list[dict]) -> tuple[list[dict], list[tuple[str, str]]]:
     """Each recommended configuration projected to 1–32 nodes (bench.results.projection), and (what, why) of
     those that could not be."""
-    from bench.results.projection import projection_section_rows
+    from bench.results.projection import UNPROJECTABLE, projection_section_rows
 
     shown, failed = [], []
     for decision in decisions:
@@ -132,7 +132,7 @@ def _projections(records: list[RunRecord], decisions: list[dict]) -> tuple[list[
         cell_id = decision["recommended"]["cell_id"]
         try:
             shown.append(projection_section_rows(records, cell_id))
-        except (ConfigError, *UNUSABLE) as err:
+        except (ConfigError, *UNUSABLE, *UNPROJECTABLE) as err:
             failed.append((f"what it would take: {cell_id}", f"{type(err).__name__}: {err}"[:300]))
     return shown, failed
 

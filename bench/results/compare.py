@@ -56,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.results import quality
 from bench.results.baselines import gpu_names
 from bench.results.measured import Metrics
 from bench.results.record import RunRecord
@@ -280,6 +281,15 @@ def _invalid(records: list[RunRecord]) -> str | None:
 MIN_SAMPLES_FOR_TEST = 3
 
 
+def _quality_lost(base: list[RunRecord], cand: list[RunRecord]) -> str | None:
+    """Why the candidate's maps fell below their quality floor where the baseline's were at or above it
+    (bench.results.quality), or None; a cell below its floor on both sides is no change of this commit's."""
+    below = [why for r in cand if r.ok and (why := quality.below_floor(r))]
+    if below and not any(quality.below_floor(r) for r in base if r.ok):
+        return below[0]
+    return None
+
+
 def compare_cell(base: list[RunRecord], cand: list[RunRecord],
                  scales: tuple[MachineScale, MachineScale] | None = None) -> CellComparison:
     """A cell's comparison; the verdict of a tested cell waits for the Holm adjustment (`decide`).
@@ -292,6 +302,8 @@ def compare_cell(base: list[RunRecord], cand: list[RunRecord],
         return CellComparison(cell_id, label, "missing", note="not in the candidate")
     if not any(r.ok for r in cand):
         return CellComparison(cell_id, label, "failed", note=cand[-1].error or cand[-1].status)
+    if worse := _quality_lost(base, cand):  # a runtime that became fast and wrong fails, whatever its speed
+        return CellComparison(cell_id, label, "failed", note=f"quality: {worse}")
     b, c = samples(base), samples(cand)
     kind = f"{len(b)}/{len(c)} repeats"
     for side, records in (("baseline", base), ("candidate", cand)):

@@ -43,9 +43,13 @@ WORKER_STAGES = ("read", "decode", "preprocess", "forward", "postprocess")  # no
 TABLE_NODES = (1, 2, 4, 8, 16, 32)
 MAX_NODES = 4096  # the furthest a deadline search or a saturation point is looked for
 USL_MIN_COUNTS = 3
+USL_PARAMETERS = 3  # λ, σ, κ
 CONFIDENCE = 0.95
 DRIVER, WORKERS, IN_PROCESS = "driver CPU", "workers", "in-process worker"
 USL_PEAK = "USL peak (contention/coherency)"
+# What records' figures can make the fit or the arithmetic raise (a fit that does not converge, an overflow
+# from an absurd node size): the caller says it in one line.
+UNPROJECTABLE = (RuntimeError, ArithmeticError, ValueError, TypeError, KeyError)
 _COUNT = re.compile(r"(\d+(?:\.\d+)?)([kKmMgG]?)")
 
 
@@ -127,7 +131,9 @@ def fit_scaling(points: Sequence[Point]) -> Scaling:
     x = np.array([p.throughput for p in points], dtype=float)
     counts = sorted({p.workers for p in points})
     per_worker = float(np.median(x / n))
-    if len(counts) >= USL_MIN_COUNTS:
+    # Three parameters: with no more records than that the fit passes through them exactly and its
+    # covariance is infinite, so the USL is fitted only where its interval can be said.
+    if len(counts) >= USL_MIN_COUNTS and len(points) > USL_PARAMETERS:
         popt, pcov = optimize.curve_fit(usl, n, x, p0=[per_worker, 0.01, 1e-4],
                                         bounds=([0, 0, 0], [np.inf, 1, np.inf]), maxfev=20000)
         half = _z() * np.sqrt(np.diag(pcov)) if np.isfinite(pcov).all() else None
@@ -140,8 +146,9 @@ def fit_scaling(points: Sequence[Point]) -> Scaling:
                                                   f"counts, the records have one ({counts[0]})")
     popt, pcov = optimize.curve_fit(lambda w, lam: lam * w, n, x, p0=[per_worker])
     return Scaling("linear", float(popt[0]), cov=pcov.tolist(),
-                   note=f"assumed linear: the USL needs {USL_MIN_COUNTS} distinct worker counts, the records have "
-                        f"{len(counts)} ({', '.join(map(str, counts))})")
+                   note=f"assumed linear: the USL needs {USL_MIN_COUNTS} distinct worker counts and more than "
+                        f"{USL_PARAMETERS} records, the records have {len(points)} at {len(counts)} "
+                        f"({', '.join(map(str, counts))})")
 
 
 @dataclass(frozen=True)

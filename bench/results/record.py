@@ -85,7 +85,7 @@ SECTIONS: dict[str, Shape] = {
     "spec": {"strategy": KNOWN_STRATEGY, "model": str, "device": str, "runtime": str,
              "batch_size": SCALAR, "actors": SCALAR},
     "environment": {"fingerprint": str, "git": {"commit": str}, "packages": {"*": SCALAR}, "gpus": list},
-    "plan": {"threads": COUNT, "workers": COUNT},
+    "plan": {"threads": COUNT, "workers": COUNT, "cpus": NUMBER, "gpus": NUMBER},
     "machine_probe": {"b0_forward_s": POSITIVE, "error": str},
     "runtime_parity": {"runtime": str, "precision": str, "pixel_agreement": SHARE, "worst_image_agreement": SHARE,
                        "mean_iou": SHARE, "max_logit_abs_diff": NUMBER, "images": COUNT,

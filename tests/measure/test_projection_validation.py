@@ -57,6 +57,7 @@ def predict(fitted: list[RunRecord], nodes: list[int]) -> list[projection.AtNode
     return projection.at_nodes(config, projection.Resources(cpus_per_node=1), nodes)
 
 
+@pytest.mark.slow  # 19 s of the default run's 10 minutes; the default run projects hand-made records instead
 def test_one_node_predicts_two_within_15_percent():
     """The quick case: fit on one node, predict two, measure two."""
     cluster = start(2)

@@ -153,3 +153,19 @@ def test_noisy_probes_widen_the_interval_instead_of_adding_noise_per_repeat(tmp_
     (calm,), (wide,) = (compare([base], [c], 0.10, normalise=True).cells for c in (steady, noisy))
     assert calm.ratio == pytest.approx(1.0) and wide.ratio == pytest.approx(1.0)
     assert wide.ci[1] - wide.ci[0] > calm.ci[1] - calm.ci[0] and wide.detectable > calm.detectable
+
+
+def _onnx(values: list[float], agreement: float) -> list[RunRecord]:
+    records = _records("actors", values)
+    for r in records:
+        r.spec["runtime"] = "onnxruntime"
+        r.runtime_parity = {"runtime": "onnxruntime", "precision": "fp32", "images": 8, "pixel_agreement": agreement}
+    return records
+
+
+def test_a_runtime_that_turned_fast_and_wrong_fails_the_gate_and_one_always_below_its_floor_does_not():
+    same = [5.0, 5.1, 4.9, 5.0, 5.05]
+    broken = compare_cell(_onnx(same, 0.99999), _onnx([6.0, 6.1, 5.9, 6.0, 6.05], 0.90))
+    assert broken.verdict == "failed" and "quality: agreement with fp32 eager 90" in broken.note
+    always = compare_cell(_onnx(same, 0.90), _onnx(same, 0.90))
+    assert always.verdict != "failed"

@@ -157,3 +157,13 @@ def test_bad_input_exits_2_with_one_line_before_reading_records(args, message, c
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_three_records_at_three_worker_counts_are_not_a_usl_fit_with_no_interval():
+    """Three parameters through three points: the fit is exact and its covariance infinite, so the band would
+    vanish; the model says linear instead, and why."""
+    points = [projection.Point("c", w, 1, rate, None) for w, rate in ((1, 20.0), (2, 38.0), (4, 70.0))]
+    scaling = projection.fit_scaling(points)
+    assert scaling.kind == "linear" and "more than 3 records" in scaling.note
+    more = [*points, projection.Point("c", 4, 1, 69.0, None)]
+    assert projection.fit_scaling(more).kind == "usl"

@@ -3,8 +3,8 @@ static batch shape, threads not pinned to cores. Its precision is asked for, nev
 a CPU with bf16 units OpenVINO's default is bf16, so fp32 asks for f32 and bf16 for bf16
 (`INFERENCE_PRECISION_HINT`), and the record keeps what the compiled model reports it runs.
 
-int8 is not offered: the QDQ graph ORT's quantizer writes ran slower here than f32 under OpenVINO (8.5 vs
-9.1 img/s, b0, batch 4, 2 threads, AMD EPYC), as OpenVINO wants its own (NNCF) quantization."""
+int8 is not offered: the QDQ graph ORT's quantizer writes ran no faster than f32 under OpenVINO on the build
+machine (docs/results.md), as OpenVINO wants its own (NNCF) quantization."""
 
 from __future__ import annotations
 

@@ -16,13 +16,19 @@ import numpy as np
 
 from bench.workload.runtimes.onnx_export import cached, quiet
 
+_QUANTIZE_FORMAT = 1  # bump when the quantizer's settings below change
+
 
 def quantized_onnx(fp32: Path, calibration: np.ndarray) -> tuple[Path, dict]:
     """The int8 graph of the ONNX file `fp32`, calibrated on `calibration` (preprocessed pixels, N×3×S×S).
     Returns (path, cold costs: calibration_images, calibration_digest, quantize_s, quantize_cache_hit)."""
     if calibration is None or not len(calibration):
         raise ValueError("int8 needs calibration images: none of the cell's first inputs was readable")
+    import onnxruntime
+
     digest = hashlib.blake2b(np.ascontiguousarray(calibration, dtype=np.float32).tobytes(), digest_size=8)
+    # Another quantizer (an ORT upgrade) or other settings never reuse a graph quantized before.
+    digest.update(f"{onnxruntime.__version__}/{_QUANTIZE_FORMAT}".encode())
     key = f"{fp32.stem}-int8-{digest.hexdigest()}"
     clock = time.perf_counter()
     path, cold = cached(f"{key}.onnx", lambda tmp: _quantize(fp32, calibration, tmp))
@@ -47,6 +53,9 @@ def _quantize(fp32: Path, calibration: np.ndarray, out: Path) -> None:
         # The quantizer warns once per weight that has no channel axis (layer norms): not the user's to act on.
         with quiet("root"):
             quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+            # MinMax keeps every activation of every calibration image until it computes the ranges (ORT 1.32's
+            # CalibMaxIntermediateOutputs, which would merge them as it goes, ends with "No data is collected"):
+            # the memory grows with the images, which bench.config.MAX_CALIBRATION_IMAGES bounds
             quantize_static(str(prepared), str(out), Images(), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     finally:
