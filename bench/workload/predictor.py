@@ -185,7 +185,7 @@ class Predictor:
         model = model if model is not None else build_model(spec.model, spec.weights, spec.seed)
         self.model = model.to(self.device).eval()
         built = time.perf_counter()
-        calibration = prepare(list(spec.calibration), spec.native_size).pixels if spec.calibration else None
+        calibration = _calibration(spec.calibration, spec.native_size) if spec.calibration else None
         self.runtime = runtimes.get(spec.runtime)(self.model, self.device, spec.threads, spec.batch_size,
                                                   spec.native_size, precision=spec.precision, calibration=calibration)
         # Model ready to run: the build, then the runtime's export, session, compile or quantization.
@@ -332,6 +332,16 @@ def prepare(batch: list[EncodedImage], side: int, parallel: bool = True) -> Prep
             pixels = np.stack([_TABLE[c][codes[..., c]] for c in range(3)], axis=1)
     stages["preprocess"] = time.perf_counter() - clock
     return PreparedBatch(results, [slot for slot, _ in decoded], pixels, stages, start, cpu_start)
+
+
+def _calibration(images: tuple[EncodedImage, ...], side: int):
+    """The calibration a runtime quantizes with: named by the images' bytes, prepared only if it quantizes."""
+    from bench.workload.runtimes.quantize import Calibration
+
+    digest = hashlib.blake2b(str(side).encode(), digest_size=16)
+    for image in images:
+        digest.update(image.image_id.encode() + b"\0" + hashlib.blake2b(image.data, digest_size=16).digest())
+    return Calibration(len(images), digest.hexdigest(), lambda: prepare(list(images), side).pixels)
 
 
 def _synchronise(device) -> None:

@@ -22,6 +22,8 @@ from bench.platform.host import BF16_FLAGS, cpu_flags, cpu_model
 if TYPE_CHECKING:
     import torch
 
+    from bench.workload.runtimes.quantize import Calibration
+
 
 class Runtime:
     """A model made ready to run: `forward(pixels)` → logits (torch, on the predictor's device)."""
@@ -38,8 +40,8 @@ class Runtime:
     }
 
     def __init__(self, model, device: torch.device, threads: int | None, batch_size: int | None, side: int,
-                 precision: str = "fp32", calibration: np.ndarray | None = None) -> None:
-        """`calibration`: preprocessed pixels of the cell's first images, for a precision that calibrates (int8)."""
+                 precision: str = "fp32", calibration: Calibration | None = None) -> None:
+        """`calibration`: the cell's first images, for a precision that calibrates (int8)."""
         self.model, self.device, self.threads, self.batch_size, self.side = model, device, threads, batch_size, side
         self.precision, self.calibration = precision, calibration
         if precision == "bf16-weights":

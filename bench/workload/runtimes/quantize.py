@@ -2,14 +2,18 @@
 quantizer (`onnxruntime.quantization.quantize_static`: QDQ format, per-channel int8 weights, uint8
 activations with MinMax ranges), calibrated on the cell's first images, cached per node like the export.
 
-The calibration set is part of the cache key (its pixels' digest), so another set or other weights never
-reuse a quantized graph. What it cost (calibration images, seconds, cache hit) is in the worker's `cold`.
+The calibration set is part of the cache key (its encoded images' digest), so another set or other weights
+never reuse a quantized graph; the images are decoded and preprocessed only when the graph is not cached
+(`tasks` builds a runtime per batch: a hit must cost it no decoding). What it cost (calibration images,
+seconds, cache hit) is in the worker's `cold`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,24 +23,35 @@ from bench.workload.runtimes.onnx_export import cached, quiet
 _QUANTIZE_FORMAT = 1  # bump when the quantizer's settings below change
 
 
-def quantized_onnx(fp32: Path, calibration: np.ndarray) -> tuple[Path, dict]:
-    """The int8 graph of the ONNX file `fp32`, calibrated on `calibration` (preprocessed pixels, N×3×S×S).
-    Returns (path, cold costs: calibration_images, calibration_digest, quantize_s, quantize_cache_hit)."""
-    if calibration is None or not len(calibration):
-        raise ValueError("int8 needs calibration images: none of the cell's first inputs was readable")
+@dataclass(frozen=True)
+class Calibration:
+    """The images a precision calibrates on: their count, a digest of what they are (their encoded bytes and
+    the side they are prepared at), and their prepared pixels (N×3×S×S), made only when called."""
+
+    count: int
+    digest: str
+    pixels: Callable[[], np.ndarray | None]
+
+
+def quantized_onnx(fp32: Path, calibration: Calibration | None) -> tuple[Path, dict]:
+    """The int8 graph of the ONNX file `fp32`, calibrated on `calibration`. Returns (path, cold costs:
+    calibration_images, calibration_digest, quantize_s, quantize_cache_hit)."""
+    if calibration is None or not calibration.count:
+        raise ValueError("int8 needs calibration images: the cell gave none")
     import onnxruntime
 
-    digest = hashlib.blake2b(np.ascontiguousarray(calibration, dtype=np.float32).tobytes(), digest_size=8)
     # Another quantizer (an ORT upgrade) or other settings never reuse a graph quantized before.
-    digest.update(f"{onnxruntime.__version__}/{_QUANTIZE_FORMAT}".encode())
-    key = f"{fp32.stem}-int8-{digest.hexdigest()}"
+    key = hashlib.blake2b(f"{calibration.digest}/{onnxruntime.__version__}/{_QUANTIZE_FORMAT}".encode(),
+                          digest_size=8).hexdigest()
     clock = time.perf_counter()
-    path, cold = cached(f"{key}.onnx", lambda tmp: _quantize(fp32, calibration, tmp))
-    return path, {"calibration_images": len(calibration), "calibration_digest": digest.hexdigest(),
+    path, cold = cached(f"{fp32.stem}-int8-{key}.onnx", lambda tmp: _quantize(fp32, calibration.pixels(), tmp))
+    return path, {"calibration_images": calibration.count, "calibration_digest": key,
                   "quantize_s": time.perf_counter() - clock, "quantize_cache_hit": cold["cache_hit"]}
 
 
-def _quantize(fp32: Path, calibration: np.ndarray, out: Path) -> None:
+def _quantize(fp32: Path, calibration: np.ndarray | None, out: Path) -> None:
+    if calibration is None or not len(calibration):
+        raise ValueError("int8 needs calibration images: none of the cell's first inputs was readable")
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
