@@ -72,6 +72,7 @@ def test_a_fast_and_wrong_runtime_is_measured_and_never_recommended(monkeypatch,
         wrong.cell_id
 
 
+@pytest.mark.slow  # 9 s; the default run quantizes for real in tests/workload/test_precisions.py
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime is not installed")
 def test_an_int8_cell_is_probed_after_its_calibration_images(monkeypatch, tmp_path):
     monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path))

@@ -52,6 +52,7 @@ def test_cluster_input_is_read_on_several_nodes_once_with_the_reference_maps(str
     assert record.inputs_prefetched == 0  # the driver held no image bytes
 
 
+@pytest.mark.slow  # 21 s with its cluster's start; the default run kills actors (test_strategies) instead
 def test_node_kill_mid_run_moves_the_actor_and_processes_every_image_once(three_nodes):
     """kill-node on a three-node cluster (head without CPUs, three one-CPU nodes, two actors): the raylet
     of actor-0's node dies, Ray restarts actor-0 on the spare node, and no image is lost or doubled."""
