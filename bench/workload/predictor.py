@@ -37,6 +37,9 @@ _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "TIFF", "WEBP", "BMP")
 
 
+_NOT_SETTINGS = frozenset({"calibration", "plant"})  # PredictorSpec fields no RunSpec holds
+
+
 @dataclass(frozen=True)
 class PredictorSpec:
     """Everything needed to build an identical predictor in any process (picklable, tiny)."""
@@ -66,9 +69,11 @@ class PredictorSpec:
     @classmethod
     def from_settings(cls, settings: object, **given: object) -> PredictorSpec:
         """The spec of a cell's workers: each field read from the same-named attribute of `settings` (a
-        RunSpec), unless `given` (the plan's threads, the calibration images, which a RunSpec only counts)."""
+        RunSpec), unless `given` (the plan's threads); the fields a RunSpec does not hold (the calibration
+        images, which it only counts; a planted slowdown, which comes from the environment) keep their
+        defaults unless given."""
         return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)
-                      if f.name not in given and f.name != "calibration"}, **given)
+                      if f.name not in given and f.name not in _NOT_SETTINGS}, **given)
 
     @property
     def native_size(self) -> int:

@@ -140,3 +140,10 @@ def test_the_record_says_what_the_hardware_offers():
     assert set(env["cpu_isa"]) >= {"avx512_bf16", "amx_bf16", "avx512_vnni"}
     assert all(isinstance(v, bool) for v in env["cpu_isa"].values())
     assert isinstance(env["gpu_compute_capability"], list)
+
+
+def test_a_predictor_spec_is_made_from_settings_alone_as_the_plain_loop_check_makes_it():
+    """`segbench bench truth` builds its loop's spec from a RunSpec and threads only: the fields no RunSpec
+    holds (calibration images, a planted slowdown) keep their defaults."""
+    spec = PredictorSpec.from_settings(RunSpec(**TINY, precision="bf16"), threads=1)
+    assert (spec.precision, spec.threads, spec.calibration, bool(spec.plant)) == ("bf16", 1, (), False)
