@@ -104,12 +104,12 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(s|m|h)?")
 MAX_BUDGET_S = 7 * 86400.0
 
 
-def parse_budget(text: str) -> float:
+def parse_budget(text: str, option: str = "--budget") -> float:
     """'300', '300s', '5m', '1.5h' → seconds (finite, positive, at most a week)."""
     match = _DURATION.fullmatch(text.strip())
     if not match:
-        raise ConfigError(f"--budget {text!r}: give a duration such as 300s, 5m or 1h")
+        raise ConfigError(f"{option} {text!r}: give a duration such as 300s, 5m or 1h")
     seconds = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
     if not 0 < seconds <= MAX_BUDGET_S:
-        raise ConfigError(f"--budget {text!r} must be above 0 and at most a week")
+        raise ConfigError(f"{option} {text!r} must be above 0 and at most a week")
     return seconds

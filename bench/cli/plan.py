@@ -16,13 +16,6 @@ from bench.report.format import fmt
 from bench.results.projection import MAX_NODES, parse_count
 
 
-def _deadline(text: str) -> float:
-    try:
-        return parse_budget(text)
-    except ConfigError:
-        raise ConfigError(f"--deadline {text!r}: give a duration such as 300s, 40m or 1h, at most a week") from None
-
-
 @app.command()
 def plan(
     results: Annotated[list[Path], typer.Argument(help="Record files or folders (e.g. results/sweeps/quick)")],
@@ -39,7 +32,7 @@ def plan(
 ) -> None:
     """How many nodes it takes to process --images within --deadline, the throughput at --nodes, and which
     resource saturates first; every figure beyond the measured workers is marked projected."""
-    count, seconds = parse_count(images), _deadline(deadline)
+    count, seconds = parse_count(images), parse_budget(deadline, "--deadline")
     if nodes is not None and not 1 <= nodes <= 100_000:
         raise ConfigError(f"--nodes {nodes}: give a node count from 1 to 100000")
     for name, value in (("--cpus-per-node", cpus_per_node), ("--gpus-per-node", gpus_per_node)):

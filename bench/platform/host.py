@@ -26,14 +26,20 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def cpu_model() -> str:
+@functools.cache
+def _cpuinfo(field: str) -> str | None:
+    """The first CPU's `field` in /proc/cpuinfo ("model name", "flags"), or None where it cannot be read."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(field):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 # The CPU features a numeric precision runs on natively (AVX-512, its bf16 and VNNI extensions, AMX); where a
@@ -42,16 +48,9 @@ ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_t
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-@functools.cache
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags as the kernel lists them (/proc/cpuinfo); empty where it cannot be read."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+    return frozenset((_cpuinfo("flags") or "").split())
 
 
 def cpu_isa() -> dict[str, bool]:

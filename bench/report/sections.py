@@ -26,6 +26,7 @@ from bench.report import answer
 from bench.report.format import fmt
 from bench.results import quality, race
 from bench.results.parity import cells_against_reference, thread_groups
+from bench.results.projection import MAX_NODES
 from bench.results.record import RunRecord
 from bench.results.runtime_table import cold_rows, has_runtimes, runtime_rows
 from bench.results.store import read_json_bounded
@@ -197,7 +198,7 @@ def _projection(projections: list[dict], plots: dict[str, Path]) -> list[Block]:
     for shown in projections:
         config, saturation = shown["configuration"], shown.get("saturation")
         where = (f"{saturation['resource']} saturates first, at {saturation['nodes']} node(s): {saturation['why']}"
-                 if saturation else "nothing saturates up to 4096 nodes")
+                 if saturation else f"nothing saturates up to {MAX_NODES} nodes")
         blocks.append(Paragraphs([f"{config.get('strategy')} {config.get('model')} on {config.get('device')} "
                                   f"({config.get('runtime')}, {config.get('precision')}), batch "
                                   f"{config.get('batch_size')}: {where}.", *shown["notes"]]))

@@ -49,7 +49,6 @@ machine-dependent too and are not normalised, so across machines a cell is judge
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +57,7 @@ import numpy as np
 
 from bench.results import quality
 from bench.results.baselines import gpu_names
-from bench.results.measured import Metrics
+from bench.results.measured import POSITIVE, Metrics
 from bench.results.record import RunRecord
 from bench.results.store import ResultStore
 from bench.stats import equivalence_reach, holm, one_sided_p, tost
@@ -69,12 +68,7 @@ FLOOR = 0.02  # Perfherder's floor: a slowdown (or speed-up) smaller than this i
 
 def _rate(value: object) -> float | None:
     """A positive finite number, else None (the signal is absent)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return float(value) if math.isfinite(value) and value > 0 else None
-    except OverflowError:
-        return None
+    return float(value) if POSITIVE(value) else None
 
 
 def _inverse(value: object) -> float | None:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from bench.stats import holm
+from bench.stats import holm, tost
 
 PRIOR_CV = 0.10  # before the race has spread of its own: a typical repeat CV here (2-9% quiet, 18% noisy)
 PRIOR_DF = 4.0  # a prior worth four repeats: one repeat of each cell can already drop a clear loser
@@ -135,9 +135,7 @@ def step(racers: list[Racer], look: int, level: float, margin: float, rounds_lef
     equivalent = []
     for other in remaining:
         diff, se, df = _welch(best, other, spread)
-        upper = stats.t.sf((shift - diff) / se, df) if se > 0 else float(diff >= shift)
-        lower = stats.t.sf((diff + shift) / se, df) if se > 0 else float(diff <= -shift)
-        equivalent.append(max(upper, lower) <= level)
+        equivalent.append(tost(diff, se, df, shift) <= level)
     if all(equivalent):
         return Look(look, level, best.cell_id, eliminated, "tie within margin")
     known = all(len(r.samples) > 1 for r in [best, *remaining])  # futility needs each cell's own spread
