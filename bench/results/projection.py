@@ -401,7 +401,12 @@ def plan(records: Iterable[RunRecord], cell_id: str, images: int | None = None, 
          table_nodes: Sequence[int] = TABLE_NODES) -> Plan:
     """The projection of `cell_id` to `nodes` (and the table's node counts), and the nodes the deadline
     needs; node resources default to the workers' per node, as measured."""
-    config = configuration(records, cell_id)
+    return _plan(configuration(records, cell_id), cell_id, images, deadline_s, nodes, cpus_per_node,
+                 gpus_per_node, table_nodes)
+
+
+def _plan(config: Configuration, cell_id: str, images: int | None, deadline_s: float | None, nodes: int | None,
+          cpus_per_node: float | None, gpus_per_node: float | None, table_nodes: Sequence[int]) -> Plan:
     resources = Resources(cpus_per_node if cpus_per_node is not None else config.cpus_per_node,
                           gpus_per_node if gpus_per_node is not None else config.gpus_per_node)
     per_node = resources.workers_per_node(config)
@@ -450,9 +455,8 @@ def projection_section_rows(records: Iterable[RunRecord], cell_id: str,
     """What the report's "what it would take" section shows for the recommended cell: the curve against
     nodes (1 to the last of `nodes`, every count) with its band, the measured points on it, the saturation
     point, and the images-per-hour table; each row says whether it is projected."""
-    records = list(records)
-    result = plan(records, cell_id, table_nodes=nodes)
-    config = configuration(records, cell_id)
+    config = configuration(records, cell_id)  # fitted once, for the plan and its curve
+    result = _plan(config, cell_id, None, None, None, None, None, nodes)
     resources = Resources(result.resources["cpus_per_node"], result.resources["gpus_per_node"])
     curve = [{"nodes": p.nodes, "images_per_s": p.throughput, "low": p.low, "high": p.high, "limit": p.limit,
               "projected": p.projected} for p in at_nodes(config, resources, range(1, max(nodes) + 1))]

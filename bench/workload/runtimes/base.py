@@ -12,6 +12,7 @@ slower than fp32 (oneDNN falls back to conversions), so a sweep would measure th
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 from typing import TYPE_CHECKING, ClassVar
 
@@ -44,10 +45,14 @@ class Runtime:
         """`calibration`: the cell's first images, for a precision that calibrates (int8)."""
         self.model, self.device, self.threads, self.batch_size, self.side = model, device, threads, batch_size, side
         self.precision, self.calibration = precision, calibration
-        if precision == "bf16-weights":
-            import torch
+        import torch
 
-            self.model = model.to(torch.bfloat16)
+        # Decided once, not per batch: what the pixels are cast to, and the autocast around the forward.
+        self._input_dtype = torch.bfloat16 if precision == "bf16-weights" else None
+        self._autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16) \
+            if precision == "bf16" else contextlib.nullcontext
+        if self._input_dtype is not None:
+            self.model = model.to(self._input_dtype)
         self.cold: dict = {}
 
     @property
@@ -87,14 +92,9 @@ class Runtime:
         tensor = torch.from_numpy(pixels)
         if self.device.type == "cuda":  # pinned memory lets the copy overlap host work
             tensor = tensor.pin_memory()
-        tensor = tensor.to(self.device, non_blocking=True)
-        if self.precision == "bf16-weights":
-            tensor = tensor.to(torch.bfloat16)
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision == "bf16" else \
-            contextlib.nullcontext()
-        with torch.inference_mode(), autocast:
-            logits = self.model(pixel_values=tensor).logits
-        return logits if logits.dtype == torch.float32 else logits.float()
+        tensor = tensor.to(self.device, dtype=self._input_dtype, non_blocking=True)
+        with torch.inference_mode(), self._autocast():
+            return self.model(pixel_values=tensor).logits.float()  # fp32 logits: the same tensor, or cast
 
 
 def not_native(device: str, precision: str) -> str | None:
