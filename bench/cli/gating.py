@@ -19,12 +19,18 @@ from bench.results.gate import Verdict, judge
 from bench.sweep.interleave import Rounds, Sides
 from bench.sweep.spec import SweepSpec
 
+DECIDED = ("regression", "improvement", "unchanged")  # an interim look's verdicts that end a cell's rounds
+
 
 def gate(baseline: list[Path], candidate: Path, threshold: float, alpha: float, across_machines: bool = False,
-         same_host: bool = False, allow_ungated: bool = False, as_json: bool = False) -> int:
+         same_host: bool = False, allow_ungated: bool = False, as_json: bool = False,
+         decided: dict[str, CellComparison] | None = None) -> int:
     """Print the comparison table and how many baseline cells it gated (`as_json`: verdict_payload); return
-    the verdict's exit code (bench.results.gate.Verdict.exit_code)."""
+    the verdict's exit code (bench.results.gate.Verdict.exit_code). `decided`: cells an A/B job's interim
+    look decided, whose verdicts stand in place of this look's."""
     verdict = judge(baseline, candidate, threshold, alpha, across_machines, same_host)
+    if decided:
+        verdict.comparison.cells = [decided.get(c.cell_id, c) for c in verdict.comparison.cells]
     for note in verdict.notes:
         print(f"segbench compare: {note}", file=sys.stderr)
     if as_json:
@@ -65,7 +71,7 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     result, across = verdict.comparison, verdict.across_machines
     unit = "img/s × probe s" if across else "img/s"
     title = (f"compare (unchanged within ±{verdict.threshold:.0%}, changes under {verdict.floor:.0%} never flagged, "
-             f"alpha {verdict.alpha} family-wise over cells × signals; {unit} are geometric means"
+             f"alpha {verdict.alpha:.3g} family-wise over cells × signals; {unit} are geometric means"
              + ("; across machines: each repeat times its own b0-forward probe" if across else "") + ")")
     columns = ["cell", "verdict", f"baseline {unit}", f"candidate {unit}", "ratio", "95% CI", "p", "p (Holm)",
                "flagged by", "detectable", "samples", "note"]
@@ -117,15 +123,22 @@ def run_ab(sweep_args: list[str], spec: SweepSpec, rounds: Rounds, commit: str, 
            alpha: float, allow_ungated: bool = False, allow_open_cluster: bool = False, planted: str = "",
            as_json: bool = False) -> int:
     """The interleaved rounds, cell by cell, with more for the cells still unknown while the budget lasts;
-    then the comparison at alpha over the looks taken; the exit code (1 on a regression). `as_json`: the
+    then the comparison; the exit code (1 on a regression). Each look is judged at its level
+    (Rounds.levels); a cell decided at an interim look keeps that look's verdict. `as_json`: the
     comparison as `compare --json` prints it, the sides' output on stderr."""
     from bench.sweep.executor import host_info
     from bench.sweep.interleave import SideStopped, cell_args, run_interleaved
 
-    started, level = time.monotonic(), alpha / rounds.looks
+    started = time.monotonic()
+    interim, final = rounds.levels(alpha)
+    decided: dict[str, CellComparison] = {}
 
     def unknown(sides: Sides) -> set[str]:
-        verdict = judge([sides.baseline], sides.candidate, threshold, level, same_host=True)
+        verdict = judge([sides.baseline], sides.candidate, threshold, interim, same_host=True)
+        for c in verdict.comparison.cells:
+            if c.verdict in DECIDED and c.cell_id not in decided:
+                c.note = "; ".join(filter(None, [c.note, f"decided after {c.samples} at alpha {interim:.2g}"]))
+                decided[c.cell_id] = c
         return {c.cell_id for c in verdict.comparison.cells if c.verdict == "unknown"}
 
     def on_run(k: int, cell_id: str, side: str) -> None:
@@ -139,8 +152,9 @@ def run_ab(sweep_args: list[str], spec: SweepSpec, rounds: Rounds, commit: str, 
         print(f"segbench ab: {stop}; the finished rounds are kept", file=sys.stderr)
         return stop.exit_code
     print(f"baseline {commit[:12]}: {sides.baseline}; candidate (this tree): {sides.candidate}; "
-          f"{time.monotonic() - started:.0f} s" + (f"; alpha {alpha:g} over {rounds.looks} looks: {level:.3g} each"
-                                                   if rounds.looks > 1 else ""),
+          f"{time.monotonic() - started:.0f} s" + (
+              f"; alpha {alpha:g} over up to {rounds.looks} looks: {interim:.2g} at each interim look, "
+              f"{final:.3g} at the last" if rounds.looks > 1 else ""),
           file=sys.stderr if as_json else sys.stdout)
-    return gate([sides.baseline], sides.candidate, threshold, level, same_host=True, allow_ungated=allow_ungated,
-                as_json=as_json)
+    return gate([sides.baseline], sides.candidate, threshold, final, same_host=True, allow_ungated=allow_ungated,
+                as_json=as_json, decided=decided)

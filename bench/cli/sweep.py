@@ -188,6 +188,9 @@ def sweep(
     force: Annotated[bool, typer.Option(help="Re-run cells that already have a finished record")] = False,
     quiet: Annotated[bool, typer.Option(help="Plain log lines, no live bars")] = False,
     allow_open_cluster: AllowOpenCluster = False,
+    serve: Annotated[bool, typer.Option(hidden=True, help="Take cells on stdin, one JSON request a line, and "
+                                                          "answer each (bench.sweep.serve: one side of `segbench ab`)")]
+    = False,
     **overrides: Any,
 ) -> None:
     """Run a grid of cells, each in its own process; resumable."""
@@ -204,5 +207,9 @@ def sweep(
             dry_run_plan(spec)
         return
     isolate_local_ray(spec.strategies, ray_address, spec.weights, spec.source, allow_open_cluster)
+    if serve:
+        from bench.sweep.serve import serve as serve_cells
+
+        raise typer.Exit(serve_cells(spec, results, sys.stdin, sys.stdout, ray_address))
     raise typer.Exit(run_with_progress(spec, results, force=force, ray_address=ray_address, quiet=quiet,
                                        as_json=as_json))

@@ -11,9 +11,13 @@ slowdown hidden in throughput's noise can show there. A signal is used for a cel
 repeat on both sides has it (finite, above 0); older records lack cpu_s_per_image.
 
 Statistics are on logs, so a change is a ratio: the geometric mean of the candidate's repeats over the
-baseline's, with a Welch t 95% interval. Each tested cell is judged on throughput and on its most
-precise other gated signal (`GATED_SIGNALS`; the smallest pooled log variance over both sides, ties to
-the first listed). The one-sided Welch p-values ("no slowdown") of every test performed — all cells ×
+baseline's, with a Welch t 95% interval; for an A/B job's records (`paired`), whose repeat i ran on both
+sides within seconds of each other, a paired t on the rounds' log ratios (the host's drift between
+rounds, shared by both runs of a round, then leaves the test; on the records of an earlier 5-round
+planted night it gave 0.51–1.29× Welch's standard error over its 27 cells × signals, median 0.90×).
+Each tested cell is judged on throughput and on its most precise other gated signal (`GATED_SIGNALS`;
+the smallest pooled log variance over both sides, ties to the first listed). The one-sided p-values ("no
+slowdown") of every test performed — all cells ×
 the signals each is judged on — are Holm-adjusted together, so the chance that an unchanged tree fails
 the gate stays below `alpha` however many cells and signals there are. Mann–Whitney U was used before:
 with 5 repeats a side its smallest p is 0.008, so no cell of a 9-cell sweep could ever pass a family-wise
@@ -250,18 +254,25 @@ def _welch(lb: np.ndarray, lc: np.ndarray, extra_variance: float = 0.0) -> tuple
 
 
 def signal_test(base: np.ndarray, cand: np.ndarray, shift: float = 0.0,
-                extra_variance: float = 0.0) -> SignalTest:
+                extra_variance: float = 0.0, paired: bool = False) -> SignalTest:
     """Welch on the logs of two samples of a rate: the log ratio of the geometric means moved by `shift`
     (a known scale between the sides) whose estimate has `extra_variance`, its 95% interval, both one-sided
-    p-values, and the pooled log variance that ranks signals by precision."""
+    p-values, and the pooled log variance that ranks signals by precision. `paired`: base[i] and cand[i]
+    were measured side by side (an A/B job's round i), so the test is on their log ratios: a drift of the
+    host that both runs of a pair shared leaves it, which Welch counts as noise."""
     from scipy import stats
 
     lb, lc = np.log(base), np.log(cand)
     diff = float(lc.mean() - lb.mean() + shift)
-    se, df = _welch(lb, lc, extra_variance)
+    if paired:
+        d = lc - lb
+        pooled = float(np.var(d, ddof=1))
+        se, df = float(np.sqrt(pooled / len(d) + extra_variance)), float(len(d) - 1)
+    else:
+        se, df = _welch(lb, lc, extra_variance)
+        pooled = float(((len(lb) - 1) * np.var(lb, ddof=1) + (len(lc) - 1) * np.var(lc, ddof=1))
+                       / (len(lb) + len(lc) - 2))
     half = float(stats.t.ppf(0.975, df)) * se if se else 0.0
-    pooled = float(((len(lb) - 1) * np.var(lb, ddof=1) + (len(lc) - 1) * np.var(lc, ddof=1))
-                   / (len(lb) + len(lc) - 2))
     return SignalTest(diff, se, df, pooled, (float(np.exp(diff - half)), float(np.exp(diff + half))),
                       *one_sided_p(diff, se, df))
 
@@ -284,10 +295,23 @@ def _quality_lost(base: list[RunRecord], cand: list[RunRecord]) -> str | None:
     return None
 
 
+def _pairs(base: list[RunRecord], cand: list[RunRecord]) -> tuple[list[RunRecord], list[RunRecord]] | None:
+    """The ok repeats both sides have, matched by repeat index (an A/B job's round), or None when fewer
+    than MIN_SAMPLES_FOR_TEST pairs."""
+    b = {r.repeat_index: r for r in _ok(base)}
+    c = {r.repeat_index: r for r in _ok(cand)}
+    common = sorted(set(b) & set(c))
+    if len(common) < MIN_SAMPLES_FOR_TEST:
+        return None
+    return [b[i] for i in common], [c[i] for i in common]
+
+
 def compare_cell(base: list[RunRecord], cand: list[RunRecord],
-                 scales: tuple[MachineScale, MachineScale] | None = None) -> CellComparison:
+                 scales: tuple[MachineScale, MachineScale] | None = None, paired: bool = False) -> CellComparison:
     """A cell's comparison; the verdict of a tested cell waits for the Holm adjustment (`decide`).
-    `scales`: across machines, (baseline's, candidate's) machine scale."""
+    `scales`: across machines, (baseline's, candidate's) machine scale. `paired`: the sides ran in
+    alternating rounds, repeat i of each side side by side; with enough pairs the tests are on the pairs'
+    log ratios (repeats without a partner are left out), else Welch on every repeat."""
     label = _label((cand or base)[0])
     cell_id = (cand or base)[0].cell_id
     if not base:
@@ -303,6 +327,11 @@ def compare_cell(base: list[RunRecord], cand: list[RunRecord],
     for side, records in (("baseline", base), ("candidate", cand)):
         if reason := _invalid(records):
             return CellComparison(cell_id, label, "invalid", samples=kind, note=f"{side} invalid: {reason}")
+    pairs = _pairs(base, cand) if paired and not scales else None
+    if pairs:
+        base, cand = pairs
+        b, c = samples(base), samples(cand)
+        kind = f"{len(b)} pairs"
     if len(c) == 0:
         return CellComparison(cell_id, label, "failed", samples=kind, note="no samples")
     if len(b) == 0:  # in the baseline, but nothing to gate against: never counted as gated
@@ -321,9 +350,9 @@ def compare_cell(base: list[RunRecord], cand: list[RunRecord],
     for signal in SIGNALS if not scales else [s for s in SIGNALS if s.name == PRIMARY]:
         if signal.name == PRIMARY:
             cell.signals[PRIMARY] = signal_test(b, c, cand_scale.log_seconds - base_scale.log_seconds,
-                                                base_scale.variance + cand_scale.variance)
+                                                base_scale.variance + cand_scale.variance, bool(pairs))
         elif (sb := signal_samples(base, signal)) is not None and (sc := signal_samples(cand, signal)) is not None:
-            cell.signals[signal.name] = signal_test(sb, sc)
+            cell.signals[signal.name] = signal_test(sb, sc, paired=bool(pairs))
     cell.ci = cell.signals[PRIMARY].ci
     others = [name for name in GATED_SIGNALS if name != PRIMARY and name in cell.signals]
     best = min(others, key=lambda name: cell.signals[name].variance, default=None)  # ties: the first listed
@@ -374,18 +403,19 @@ def _verdict(cell: CellComparison, threshold: float, alpha: float, floor: float)
 
 
 def compare(baseline: list[Path], candidate: list[Path], threshold: float = 0.05, alpha: float = 0.05,
-            normalise: bool = False, floor: float = FLOOR) -> Comparison:
+            normalise: bool = False, floor: float = FLOOR, paired: bool = False) -> Comparison:
     """Match cells by id and judge each: `threshold` bounds "unchanged" (the equivalence test), `floor` is
     the smallest change ever reported, `alpha` the family-wise level over cells × signals. `normalise`:
     across machines, each side on its machine's scale, judged on throughput alone (raises
-    NotNormalisable where a record has no probe)."""
+    NotNormalisable where a record has no probe). `paired`: the sides are an A/B job's, repeat i of each
+    measured side by side (compare_cell)."""
     stores = ResultStore(baseline), ResultStore(candidate)
     base, cand = (store.latest() for store in stores)
     scales = None
     if normalise:
         scales = tuple(machine_scale([r for rs in side.values() for r in rs]) for side in (base, cand))
     ids = sorted(set(base) | set(cand))
-    cells = [compare_cell(base.get(cell_id, []), cand.get(cell_id, []), scales) for cell_id in ids]
+    cells = [compare_cell(base.get(cell_id, []), cand.get(cell_id, []), scales, paired) for cell_id in ids]
     decide(cells, threshold, alpha, floor)
     machines = lambda cells: {r.environment.get("fingerprint") for rs in cells.values() for r in rs}  # noqa: E731
     environments = lambda cells: [r.environment for rs in cells.values() for r in rs]  # noqa: E731

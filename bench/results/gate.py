@@ -65,8 +65,8 @@ def candidate_machine(candidate: Path) -> str:
 def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float, across_machines: bool = False,
           same_host: bool = False, floor: float = FLOOR) -> Verdict:
     """Compare the candidate's records with the baseline's; a baselines root stands for the candidate's
-    machine's folder in it. `same_host`: both sides were measured here in one job (an A/B), whatever
-    fingerprint each side's code computed."""
+    machine's folder in it. `same_host`: both sides were measured here in one job (an A/B, in alternating
+    rounds), whatever fingerprint each side's code computed; its repeats are then compared in pairs."""
     for path in [*baseline, candidate]:
         if not Path(path).exists():
             raise ConfigError(f"{path}: no such file or folder")
@@ -83,7 +83,8 @@ def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float,
             notes.append(f"no baseline for {fingerprint}; across machines with {chosen}")
         folders.append(chosen)
     try:
-        result = compare(folders, [candidate], threshold, alpha, normalise=across_machines, floor=floor)
+        result = compare(folders, [candidate], threshold, alpha, normalise=across_machines, floor=floor,
+                         paired=same_host)
     except NotNormalisable as err:
         raise ConfigError(str(err)) from None
     if not result.cells:

@@ -7,16 +7,19 @@ A gate against records from another day then fails on the host, not on the code.
 re-measures the baseline commit in the same job, as asv's `continuous` does, and compares the two.
 
 Rounds run cell by cell: each side runs one cell (its own tree's CLI, `python -m bench sweep … --strategy
-S --model M … --repeats k+1`: a sweep resumes the repeats it already has, so each call adds one), and the
-order alternates at that grain, A B for a cell and B A for the next, reversed every round (google-benchmark's
-interleaving; a session's drift then falls on both sides of each cell within seconds, not a sweep's
-minutes). Each side measures with its own code, whatever it was. A repeat that failed is run again in
+S --model M … --repeats k+1`: a sweep resumes the repeats it already has, so each call adds one; one
+long-lived `sweep --serve` process a side takes these requests, bench.sweep.serve, and a tree too old to
+serve gets a fresh process a run), and the order alternates at that grain, A B for a cell and B A for
+the next, reversed every round (google-benchmark's interleaving; a session's drift then falls on both
+sides of each cell within seconds, not a sweep's minutes, and the gate compares each round's pair). Each side
+measures with its own code, whatever it was. A repeat that failed is run again in
 the next round (resume only skips ok repeats); the failed record stays on disk beside the newer one.
 
 After the first `rounds`, a look (`judge`) names the cells whose verdict is still unknown, and only those
 get another round, while the next pair of runs fits in the budget and up to `max_rounds` (Pinpoint gives
-an UNKNOWN comparison more samples). The caller judges every look at alpha / looks (Bonferroni over the
-looks, as the race does), so looking after each round does not raise the chance of a false alarm.
+an UNKNOWN comparison more samples). The caller judges each look at its share of alpha (Rounds.levels:
+Bonferroni over the looks, weighted), so looking after each round does not raise the chance of a false
+alarm.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from pathlib import Path
 from bench.config import TIMEOUT_EXIT, RunSpec
 from bench.errors import ConfigError
 from bench.results.store import ResultStore
+from bench.sweep.serve import START_TIMEOUT_S, ServerGone, SideServer
 from bench.sweep.spec import SWEPT, HostInfo, SweepSpec
 from bench.workload import plant
 
@@ -46,6 +50,7 @@ SIDE_RUN_TIMEOUT_S = 24 * 3600.0  # one side's run of one cell: its own timeout 
 # such as HEAD or a branch can move, and "HEAD" would measure the candidate against itself).
 _FULL_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256 repositories
 _COMMIT_PREFIX = re.compile(r"[0-9a-f]{7,64}")
+INTERIM_SHARE = 0.2  # of alpha, over the interim looks together (Rounds.levels)
 
 
 class SideStopped(Exception):
@@ -140,19 +145,24 @@ def worktree(commit: str, results: Path) -> Path:
 
 @dataclass(frozen=True)
 class CellArgs:
-    """One cell of the sweep, and the sweep command's options that select it alone."""
+    """One cell of the sweep: its swept settings as sweep overrides (`settings`, a server's request) and as
+    the sweep command's options that select it alone (`args`)."""
 
     cell_id: str
-    args: tuple[str, ...]
+    settings: dict[str, list]
+
+    @property
+    def args(self) -> tuple[str, ...]:
+        fields = {f.name: f for f in dataclasses.fields(RunSpec)}
+        return tuple(arg for key, name in SWEPT.items() if key in self.settings for arg in (
+            fields[name].metadata.get("flag") or f"--{name.replace('_', '-')}", str(self.settings[key][0])))
 
 
 def cell_args(spec: SweepSpec, host: HostInfo) -> list[CellArgs]:
-    """The sweep's cells on this host, each as the options of its swept settings (as `segbench sweep` names them)."""
-    fields = {f.name: f for f in dataclasses.fields(RunSpec)}
+    """The sweep's cells on this host, each with its swept settings."""
     cells, _ = spec.expand(host)
-    return [CellArgs(cell.cell_id, tuple(arg for name in SWEPT.values() for arg in (
-        fields[name].metadata.get("flag") or f"--{name.replace('_', '-')}", str(getattr(cell.spec, name)))))
-        for cell in cells]
+    return [CellArgs(cell.cell_id, {key: [getattr(cell.spec, name)] for key, name in SWEPT.items()})
+            for cell in cells]
 
 
 @dataclass(frozen=True)
@@ -181,6 +191,16 @@ class Rounds:
         """The verdicts the job can take: one after the first `rounds`, one after each round more."""
         return 1 + (self.max_rounds - self.rounds if self.deadline is not None else 0)
 
+    def levels(self, alpha: float) -> tuple[float, float]:
+        """(each interim look's level, the last look's), summing to `alpha` over the looks (Bonferroni with
+        weights): a cell decided at an interim look keeps that verdict, so every look is a test. Most of
+        alpha is kept for the last look, where the undecided cells have their most rounds (Haybittle–Peto's
+        strict interim bounds): splitting it evenly put 0.005 on each of 10 looks, and the last look's test
+        then needed about 2× the rounds to see the same slowdown."""
+        if self.looks == 1:
+            return alpha, alpha
+        return alpha * INTERIM_SHARE / (self.looks - 1), alpha * (1 - INTERIM_SHARE)
+
 
 def run_interleaved(sweep_args: list[str], cells: list[CellArgs], rounds: Rounds, commit: str, results: Path,
                     judge: Callable[[Sides], set[str]] | None = None,
@@ -207,34 +227,72 @@ def run_rounds(sweep_args: list[str], cells: list[CellArgs], rounds: Rounds, sid
     """The rounds, cell by cell, the sides' order alternating by cell and by round (A B, B A, …); each run
     (one side, one cell) bounded by `run_timeout_s`. `unknown()`: the cells to go on with after the first
     `rounds.rounds`."""
-    active, spent = list(cells), {}
-    for k in range(rounds.max_rounds):
-        if k >= rounds.rounds:
-            if unknown is None or rounds.deadline is None:
-                break
-            still = unknown()
-            active = [c for c in active if c.cell_id in still]
-            if not active:
-                break
-        for i, cell in enumerate(active):
-            if k >= rounds.rounds and time.monotonic() + 2 * statistics.median(spent[cell.cell_id]) > rounds.deadline:
-                return  # the next pair would not end within the budget
-            for side in sides if (k + i) % 2 == 0 else sides[::-1]:
-                if on_run:
-                    on_run(k, cell.cell_id, side.name)
-                clock = time.monotonic()
-                _run_one(sweep_args, cell, k, side, run_timeout_s)
-                spent.setdefault(cell.cell_id, []).append(time.monotonic() - clock)
-
-
-def _run_one(sweep_args: list[str], cell: CellArgs, k: int, side: Side, timeout_s: float) -> None:
-    """One side's run of one cell, its repeat k (exit code 1, a failed cell, is in the records: carry on)."""
+    runners = {side.name: _SideRunner(sweep_args, side) for side in sides}
     try:
-        code = subprocess.run([sys.executable, "-m", "bench", "sweep", *sweep_args, *cell.args, "--repeats",
+        active, spent = list(cells), {}
+        for k in range(rounds.max_rounds):
+            if k >= rounds.rounds:
+                if unknown is None or rounds.deadline is None:
+                    break
+                still = unknown()
+                active = [c for c in active if c.cell_id in still]
+                if not active:
+                    break
+            for i, cell in enumerate(active):
+                if (k >= rounds.rounds
+                        and time.monotonic() + 2 * statistics.median(spent[cell.cell_id]) > rounds.deadline):
+                    return  # the next pair would not end within the budget
+                for side in sides if (k + i) % 2 == 0 else sides[::-1]:
+                    if on_run:
+                        on_run(k, cell.cell_id, side.name)
+                    clock = time.monotonic()
+                    runners[side.name].run(cell, k, run_timeout_s)
+                    spent.setdefault(cell.cell_id, []).append(time.monotonic() - clock)
+    finally:
+        for runner in runners.values():
+            runner.close()
+
+
+class _SideRunner:
+    """One side's runs: through its long-lived server (started at its first run), or, where its tree
+    cannot serve, a fresh `segbench sweep` process a run."""
+
+    def __init__(self, sweep_args: list[str], side: Side) -> None:
+        self.sweep_args, self.side = sweep_args, side
+        self.server: SideServer | None = None
+        self.serves: bool | None = None  # not yet known
+
+    def run(self, cell: CellArgs, k: int, timeout_s: float) -> None:
+        """Its repeat k of `cell` (exit code 1, a failed cell, is in the records: carry on)."""
+        side = self.side
+        try:
+            if self.serves is None:
+                self.server = SideServer(self.sweep_args, side.tree, side.folder, side.env)
+                self.serves = self.server.start(min(START_TIMEOUT_S, timeout_s))
+                if not self.serves:
+                    print(f"segbench ab: the {side.name} tree cannot serve cells; one sweep process a run",
+                          file=sys.stderr)
+            if self.serves:
+                code = self.server.run(cell.settings, k + 1, timeout_s)
+            else:
+                code = _run_process(self.sweep_args, cell, k, side, timeout_s)
+        except ServerGone as gone:
+            code = TIMEOUT_EXIT if gone.timed_out else gone.code if gone.code not in (None, 0, 1) else 1
+            raise SideStopped(side.name, k + 1, code, f"server {gone} on {cell.cell_id}") from None
+        if code not in (0, 1):
+            raise SideStopped(side.name, k + 1, code)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+def _run_process(sweep_args: list[str], cell: CellArgs, k: int, side: Side, timeout_s: float) -> int:
+    """One side's run of one cell, its repeat k, in a fresh `segbench sweep` process: its exit code."""
+    try:
+        return subprocess.run([sys.executable, "-m", "bench", "sweep", *sweep_args, *cell.args, "--repeats",
                                str(k + 1), "--results", str(side.folder), "--quiet"], cwd=side.tree,
                               env={**os.environ, **side.env} if side.env else None, timeout=timeout_s).returncode
     except subprocess.TimeoutExpired:  # run() has killed it; its finished cells are kept
         raise SideStopped(side.name, k + 1, TIMEOUT_EXIT, f"ran past {timeout_s:g} s on {cell.cell_id} and was "
                                                            "killed") from None
-    if code not in (0, 1):
-        raise SideStopped(side.name, k + 1, code)

@@ -202,3 +202,57 @@ def test_the_table_prints_unknown_with_its_reason_and_what_flagged_a_regression(
     assert "not gated: noisy[/] b0 cpu bs2 a1 (unknown: needs more rounds" in text
     assert "judged on throughput and each cell's most precise other signal (cpu on 1" in text
     assert "1 regression(s) in 1 gated cells" in text
+
+
+# --- an A/B job's rounds, compared in pairs ---
+
+def test_pairs_see_through_a_drift_both_sides_of_each_round_shared():
+    # Each round's level moves ±10% (the host's drift); within a round the candidate is 5% slower, ±1%.
+    drift = _spread(1.0, 0.10, 8, seed=3)
+    jitter = _spread(1.0, 0.01, 8, seed=4)
+    base = _records("tasks", [4.0 * d for d in drift])
+    cand = _records("tasks", [4.0 * 0.95 * d * j for d, j in zip(drift, jitter, strict=True)])
+    paired, welch = compare_cell(base, cand, paired=True), compare_cell(base, cand)
+    decide([paired], 0.05, 0.05)
+    decide([welch], 0.05, 0.05)
+    assert paired.samples == "8 pairs" and welch.samples == "8/8 repeats"
+    assert paired.verdict == "regression" and welch.verdict == "unknown"
+    assert paired.signals["throughput"].se < welch.signals["throughput"].se / 5
+    assert paired.ratio == pytest.approx(welch.ratio)
+
+
+def test_a_repeat_without_its_partner_is_left_out_and_too_few_pairs_fall_back_to_welch():
+    base = _records("tasks", [4.0, 4.1, 3.9, 4.0])
+    cand = _records("tasks", [3.8, 3.9, 3.7, 3.8])
+    cand[1] = RunRecord.begin({"strategy": "tasks", **SPEC}, "tasks", {}, repeat=1, status="failed")
+    cell = compare_cell(base, cand, paired=True)
+    assert cell.samples == "3 pairs" and cell.signals["throughput"].df == 2
+    assert cell.ratio == pytest.approx(np.exp(np.mean(np.log([3.8 / 4.0, 3.7 / 3.9, 3.8 / 4.0]))))
+    cand[2] = RunRecord.begin({"strategy": "tasks", **SPEC}, "tasks", {}, repeat=2, status="failed")
+    with_two = compare_cell(base, cand, paired=True)  # 2 pairs: Welch over every ok repeat
+    assert with_two.samples == "4/2 repeats" and "too few" in with_two.note
+
+
+def test_a_cell_decided_at_an_interim_look_keeps_that_verdict(tmp_path, monkeypatch, capsys):
+    """Every look is a test (bench.sweep.interleave.Rounds.levels): a cell that stopped at an interim look
+    is reported with that look's verdict, not re-judged at the last look's looser level."""
+    from bench.cli.gating import run_ab
+    from bench.sweep import interleave
+    from bench.sweep.spec import SweepSpec
+
+    def rounds_run(sweep_args, cells, rounds, commit, results, unknown, on_run, env, planted):
+        sides = interleave.Sides(tmp_path / "b", tmp_path / "c", commit)
+        _write(sides.baseline, "tasks", [4.0, 4.02, 3.98], [1.0] * 3, 0.3)
+        _write(sides.candidate, "tasks", [3.0, 3.01, 2.99], [1.0] * 3, 0.3)
+        _write(sides.baseline, "actors", [4.0, 3.0, 5.0], [1.0] * 3, 0.3)
+        _write(sides.candidate, "actors", [3.9, 5.0, 3.1], [1.0] * 3, 0.3)
+        assert unknown(sides) == {"actors"}
+        _write(sides.candidate, "tasks", [4.0, 4.02, 3.98], [1.0] * 3, 0.3)  # the last look would now pass it
+        return sides
+
+    monkeypatch.setattr(interleave, "run_interleaved", rounds_run)
+    rounds = interleave.Rounds(3, 5, deadline=1e12)
+    assert run_ab(["--preset", "nightly"], SweepSpec.preset("nightly"), rounds, "a" * 40, tmp_path, 0.05, 0.05) == 1
+    out = capsys.readouterr().out
+    assert "decided after 3 pairs at alpha 0.005" in out
+    assert "0.005 at each interim look" in out and "0.04 at the last" in out

@@ -131,8 +131,8 @@ def test_an_ab_side_that_hangs_is_stopped_at_its_bound(tmp_path):
     (tree / "bench" / "__init__.py").write_text("")
     (tree / "bench" / "__main__.py").write_text("import time\ntime.sleep(600)\n")  # a side's CLI that never ends
     side = interleave.Side("baseline", tree, tmp_path / "out")
-    with pytest.raises(interleave.SideStopped, match="ran past") as stopped:
-        interleave.run_rounds(["--preset", "nightly"], [interleave.CellArgs("c", ())], interleave.Rounds(1, 1),
+    with pytest.raises(interleave.SideStopped, match="within 1 s") as stopped:
+        interleave.run_rounds(["--preset", "nightly"], [interleave.CellArgs("c", {})], interleave.Rounds(1, 1),
                               [side], run_timeout_s=1.0)
     assert stopped.value.exit_code == TIMEOUT_EXIT
 
@@ -142,13 +142,22 @@ def test_an_ab_job_passes_the_open_cluster_permission_to_both_sides(tmp_path, mo
 
     envs = []
 
-    def fake_run(args, env=None, **_):
-        envs.append(env)
-        return subprocess.CompletedProcess(args, 0)
+    class Server:
+        def __init__(self, sweep_args, tree, folder, env=None) -> None:
+            envs.append(env)
+
+        def start(self, timeout_s=None) -> bool:
+            return True
+
+        def run(self, settings, repeats, timeout_s) -> int:
+            return 0
+
+        def close(self) -> None:
+            pass
 
     monkeypatch.setattr(interleave, "worktree", lambda commit, results: tmp_path / "tree")
-    monkeypatch.setattr(interleave.subprocess, "run", fake_run)
-    interleave.run_interleaved(["--preset", "nightly"], [interleave.CellArgs("c", ())], interleave.Rounds(1, 1),
+    monkeypatch.setattr(interleave, "SideServer", Server)
+    interleave.run_interleaved(["--preset", "nightly"], [interleave.CellArgs("c", {})], interleave.Rounds(1, 1),
                                "a" * 40, tmp_path, env={ALLOW_OPEN_ENV: "1"})
     assert len(envs) == 2 and all(e and e[ALLOW_OPEN_ENV] == "1" for e in envs)
 

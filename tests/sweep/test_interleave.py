@@ -61,22 +61,37 @@ def test_a_baseline_from_mixed_or_dirty_trees_is_refused(tmp_path):
         interleave.baseline_commit("no-such-ref")
 
 
+class FakeServer:
+    """A side's server that records each request (its tree, folder and environment with it)."""
+
+    calls: list
+
+    def __init__(self, sweep_args, tree, folder, env=None) -> None:
+        self.tree, self.folder, self.env = Path(tree), folder, env or {}
+
+    def start(self, timeout_s=None) -> bool:
+        return True
+
+    def run(self, settings, repeats, timeout_s) -> int:
+        self.calls.append(dict(settings=settings, repeats=repeats, tree=self.tree, folder=self.folder, env=self.env))
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
 def _fake_sides(tmp_path, monkeypatch) -> list:
     calls = []
-
-    def fake_run(args, cwd=None, **_):
-        calls.append((args, Path(cwd) if cwd else None))
-        return subprocess.CompletedProcess(args, 0)
-
     monkeypatch.setattr(interleave, "worktree", lambda commit, results: tmp_path / "tree")
-    monkeypatch.setattr(interleave.subprocess, "run", fake_run)
+    monkeypatch.setattr(FakeServer, "calls", calls, raising=False)
+    monkeypatch.setattr(interleave, "SideServer", FakeServer)
     return calls
 
 
 def _runs(calls, tree) -> list[tuple[str, str, str]]:
     """(side, strategy, repeats asked) of each run, in order."""
-    return [("baseline" if cwd == tree else "candidate", args[args.index("--strategy") + 1],
-             args[args.index("--repeats") + 1]) for args, cwd in calls]
+    return [("baseline" if c["tree"] == tree else "candidate", c["settings"]["strategies"][0], str(c["repeats"]))
+            for c in calls]
 
 
 def test_rounds_alternate_sides_cell_by_cell_and_each_side_runs_its_own_tree(tmp_path, monkeypatch):
@@ -90,10 +105,12 @@ def test_rounds_alternate_sides_cell_by_cell_and_each_side_runs_its_own_tree(tmp
         ("candidate", "tasks", "1"), ("baseline", "tasks", "1"),
         ("candidate", "sequential", "2"), ("baseline", "sequential", "2"),
         ("baseline", "tasks", "2"), ("candidate", "tasks", "2")]
-    assert all(cwd == ROOT for args, cwd in calls if cwd != tmp_path / "tree")
-    assert {args[args.index("--results") + 1] for args, _ in calls} == {str(sides.baseline), str(sides.candidate)}
-    # Each run selects its one cell by the same options `segbench sweep` takes (and the preset re-expands to it).
-    args = calls[0][0]
+    assert all(c["tree"] == ROOT for c in calls if c["tree"] != tmp_path / "tree")
+    assert {c["folder"] for c in calls} == {sides.baseline, sides.candidate}
+    # Each request selects its one cell by the sweep's own overrides (and the preset re-expands to it); a tree
+    # that cannot serve gets the same as `segbench sweep` options.
+    assert spec.with_overrides(**calls[0]["settings"]).expand(HostInfo(cpus=2))[0][0].cell_id == cells[0].cell_id
+    args = cells[0].args
     alone = SweepSpec.preset("nightly").with_overrides(
         strategies=[args[args.index("--strategy") + 1]], actors=[int(args[args.index("--actors") + 1])],
         batch_sizes=[int(args[args.index("--batch-size") + 1])])
@@ -102,7 +119,7 @@ def test_rounds_alternate_sides_cell_by_cell_and_each_side_runs_its_own_tree(tmp
 
 def test_only_unknown_cells_get_more_rounds_while_the_budget_lasts(tmp_path, monkeypatch):
     calls = _fake_sides(tmp_path, monkeypatch)
-    cells = [interleave.CellArgs(name, ("--strategy", name)) for name in ("a", "b", "c")]
+    cells = [interleave.CellArgs(name, {"strategies": [name]}) for name in ("a", "b", "c")]
     looks = []
 
     def unknown(sides) -> set[str]:
@@ -125,16 +142,12 @@ def test_only_unknown_cells_get_more_rounds_while_the_budget_lasts(tmp_path, mon
 
 
 def test_a_planted_slowdown_reaches_the_candidate_only(tmp_path, monkeypatch):
-    envs = []
-    monkeypatch.setattr(interleave, "worktree", lambda commit, results: tmp_path / "tree")
-    monkeypatch.setattr(interleave.subprocess, "run",
-                        lambda args, cwd=None, env=None, **_: envs.append((Path(cwd), env))
-                        or subprocess.CompletedProcess(args, 0))
+    calls = _fake_sides(tmp_path, monkeypatch)
     monkeypatch.setenv("SEGBENCH_PLANT", "compute=0.5@tasks")  # an exported one never reaches the baseline
-    interleave.run_interleaved(["--preset", "nightly"], [interleave.CellArgs("c", ())], interleave.Rounds(1, 1),
+    interleave.run_interleaved(["--preset", "nightly"], [interleave.CellArgs("c", {})], interleave.Rounds(1, 1),
                                "a" * 40, tmp_path, planted="compute=0.1@actors")
-    assert {("baseline" if cwd == tmp_path / "tree" else "candidate", env["SEGBENCH_PLANT"]) for cwd, env in envs} \
-        == {("baseline", ""), ("candidate", "compute=0.1@actors")}
+    assert {("baseline" if c["tree"] == tmp_path / "tree" else "candidate", c["env"]["SEGBENCH_PLANT"])
+            for c in calls} == {("baseline", ""), ("candidate", "compute=0.1@actors")}
 
 
 def test_a_malformed_plant_is_refused_before_any_work(capsys):
@@ -143,3 +156,11 @@ def test_a_malformed_plant_is_refused_before_any_work(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["ab", "a" * 40, "--preset", "nightly", "--plant", "compute=fast@tasks"])
     assert exit_info.value.code == 2 and "SEGBENCH_PLANT" in capsys.readouterr().err
+
+
+def test_the_looks_share_alpha_and_keep_most_of_it_for_the_last():
+    rounds = interleave.Rounds(3, 12, deadline=time.monotonic() + 3600)
+    interim, final = rounds.levels(0.05)
+    assert interim * (rounds.looks - 1) + final == pytest.approx(0.05)
+    assert final == pytest.approx(0.05 * (1 - interleave.INTERIM_SHARE)) and interim < final / 10
+    assert interleave.Rounds(3, 12).levels(0.05) == (0.05, 0.05)  # no budget: one look
