@@ -18,6 +18,7 @@ from bench.results.compare import PRIMARY, CellComparison, detectable_summary, j
 from bench.results.gate import Verdict, judge
 from bench.sweep.interleave import Rounds, Sides
 from bench.sweep.spec import SweepSpec
+from bench.workload import speed_probe
 
 DECIDED = ("regression", "improvement", "unchanged")  # an interim look's verdicts that end a cell's rounds
 
@@ -61,8 +62,9 @@ def _cell_row(c: CellComparison, across: bool) -> dict:
     row = {"cell_id": c.cell_id, "label": c.label, "verdict": c.verdict, "baseline": c.baseline,
            "candidate": c.candidate, "ratio": c.ratio, "ci": list(c.ci) if c.ci else None, "p_value": c.p_value,
            "p_adjusted": c.p_adjusted, "flagged_by": {name: c.signals[name].ratio if name in c.signals else None
-                                                  for name in c.flagged_by},
-           "detectable": c.detectable, "samples": c.samples, "note": c.note or None}
+                                                  for name in c.flagged_by}, "blame": c.blame,
+           "detectable": c.detectable, "detectable_by_signal": c.detectable_by_signal or None,
+           "samples": c.samples, "note": c.note or None}
     return row | ({"probe_ratio": c.probe_ratio} if across else {})
 
 
@@ -85,7 +87,7 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
                f"{c.ci[0]:.3f}–{c.ci[1]:.3f}" if c.ci else "-",
                f"{c.p_value:.3g}" if c.p_value is not None else "-",
                f"{c.p_adjusted:.3g}" if c.p_adjusted is not None else "-", escape(flagged_by(c)),
-               f"{c.detectable:.0%}" if c.detectable is not None else "-", c.samples, escape(c.note)]
+               detectable(c), c.samples, escape(c.note)]
         if across:
             row.insert(4, fmt(c.probe_ratio, 3))
         table.add_row(*row)
@@ -109,10 +111,25 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
         console.print(escape(line))
 
 
+def detectable(c: CellComparison) -> str:
+    """The minimum detectable slowdown on throughput, then on each other signal the cell was judged on."""
+    if c.detectable is None:
+        return "-"
+    others = [f"{name} {c.detectable_by_signal[name]:.0%}" for name in c.judged_on
+              if name != PRIMARY and name in c.detectable_by_signal]
+    return f"{c.detectable:.0%}" + (f" ({', '.join(others)})" if others else "")
+
+
 def flagged_by(c: CellComparison) -> str:
-    """The signals that flagged a regression, each other than throughput with its own ratio; "-" if none."""
-    return ", ".join(name if name == PRIMARY or name not in c.signals else f"{name} {c.signals[name].ratio:.3f}"
-                     for name in c.flagged_by) or "-"
+    """The signals that flagged a regression, each other than throughput with its own ratio, and where the
+    regression is (CellComparison.blame); "-" if none."""
+    names = ", ".join(name if name == PRIMARY or name not in c.signals else f"{name} {c.signals[name].ratio:.3f}"
+                      for name in c.flagged_by)
+    if not names:
+        return "-"
+    compute = [n for n in c.judged_on if n != PRIMARY and n not in c.flagged_by]
+    moved = f", {compute[0]} {c.signals[compute[0]].ratio:.3f}" if c.blame != "compute" and compute else ""
+    return f"{names} ({c.blame}{moved})" if c.blame else names
 
 
 def _ungated(c: CellComparison) -> str:
@@ -144,10 +161,13 @@ def run_ab(sweep_args: list[str], spec: SweepSpec, rounds: Rounds, commit: str, 
     def on_run(k: int, cell_id: str, side: str) -> None:
         print(f"[{time.monotonic() - started:7.1f}s] round {k + 1}: {cell_id} {side}", file=sys.stderr, flush=True)
 
+    # No machine-speed probe: it puts two machines' records on one scale, an A/B's sides share one host,
+    # and it took ~2.4 s of each ~18 s run here.
+    env = {speed_probe.ENV: "0", **({ALLOW_OPEN_ENV: "1"} if allow_open_cluster else {})}
     try:
         with stdout_to_stderr(as_json):
             sides = run_interleaved(sweep_args, cell_args(spec, host_info()), rounds, commit, results, unknown,
-                                    on_run, {ALLOW_OPEN_ENV: "1"} if allow_open_cluster else None, planted)
+                                    on_run, env, planted)
     except SideStopped as stop:
         print(f"segbench ab: {stop}; the finished rounds are kept", file=sys.stderr)
         return stop.exit_code

@@ -25,7 +25,9 @@ correction, while uncorrected it flagged one noise cell in a few nightly runs.
 
 Verdicts, three-way (Chromium Pinpoint's DIFFERENT / SAME / UNKNOWN):
 - regression: on some judged signal the adjusted p is below `alpha` and the ratio below 1 − `floor`
-  (Perfherder's 2%: smaller effects are never reported); `flagged_by` names the signal(s);
+  (Perfherder's 2%: smaller effects are never reported); `flagged_by` names the signal(s), and `blame`
+  says where it is: "compute" when cpu or service flagged it too, "outside compute" (dispatch, queueing,
+  transfer) when throughput alone did and the compute signal moved less than the floor;
 - improvement: the mirror, on throughput;
 - unchanged: an equivalence test (TOST) on throughput shows the ratio within ±`threshold` (in logs:
   both one-sided Welch tests at `alpha` put the log ratio inside ±log(1 + threshold));
@@ -143,6 +145,7 @@ class CellComparison:
     signals: dict[str, SignalTest] = field(default_factory=dict)  # every signal it had samples for
     judged_on: list[str] = field(default_factory=list)  # throughput and its most precise other gated signal
     flagged_by: list[str] = field(default_factory=list)  # the judged signals that flagged a regression
+    blame: str | None = None  # a regression's place: compute | outside compute | unclear (_blame)
     detectable_by_signal: dict[str, float] = field(default_factory=dict)
     tost_p: float | None = None  # equivalence test on throughput: below alpha means within ±threshold
     reach: float | None = None  # how far from 1 the throughput ratio may be (1 − alpha each side), a fraction
@@ -393,6 +396,7 @@ def _verdict(cell: CellComparison, threshold: float, alpha: float, floor: float)
     flagged = [name for name in cell.judged_on
                if cell.signals[name].p_slower_adjusted < alpha and cell.signals[name].ratio < 1 - floor]
     if flagged:
+        cell.blame = _blame(cell, flagged, floor)
         return "regression", flagged
     if primary.p_faster_adjusted < alpha and primary.ratio > 1 + floor:
         return "improvement", []
@@ -400,6 +404,18 @@ def _verdict(cell: CellComparison, threshold: float, alpha: float, floor: float)
         return "unchanged", []
     cell.note = f"needs more rounds: ±{cell.reach:.1%} at {1 - alpha:.0%} vs threshold {threshold:.0%}"
     return "unknown", []
+
+
+def _blame(cell: CellComparison, flagged: list[str], floor: float) -> str:
+    """Where a regression is: in the workers' compute when a compute signal (cpu, service) flagged it too;
+    outside it (dispatch, queueing, transfer) when throughput alone flagged it and the cell's compute
+    signal moved less than the floor; else unclear."""
+    compute = [name for name in cell.judged_on if name != PRIMARY]
+    if any(name in flagged for name in compute):
+        return "compute"
+    if compute and cell.signals[compute[0]].ratio >= 1 - floor:
+        return "outside compute"
+    return "unclear"
 
 
 def compare(baseline: list[Path], candidate: list[Path], threshold: float = 0.05, alpha: float = 0.05,

@@ -22,6 +22,7 @@ import statistics
 import time
 from collections.abc import Callable
 
+ENV = "SEGBENCH_SPEED_PROBE"  # 0, off or false: no probe
 VERSION = 2  # bump when what is measured changes: probes of different versions are not comparable (2: after the cell)
 MATMUL_N = 1024
 FORWARD_SIDE = 512
@@ -29,7 +30,7 @@ REPEATS = 5  # timed runs per measure, after one untimed warm-up; the median is 
 
 
 def enabled() -> bool:
-    return os.environ.get("SEGBENCH_SPEED_PROBE", "1") not in ("0", "off", "false")
+    return os.environ.get(ENV, "1") not in ("0", "off", "false")
 
 
 def measure(repeats: int = REPEATS) -> dict:

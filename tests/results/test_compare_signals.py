@@ -5,6 +5,7 @@ unknown (neither: never a pass). Plain numbers: no Ray, no torch."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -197,7 +198,7 @@ def test_the_table_prints_unknown_with_its_reason_and_what_flagged_a_regression(
     out = io.StringIO()
     print_verdict(Verdict(comparison, 0.05, 0.05, across_machines=False), Console(file=out, width=400))
     text = out.getvalue()
-    assert "flagged by" in text and "cpu 0.950" in text and "unknown" in text and "needs more rounds" in text
+    assert "flagged by" in text and "cpu 0.950 (compute)" in text and "unknown" in text and "needs more rounds" in text
     assert "noisy[/] b0" in text  # the label escaped, as every record-borne text is
     assert "not gated: noisy[/] b0 cpu bs2 a1 (unknown: needs more rounds" in text
     assert "judged on throughput and each cell's most precise other signal (cpu on 1" in text
@@ -241,6 +242,7 @@ def test_a_cell_decided_at_an_interim_look_keeps_that_verdict(tmp_path, monkeypa
     from bench.sweep.spec import SweepSpec
 
     def rounds_run(sweep_args, cells, rounds, commit, results, unknown, on_run, env, planted):
+        assert env == {"SEGBENCH_SPEED_PROBE": "0"}  # one host: no machine-speed probe to pay for
         sides = interleave.Sides(tmp_path / "b", tmp_path / "c", commit)
         _write(sides.baseline, "tasks", [4.0, 4.02, 3.98], [1.0] * 3, 0.3)
         _write(sides.candidate, "tasks", [3.0, 3.01, 2.99], [1.0] * 3, 0.3)
@@ -252,7 +254,38 @@ def test_a_cell_decided_at_an_interim_look_keeps_that_verdict(tmp_path, monkeypa
 
     monkeypatch.setattr(interleave, "run_interleaved", rounds_run)
     rounds = interleave.Rounds(3, 5, deadline=1e12)
-    assert run_ab(["--preset", "nightly"], SweepSpec.preset("nightly"), rounds, "a" * 40, tmp_path, 0.05, 0.05) == 1
-    out = capsys.readouterr().out
-    assert "decided after 3 pairs at alpha 0.005" in out
-    assert "0.005 at each interim look" in out and "0.04 at the last" in out
+    assert run_ab(["--preset", "nightly"], SweepSpec.preset("nightly"), rounds, "a" * 40, tmp_path, 0.05, 0.05,
+                  as_json=True) == 1
+    captured = capsys.readouterr()
+    cells = {c["cell_id"]: c for c in json.loads(captured.out)["cells"]}
+    assert cells["tasks"]["verdict"] == "regression"
+    assert cells["tasks"]["note"] == "decided after 3 pairs at alpha 0.005"
+    assert "0.005 at each interim look" in captured.err and "0.04 at the last" in captured.err
+
+
+def test_the_table_gives_the_detectable_slowdown_on_each_judged_signal():
+    from bench.cli.gating import detectable
+
+    cell = CellComparison("c", "c", "unknown", detectable=0.12, judged_on=["throughput", "cpu"],
+                          detectable_by_signal={"throughput": 0.12, "cpu": 0.061, "service": 0.07})
+    assert detectable(cell) == "12% (cpu 6%)"
+    assert detectable(CellComparison("c", "c", "invalid")) == "-"
+
+
+def test_a_regression_says_whether_the_workers_compute_moved():
+    """A dispatch-only slowdown moves throughput and leaves cpu and service: it is flagged, and not blamed
+    on compute; a compute slowdown moves all three."""
+    steady = _spread(10.0, 0.01, 6, 1)
+    base = _records("tasks", _spread(3.0, 0.01, 6, 2), steady, steady)
+    dispatch = _records("tasks", _spread(2.7, 0.01, 6, 3), steady, steady)
+    compute = _records("tasks", _spread(2.7, 0.01, 6, 4), _spread(9.0, 0.01, 6, 5), _spread(9.0, 0.01, 6, 6))
+    half = _records("tasks", _spread(2.7, 0.01, 6, 7), _spread(9.7, 0.08, 6, 8), _spread(9.7, 0.08, 6, 9))
+    cells = {name: _judge({name: (base, cand)})["tasks"]
+             for name, cand in (("dispatch", dispatch), ("compute", compute), ("half", half))}
+    assert cells["dispatch"].flagged_by == ["throughput"] and cells["dispatch"].blame == "outside compute"
+    assert set(cells["compute"].flagged_by) - {"throughput"} and cells["compute"].blame == "compute"
+    assert cells["half"].flagged_by == ["throughput"] and cells["half"].blame == "unclear"
+    from bench.cli.gating import flagged_by
+
+    compute = cells["dispatch"].judged_on[1]  # cpu or service, whichever is more precise
+    assert flagged_by(cells["dispatch"]) == f"throughput (outside compute, {compute} 1.000)"
