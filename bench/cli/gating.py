@@ -170,6 +170,8 @@ def run_ab(sweep_args: list[str], spec: SweepSpec, rounds: Rounds, commit: str, 
                                     on_run, env, planted)
     except SideStopped as stop:
         print(f"segbench ab: {stop}; the finished rounds are kept", file=sys.stderr)
+        if as_json:  # a reader of --json gets an object on every exit, not an empty stdout
+            print_json({"stopped": str(stop), "exit_code": stop.exit_code})
         return stop.exit_code
     print(f"baseline {commit[:12]}: {sides.baseline}; candidate (this tree): {sides.candidate}; "
           f"{time.monotonic() - started:.0f} s" + (

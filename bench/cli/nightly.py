@@ -89,6 +89,8 @@ def nightly(
     with stdout_to_stderr(as_json):
         code = run_with_progress(spec, candidate, force=False, ray_address=None, quiet=True)
     if code not in (0, 1):
+        if as_json:  # a reader of --json gets an object on every exit, not an empty stdout
+            print_json({"stopped": f"the sweep into {candidate} stopped (exit {code})", "exit_code": code})
         raise typer.Exit(code)
     raise typer.Exit(gate([here], candidate, threshold, alpha, allow_ungated=allow_ungated, as_json=as_json))
 

@@ -216,3 +216,22 @@ def test_json_is_printed_by_the_shared_helper_only():
     """One place decides what --json prints (NaN as null, paths as text): no command dumps JSON itself."""
     dumping = [path.name for path in CLI.glob("*.py") if path.name != "output.py" and "json.dumps(" in path.read_text()]
     assert not dumping
+
+
+def test_an_ab_job_that_stops_still_prints_one_json_object(tmp_path, capsys, monkeypatch):
+    """An interrupted side ends the job with its code; a --json reader gets why, not an empty stdout."""
+    from bench.cli.gating import run_ab
+    from bench.sweep import interleave
+    from bench.sweep.interleave import Rounds, SideStopped
+
+    def stopped(*args, **kwargs):
+        raise SideStopped("candidate", 2, 130)
+
+    monkeypatch.setattr(interleave, "run_interleaved", stopped)
+    code = run_ab(["--preset", "nightly"], SweepSpec.preset("nightly"), Rounds(3, 5, deadline=1e12), "a" * 40,
+                  tmp_path, 0.05, 0.05, as_json=True)
+    out = capsys.readouterr()
+    assert code == 130
+    assert json.loads(out.out) == {"stopped": "the candidate sweep (round 2) stopped with exit code 130",
+                                   "exit_code": 130}
+    assert "the finished rounds are kept" in out.err

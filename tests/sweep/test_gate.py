@@ -48,7 +48,7 @@ def _nightly(capsys, *args: str) -> tuple[int, str]:
     return exit_info.value.code, capsys.readouterr().out
 
 
-def test_a_machine_without_a_baseline_records_one_and_passes(tmp_path, capsys):
+def test_a_machine_without_a_baseline_records_one_and_passes(tmp_path, capsys, monkeypatch):
     root, sweep = tmp_path / "baselines", _sweep(tmp_path, repeats=3)
     other = root / "0123456789ab"  # another machine's baseline is never used for this one
     baselines.write_machine(other, {"fingerprint": "0123456789ab", "cpu_model": "Elsewhere"})
@@ -81,6 +81,14 @@ def test_a_machine_without_a_baseline_records_one_and_passes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "gated 0 of 1 baseline cells" in out and "nothing was gated" in out and "no regression" not in out
     assert gate([here], candidate, 0.10, 0.05, allow_ungated=True) == 0
+
+    # A candidate sweep that stops (here interrupted) ends the night with its code; --json still prints why.
+    monkeypatch.setattr("bench.cli.sweep.run_with_progress", lambda *a, **k: 130)
+    capsys.readouterr()
+    code, out = _nightly(capsys, str(sweep), "--baselines", str(root), "--results", str(tmp_path / "res"),
+                         "--no-interleave", "--json")
+    assert code == 130 and json.loads(out)["exit_code"] == 130 and "stopped (exit 130)" in json.loads(out)["stopped"]
+    monkeypatch.undo()
 
     # A changed sweep shares no cell with the recorded baseline: refused before any work.
     sweep.write_text(SWEEP.format(repeats=3).replace("min_steady_s = 0.6", "min_steady_s = 0.7"))
