@@ -589,7 +589,7 @@ def _inline_table(record: RunRecord, name: str, items: Iterable[dict]) -> pa.Tab
     """A table kept inline in an older record's JSON; one whose rows are not of its table is unusable."""
     try:
         return _inline_rows(name, items)
-    except (KeyError, TypeError, ValueError, AttributeError, pa.ArrowException) as err:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, pa.ArrowException) as err:
         raise SideFileError(f"record {record.cell_id}: its inline {name} are malformed "
                             f"({type(err).__name__})") from None
 

@@ -103,6 +103,16 @@ def test_records_with_inline_outputs_read_through_the_same_calls():
     assert record.to_dict() == data  # it writes back as the version it is
 
 
+def test_an_inline_table_with_a_number_no_column_holds_is_malformed_not_a_crash():
+    """JSON numbers have no bound; an older record's inline samples with one past int64 (hypothesis found
+    it) is one clear error, not pyarrow's OverflowError out of a report."""
+    data = json.loads(next(GOLDEN.rglob("r0_*.json")).read_text())
+    data["samples"] = [{"t": 0.5, "cpu_percent": 10**30}]
+    record = RunRecord.from_dict(data)
+    with pytest.raises(sidefiles.SideFileError, match="its inline samples are malformed"):
+        record.rows("samples")
+
+
 def _chunks(ids: list[str], size: int = 3):
     import pyarrow as pa
 
