@@ -17,9 +17,8 @@ rounds, shared by both runs of a round, then leaves the test; on the records of 
 planted night it gave 0.51–1.29× Welch's standard error over its 27 cells × signals, median 0.90×).
 Each tested cell is judged on throughput and on its most precise other gated signal (`GATED_SIGNALS`;
 the smallest pooled log variance over both sides, or with pairs that of the rounds' log ratios; ties
-to the first listed). The one-sided p-values ("no
-slowdown") of every test performed — all cells ×
-the signals each is judged on — are Holm-adjusted together, so the chance that an unchanged tree fails
+to the first listed). The one-sided p-values ("no slowdown") of every test performed — all cells × the
+signals each is judged on — are Holm-adjusted together, so the chance that an unchanged tree fails
 the gate stays below `alpha` however many cells and signals there are. Mann–Whitney U was used before:
 with 5 repeats a side its smallest p is 0.008, so no cell of a 9-cell sweep could ever pass a family-wise
 correction, while uncorrected it flagged one noise cell in a few nightly runs.
