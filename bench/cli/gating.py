@@ -63,6 +63,7 @@ def _cell_row(c: CellComparison, across: bool) -> dict:
            "candidate": c.candidate, "ratio": c.ratio, "ci": list(c.ci) if c.ci else None, "p_value": c.p_value,
            "p_adjusted": c.p_adjusted, "flagged_by": {name: c.signals[name].ratio if name in c.signals else None
                                                   for name in c.flagged_by}, "blame": c.blame,
+           "busy_ratio": c.busy.ratio if c.busy else None,
            "detectable": c.detectable, "detectable_by_signal": c.detectable_by_signal or None,
            "samples": c.samples, "note": c.note or None}
     return row | ({"probe_ratio": c.probe_ratio} if across else {})
@@ -122,14 +123,19 @@ def detectable(c: CellComparison) -> str:
 
 def flagged_by(c: CellComparison) -> str:
     """The signals that flagged a regression, each other than throughput with its own ratio, and where the
-    regression is (CellComparison.blame); "-" if none."""
+    regression is (CellComparison.blame) with what showed it; "-" if none."""
     names = ", ".join(name if name == PRIMARY or name not in c.signals else f"{name} {c.signals[name].ratio:.3f}"
                       for name in c.flagged_by)
     if not names:
         return "-"
-    compute = [n for n in c.judged_on if n != PRIMARY and n not in c.flagged_by]
-    moved = f", {compute[0]} {c.signals[compute[0]].ratio:.3f}" if c.blame != "compute" and compute else ""
-    return f"{names} ({c.blame}{moved})" if c.blame else names
+    if not c.blame:
+        return names
+    shown = [c.blame]
+    if c.blame != "compute":  # what placed it: how busy the workers were, how far their compute moved
+        compute = [n for n in c.judged_on if n != PRIMARY and n not in c.flagged_by]
+        shown += ([f"workers busy {c.busy.ratio:.3f}"] if c.busy else []) + [
+            f"{n} {c.signals[n].ratio:.3f}" for n in compute[:1]]
+    return f"{names} ({', '.join(shown)})"
 
 
 def _ungated(c: CellComparison) -> str:

@@ -26,8 +26,10 @@ correction, while uncorrected it flagged one noise cell in a few nightly runs.
 Verdicts, three-way (Chromium Pinpoint's DIFFERENT / SAME / UNKNOWN):
 - regression: on some judged signal the adjusted p is below `alpha` and the ratio below 1 − `floor`
   (Perfherder's 2%: smaller effects are never reported); `flagged_by` names the signal(s), and `blame`
-  says where it is: "compute" when cpu or service flagged it too, "outside compute" (dispatch, queueing,
-  transfer) when throughput alone did and the compute signal moved less than the floor;
+  says where it is: "compute" when the cell's compute signal (cpu or service) fell, "outside compute"
+  (dispatch, queueing, transfer) when the workers were busy less of the time (`BUSY`, throughput ×
+  CPU-seconds per image: a compute slowdown moves both factors and leaves it, time the workers wait for
+  work lowers it), both when both, else "unclear" (each tested one-sided at alpha, past the floor);
 - improvement: the mirror, on throughput;
 - unchanged: an equivalence test (TOST) on throughput shows the ratio within ±`threshold` (in logs:
   both one-sided Welch tests at `alpha` put the log ratio inside ±log(1 + threshold));
@@ -105,6 +107,12 @@ SIGNAL_NAMES = tuple(s.name for s in SIGNALS)
 # tracks throughput under a planted compute slowdown and stays put under a dispatch-only one.
 GATED_SIGNALS = ("throughput", "cpu", "service")
 PRIMARY = "throughput"  # every tested cell is judged on it; improvements and "unchanged" on it alone
+# Not gated: where a regression flagged by throughput alone is. The noise a run shares between its driver's
+# clock and its workers' CPU time cancels in it: on a dispatch-only night here (records of 2026-12-05)
+# throughput's pairs read 0.80–0.93 and this signal's 0.894–0.910.
+BUSY = Signal("busy", "CPU-seconds of the workers per second of the driver's clock (throughput × cpu_s_per_image)",
+              lambda m: _rate(m.throughput_steady * m.cpu_s_per_image) if POSITIVE(m.throughput_steady)
+              and POSITIVE(m.cpu_s_per_image) else None)
 
 
 @dataclass
@@ -145,7 +153,8 @@ class CellComparison:
     signals: dict[str, SignalTest] = field(default_factory=dict)  # every signal it had samples for
     judged_on: list[str] = field(default_factory=list)  # throughput and its most precise other gated signal
     flagged_by: list[str] = field(default_factory=list)  # the judged signals that flagged a regression
-    blame: str | None = None  # a regression's place: compute | outside compute | unclear (_blame)
+    blame: str | None = None  # a regression's place: compute | outside compute | both | unclear (_blame)
+    busy: SignalTest | None = None  # the BUSY signal's test, where both sides have it (for the blame)
     detectable_by_signal: dict[str, float] = field(default_factory=dict)
     tost_p: float | None = None  # equivalence test on throughput: below alpha means within ±threshold
     reach: float | None = None  # how far from 1 the throughput ratio may be (1 − alpha each side), a fraction
@@ -356,6 +365,8 @@ def compare_cell(base: list[RunRecord], cand: list[RunRecord],
                                                 base_scale.variance + cand_scale.variance, bool(pairs))
         elif (sb := signal_samples(base, signal)) is not None and (sc := signal_samples(cand, signal)) is not None:
             cell.signals[signal.name] = signal_test(sb, sc, paired=bool(pairs))
+    if not scales and (sb := signal_samples(base, BUSY)) is not None and (sc := signal_samples(cand, BUSY)) is not None:
+        cell.busy = signal_test(sb, sc, paired=bool(pairs))
     cell.ci = cell.signals[PRIMARY].ci
     others = [name for name in GATED_SIGNALS if name != PRIMARY and name in cell.signals]
     best = min(others, key=lambda name: cell.signals[name].variance, default=None)  # ties: the first listed
@@ -396,7 +407,7 @@ def _verdict(cell: CellComparison, threshold: float, alpha: float, floor: float)
     flagged = [name for name in cell.judged_on
                if cell.signals[name].p_slower_adjusted < alpha and cell.signals[name].ratio < 1 - floor]
     if flagged:
-        cell.blame = _blame(cell, flagged, floor)
+        cell.blame = _blame(cell, floor, alpha)
         return "regression", flagged
     if primary.p_faster_adjusted < alpha and primary.ratio > 1 + floor:
         return "improvement", []
@@ -406,16 +417,21 @@ def _verdict(cell: CellComparison, threshold: float, alpha: float, floor: float)
     return "unknown", []
 
 
-def _blame(cell: CellComparison, flagged: list[str], floor: float) -> str:
-    """Where a regression is: in the workers' compute when a compute signal (cpu, service) flagged it too;
-    outside it (dispatch, queueing, transfer) when throughput alone flagged it and the cell's compute
-    signal moved less than the floor; else unclear."""
-    compute = [name for name in cell.judged_on if name != PRIMARY]
-    if any(name in flagged for name in compute):
-        return "compute"
-    if compute and cell.signals[compute[0]].ratio >= 1 - floor:
-        return "outside compute"
-    return "unclear"
+def _blame(cell: CellComparison, floor: float, alpha: float) -> str:
+    """Where a regression is, each factor of throughput tested alike (its ratio below 1 − floor, its
+    one-sided p below alpha: a description of a cell already flagged, so not Holm-adjusted): "compute" when
+    the cell's compute signal (cpu or service) fell, "outside compute" (dispatch, queueing, transfer) when
+    the workers were busy less of the time (BUSY), both when both, else "unclear". Throughput is exactly the
+    cpu rate × BUSY. Records without the CPU time for BUSY: outside compute when the compute signal moved
+    less than the floor."""
+    def fell(test: SignalTest) -> bool:
+        return test.ratio < 1 - floor and test.p_slower < alpha
+
+    compute = [cell.signals[name] for name in cell.judged_on if name != PRIMARY]
+    in_compute = any(fell(test) for test in compute)
+    outside = fell(cell.busy) if cell.busy is not None else bool(compute) and compute[0].ratio >= 1 - floor
+    return {(True, True): "compute and outside compute", (True, False): "compute",
+            (False, True): "outside compute", (False, False): "unclear"}[in_compute, outside]
 
 
 def compare(baseline: list[Path], candidate: list[Path], threshold: float = 0.05, alpha: float = 0.05,

@@ -274,18 +274,39 @@ def test_the_table_gives_the_detectable_slowdown_on_each_judged_signal():
 
 def test_a_regression_says_whether_the_workers_compute_moved():
     """A dispatch-only slowdown moves throughput and leaves cpu and service: it is flagged, and not blamed
-    on compute; a compute slowdown moves all three."""
+    on compute; a compute slowdown moves all three. What places it outside compute is that the workers
+    were busy less of the time (throughput × CPU-seconds per image), even where the compute signal's own
+    noise moved it past the floor (a dispatch-only night here read cpu 0.975)."""
     steady = _spread(10.0, 0.01, 6, 1)
     base = _records("tasks", _spread(3.0, 0.01, 6, 2), steady, steady)
     dispatch = _records("tasks", _spread(2.7, 0.01, 6, 3), steady, steady)
     compute = _records("tasks", _spread(2.7, 0.01, 6, 4), _spread(9.0, 0.01, 6, 5), _spread(9.0, 0.01, 6, 6))
-    half = _records("tasks", _spread(2.7, 0.01, 6, 7), _spread(9.7, 0.08, 6, 8), _spread(9.7, 0.08, 6, 9))
-    cells = {name: _judge({name: (base, cand)})["tasks"]
-             for name, cand in (("dispatch", dispatch), ("compute", compute), ("half", half))}
+    # compute moved about as far as throughput, but too noisily to flag: neither place is shown
+    half = _records("tasks", _spread(2.7, 0.01, 6, 7), _spread(9.4, 0.10, 6, 8), _spread(9.4, 0.10, 6, 9))
+    noisy = [10.0 * 0.975 * x / 10.0 for x in _spread(10.0, 0.04, 6, 10)]  # compute noise, not a slowdown
+    thr = [t * c / 10.0 for t, c in zip(_spread(2.64, 0.01, 6, 11), noisy, strict=True)]
+    busy_fell = _records("tasks", thr, noisy, noisy)
+    cells = {name: _judge({name: (base, cand)})["tasks"] for name, cand in (
+        ("dispatch", dispatch), ("compute", compute), ("half", half), ("busy_fell", busy_fell))}
     assert cells["dispatch"].flagged_by == ["throughput"] and cells["dispatch"].blame == "outside compute"
     assert set(cells["compute"].flagged_by) - {"throughput"} and cells["compute"].blame == "compute"
     assert cells["half"].flagged_by == ["throughput"] and cells["half"].blame == "unclear"
+    fell = cells["busy_fell"]
+    assert fell.flagged_by == ["throughput"] and fell.signals[fell.judged_on[1]].ratio < 0.98
+    assert fell.blame == "outside compute" and fell.busy.ratio == pytest.approx(2.64 / 3.0)
     from bench.cli.gating import flagged_by
 
     compute = cells["dispatch"].judged_on[1]  # cpu or service, whichever is more precise
-    assert flagged_by(cells["dispatch"]) == f"throughput (outside compute, {compute} 1.000)"
+    assert flagged_by(cells["dispatch"]) == f"throughput (outside compute, workers busy 0.900, {compute} 1.000)"
+    assert flagged_by(cells["compute"]).endswith("(compute)")
+
+
+def test_without_the_workers_cpu_time_the_blame_falls_back_to_the_compute_signals_move():
+    """Older records lack cpu_s_per_image, so the workers' busy share is unknown: throughput alone flagged,
+    service within the floor, is outside compute; moved past it, unclear."""
+    base = _records("tasks", _spread(3.0, 0.01, 6, 2), service=_spread(10.0, 0.01, 6, 1))
+    still = _records("tasks", _spread(2.7, 0.01, 6, 3), service=_spread(10.0, 0.05, 6, 4))
+    moved = _records("tasks", _spread(2.7, 0.01, 6, 3), service=_spread(9.7, 0.05, 6, 4))
+    cells = {name: _judge({name: (base, cand)})["tasks"] for name, cand in (("still", still), ("moved", moved))}
+    assert cells["still"].busy is None and cells["still"].blame == "outside compute"
+    assert cells["moved"].flagged_by == ["throughput"] and cells["moved"].blame == "unclear"
