@@ -33,7 +33,9 @@ Alpha = Annotated[float, typer.Option(help="Family-wise significance level (Holm
 Budget = Annotated[str | None, typer.Option(
     help="Time for the whole A/B (300s, 40m, 1h): after the first rounds, cells still unknown get more rounds "
          "while a pair of runs fits; none: the first rounds only")]
-MaxRounds = Annotated[int, typer.Option(help="The most rounds a cell still unknown gets, with --budget")]
+MaxRounds = Annotated[int, typer.Option(
+    help="The most rounds a cell still unknown gets, with --budget (one look each; a cell that points to a "
+         "slowdown runs 2 pairs a round)")]
 MinAgreement = Annotated[float | None, typer.Option(
     help="Quality floor: the least pixel agreement with fp32 eager's maps a cell needs to be ranked, in (0, 1] "
          "(default: the floor each cell ran with, else float rounding for fp32 and 0.99 for lower precisions)")]

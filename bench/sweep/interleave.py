@@ -17,9 +17,10 @@ the next round (resume only skips ok repeats); the failed record stays on disk b
 
 After the first `rounds`, a look (`judge`) names the cells whose verdict is still unknown, and only those
 get another round, while the next pair of runs fits in the budget and up to `max_rounds` (Pinpoint gives
-an UNKNOWN comparison more samples). The caller judges each look at its share of alpha (Rounds.levels:
-Bonferroni over the looks, weighted), so looking after each round does not raise the chance of a false
-alarm.
+an UNKNOWN comparison more samples); the look also says how many pairs each runs in it (more for a cell
+that points to a slowdown: bench.cli.gating.suspect), each pair a repeat of its own. The caller judges
+each look at its share of alpha (Rounds.levels: Bonferroni over the looks, weighted), so looking after
+each round does not raise the chance of a false alarm.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ class SideStopped(Exception):
     """A side's sweep was interrupted (SIGINT/SIGTERM), ran past its bound, or could not run: the job
     stops with its code."""
 
-    def __init__(self, side: str, round_number: int, code: int, why: str | None = None) -> None:
-        super().__init__(f"the {side} sweep (round {round_number}) {why or f'stopped with exit code {code}'}")
+    def __init__(self, side: str, repeat: int, code: int, why: str | None = None) -> None:
+        super().__init__(f"the {side} sweep (repeat {repeat}) {why or f'stopped with exit code {code}'}")
         self.exit_code = code
 
 
@@ -203,13 +204,13 @@ class Rounds:
 
 
 def run_interleaved(sweep_args: list[str], cells: list[CellArgs], rounds: Rounds, commit: str, results: Path,
-                    judge: Callable[[Sides], set[str]] | None = None,
+                    judge: Callable[[Sides], dict[str, int]] | None = None,
                     on_run: Callable[[int, str, str], None] | None = None,
                     env: dict[str, str] | None = None, planted: str = "") -> Sides:
     """Run the sweep named by `sweep_args` (a file or `--preset NAME`, plus overrides) cell by cell on both
     sides, alternating, into a fresh folder under `results/ab/`; `env` goes to both sides, `planted` (a
-    bench.workload.plant text) to the candidate's only. `judge(sides)`: the ids of the cells still unknown,
-    for the rounds beyond the first."""
+    bench.workload.plant text) to the candidate's only. `judge(sides)`: the cells still unknown, each with
+    the pairs it runs in the next round beyond the first rounds."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = (results / "ab" / f"{stamp}-{commit[:8]}").resolve()
     sides = Sides(out / "baseline", out / "candidate", commit)
@@ -221,33 +222,37 @@ def run_interleaved(sweep_args: list[str], cells: list[CellArgs], rounds: Rounds
 
 
 def run_rounds(sweep_args: list[str], cells: list[CellArgs], rounds: Rounds, sides: list[Side],
-               unknown: Callable[[], set[str]] | None = None,
+               unknown: Callable[[], dict[str, int]] | None = None,
                on_run: Callable[[int, str, str], None] | None = None,
                run_timeout_s: float = SIDE_RUN_TIMEOUT_S) -> None:
-    """The rounds, cell by cell, the sides' order alternating by cell and by round (A B, B A, …); each run
-    (one side, one cell) bounded by `run_timeout_s`. `unknown()`: the cells to go on with after the first
-    `rounds.rounds`."""
+    """The rounds, cell by cell, the sides' order alternating by cell, by pair and by round (A B, B A, …);
+    each run (one side, one cell) bounded by `run_timeout_s`. `unknown()`: after the first `rounds.rounds`,
+    the cells to go on with, each with the pairs it runs in the next round."""
     runners = {side.name: _SideRunner(sweep_args, side) for side in sides}
     try:
-        active, spent = list(cells), {}
+        active, spent, pairs = list(cells), {}, {cell.cell_id: 1 for cell in cells}
+        done: dict[str, int] = {}  # pairs each cell has run: the repeat index of its next pair
         for k in range(rounds.max_rounds):
             if k >= rounds.rounds:
                 if unknown is None or rounds.deadline is None:
                     break
-                still = unknown()
-                active = [c for c in active if c.cell_id in still]
+                pairs = unknown()
+                active = [c for c in active if c.cell_id in pairs]
                 if not active:
                     break
             for i, cell in enumerate(active):
-                if (k >= rounds.rounds
-                        and time.monotonic() + 2 * statistics.median(spent[cell.cell_id]) > rounds.deadline):
-                    return  # the next pair would not end within the budget
-                for side in sides if (k + i) % 2 == 0 else sides[::-1]:
-                    if on_run:
-                        on_run(k, cell.cell_id, side.name)
-                    clock = time.monotonic()
-                    runners[side.name].run(cell, k, run_timeout_s)
-                    spent.setdefault(cell.cell_id, []).append(time.monotonic() - clock)
+                for j in range(pairs[cell.cell_id]):
+                    if (k >= rounds.rounds
+                            and time.monotonic() + 2 * statistics.median(spent[cell.cell_id]) > rounds.deadline):
+                        return  # the next pair would not end within the budget
+                    repeat = done.get(cell.cell_id, 0)
+                    for side in sides if (k + i + j) % 2 == 0 else sides[::-1]:
+                        if on_run:
+                            on_run(k, cell.cell_id, side.name)
+                        clock = time.monotonic()
+                        runners[side.name].run(cell, repeat, run_timeout_s)
+                        spent.setdefault(cell.cell_id, []).append(time.monotonic() - clock)
+                    done[cell.cell_id] = repeat + 1
     finally:
         for runner in runners.values():
             runner.close()
@@ -263,7 +268,7 @@ class _SideRunner:
         self.serves: bool | None = None  # not yet known
 
     def run(self, cell: CellArgs, k: int, timeout_s: float) -> None:
-        """Its repeat k of `cell` (exit code 1, a failed cell, is in the records: carry on)."""
+        """Its repeat k of `cell`, counted from 0 (exit code 1, a failed cell, is in the records: carry on)."""
         side = self.side
         try:
             if self.serves is None:

@@ -122,9 +122,9 @@ def test_only_unknown_cells_get_more_rounds_while_the_budget_lasts(tmp_path, mon
     cells = [interleave.CellArgs(name, {"strategies": [name]}) for name in ("a", "b", "c")]
     looks = []
 
-    def unknown(sides) -> set[str]:
+    def unknown(sides) -> dict[str, int]:
         looks.append(len(calls))
-        return {"b"} if len(looks) < 3 else set()  # b stays unknown for two looks
+        return {"b": 1} if len(looks) < 3 else {}  # b stays unknown for two looks
 
     rounds = interleave.Rounds(2, 10, deadline=time.monotonic() + 3600)
     assert rounds.looks == 9
@@ -135,10 +135,22 @@ def test_only_unknown_cells_get_more_rounds_while_the_budget_lasts(tmp_path, mon
     # Without the time for another pair, no more rounds start, whatever is still unknown.
     calls.clear()
     spent = interleave.Rounds(1, 10, deadline=time.monotonic() - 1)
-    interleave.run_interleaved(["--preset", "nightly"], cells, spent, "abc123", tmp_path, lambda sides: {"a", "b"})
+    interleave.run_interleaved(["--preset", "nightly"], cells, spent, "abc123", tmp_path,
+                               lambda sides: {"a": 1, "b": 1})
     assert len(calls) == 6  # the first round only
     with pytest.raises(ConfigError, match="at least 1"):
         interleave.Rounds(0, 3)
+
+
+def test_a_suspect_runs_its_pairs_in_a_round_each_a_repeat_of_its_own_in_alternating_order(tmp_path, monkeypatch):
+    calls = _fake_sides(tmp_path, monkeypatch)
+    cells = [interleave.CellArgs(name, {"strategies": [name]}) for name in ("a", "b")]
+    looks = iter([{"a": 1, "b": 2}, {}])  # after the first round: b is a suspect, then both are decided
+    rounds = interleave.Rounds(1, 5, deadline=time.monotonic() + 3600)
+    interleave.run_interleaved(["--preset", "nightly"], cells, rounds, "abc123", tmp_path, lambda sides: next(looks))
+    assert _runs(calls, tmp_path / "tree")[4:] == [  # round 2: a once, b twice (B A, A B), each a new repeat
+        ("candidate", "a", "2"), ("baseline", "a", "2"),
+        ("baseline", "b", "2"), ("candidate", "b", "2"), ("candidate", "b", "3"), ("baseline", "b", "3")]
 
 
 def test_a_planted_slowdown_reaches_the_candidate_only(tmp_path, monkeypatch):
