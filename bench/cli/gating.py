@@ -143,11 +143,9 @@ def flagged_by(c: CellComparison) -> str:
         return "-"
     if not c.blame:
         return names
-    shown = [c.blame]
-    if c.blame != "compute":  # what placed it: how busy the workers were, how far their compute moved
-        compute = [n for n in c.judged_on if n != PRIMARY and n not in c.flagged_by]
-        shown += ([f"workers busy {c.busy.ratio:.3f}"] if c.busy else []) + [
-            f"{n} {c.signals[n].ratio:.3f}" for n in compute[:1]]
+    # What placed it: how busy the workers were, and the compute signal where its ratio is not shown yet.
+    shown = [c.blame] + ([f"workers busy {c.busy.ratio:.3f}"] if c.busy and c.blame != "compute" else []) + [
+        f"{n} {c.signals[n].ratio:.3f}" for n in c.judged_on if n != PRIMARY and n not in c.flagged_by]
     return f"{names} ({', '.join(shown)})"
 
 
@@ -178,8 +176,9 @@ def run_ab(sweep_args: list[str], spec: SweepSpec, rounds: Rounds, commit: str, 
         return {c.cell_id: SUSPECT_PAIRS if suspect(c, verdict.floor) else 1
                 for c in verdict.comparison.cells if c.verdict == "unknown"}
 
-    def on_run(k: int, cell_id: str, side: str) -> None:
-        print(f"[{time.monotonic() - started:7.1f}s] round {k + 1}: {cell_id} {side}", file=sys.stderr, flush=True)
+    def on_run(k: int, repeat: int, cell_id: str, side: str) -> None:
+        print(f"[{time.monotonic() - started:7.1f}s] round {k + 1}: {cell_id} r{repeat} {side}", file=sys.stderr,
+              flush=True)
 
     # No machine-speed probe: it puts two machines' records on one scale, an A/B's sides share one host,
     # and it took ~2.4 s of each ~18 s run here.

@@ -29,7 +29,8 @@ Verdicts, three-way (Chromium Pinpoint's DIFFERENT / SAME / UNKNOWN):
   says where it is: "compute" when the cell's compute signal (cpu or service) fell, "outside compute"
   (dispatch, queueing, transfer) when the workers were busy less of the time (`BUSY`, throughput ×
   CPU-seconds per image: a compute slowdown moves both factors and leaves it, time the workers wait for
-  work lowers it), both when both, else "unclear" (each tested one-sided at alpha, past the floor);
+  work lowers it), "compute and outside compute" when both, else "unclear" (each tested one-sided at
+  BLAME_LEVEL, past the floor);
 - improvement: the mirror, on throughput;
 - unchanged: an equivalence test (TOST) on throughput shows the ratio within ±`threshold` (in logs:
   both one-sided Welch tests at `alpha` put the log ratio inside ±log(1 + threshold));
@@ -110,6 +111,7 @@ PRIMARY = "throughput"  # every tested cell is judged on it; improvements and "u
 # Not gated: where a regression flagged by throughput alone is. The noise a run shares between its driver's
 # clock and its workers' CPU time cancels in it: on a dispatch-only night here (records of 2026-12-05)
 # throughput's pairs read 0.80–0.93 and this signal's 0.894–0.910.
+BLAME_LEVEL = 0.05  # a one-sided test that describes a cell already flagged: the same at every look, no Holm
 BUSY = Signal("busy", "CPU-seconds of the workers per second of the driver's clock (throughput × cpu_s_per_image)",
               lambda m: _rate(m.throughput_steady * m.cpu_s_per_image) if POSITIVE(m.throughput_steady)
               and POSITIVE(m.cpu_s_per_image) else None)
@@ -153,7 +155,7 @@ class CellComparison:
     signals: dict[str, SignalTest] = field(default_factory=dict)  # every signal it had samples for
     judged_on: list[str] = field(default_factory=list)  # throughput and its most precise other gated signal
     flagged_by: list[str] = field(default_factory=list)  # the judged signals that flagged a regression
-    blame: str | None = None  # a regression's place: compute | outside compute | both | unclear (_blame)
+    blame: str | None = None  # compute | outside compute | compute and outside compute | unclear (_blame)
     busy: SignalTest | None = None  # the BUSY signal's test, where both sides have it (for the blame)
     detectable_by_signal: dict[str, float] = field(default_factory=dict)
     tost_p: float | None = None  # equivalence test on throughput: below alpha means within ±threshold
@@ -365,7 +367,10 @@ def compare_cell(base: list[RunRecord], cand: list[RunRecord],
                                                 base_scale.variance + cand_scale.variance, bool(pairs))
         elif (sb := signal_samples(base, signal)) is not None and (sc := signal_samples(cand, signal)) is not None:
             cell.signals[signal.name] = signal_test(sb, sc, paired=bool(pairs))
-    if not scales and (sb := signal_samples(base, BUSY)) is not None and (sc := signal_samples(cand, BUSY)) is not None:
+    # On a GPU the workers' CPU time leaves the kernels out, so their busy share would not split compute off.
+    on_cpu = all(r.spec.get("device", "cpu") == "cpu" for r in [*base, *cand])
+    if on_cpu and not scales and (sb := signal_samples(base, BUSY)) is not None and (
+            sc := signal_samples(cand, BUSY)) is not None:
         cell.busy = signal_test(sb, sc, paired=bool(pairs))
     cell.ci = cell.signals[PRIMARY].ci
     others = [name for name in GATED_SIGNALS if name != PRIMARY and name in cell.signals]
@@ -407,7 +412,7 @@ def _verdict(cell: CellComparison, threshold: float, alpha: float, floor: float)
     flagged = [name for name in cell.judged_on
                if cell.signals[name].p_slower_adjusted < alpha and cell.signals[name].ratio < 1 - floor]
     if flagged:
-        cell.blame = _blame(cell, floor, alpha)
+        cell.blame = _blame(cell, floor)
         return "regression", flagged
     if primary.p_faster_adjusted < alpha and primary.ratio > 1 + floor:
         return "improvement", []
@@ -417,17 +422,19 @@ def _verdict(cell: CellComparison, threshold: float, alpha: float, floor: float)
     return "unknown", []
 
 
-def _blame(cell: CellComparison, floor: float, alpha: float) -> str:
+def _blame(cell: CellComparison, floor: float) -> str:
     """Where a regression is, each factor of throughput tested alike (its ratio below 1 − floor, its
-    one-sided p below alpha: a description of a cell already flagged, so not Holm-adjusted): "compute" when
-    the cell's compute signal (cpu or service) fell, "outside compute" (dispatch, queueing, transfer) when
-    the workers were busy less of the time (BUSY), both when both, else "unclear". Throughput is exactly the
-    cpu rate × BUSY. Records without the CPU time for BUSY: outside compute when the compute signal moved
-    less than the floor."""
+    one-sided p below BLAME_LEVEL): "compute" when the workers' compute fell (the cell's judged compute
+    signal, or cpu: throughput is exactly the cpu rate × BUSY), "outside compute" (dispatch, queueing,
+    transfer) when the workers were busy less of the time (BUSY), "compute and outside compute" when both,
+    else "unclear". Without BUSY (no CPU time in the records, or a GPU cell): outside compute when the
+    compute signal moved less than the floor."""
     def fell(test: SignalTest) -> bool:
-        return test.ratio < 1 - floor and test.p_slower < alpha
+        return test.ratio < 1 - floor and test.p_slower < BLAME_LEVEL
 
     compute = [cell.signals[name] for name in cell.judged_on if name != PRIMARY]
+    if cell.busy is not None and "cpu" in cell.signals:
+        compute.append(cell.signals["cpu"])
     in_compute = any(fell(test) for test in compute)
     outside = fell(cell.busy) if cell.busy is not None else bool(compute) and compute[0].ratio >= 1 - floor
     return {(True, True): "compute and outside compute", (True, False): "compute",

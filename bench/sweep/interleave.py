@@ -10,10 +10,10 @@ Rounds run cell by cell: each side runs one cell (its own tree's CLI, `python -m
 S --model M … --repeats k+1`: a sweep resumes the repeats it already has, so each call adds one; one
 long-lived `sweep --serve` process a side takes these requests, bench.sweep.serve, and a tree too old to
 serve gets a fresh process a run), and the order alternates at that grain, A B for a cell and B A for
-the next, reversed every round (google-benchmark's interleaving; a session's drift then falls on both
-sides of each cell within seconds, not a sweep's minutes, and the gate compares each round's pair). Each side
-measures with its own code, whatever it was. A repeat that failed is run again in
-the next round (resume only skips ok repeats); the failed record stays on disk beside the newer one.
+the next, and reversed at each cell's next pair (google-benchmark's interleaving; a session's drift then
+falls on both sides of each cell within seconds, not a sweep's minutes, and the gate compares each pair).
+Each side measures with its own code, whatever it was. A repeat that failed is run again at that side's
+next run of the cell (resume only skips ok repeats); the failed record stays on disk beside the newer one.
 
 After the first `rounds`, a look (`judge`) names the cells whose verdict is still unknown, and only those
 get another round, while the next pair of runs fits in the budget and up to `max_rounds` (Pinpoint gives
@@ -59,7 +59,7 @@ class SideStopped(Exception):
     stops with its code."""
 
     def __init__(self, side: str, repeat: int, code: int, why: str | None = None) -> None:
-        super().__init__(f"the {side} sweep (repeat {repeat}) {why or f'stopped with exit code {code}'}")
+        super().__init__(f"the {side} sweep (repeat r{repeat}) {why or f'stopped with exit code {code}'}")
         self.exit_code = code
 
 
@@ -205,7 +205,7 @@ class Rounds:
 
 def run_interleaved(sweep_args: list[str], cells: list[CellArgs], rounds: Rounds, commit: str, results: Path,
                     judge: Callable[[Sides], dict[str, int]] | None = None,
-                    on_run: Callable[[int, str, str], None] | None = None,
+                    on_run: Callable[[int, int, str, str], None] | None = None,
                     env: dict[str, str] | None = None, planted: str = "") -> Sides:
     """Run the sweep named by `sweep_args` (a file or `--preset NAME`, plus overrides) cell by cell on both
     sides, alternating, into a fresh folder under `results/ab/`; `env` goes to both sides, `planted` (a
@@ -223,15 +223,17 @@ def run_interleaved(sweep_args: list[str], cells: list[CellArgs], rounds: Rounds
 
 def run_rounds(sweep_args: list[str], cells: list[CellArgs], rounds: Rounds, sides: list[Side],
                unknown: Callable[[], dict[str, int]] | None = None,
-               on_run: Callable[[int, str, str], None] | None = None,
+               on_run: Callable[[int, int, str, str], None] | None = None,
                run_timeout_s: float = SIDE_RUN_TIMEOUT_S) -> None:
-    """The rounds, cell by cell, the sides' order alternating by cell, by pair and by round (A B, B A, …);
-    each run (one side, one cell) bounded by `run_timeout_s`. `unknown()`: after the first `rounds.rounds`,
-    the cells to go on with, each with the pairs it runs in the next round."""
+    """The rounds, cell by cell, the sides' order alternating from cell to cell and from each cell's pair to
+    its next (A B, B A, …); each run (one side, one cell) bounded by `run_timeout_s`. `unknown()`: after
+    the first `rounds.rounds`, the cells to go on with, each with the pairs it runs in the next round.
+    `on_run(round, repeat, cell id, side)` before each run."""
     runners = {side.name: _SideRunner(sweep_args, side) for side in sides}
     try:
         active, spent, pairs = list(cells), {}, {cell.cell_id: 1 for cell in cells}
         done: dict[str, int] = {}  # pairs each cell has run: the repeat index of its next pair
+        place = {cell.cell_id: i for i, cell in enumerate(cells)}
         for k in range(rounds.max_rounds):
             if k >= rounds.rounds:
                 if unknown is None or rounds.deadline is None:
@@ -240,15 +242,15 @@ def run_rounds(sweep_args: list[str], cells: list[CellArgs], rounds: Rounds, sid
                 active = [c for c in active if c.cell_id in pairs]
                 if not active:
                     break
-            for i, cell in enumerate(active):
-                for j in range(pairs[cell.cell_id]):
+            for cell in active:
+                for _ in range(pairs[cell.cell_id]):
                     if (k >= rounds.rounds
                             and time.monotonic() + 2 * statistics.median(spent[cell.cell_id]) > rounds.deadline):
                         return  # the next pair would not end within the budget
                     repeat = done.get(cell.cell_id, 0)
-                    for side in sides if (k + i + j) % 2 == 0 else sides[::-1]:
+                    for side in sides if (repeat + place[cell.cell_id]) % 2 == 0 else sides[::-1]:
                         if on_run:
-                            on_run(k, cell.cell_id, side.name)
+                            on_run(k, repeat, cell.cell_id, side.name)
                         clock = time.monotonic()
                         runners[side.name].run(cell, repeat, run_timeout_s)
                         spent.setdefault(cell.cell_id, []).append(time.monotonic() - clock)
@@ -283,9 +285,9 @@ class _SideRunner:
                 code = _run_process(self.sweep_args, cell, k, side, timeout_s)
         except ServerGone as gone:
             code = TIMEOUT_EXIT if gone.timed_out else gone.code if gone.code not in (None, 0, 1) else 1
-            raise SideStopped(side.name, k + 1, code, f"server {gone} on {cell.cell_id}") from None
+            raise SideStopped(side.name, k, code, f"server {gone} on {cell.cell_id}") from None
         if code not in (0, 1):
-            raise SideStopped(side.name, k + 1, code)
+            raise SideStopped(side.name, k, code)
 
     def close(self) -> None:
         if self.server is not None:
@@ -299,5 +301,5 @@ def _run_process(sweep_args: list[str], cell: CellArgs, k: int, side: Side, time
                                str(k + 1), "--results", str(side.folder), "--quiet"], cwd=side.tree,
                               env={**os.environ, **side.env} if side.env else None, timeout=timeout_s).returncode
     except subprocess.TimeoutExpired:  # run() has killed it; its finished cells are kept
-        raise SideStopped(side.name, k + 1, TIMEOUT_EXIT, f"ran past {timeout_s:g} s on {cell.cell_id} and was "
+        raise SideStopped(side.name, k, TIMEOUT_EXIT, f"ran past {timeout_s:g} s on {cell.cell_id} and was "
                                                            "killed") from None

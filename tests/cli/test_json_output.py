@@ -232,6 +232,6 @@ def test_an_ab_job_that_stops_still_prints_one_json_object(tmp_path, capsys, mon
                   tmp_path, 0.05, 0.05, as_json=True)
     out = capsys.readouterr()
     assert code == 130
-    assert json.loads(out.out) == {"stopped": "the candidate sweep (repeat 2) stopped with exit code 130",
+    assert json.loads(out.out) == {"stopped": "the candidate sweep (repeat r2) stopped with exit code 130",
                                    "exit_code": 130}
     assert "the finished rounds are kept" in out.err

@@ -248,7 +248,10 @@ def test_a_cell_decided_at_an_interim_look_keeps_that_verdict(tmp_path, monkeypa
         _write(sides.candidate, "tasks", [3.0, 3.01, 2.99], [1.0] * 3, 0.3)
         _write(sides.baseline, "actors", [4.0, 3.0, 5.0], [1.0] * 3, 0.3)
         _write(sides.candidate, "actors", [3.9, 5.0, 3.1], [1.0] * 3, 0.3)
-        assert unknown(sides) == {"actors": 1}  # unknown, and no slowdown in sight: one pair a round
+        _write(sides.baseline, "ray_data", [4.0, 3.0, 5.0], [1.0] * 3, 0.3)
+        _write(sides.candidate, "ray_data", [3.7, 2.9, 4.6], [1.0] * 3, 0.3)
+        # Both unknown; ray_data points to a slowdown (0.94), so it runs 2 pairs in the next round.
+        assert unknown(sides) == {"actors": 1, "ray_data": 2}
         _write(sides.candidate, "tasks", [4.0, 4.02, 3.98], [1.0] * 3, 0.3)  # the last look would now pass it
         return sides
 
@@ -299,6 +302,23 @@ def test_a_regression_says_whether_the_workers_compute_moved():
     compute = cells["dispatch"].judged_on[1]  # cpu or service, whichever is more precise
     assert flagged_by(cells["dispatch"]) == f"throughput (outside compute, workers busy 0.900, {compute} 1.000)"
     assert flagged_by(cells["compute"]).endswith("(compute)")
+
+
+def test_on_a_gpu_the_workers_busy_share_does_not_place_a_regression():
+    """The workers' CPU time leaves a GPU's kernels out: a kernel slowdown would read as a busy share that
+    fell. A cuda cell is placed by the old rule (here cpu moved past the floor: unclear)."""
+    def on(device: str, records: list[RunRecord]) -> list[RunRecord]:
+        for r in records:
+            r.spec = {**r.spec, "device": device}
+        return records
+
+    steady = _spread(10.0, 0.01, 6, 1)
+    base = _records("tasks", _spread(3.0, 0.01, 6, 2), steady, steady)
+    kernels = _records("tasks", _spread(2.7, 0.01, 6, 3), _spread(9.7, 0.05, 6, 4), _spread(9.7, 0.05, 6, 5))
+    cpu = _judge({"tasks": (base, kernels)})["tasks"]
+    gpu = _judge({"tasks": (on("cuda", base), on("cuda", kernels))})["tasks"]
+    assert cpu.busy is not None and cpu.blame == "outside compute"
+    assert gpu.busy is None and gpu.flagged_by == ["throughput"] and gpu.blame == "unclear"
 
 
 def test_without_the_workers_cpu_time_the_blame_falls_back_to_the_compute_signals_move():
