@@ -6,6 +6,7 @@ must fail no more often than alpha. Plain numbers: no Ray, no torch."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bench.cli.gating import DECIDED, SUSPECT_PAIRS, suspect
 from bench.results.compare import FLOOR, compare_cell, decide
@@ -85,12 +86,12 @@ def _false_alarms(nights: int, rounds: Rounds, suspects: int = SUSPECT_PAIRS) ->
             max(max(pairs.values()) for _, pairs in run))
 
 
-NIGHTS = 120
+NIGHTS = 60
 BOUND = 0.05 + 2 * np.sqrt(0.05 * 0.95 / NIGHTS)  # alpha, plus twice the binomial SE of NIGHTS nights
 
 
 def test_suspects_get_their_pairs_and_an_unchanged_tree_fails_no_more_often_than_alpha():
-    rounds = Rounds(3, 12, deadline=1e12)
+    rounds = Rounds(3, 8, deadline=1e12)  # 6 looks (the nightly's 10 cost twice the time here)
     rate, most = _false_alarms(NIGHTS, rounds)
     assert rate <= BOUND
     assert most > rounds.max_rounds  # cells that looked like a slowdown did get more than a pair a round
@@ -110,6 +111,7 @@ def test_the_simulation_sees_a_gate_that_spends_too_much_alpha(monkeypatch):
     assert _false_alarms(NIGHTS // 4, Rounds(3, 12, deadline=1e12))[0] > BOUND
 
 
+@pytest.mark.slow  # 80 simulated nights: it shows why, the default run keeps the false-alarm checks
 def test_in_a_budgeted_night_suspects_catch_a_planted_5_percent_more_often():
     """Why suspects get more pairs: with this VM's spreads and run times and a 38-minute budget, a 5%
     compute slowdown in one cell is flagged more often when the cells that point to a slowdown run 2
