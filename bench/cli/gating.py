@@ -14,7 +14,7 @@ from rich.table import Table
 from bench.cli import ALLOW_OPEN_ENV, unreadable_line
 from bench.cli.output import print_json, stdout_to_stderr
 from bench.report.format import fmt
-from bench.results.compare import PRIMARY, CellComparison, detectable_summary, judged_summary
+from bench.results.compare import PRIMARY, CellComparison, detectable_summary, judged_summary, suspect
 from bench.results.gate import Verdict, judge
 from bench.sweep.interleave import Rounds, Sides
 from bench.sweep.spec import SweepSpec
@@ -29,11 +29,6 @@ DECIDED = ("regression", "improvement", "unchanged")  # an interim look's verdic
 # still fails no more often than alpha, and that the 5% is caught more often.
 SUSPECT_PAIRS = 2
 
-
-def suspect(cell: CellComparison, floor: float) -> bool:
-    """An unknown cell whose ratio on a signal it is judged on is below 1 − floor: a slowdown the gate
-    would report, were it significant."""
-    return cell.verdict == "unknown" and any(cell.signals[name].ratio < 1 - floor for name in cell.judged_on)
 
 
 def gate(baseline: list[Path], candidate: Path, threshold: float, alpha: float, across_machines: bool = False,

@@ -422,6 +422,12 @@ def _verdict(cell: CellComparison, threshold: float, alpha: float, floor: float)
     return "unknown", []
 
 
+def suspect(cell: CellComparison, floor: float) -> bool:
+    """An unknown cell whose ratio on a signal it is judged on is below 1 − floor: a slowdown the gate
+    would report, were it significant."""
+    return cell.verdict == "unknown" and any(cell.signals[name].ratio < 1 - floor for name in cell.judged_on)
+
+
 def _blame(cell: CellComparison, floor: float) -> str:
     """Where a regression is, each factor of throughput tested alike (its ratio below 1 − floor, its
     one-sided p below BLAME_LEVEL): "compute" when the workers' compute fell (the cell's judged compute

@@ -18,7 +18,7 @@ next run of the cell (resume only skips ok repeats); the failed record stays on 
 After the first `rounds`, a look (`judge`) names the cells whose verdict is still unknown, and only those
 get another round, while the next pair of runs fits in the budget and up to `max_rounds` (Pinpoint gives
 an UNKNOWN comparison more samples); the look also says how many pairs each runs in it (more for a cell
-that points to a slowdown: bench.cli.gating.suspect), each pair a repeat of its own. The caller judges
+that points to a slowdown: bench.results.compare.suspect), each pair a repeat of its own. The caller judges
 each look at its share of alpha (Rounds.levels: Bonferroni over the looks, weighted), so looking after
 each round does not raise the chance of a false alarm.
 """

@@ -1,5 +1,5 @@
-"""An A/B job gives a cell still unknown that points to a slowdown more pairs a round (bench.cli.gating
-.suspect). Its pairs at a look then depend on earlier looks, so the per-look alpha split (Rounds.levels)
+"""An A/B job gives a cell still unknown that points to a slowdown more pairs a round (bench.results
+.compare.suspect). Its pairs at a look then depend on earlier looks, so the per-look alpha split (Rounds.levels)
 is checked here by simulation: nights of an unchanged tree, judged by the gate's own code at every look,
 must fail no more often than alpha. Plain numbers: no Ray, no torch."""
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.cli.gating import DECIDED, SUSPECT_PAIRS, suspect
-from bench.results.compare import FLOOR, compare_cell, decide
+from bench.cli.gating import DECIDED, SUSPECT_PAIRS
+from bench.results.compare import FLOOR, compare_cell, decide, suspect
 from bench.results.measured import Metrics
 from bench.results.record import RunRecord
 from bench.sweep.interleave import Rounds
