@@ -15,7 +15,15 @@ PY = sys.executable  # nox itself runs from .venv
 @nox.session
 def tests(session: nox.Session) -> None:
     """The default test run (tiny model, small images, one shared Ray instance): under 10 minutes."""
-    session.run(PY, "-m", "pytest", "-m", "not slow and not benchmark", "--ignore=tests/benchmarks", *session.posargs)
+    session.run(PY, "-m", "pytest", "-m", "not slow and not benchmark and not extended", "--ignore=tests/benchmarks",
+                *session.posargs)
+
+
+@nox.session(default=False)
+def extended(session: nox.Session) -> None:
+    """The tests CI runs after the default run (CLI runs in their own Ray, kills, redundant variants): a few minutes."""
+    session.run(PY, "-m", "pytest", "-m", "extended and not slow and not benchmark", "--ignore=tests/benchmarks",
+                *session.posargs)
 
 
 @nox.session

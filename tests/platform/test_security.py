@@ -82,6 +82,7 @@ def test_harness_ray_serves_no_dashboard(harness_ray):
     assert not any(port == 8265 for _, _, port in _ray_listeners())  # no dashboard HTTP server
 
 
+@pytest.mark.extended  # CI runs it; the default run leaves it out: 15 s, a CLI run in its own Ray
 def test_cli_keeps_its_local_ray_on_loopback(tmp_path):
     """`python -m bench run` with a Ray strategy starts Ray inside a loopback-only network namespace, and the
     record lists what Ray listened on and its authentication. Where the namespace cannot be made, the CLI

@@ -119,6 +119,7 @@ def _command(argv: list[str], capsys) -> tuple[int, str]:
     return code, out + err
 
 
+@pytest.mark.extended  # CI runs it; the default run leaves it out: 14 s of generated record sets
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(planted=edits(), spread=st.booleans())

@@ -50,6 +50,7 @@ def test_decide_names_the_planted_fastest_cell_the_sole_winner(tmp_path, run):
     assert len(ResultStore([decision.folder / "runs"]).frame()) == sum(c["repeats"] for c in payload["cells"])
 
 
+@pytest.mark.extended  # CI runs it; the default run leaves it out: 15 s (decide runs by default)
 def test_decide_cli_prints_recommend_json_and_the_race(tmp_path):
     sweep = tmp_path / "planted.toml"
     sweep.write_text(PLANTED)

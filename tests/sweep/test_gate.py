@@ -48,6 +48,7 @@ def _nightly(capsys, *args: str) -> tuple[int, str]:
     return exit_info.value.code, capsys.readouterr().out
 
 
+@pytest.mark.extended  # CI runs it; the default run leaves it out: 12 s of real cells
 def test_a_machine_without_a_baseline_records_one_and_passes(tmp_path, capsys, monkeypatch):
     root, sweep = tmp_path / "baselines", _sweep(tmp_path, repeats=3)
     other = root / "0123456789ab"  # another machine's baseline is never used for this one
