@@ -74,7 +74,7 @@ def decision_payload(folder: Path, min_agreement: float | None = None) -> dict:
     store = ResultStore([folder / "runs"])
     frame = store.frame()
     race = read_json_bounded(folder / "decision.json")
-    records = {str(path): record for path, record in store.records()}
+    records = store.records_by_path()
     return {"decisions": recommend(frame, cell_summary(frame), min_agreement, records) if not frame.empty else [],
             **race}
 

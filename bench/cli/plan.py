@@ -65,8 +65,7 @@ def _recommended(store) -> list[str]:
     from bench.results.summary import cell_summary
 
     frame = store.frame()
-    decisions = decision.recommend(frame, cell_summary(frame), None,
-                                   {str(path): record for path, record in store.records()})
+    decisions = decision.recommend(frame, cell_summary(frame), None, store.records_by_path())
     cells = [d["recommended"]["cell_id"] for d in decisions if d["recommended"]]
     if not cells:
         raise ConfigError("no configuration could be ranked: nothing to project (name one with --cell)")

@@ -36,8 +36,7 @@ def recommend(
     frame = store.frame()
     if frame.empty:
         raise ConfigError("no run records found in " + ", ".join(map(str, results)))
-    decisions = decision.recommend(frame, cell_summary(frame), min_agreement,
-                                   {str(path): record for path, record in store.records()})
+    decisions = decision.recommend(frame, cell_summary(frame), min_agreement, store.records_by_path())
     if as_json:
         print_json(decisions)
         return

@@ -87,7 +87,7 @@ def build_report(paths: list[Path], out: Path, examples: int = 3, parity_referen
     report.unreadable = [(str(path), why) for path, why in store.skipped()] + _drop_unusable_tables(records)
     shown, report.examples_absent = _examples(records, examples, examples_from)
     # One ranking for the decision and the figure of every cell (it reads records it is not given again).
-    decisions = recommend(repeats, summary, min_agreement, {str(p): r for p, r in store.records()})
+    decisions = recommend(repeats, summary, min_agreement, store.records_by_path())
     projections, unprojected = _projections(records, decisions)
     report.unreadable += unprojected
     makers = {THROUGHPUT: functools.partial(plots.throughput_by_cell, decisions=decisions), **plots.PLOTS,

@@ -205,6 +205,10 @@ class ResultStore:
         """Every record with its path; other JSON files beside them (plans, exports) are passed over."""
         return [(path, record) for _, path, record in self._records()]
 
+    def records_by_path(self) -> dict[str, RunRecord]:
+        """Every record keyed by its path as text: the key the recommendation cites a run by."""
+        return {str(path): record for path, record in self.records()}
+
     def skipped(self) -> list[tuple[Path, str]]:
         """(path, why) of each JSON file that could not be read as a record: malformed, not a regular
         file, too large, of a schema too new."""
