@@ -30,7 +30,6 @@ DECIDED = ("regression", "improvement", "unchanged")  # an interim look's verdic
 SUSPECT_PAIRS = 2
 
 
-
 def gate(baseline: list[Path], candidate: Path, threshold: float, alpha: float, across_machines: bool = False,
          same_host: bool = False, allow_ungated: bool = False, as_json: bool = False,
          decided: dict[str, CellComparison] | None = None) -> int:
