@@ -47,6 +47,15 @@ def test_bf16_is_refused_on_a_cpu_without_a_bf16_unit_and_its_cells_are_skipped_
         run_cell(RunSpec(precision="bf16", model="b0", images=2), tmp_path, write=False)
 
 
+def test_a_worker_on_a_host_without_a_bf16_unit_refuses_bf16_itself(monkeypatch):
+    """The driver checks its own CPU; a worker on another node, whose CPU lacks the unit, must not measure
+    the emulation: its predictor refuses with the same line (the cell then fails as any worker error does)."""
+    _flags(monkeypatch, NO_BF16)
+    with pytest.raises(RuntimeError, match=r"bf16 unit .* emulated"):
+        Predictor(PredictorSpec(model="tiny", threads=1, precision="bf16"))
+    assert Predictor(PredictorSpec(model="tiny", threads=1)).runtime.precision == "fp32"
+
+
 def test_bf16_is_offered_where_the_cpu_has_a_bf16_unit(monkeypatch):
     _flags(monkeypatch, BF16)
     assert runtimes.unavailable("eager", "cpu", "bf16") is None
@@ -99,7 +108,8 @@ def _pixels(count: int = 2) -> np.ndarray:
 
 
 @pytest.mark.parametrize("precision", ["bf16", "bf16-weights"])
-def test_bf16_computes_in_bf16_and_hands_fp32_logits_to_the_postprocess(precision):
+def test_bf16_computes_in_bf16_and_hands_fp32_logits_to_the_postprocess(monkeypatch, precision):
+    _flags(monkeypatch, BF16)  # emulated bf16 rounds alike; the flags keep the test on any host
     pixels = _pixels()
     reference = Predictor(PredictorSpec(model="tiny", threads=1)).runtime.forward(pixels)
     predictor = Predictor(PredictorSpec(model="tiny", threads=1, precision=precision))

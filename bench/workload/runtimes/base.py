@@ -6,7 +6,9 @@ in bf16, reductions such as softmax and layer norm kept in fp32), or with bf16 w
 throughout (`bf16-weights`). Logits are returned as fp32 either way, so the postprocess is the same.
 
 A precision without a native unit is refused, not emulated: bf16 on a CPU without avx512_bf16 or AMX runs
-slower than fp32 (oneDNN falls back to conversions), so a sweep would measure the emulation.
+slower than fp32 (oneDNN falls back to conversions), so a sweep would measure the emulation. The driver
+refuses it before any work, on its own host; a worker on another node refuses it on its own (the cell fails,
+is recorded, and the sweep goes on).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class Runtime:
         """`calibration`: the cell's first images, for a precision that calibrates (int8)."""
         self.model, self.device, self.threads, self.batch_size, self.side = model, device, threads, batch_size, side
         self.precision, self.calibration = precision, calibration
+        # The driver refused what its own host lacks; a worker on another node checks the host it runs on.
+        if reason := not_native(device.type, precision):
+            raise RuntimeError(reason)
         import torch
 
         # Decided once, not per batch: what the pixels are cast to, and the autocast around the forward.
