@@ -56,6 +56,14 @@ def test_a_worker_on_a_host_without_a_bf16_unit_refuses_bf16_itself(monkeypatch)
     assert Predictor(PredictorSpec(model="tiny", threads=1)).runtime.precision == "fp32"
 
 
+def test_a_cell_whose_worker_refuses_bf16_fails_and_is_recorded_with_the_reason(monkeypatch, tmp_path):
+    monkeypatch.setattr(runtimes, "unavailable", lambda *args: None)  # the driver's host has the unit
+    _flags(monkeypatch, NO_BF16)  # the worker's host has not
+    record, _ = run_cell(RunSpec(model="tiny", precision="bf16", images=2, batch_size=2, image_scale=0.25), tmp_path,
+                         write=False)
+    assert record.status == "failed" and "bf16 unit" in record.error
+
+
 def test_bf16_is_offered_where_the_cpu_has_a_bf16_unit(monkeypatch):
     _flags(monkeypatch, BF16)
     assert runtimes.unavailable("eager", "cpu", "bf16") is None
