@@ -65,6 +65,12 @@ def isolate_local_ray(names: list[str], ray_address: str | None, weights: str, s
           file=sys.stderr)
 
 
+def one_line(text: str) -> str:
+    """`text` with every unprintable character (a newline, a terminal escape) shown as "?": for what a record
+    or a file name puts on a plain line."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def unreadable_line(skipped: list[tuple[Path, str]]) -> str:
     """One line for the files a command could not read as records (their cells count as missing)."""
     path, why = skipped[0]

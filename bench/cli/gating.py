@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bench.cli import ALLOW_OPEN_ENV, unreadable_line
+from bench.cli import ALLOW_OPEN_ENV, one_line, unreadable_line
 from bench.cli.output import print_json, stdout_to_stderr
 from bench.report.format import fmt
 from bench.results.compare import PRIMARY, CellComparison, detectable_summary, judged_summary, suspect
@@ -32,15 +33,16 @@ SUSPECT_PAIRS = 2
 
 def gate(baseline: list[Path], candidate: Path, threshold: float, alpha: float, across_machines: bool = False,
          same_host: bool = False, allow_ungated: bool = False, as_json: bool = False,
-         decided: dict[str, CellComparison] | None = None) -> int:
+         decided: dict[str, CellComparison] | None = None, only: Collection[str] | None = None) -> int:
     """Print the comparison table and how many baseline cells it gated (`as_json`: verdict_payload); return
     the verdict's exit code (bench.results.gate.Verdict.exit_code). `decided`: cells an A/B job's interim
-    look decided, whose verdicts stand in place of this look's."""
-    verdict = judge(baseline, candidate, threshold, alpha, across_machines, same_host)
+    look decided, whose verdicts stand in place of this look's. `only`: the cells the candidate's sweep runs
+    (bench.results.gate.judge)."""
+    verdict = judge(baseline, candidate, threshold, alpha, across_machines, same_host, only=only)
     if decided:
         verdict.comparison.cells = [decided.get(c.cell_id, c) for c in verdict.comparison.cells]
     for note in verdict.notes:
-        print(f"segbench compare: {note}", file=sys.stderr)
+        print(f"segbench compare: {one_line(note)}", file=sys.stderr)
     if as_json:
         print_json({"baseline": baseline, "candidate": candidate, **verdict_payload(verdict, allow_ungated)})
     else:

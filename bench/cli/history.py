@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from bench.cli import app, unreadable_line
+from bench.cli import app, one_line, unreadable_line
 from bench.cli.output import Json, print_json
 from bench.errors import ConfigError
 from bench.results.gate import check_gate
@@ -60,17 +60,13 @@ def history(
     console = Console()
     steps = [(cell, s) for cell, found_steps in found.items() for s in found_steps]
     for cell, s in steps:  # one line a step, whatever the records' text holds (a newline could forge a line)
-        console.print(escape(_one_line(f"{cell}: {s['ratio']:.2f}× between {s['good']} ({s['good_run']}, "
+        console.print(escape(one_line(f"{cell}: {s['ratio']:.2f}× between {s['good']} ({s['good_run']}, "
                                        f"{s['good_date']}) and {s['bad']} ({s['bad_run']}, {s['bad_date']}): "
                                        f"{_bisect(s['good'], s['bad'])}")), soft_wrap=True)
     console.print(escape(f"{len(cells)} cells over {len(runs)} runs; {len(steps)} step(s); "
                          f"plot: {out / 'history.png'}"))
     if unreadable:
         console.print(escape(unreadable_line(unreadable)))
-
-
-def _one_line(text: str) -> str:
-    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 _COMMIT = re.compile(r"[0-9a-f]{1,64}")  # a full or short git object id (SHA-1 or SHA-256), lower case as git prints

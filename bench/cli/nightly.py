@@ -68,8 +68,10 @@ def nightly(
     here = baselines.lookup(baselines_root, env["fingerprint"])
     if here is None and require_baseline:
         raise ConfigError(f"{baselines_root} has no baseline for this machine, {baselines.describe(machine)}")
+    cells: set[str] = set()
     if here is not None:
-        check_same_cells(spec, here)
+        cells = sweep_cells(spec)
+        check_same_cells(cells, here)
     isolate_local_ray(spec.strategies, None, spec.weights, spec.source, allow_open_cluster)
     if here is None:
         target = baselines.folder(baselines_root, env["fingerprint"])
@@ -92,7 +94,9 @@ def nightly(
         if as_json:  # a reader of --json gets an object on every exit, not an empty stdout
             print_json({"stopped": f"the sweep into {candidate} stopped (exit {code})", "exit_code": code})
         raise typer.Exit(code)
-    raise typer.Exit(gate([here], candidate, threshold, alpha, allow_ungated=allow_ungated, as_json=as_json))
+    # A baseline recorded under an older preset may hold cells this one dropped: not "missing" every night.
+    raise typer.Exit(gate([here], candidate, threshold, alpha, allow_ungated=allow_ungated, as_json=as_json,
+                          only=cells))
 
 
 def recording_folder(root: Path, env: dict) -> Path:
@@ -103,15 +107,20 @@ def recording_folder(root: Path, env: dict) -> Path:
     return root / f".recording-{env['fingerprint']}-{commit}"
 
 
-def check_same_cells(spec: SweepSpec, here: Path) -> None:
-    """Refuse, before any work, a baseline that shares no cell with this sweep: the sweep changed since
-    it was recorded (a cell's id covers its whole spec), and every cell would be "missing" or "new"."""
-    from bench.results.store import ResultStore
+def sweep_cells(spec: SweepSpec) -> set[str]:
+    """The ids of the cells the sweep runs on this host."""
     from bench.sweep.executor import host_info
 
-    cells, _ = spec.expand(host_info())
+    return {cell.cell_id for cell in spec.expand(host_info())[0]}
+
+
+def check_same_cells(cells: set[str], here: Path) -> None:
+    """Refuse, before any work, a baseline that shares no cell with this sweep (`cells`): the sweep changed
+    since it was recorded (a cell's id covers its whole spec), and every cell would be "missing" or "new"."""
+    from bench.results.store import ResultStore
+
     recorded = {r.cell_id for r in ResultStore([here]).iter_latest()}
-    if recorded and not recorded & {c.cell_id for c in cells}:
+    if recorded and not recorded & cells:
         raise ConfigError(f"{here} shares no cell with this sweep: it changed since the baseline was recorded. "
                           f"Move that folder aside and run again to record a new one")
 

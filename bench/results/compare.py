@@ -58,7 +58,7 @@ machine-dependent too and are not normalised, so across machines a cell is judge
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,6 +169,7 @@ class Comparison:
     candidate_machines: set[str] = field(default_factory=set)
     caveats: str = ""
     unreadable: list[tuple[Path, str]] = field(default_factory=list)  # files not read as records, with why
+    left_out: list[str] = field(default_factory=list)  # baseline cells outside the `only` a caller named
 
     @property
     def machine_mismatch(self) -> bool:
@@ -448,14 +449,18 @@ def _blame(cell: CellComparison, floor: float) -> str:
 
 
 def compare(baseline: list[Path], candidate: list[Path], threshold: float = 0.05, alpha: float = 0.05,
-            normalise: bool = False, floor: float = FLOOR, paired: bool = False) -> Comparison:
+            normalise: bool = False, floor: float = FLOOR, paired: bool = False,
+            only: Collection[str] | None = None) -> Comparison:
     """Match cells by id and judge each: `threshold` bounds "unchanged" (the equivalence test), `floor` is
     the smallest change ever reported, `alpha` the family-wise level over cells × signals. `normalise`:
     across machines, each side on its machine's scale, judged on throughput alone (raises
     NotNormalisable where a record has no probe). `paired`: the sides are an A/B job's, repeat i of each
-    measured side by side (compare_cell)."""
+    measured side by side (compare_cell). `only`: the cell ids the candidate's sweep runs; a baseline cell
+    outside them is left out (`Comparison.left_out`), not reported missing."""
     stores = ResultStore(baseline), ResultStore(candidate)
     base, cand = (store.latest() for store in stores)
+    left_out = sorted(set(base) - set(only)) if only is not None else []
+    base = {cell_id: records for cell_id, records in base.items() if cell_id not in left_out}
     scales = None
     if normalise:
         scales = tuple(machine_scale([r for rs in side.values() for r in rs]) for side in (base, cand))
@@ -471,7 +476,8 @@ def compare(baseline: list[Path], candidate: list[Path], threshold: float = 0.05
                    f"({scales[1].probes}); " + probe_caveats(environments(base), environments(cand))
                    + "; judged on throughput only: the probe does not scale the cpu and service signals, which "
                    "depend on the machine too")
-    return Comparison(cells, machines(base), machines(cand), caveats, [*stores[0].skipped(), *stores[1].skipped()])
+    return Comparison(cells, machines(base), machines(cand), caveats, [*stores[0].skipped(), *stores[1].skipped()],
+                      left_out)
 
 
 def detectable_summary(result: Comparison) -> str | None:

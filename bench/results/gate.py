@@ -5,6 +5,7 @@ it is ungated, like a missing or invalid one."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from bench.results.store import ResultStore
 
 REGRESSION_EXIT = 1  # a cell regressed or failed
 UNGATED_EXIT = 3  # beside 1 (a regression) and 2 (bad input): the gate could not test every baseline cell
+SHOWN = 5  # cell ids a note names before "and N more"
 _GATED = ("regression", "improvement", "unchanged", "failed")  # not "unknown": that needs more rounds
 
 
@@ -63,10 +65,12 @@ def candidate_machine(candidate: Path) -> str:
 
 
 def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float, across_machines: bool = False,
-          same_host: bool = False, floor: float = FLOOR) -> Verdict:
+          same_host: bool = False, floor: float = FLOOR, only: Collection[str] | None = None) -> Verdict:
     """Compare the candidate's records with the baseline's; a baselines root stands for the candidate's
     machine's folder in it. `same_host`: both sides were measured here in one job (an A/B, in alternating
-    rounds), whatever fingerprint each side's code computed; its repeats are then compared in pairs."""
+    rounds), whatever fingerprint each side's code computed; its repeats are then compared in pairs.
+    `only`: the cells the candidate's sweep runs (bench.results.compare.compare); the baseline's others are
+    named in a note."""
     for path in [*baseline, candidate]:
         if not Path(path).exists():
             raise ConfigError(f"{path}: no such file or folder")
@@ -84,9 +88,13 @@ def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float,
         folders.append(chosen)
     try:
         result = compare(folders, [candidate], threshold, alpha, normalise=across_machines, floor=floor,
-                         paired=same_host)
+                         paired=same_host, only=only)
     except NotNormalisable as err:
         raise ConfigError(str(err)) from None
+    if result.left_out:
+        more = f" and {len(result.left_out) - SHOWN} more" if len(result.left_out) > SHOWN else ""
+        notes.append(f"{len(result.left_out)} baseline cell(s) this sweep no longer runs, not gated: "
+                     f"{', '.join(result.left_out[:SHOWN])}{more}")
     if not result.cells:
         raise ConfigError("no records found to compare")
     if all(c.verdict in ("missing", "new") for c in result.cells):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from bench.cli.gating import print_verdict
+from bench.cli.gating import gate, print_verdict
 from bench.results.compare import (
     GATED_SIGNALS,
     SIGNAL_NAMES,
@@ -23,7 +23,7 @@ from bench.results.compare import (
     decide,
     detectable_summary,
 )
-from bench.results.gate import UNGATED_EXIT, Verdict
+from bench.results.gate import UNGATED_EXIT, Verdict, judge
 from bench.results.measured import Metrics
 from bench.results.record import RunRecord
 from bench.results.store import write_atomic
@@ -187,6 +187,22 @@ def test_across_machines_judges_throughput_alone_and_says_so(tmp_path):
     assert "judged on throughput only" in result.caveats
     same = compare([base], [cand], 0.05)  # on one machine's terms, cpu flags the slowdown
     assert same.cells[0].verdict == "regression" and same.cells[0].flagged_by == ["cpu"]
+
+
+def test_a_baseline_cell_the_sweep_no_longer_runs_is_left_out_by_name_not_missing(tmp_path, capsys):
+    """A nightly baseline recorded under an older preset keeps cells the preset has since dropped: the gate
+    names them in one note (its control characters shown as ?) instead of failing every night on them."""
+    kept, dropped = _spread(3.0, 0.01, 5, 1), _spread(3.0, 0.01, 5, 2)
+    base = _write(tmp_path / "base" / "m", "kept", kept, kept, 0.3)
+    _write(base, "dropped\x1b[31m", dropped, dropped, 0.3)
+    cand = _write(tmp_path / "cand" / "m", "kept", _spread(3.0, 0.01, 5, 3), _spread(3.0, 0.01, 5, 4), 0.3)
+    every = judge([base], cand, 0.05, 0.05)
+    assert {c.cell_id: c.verdict for c in every.comparison.cells} == {"kept": "unchanged", "dropped\x1b[31m": "missing"}
+    assert every.exit_code() == UNGATED_EXIT and not every.notes
+    assert gate([base], cand, 0.05, 0.05, only={"kept"}) == 0
+    out, err = capsys.readouterr()
+    assert "gated 1 of 1 baseline cells" in out
+    assert "1 baseline cell(s) this sweep no longer runs, not gated: dropped?[31m" in err and "\x1b" not in err
 
 
 def test_the_table_prints_unknown_with_its_reason_and_what_flagged_a_regression():
