@@ -167,8 +167,11 @@ def test_too_few_samples_flag_a_slowdown_past_the_threshold_and_are_unknown_othe
     assert judged["same"].verdict == "unknown" and judged["same"].note.startswith("needs more rounds: too few samples")
 
 
-def _write(folder: Path, cell: str, throughput: list[float], cpu: list[float], probe_s: float) -> Path:
+def _write(folder: Path, cell: str, throughput: list[float], cpu: list[float], probe_s: float,
+           cell_id: str | None = None) -> Path:
+    """Records of strategy `cell` (its id, unless `cell_id`) into folder/runs/cell, on machine folder.name."""
     for i, record in enumerate(_records(cell, throughput, cpu, cpu)):
+        record.cell_id = cell_id or cell
         record.environment = {"fingerprint": folder.name, "cpu_logical": 2}
         record.machine_probe = {"b0_forward_s": probe_s}
         write_atomic(folder / "runs" / cell / f"r{i}.json", record.to_dict())
@@ -193,16 +196,17 @@ def test_a_baseline_cell_the_sweep_no_longer_runs_is_left_out_by_name_not_missin
     """A nightly baseline recorded under an older preset keeps cells the preset has since dropped: the gate
     names them in one note (its control characters shown as ?) instead of failing every night on them."""
     kept, dropped = _spread(3.0, 0.01, 5, 1), _spread(3.0, 0.01, 5, 2)
-    base = _write(tmp_path / "base" / "m", "kept", kept, kept, 0.3)
-    _write(base, "dropped\x1b[31m", dropped, dropped, 0.3)
-    cand = _write(tmp_path / "cand" / "m", "kept", _spread(3.0, 0.01, 5, 3), _spread(3.0, 0.01, 5, 4), 0.3)
+    base = _write(tmp_path / "base" / "m", "tasks", kept, kept, 0.3)
+    _write(base, "actors", dropped, dropped, 0.3, cell_id="actors\x1b[31m")
+    cand = _write(tmp_path / "cand" / "m", "tasks", _spread(3.0, 0.01, 5, 3), _spread(3.0, 0.01, 5, 4), 0.3)
     every = judge([base], cand, 0.05, 0.05)
-    assert {c.cell_id: c.verdict for c in every.comparison.cells} == {"kept": "unchanged", "dropped\x1b[31m": "missing"}
+    assert {c.cell_id: c.verdict for c in every.comparison.cells} == {"tasks": "unchanged",
+                                                                      "actors\x1b[31m": "missing"}
     assert every.exit_code() == UNGATED_EXIT and not every.notes
-    assert gate([base], cand, 0.05, 0.05, only={"kept"}) == 0
+    assert gate([base], cand, 0.05, 0.05, only={"tasks"}) == 0
     out, err = capsys.readouterr()
     assert "gated 1 of 1 baseline cells" in out
-    assert "1 baseline cell(s) this sweep no longer runs, not gated: dropped?[31m" in err and "\x1b" not in err
+    assert "1 baseline cell(s) this sweep no longer runs, not gated: actors?[31m" in err and "\x1b" not in err
 
 
 def test_the_table_prints_unknown_with_its_reason_and_what_flagged_a_regression():
