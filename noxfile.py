@@ -75,7 +75,7 @@ def nightly(session: nox.Session) -> None:
     commit beside this tree in alternating rounds and compare, failing on a regression. Figures from
     another machine or another session are never the reference."""
     # 10%: the equivalence margin (a cell is unchanged when shown within it); any significant slowdown over 2%
-    # is a regression. Its budget (40 min) gives the cells still unknown after 5 rounds more rounds.
+    # is a regression. Its budget (40 min) gives the cells still unknown after the preset's 3 rounds more rounds.
     session.run(PY, "-m", "bench", "nightly", "--preset", "nightly", "--threshold", "0.10", *session.posargs)
 
 

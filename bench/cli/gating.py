@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Collection
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from rich.console import Console
@@ -33,7 +33,7 @@ SUSPECT_PAIRS = 2
 
 def gate(baseline: list[Path], candidate: Path, threshold: float, alpha: float, across_machines: bool = False,
          same_host: bool = False, allow_ungated: bool = False, as_json: bool = False,
-         decided: dict[str, CellComparison] | None = None, only: Collection[str] | None = None) -> int:
+         decided: dict[str, CellComparison] | None = None, only: AbstractSet[str] | None = None) -> int:
     """Print the comparison table and how many baseline cells it gated (`as_json`: verdict_payload); return
     the verdict's exit code (bench.results.gate.Verdict.exit_code). `decided`: cells an A/B job's interim
     look decided, whose verdicts stand in place of this look's. `only`: the cells the candidate's sweep runs
@@ -59,6 +59,7 @@ def verdict_payload(verdict: Verdict, allow_ungated: bool = False) -> dict:
         "across_machines": verdict.across_machines, "notes": list(verdict.notes),
         "cells": [_cell_row(c, verdict.across_machines) for c in result.cells],
         "in_baseline": len(verdict.in_baseline), "gated": [c.cell_id for c in verdict.gated],
+        "left_out": list(result.left_out),
         "ungated": [{"cell_id": c.cell_id, "verdict": c.verdict, "note": c.note} for c in verdict.ungated],
         "regressions": [c.cell_id for c in result.regressions],
         "caveats": result.caveats or None,

@@ -58,7 +58,8 @@ machine-dependent too and are not normalised, so across machines a cell is judge
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -450,7 +451,7 @@ def _blame(cell: CellComparison, floor: float) -> str:
 
 def compare(baseline: list[Path], candidate: list[Path], threshold: float = 0.05, alpha: float = 0.05,
             normalise: bool = False, floor: float = FLOOR, paired: bool = False,
-            only: Collection[str] | None = None) -> Comparison:
+            only: AbstractSet[str] | None = None) -> Comparison:
     """Match cells by id and judge each: `threshold` bounds "unchanged" (the equivalence test), `floor` is
     the smallest change ever reported, `alpha` the family-wise level over cells × signals. `normalise`:
     across machines, each side on its machine's scale, judged on throughput alone (raises
@@ -459,8 +460,8 @@ def compare(baseline: list[Path], candidate: list[Path], threshold: float = 0.05
     outside them is left out (`Comparison.left_out`), not reported missing."""
     stores = ResultStore(baseline), ResultStore(candidate)
     base, cand = (store.latest() for store in stores)
-    left_out = sorted(set(base) - set(only)) if only is not None else []
-    base = {cell_id: records for cell_id, records in base.items() if cell_id not in left_out}
+    left_out = sorted(set(base) - only) if only is not None else []
+    base = {cell_id: records for cell_id, records in base.items() if only is None or cell_id in only}
     scales = None
     if normalise:
         scales = tuple(machine_scale([r for rs in side.values() for r in rs]) for side in (base, cand))

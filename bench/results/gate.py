@@ -5,7 +5,7 @@ it is ungated, like a missing or invalid one."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +65,7 @@ def candidate_machine(candidate: Path) -> str:
 
 
 def judge(baseline: list[Path], candidate: Path, threshold: float, alpha: float, across_machines: bool = False,
-          same_host: bool = False, floor: float = FLOOR, only: Collection[str] | None = None) -> Verdict:
+          same_host: bool = False, floor: float = FLOOR, only: AbstractSet[str] | None = None) -> Verdict:
     """Compare the candidate's records with the baseline's; a baselines root stands for the candidate's
     machine's folder in it. `same_host`: both sides were measured here in one job (an A/B, in alternating
     rounds), whatever fingerprint each side's code computed; its repeats are then compared in pairs.

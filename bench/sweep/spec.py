@@ -176,7 +176,7 @@ class SweepSpec:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def expand(self, host: HostInfo, _origin: str = "sweep") -> tuple[list[Cell], list[Skip]]:
+    def expand(self, host: HostInfo | None, _origin: str = "sweep") -> tuple[list[Cell], list[Skip]]:
         return expand(self, host, _origin)
 
 
@@ -205,8 +205,9 @@ class Skip:
     reason: str
 
 
-def expand(sweep: SweepSpec, host: HostInfo, origin: str = "sweep") -> tuple[list[Cell], list[Skip]]:
-    """Cartesian product of the swept lists → cells to run, and skipped combinations with reasons."""
+def expand(sweep: SweepSpec, host: HostInfo | None, origin: str = "sweep") -> tuple[list[Cell], list[Skip]]:
+    """Cartesian product of the swept lists → cells to run, and skipped combinations with reasons. `host`
+    None: every cell of the grid, whatever a host can run (the cells a baseline recorded elsewhere may hold)."""
     from strategies.budget import CellRefused
 
     for key, bound in _BOUNDS.items():  # here, not only in from_dict: a sweep built in code is checked too
@@ -243,8 +244,8 @@ def expand(sweep: SweepSpec, host: HostInfo, origin: str = "sweep") -> tuple[lis
                            **{key: getattr(sweep, key) for key in _RULE_KEYS}, **cell)
         except ConfigError as err:
             raise ConfigError(f"{origin}: {err}") from None
-        reason = _skip_reason(spec, host)
-        if reason is None:
+        reason = _skip_reason(spec, host) if host else None
+        if reason is None and host:
             try:
                 strategy_cls.plan(spec, host.cpus, host.gpus)
             except CellRefused as err:

@@ -207,6 +207,8 @@ def test_a_baseline_cell_the_sweep_no_longer_runs_is_left_out_by_name_not_missin
     out, err = capsys.readouterr()
     assert "gated 1 of 1 baseline cells" in out
     assert "1 baseline cell(s) this sweep no longer runs, not gated: actors?[31m" in err and "\x1b" not in err
+    assert gate([base], cand, 0.05, 0.05, as_json=True, only={"tasks"}) == 0
+    assert json.loads(capsys.readouterr().out)["left_out"] == ["actors\x1b[31m"]
 
 
 def test_the_table_prints_unknown_with_its_reason_and_what_flagged_a_regression():

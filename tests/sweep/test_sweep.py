@@ -60,6 +60,11 @@ def test_skip_rules_cuda_and_impossible_cells():
     assert {(c.spec.strategy, c.spec.actors) for c in cells} == {("actors", 1), ("actors", 2), ("ray_data", 1)}
     on_gpu_host, _ = spec.expand(HostInfo(cpus=16, gpus=1))
     assert any(c.spec.device == "cuda" for c in on_gpu_host)
+    # Without a host, the whole grid (the cells a baseline recorded elsewhere may hold); only the
+    # meaningless actor counts of a strategy without workers are left out.
+    grid, skipped = spec.expand(None)
+    assert len(grid) == 12 and not skipped
+    assert {c.cell_id for c in cells} < {c.cell_id for c in grid}
 
 
 @pytest.mark.parametrize(("text", "message"), [
