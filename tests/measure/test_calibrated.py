@@ -2,7 +2,8 @@
 
 `calibrated:40ms` sleeps 40 ms per image in place of the forward pass (`:spin` busy-waits instead),
 through the real runner and every strategy. These are the only tests that assert on timing; the bands
-(±20%) hold on a noisy 2-core VM because sleeping workers do not compete for the cores. Each guards
+(±20%) hold on a noisy 2-core VM because sleeping workers do not compete for the cores, and no band
+depends on the host's speed (CPU-bound costs outside the sleep are checked against their own clock). Each guards
 one accounting rule in bench.measure.metrics and fails if it is put back the old way.
 """
 
@@ -16,6 +17,7 @@ import pytest
 import strategies
 from bench.config import RunSpec
 from bench.measure.runner import run_cell
+from bench.results.measured import Metrics
 from bench.results.record import RunRecord
 from bench.workload.calibrated import parse
 
@@ -46,16 +48,34 @@ def test_model_names_parse():
         RunSpec(model="calibrated:fast")
 
 
+# `tasks` and `actor_pool_map` send a worker its next batch only when its last one is back: every batch
+# also pays a round trip outside the 4 × 40 ms (dispatch, transfer; `tasks` rebuilds its predictor),
+# CPU-bound work that doubles on a host 2× slower (10–40 ms a batch here, and a 19.9 img/s run failed the
+# closed form's band). Their steady rate is checked against that round trip, each batch's own latency on
+# the driver, and their service against the closed form.
+ROUND_TRIP_PER_BATCH = {"tasks", "actor_pool_map"}
+
+
+def assert_steady_rate(strategy: str, m: Metrics, workers: int) -> None:
+    """Steady throughput against its closed form: `workers` × the calibrated rate, or for a strategy that
+    pays a round trip per batch, `workers` batches per batch latency (and never above the calibrated rate)."""
+    if strategy in ROUND_TRIP_PER_BATCH:
+        assert m.service_s["p50"] == pytest.approx(4 * MS / 1000, rel=BAND)
+        assert m.throughput_steady == pytest.approx(workers * 4 / m.latency_p50_s, rel=BAND)
+        assert m.throughput_steady < workers * PER_WORKER * (1 + BAND)
+    else:
+        assert m.throughput_steady == pytest.approx(workers * PER_WORKER, rel=BAND)
+
+
 @pytest.mark.parametrize("strategy", strategies.names())
 def test_steady_throughput_of_one_worker(strategy, ray_local):
-    m = cell(strategy).metrics
-    assert m.throughput_steady == pytest.approx(PER_WORKER, rel=BAND)
+    assert_steady_rate(strategy, cell(strategy).metrics, workers=1)
 
 
 @pytest.mark.parametrize("strategy", [s for s in strategies.names() if strategies.get(s).scales_with_workers])
 def test_steady_throughput_of_two_workers(strategy, ray_local):
     m = cell(strategy, actors=2, images=96).metrics
-    assert m.throughput_steady == pytest.approx(2 * PER_WORKER, rel=BAND)
+    assert_steady_rate(strategy, m, workers=2)
     assert m.workers_used == 2
 
 
