@@ -288,6 +288,32 @@ def test_a_cell_decided_at_an_interim_look_keeps_that_verdict(tmp_path, monkeypa
     assert "0.005 at each interim look" in captured.err and "0.04 at the last" in captured.err
 
 
+def test_a_decided_cell_prints_the_detectable_slowdown_of_the_last_look(tmp_path, monkeypatch, capsys):
+    """The verdict is the interim look's; its detectable slowdown is the last look's over the same pairs:
+    at the interim level it would sit above the very slowdown that was caught."""
+    from bench.cli.gating import run_ab
+    from bench.sweep import interleave
+    from bench.sweep.spec import SweepSpec
+
+    def rounds_run(sweep_args, cells, rounds, commit, results, unknown, on_run, env, planted):
+        sides = interleave.Sides(tmp_path / "b", tmp_path / "c", commit)
+        _write(sides.baseline, "tasks", [4.0, 4.1, 3.9, 4.05], [1.0] * 4, 0.3)
+        _write(sides.candidate, "tasks", [3.0, 3.2, 2.9, 3.1], [1.0] * 4, 0.3)
+        assert unknown(sides) == {}
+        return sides
+
+    monkeypatch.setattr(interleave, "run_interleaved", rounds_run)
+    rounds = interleave.Rounds(3, 5, deadline=1e12)
+    assert run_ab(["--preset", "nightly"], SweepSpec.preset("nightly"), rounds, "a" * 40, tmp_path, 0.05, 0.05,
+                  as_json=True) == 1
+    (cell,) = json.loads(capsys.readouterr().out)["cells"]
+    assert cell["verdict"] == "regression" and cell["note"] == "decided after 4 pairs at alpha 0.005"
+    interim, last = (judge([tmp_path / "b"], tmp_path / "c", 0.05, level, same_host=True).comparison.cells[0]
+                     for level in (0.005, 0.04))
+    assert cell["detectable"] == pytest.approx(last.detectable) and last.detectable < interim.detectable
+    assert cell["detectable_by_signal"] == pytest.approx(last.detectable_by_signal)
+
+
 def test_the_table_gives_the_detectable_slowdown_on_each_judged_signal():
     from bench.cli.gating import detectable
 
