@@ -54,14 +54,15 @@ def gate(baseline: list[Path], candidate: Path, threshold: float, alpha: float, 
 
 def _kept(early: CellComparison, last: CellComparison) -> CellComparison:
     """A cell decided at an interim look: that look's verdict, with the detectable slowdown of the last
-    look, over the same pairs (the cell ran no more). The figure says what the rounds as designed could
-    see in this cell, had it run on to the last look. Taken at the interim look's strict level it said
-    when the cell stopped instead: a cell is flagged as soon as its slowdown clears that level, so on the
-    signal that flagged it the figure there is about that slowdown plus 0.9 standard errors, above the
-    very slowdown it caught (a planted 5% printed 5.04–5.18%; a 9.5% flagged after 5 pairs printed 20% on
-    throughput, 9% at the last look's level)."""
-    if not last.detectable_by_signal:
-        return early
+    look over the same pairs (the cell ran no more). A cell slowed by about that figure would not have been
+    passed early (an early verdict needs the strict level, and the regression test comes before the
+    equivalence test), so it would have been flagged early or judged at the last look with at least these
+    pairs: the figure is conservative on pairs. Taken at the interim level instead, it said when the cell stopped:
+    a cell is flagged as soon as its slowdown clears that level, so on the signal that flagged it the
+    figure there is about that slowdown plus 0.9 standard errors. Should the two looks' pairs differ, no
+    figure is given rather than the interim one."""
+    if last.samples != early.samples:
+        return dataclasses.replace(early, detectable=None, detectable_by_signal={})
     return dataclasses.replace(early, detectable=last.detectable, detectable_by_signal=last.detectable_by_signal)
 
 

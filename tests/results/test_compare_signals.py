@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from bench.cli.gating import gate, print_verdict
+from bench.cli.gating import _kept, gate, print_verdict
 from bench.results.compare import (
     GATED_SIGNALS,
     SIGNAL_NAMES,
@@ -312,6 +312,8 @@ def test_a_decided_cell_prints_the_detectable_slowdown_of_the_last_look(tmp_path
                      for level in (0.005, 0.04))
     assert cell["detectable"] == pytest.approx(last.detectable) and last.detectable < interim.detectable
     assert cell["detectable_by_signal"] == pytest.approx(last.detectable_by_signal)
+    more = CellComparison("tasks", "tasks", "regression", detectable=0.01, samples="6 pairs")
+    assert _kept(interim, more).detectable is None  # other pairs: no figure, not the interim one
 
 
 def test_the_table_gives_the_detectable_slowdown_on_each_judged_signal():
